@@ -1,0 +1,150 @@
+"""Settings: paths, backends, retrieval and web options.
+
+One frozen dataclass, built from defaults < environment < ``.streamlit/secrets.toml``
+(keys only) < explicit overrides. Nothing here touches the network or imports heavy libraries.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from medrag.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+DEFAULT_ALLOWLIST: tuple[str, ...] = (
+    "radiopaedia.org",
+    "nih.gov",
+    "ncbi.nlm.nih.gov",
+    "medlineplus.gov",
+    "rsna.org",
+    "radiologyinfo.org",
+    "cdc.gov",
+    "who.int",
+    "merckmanuals.com",
+    "mayoclinic.org",
+)
+
+
+def default_data_dir() -> Path:
+    """The data folder: ``$MEDRAG_DATA_DIR`` or ``data/`` beside the package."""
+    env = os.environ.get("MEDRAG_DATA_DIR")
+    return Path(env).expanduser().resolve() if env else REPO_ROOT / "data"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a MedRAG run can be configured with."""
+
+    data_dir: Path = field(default_factory=default_data_dir)
+    image_encoder: str = "classic"
+    text_encoder: str = "minilm"
+    reasoner: str = "evidence"
+    summariser: str = "rules"
+    k: int = 5
+    web_provider: str = "auto"  # auto | serpapi | tavily | off
+    web_max_results: int = 5
+    allowlist: tuple[str, ...] = DEFAULT_ALLOWLIST
+    serpapi_api_key: str | None = field(default=None, repr=False)
+    tavily_api_key: str | None = field(default=None, repr=False)
+    serpapi_base_url: str | None = None
+    tavily_base_url: str | None = None
+    # model backends (issue 4); ids or local directories
+    hf_reasoner_model: str = "Manusinhh/medgemma-finetuned-cxr-reasoning"
+    hf_summariser_model: str = "Manusinhh/medgemma-finetuned-cxr-summerizer"
+    hf_base_model: str = "google/medgemma-4b-it"
+    openai_base_url: str | None = None
+    openai_model: str = "medgemma"
+    openai_api_key: str | None = field(default=None, repr=False)
+    max_new_tokens: int = 512
+    temperature: float = 0.2
+    load_in_4bit: bool = False
+    demo_cases: int = 240
+    save_history: bool = True
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.k <= 100:
+            raise ConfigError(f"k must be between 1 and 100, got {self.k}; pass a value such as --k 5.")
+        if self.web_provider not in {"auto", "serpapi", "tavily", "off"}:
+            raise ConfigError(
+                f"web_provider {self.web_provider!r} is unknown; use auto, serpapi, tavily or off."
+            )
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
+
+    # Derived paths: one data folder holds everything, so it moves as one.
+    @property
+    def db_path(self) -> Path:
+        """The DuckDB file."""
+        return self.data_dir / "medrag.duckdb"
+
+    @property
+    def thumbs_dir(self) -> Path:
+        """Content-addressed thumbnails."""
+        return self.data_dir / "thumbs"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Content-addressed copies of uploaded files."""
+        return self.data_dir / "uploads"
+
+    @property
+    def index_dir(self) -> Path:
+        """FAISS indexes, one per encoder."""
+        return self.data_dir / "index"
+
+    @property
+    def demo_dir(self) -> Path:
+        """Where the synthetic demo library's images and labels.csv are written."""
+        return self.data_dir / "demo"
+
+    @property
+    def models_dir(self) -> Path:
+        """Fitted state of weight-free models (e.g. the classic encoder's PCA)."""
+        return self.data_dir / "models"
+
+    def with_overrides(self, **changes: Any) -> "Settings":
+        """A copy with some fields changed (``None`` values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _read_secrets(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}); fix it or delete it.") from exc
+
+
+def load_settings(secrets_path: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment and ``.streamlit/secrets.toml``, then ``overrides``.
+
+    Environment: MEDRAG_DATA_DIR, MEDRAG_IMAGE_ENCODER, MEDRAG_TEXT_ENCODER, MEDRAG_REASONER,
+    MEDRAG_SUMMARISER, MEDRAG_K, MEDRAG_WEB, SERPAPI_API_KEY, TAVILY_API_KEY, MEDRAG_OPENAI_BASE_URL,
+    MEDRAG_OPENAI_MODEL, OPENAI_API_KEY.
+    """
+    secrets = _read_secrets(secrets_path or REPO_ROOT / ".streamlit" / "secrets.toml")
+    env = os.environ
+    values: dict[str, Any] = {
+        "image_encoder": env.get("MEDRAG_IMAGE_ENCODER"),
+        "text_encoder": env.get("MEDRAG_TEXT_ENCODER"),
+        "reasoner": env.get("MEDRAG_REASONER"),
+        "summariser": env.get("MEDRAG_SUMMARISER"),
+        "web_provider": env.get("MEDRAG_WEB"),
+        "serpapi_api_key": env.get("SERPAPI_API_KEY") or secrets.get("SERPAPI_API_KEY"),
+        "tavily_api_key": env.get("TAVILY_API_KEY") or secrets.get("TAVILY_API_KEY"),
+        "openai_base_url": env.get("MEDRAG_OPENAI_BASE_URL") or secrets.get("MEDRAG_OPENAI_BASE_URL"),
+        "openai_model": env.get("MEDRAG_OPENAI_MODEL"),
+        "openai_api_key": env.get("OPENAI_API_KEY") or secrets.get("OPENAI_API_KEY"),
+    }
+    if env.get("MEDRAG_K"):
+        try:
+            values["k"] = int(env["MEDRAG_K"])
+        except ValueError as exc:
+            raise ConfigError(f"MEDRAG_K must be an integer, got {env['MEDRAG_K']!r}.") from exc
+    values.update(overrides)
+    return Settings().with_overrides(**values)

@@ -1,0 +1,127 @@
+"""The encoder interface and its registry.
+
+An image encoder turns decoded CXR pixels (2-D float32 arrays in [0, 1]) into L2-normalised
+float32 vectors; a text encoder does the same for strings. An encoder with both towers (CLIP)
+implements both. Factories are registered by name and built lazily from :class:`Settings`,
+so no weights load until an encoder is asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import numpy as np
+
+from medrag.errors import ConfigError
+
+if TYPE_CHECKING:
+    from medrag.config import Settings
+
+
+@runtime_checkable
+class ImageEncoder(Protocol):
+    """Images → vectors. ``version`` changes whenever vectors would change (weights, fitted state)."""
+
+    name: str
+    version: str
+    dim: int
+
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """(n, dim) float32, each row L2-normalised. Inputs: 2-D float32 arrays in [0, 1]."""
+        ...
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """Texts → vectors (same contract as :class:`ImageEncoder`)."""
+
+    name: str
+    version: str
+    dim: int
+
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, dim) float32, each row L2-normalised."""
+        ...
+
+
+@runtime_checkable
+class FittableEncoder(Protocol):
+    """An image encoder with state fitted on the library (e.g. PCA whitening)."""
+
+    def fit(self, images: Sequence[np.ndarray]) -> None:
+        """Fit on library images; updates ``version``."""
+        ...
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether :meth:`fit` has run (or fitted state was loaded)."""
+        ...
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """A registry entry: how to build an encoder and what it needs."""
+
+    name: str
+    kind: str  # "image", "text" or "image+text"
+    factory: Callable[["Settings"], object]
+    description: str = ""
+    weight_free: bool = True
+
+
+_REGISTRY: dict[str, EncoderSpec] = {}
+
+
+def register_encoder(spec: EncoderSpec) -> None:
+    """Add (or replace) an encoder factory."""
+    _REGISTRY[spec.name] = spec
+
+
+def encoder_names(kind: str | None = None) -> list[str]:
+    """Registered names, optionally only those whose kind includes ``kind`` ("image"/"text")."""
+    _load_builtins()
+    return sorted(n for n, s in _REGISTRY.items() if kind is None or kind in s.kind)
+
+
+def get_encoder_spec(name: str) -> EncoderSpec:
+    """The registry entry for ``name``; the error lists valid names."""
+    _load_builtins()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(
+            f"Unknown encoder {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}."
+        ) from None
+
+
+def build_encoder(name: str, settings: "Settings") -> object:
+    """Build the encoder called ``name`` (may load weights; raises BackendUnavailableError if missing)."""
+    return get_encoder_spec(name).factory(settings)
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), as contiguous float32."""
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=1, keepdims=True)
+    return np.ascontiguousarray(v / np.maximum(norms, 1e-12), dtype=np.float32)
+
+
+_BUILTINS_LOADED = False
+
+
+def _load_builtins() -> None:
+    # Importing the modules registers them; done lazily so `import medrag` stays light.
+    global _BUILTINS_LOADED
+    if _BUILTINS_LOADED:
+        return
+    _BUILTINS_LOADED = True
+    import importlib
+
+    for module in ("classic", "text", "openclip", "xrv"):
+        try:
+            importlib.import_module(f"medrag.encoders.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"medrag.encoders.{module}":
+                raise

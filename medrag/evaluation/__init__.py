@@ -1,0 +1,1 @@
+"""Quality measurement: retrieval precision (``retrieval``) and labeler F1 (``labeler``)."""

@@ -1,0 +1,116 @@
+"""Plain data records shared by every module (no heavy imports)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+FindingStatus = Literal["present", "absent", "uncertain"]
+
+#: The findings every labeler reports (CheXpert-style), in display order.
+FINDINGS: tuple[str, ...] = (
+    "no finding",
+    "cardiomegaly",
+    "effusion",
+    "pneumothorax",
+    "consolidation",
+    "opacity",
+    "atelectasis",
+    "edema",
+    "nodule/mass",
+    "pneumonia",
+    "fracture",
+    "support devices",
+    "emphysema",
+)
+
+
+@dataclass
+class CXRImage:
+    """A decoded chest X-ray: 2-D float32 pixels in [0, 1] (0 = black) plus metadata.
+
+    ``meta`` holds de-identified, JSON-serialisable metadata: ``format`` (png/jpeg/dicom/...),
+    ``width``, ``height``, ``bit_depth``, ``converted_from_rgb`` (bool), ``photometric``,
+    ``window`` (center, width) when known, ``dicom`` (dict of de-identified tags),
+    ``burned_in_annotation`` (bool) and ``warnings`` (list of str).
+    """
+
+    pixels: np.ndarray
+    meta: dict[str, Any] = field(default_factory=dict)
+    #: sha256 of the normalised 8-bit pixels + shape: identical pixels share it.
+    pixel_hash: str = ""
+    #: sha256 of the original file bytes ("" for in-memory images).
+    file_hash: str = ""
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width)."""
+        return (int(self.pixels.shape[0]), int(self.pixels.shape[1]))
+
+
+@dataclass(frozen=True)
+class Case:
+    """One library case (a row of the ``cases`` table)."""
+
+    case_id: str
+    label: str
+    dataset: str
+    image_path: str
+    thumb_path: str
+    report: str = ""
+    patient_id: str = ""
+    view: str = ""
+    synthetic: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A similar case found by the index."""
+
+    case_id: str
+    score: float
+    rank: int
+    label: str = ""
+    dataset: str = ""
+    report: str = ""
+    thumb_path: str = ""
+    image_path: str = ""
+    synthetic: bool = False
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A one-line label plus structured findings."""
+
+    label: str
+    findings: dict[str, FindingStatus]
+    backend: str = "rules"
+
+    def present(self) -> list[str]:
+        """Names of findings marked present."""
+        return [name for name, status in self.findings.items() if status == "present"]
+
+
+@dataclass(frozen=True)
+class WebResult:
+    """One reference from a trusted medical website (text only, HTML stripped)."""
+
+    title: str
+    url: str
+    domain: str
+    snippet: str
+    image_url: str = ""
+    provider: str = ""
+
+
+@dataclass(frozen=True)
+class GuardVerdict:
+    """The domain guard's decision on a text question or an image."""
+
+    allowed: bool
+    reason: str
+    score: float = 0.0
+    kind: Literal["text", "image"] = "text"
