@@ -78,6 +78,11 @@ _SCHEMA = [
         total_seconds DOUBLE DEFAULT 0,
         notes VARCHAR DEFAULT '',
         tags VARCHAR DEFAULT '[]')""",
+    """CREATE TABLE IF NOT EXISTS sources (
+        source_key VARCHAR PRIMARY KEY,
+        size BIGINT NOT NULL,
+        mtime_ns BIGINT NOT NULL,
+        case_id VARCHAR NOT NULL)""",
     """CREATE TABLE IF NOT EXISTS web_cache (
         key VARCHAR PRIMARY KEY,
         provider VARCHAR NOT NULL,
@@ -270,6 +275,50 @@ class Store:
             )
             after = cur.execute("SELECT count(*) FROM cases").fetchone()[0]
         return int(after - before)
+
+    def add_ingest_batch(
+        self,
+        cases: Sequence[Case],
+        sizes: Sequence[tuple[int, int]],
+        sources: Sequence[tuple[str, int, int, str]],
+        embeddings: tuple[str, str, Sequence[str], np.ndarray] | None = None,
+    ) -> int:
+        """Cases, their source fingerprints and (optionally) vectors in ONE transaction; returns new cases.
+
+        ``sources`` rows are (source_key, size, mtime_ns, case_id); ``embeddings`` is
+        (encoder, version, case_ids, vectors). A crash leaves either all of a batch or none of it.
+        """
+        now = _utcnow()
+        case_rows = [
+            [c.case_id, c.label, c.dataset, c.image_path, c.thumb_path, c.report, c.patient_id, c.view,
+             c.synthetic, json.dumps(c.extra, default=str), w, h, now]
+            for c, (w, h) in zip(cases, sizes)
+        ]
+        with self.transaction() as cur:
+            before = cur.execute("SELECT count(*) FROM cases").fetchone()[0]
+            if case_rows:
+                cur.executemany(
+                    f"INSERT INTO cases ({', '.join(_CASE_COLUMNS)}) VALUES ({', '.join('?' * len(_CASE_COLUMNS))}) "
+                    "ON CONFLICT (case_id) DO NOTHING",
+                    case_rows,
+                )
+            if sources:
+                cur.executemany("INSERT OR REPLACE INTO sources VALUES (?, ?, ?, ?)", [list(s) for s in sources])
+            if embeddings is not None and len(embeddings[2]):
+                encoder, version, ids, vectors = embeddings
+                cur.execute("DELETE FROM embeddings WHERE encoder = ? AND list_contains(?, case_id)", [encoder, list(ids)])
+                cur.executemany(
+                    "INSERT INTO embeddings VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    [[cid, encoder, version, vec.astype(np.float32).tolist()] for cid, vec in zip(ids, vectors)],
+                )
+            after = cur.execute("SELECT count(*) FROM cases").fetchone()[0]
+        return int(after - before)
+
+    def known_sources(self) -> dict[str, tuple[int, int]]:
+        """source_key → (size, mtime_ns) of every file already ingested (to skip unchanged files)."""
+        with self.cursor() as cur:
+            rows = cur.execute("SELECT source_key, size, mtime_ns FROM sources").fetchall()
+        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
 
     def existing_case_ids(self, case_ids: Iterable[str]) -> set[str]:
         """Which of ``case_ids`` are already in the library."""

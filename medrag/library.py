@@ -1,0 +1,468 @@
+"""Case-library import: folders (with an optional labels CSV), Open-i XML reports, Hugging Face-style parquet.
+
+Every importer turns its source into :class:`IngestItem` rows; :func:`ingest_items` then decodes them
+(in worker processes for large imports), writes content-addressed thumbnails, embeds them with the
+library's image encoder when that is cheap, and stores each batch in one transaction. Import is
+incremental and idempotent: unchanged files are skipped by (path, size, mtime) and identical pixels are
+stored once (the case id is the pixel hash).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from medrag.config import Settings
+from medrag.errors import LibraryError, MedRAGError
+from medrag.records import Case
+from medrag.store import Store
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".tif", ".tiff", ".bmp"})
+_IMAGE_COLUMNS = ("image", "path", "file", "filename", "image_path")
+_LABEL_COLUMNS = ("label", "finding", "findings_label", "diagnosis")
+_KNOWN_COLUMNS = {"image", "label", "report", "patient_id", "view", "dataset", "synthetic"}
+_BATCH = 64
+
+
+@dataclass(frozen=True)
+class IngestItem:
+    """One image to import, with its metadata. Either ``path`` or ``data`` is set."""
+
+    source_key: str
+    label: str
+    dataset: str
+    path: Path | None = None
+    data: bytes | None = None
+    report: str = ""
+    patient_id: str = ""
+    view: str = ""
+    synthetic: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+    size: int = 0
+    mtime_ns: int = 0
+
+
+@dataclass
+class IngestReport:
+    """What an import did."""
+
+    source: str
+    seen: int = 0
+    added: int = 0
+    duplicates: int = 0
+    unchanged: int = 0
+    embedded: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """One line for the terminal or the app."""
+        rate = self.seen / self.seconds if self.seconds > 0 else 0.0
+        text = (
+            f"{self.source}: {self.seen} seen, {self.added} added, {self.duplicates} duplicate pixels, "
+            f"{self.unchanged} unchanged, {len(self.errors)} skipped with errors "
+            f"({self.seconds:.1f} s, {rate:.0f} images/s)"
+        )
+        return text
+
+
+# --------------------------------------------------------------------------- sources → items
+def _file_item(path: Path, **fields: Any) -> IngestItem:
+    stat = path.stat()
+    return IngestItem(source_key=str(path.resolve()), path=path, size=stat.st_size, mtime_ns=stat.st_mtime_ns, **fields)
+
+
+def iter_folder(folder: Path) -> Iterator[IngestItem]:
+    """Every image under ``folder`` (recursively); label = the first sub-folder's name, dataset = folder name."""
+    folder = folder.resolve()
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        if path.suffix.lower() not in IMAGE_SUFFIXES and not _looks_like_dicom(path):
+            continue
+        relative = path.relative_to(folder)
+        label = relative.parts[0] if len(relative.parts) > 1 else "unlabelled"
+        yield _file_item(path, label=label, dataset=folder.name)
+
+
+def _looks_like_dicom(path: Path) -> bool:
+    if path.suffix:
+        return False
+    try:
+        with path.open("rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _pick(row: dict[str, str], names: Sequence[str]) -> str:
+    for name in names:
+        value = row.get(name)
+        if value is not None and str(value).strip():
+            return str(value).strip()
+    return ""
+
+
+def resolve_inside(root: Path, relative: str) -> Path:
+    """``root / relative``, refusing absolute paths and paths that escape ``root``."""
+    if not relative:
+        raise LibraryError("the image cell is empty")
+    if PurePosixPath(relative).is_absolute() or Path(relative).is_absolute() or (len(relative) > 1 and relative[1] == ":"):
+        raise LibraryError(f"absolute path {relative!r} is not allowed; make it relative to {root}")
+    candidate = (root / relative).resolve()
+    if not candidate.is_relative_to(root.resolve()):
+        raise LibraryError(f"path {relative!r} escapes the library folder {root}; keep images inside it")
+    return candidate
+
+
+def read_labels_csv(csv_path: Path) -> list[dict[str, str]]:
+    """Rows of a labels CSV (UTF-8, BOM tolerated). Needs an image column; other columns are kept."""
+    try:
+        text = csv_path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise LibraryError(f"labels CSV {csv_path} does not exist; check the --labels path.") from None
+    except UnicodeDecodeError:
+        raise LibraryError(f"labels CSV {csv_path} is not UTF-8 text; save it as UTF-8 CSV.") from None
+    reader = csv.DictReader(io.StringIO(text))
+    columns = [c.strip().lower() for c in (reader.fieldnames or [])]
+    if not any(name in columns for name in _IMAGE_COLUMNS):
+        raise LibraryError(
+            f"labels CSV {csv_path} has no image column (found: {', '.join(columns) or 'nothing'}); "
+            f"add a column named 'image' with paths relative to the folder."
+        )
+    rows = []
+    for raw in reader:
+        rows.append({(k or "").strip().lower(): (v or "").strip() for k, v in raw.items() if k is not None})
+    return rows
+
+
+def iter_labelled_folder(folder: Path, csv_path: Path, report: IngestReport) -> Iterator[IngestItem]:
+    """Images listed in a labels CSV (paths relative to ``folder``); bad rows are reported, not fatal."""
+    folder = folder.resolve()
+    seen: set[str] = set()
+    for line, row in enumerate(read_labels_csv(csv_path), start=2):
+        relative = _pick(row, _IMAGE_COLUMNS)
+        where = f"{csv_path.name} line {line}"
+        try:
+            path = resolve_inside(folder, relative)
+        except LibraryError as exc:
+            report.errors.append((where, str(exc)))
+            continue
+        if str(path) in seen:
+            report.notes.append(f"{where}: duplicate row for {relative} ignored")
+            continue
+        seen.add(str(path))
+        if not path.is_file():
+            report.errors.append((where, f"image {relative} not found under {folder}"))
+            continue
+        extra = {k: v for k, v in row.items() if k not in _KNOWN_COLUMNS and k not in _IMAGE_COLUMNS and v}
+        extra["source_file"] = relative
+        label = _pick(row, _LABEL_COLUMNS) or (Path(relative).parts[0] if len(Path(relative).parts) > 1 else "unlabelled")
+        yield _file_item(
+            path,
+            label=label,
+            dataset=row.get("dataset") or folder.name,
+            report=row.get("report", ""),
+            patient_id=row.get("patient_id", ""),
+            view=row.get("view", ""),
+            synthetic=row.get("synthetic", "").lower() in {"1", "true", "yes"},
+            extra=extra,
+        )
+
+
+def iter_openi(reports: Path, images_dir: Path | None, report: IngestReport) -> Iterator[IngestItem]:
+    """Open-i (IU X-ray) XML reports (a .tgz, a folder of .xml, or one .xml) joined to their images.
+
+    Images are looked up as ``<images_dir>/<parentImage id>.png`` (or .jpg/.dcm). The label is the
+    labeler's reading of the impression, the report is findings + impression, MeSH terms go to extra.
+    """
+    from medrag.evaluation.labeler import read_openi_reports
+
+    parsed = read_openi_reports(reports)
+    if images_dir is None:
+        report.notes.append(
+            f"{len(parsed)} Open-i reports read, but no images folder was given: pass --images DIR "
+            "(the folder with the CXR*.png files) to import them as cases."
+        )
+        return
+    from medrag.labels import label_text
+
+    for entry in parsed:
+        text = "\n".join(part for part in (f"FINDINGS: {entry.findings}" if entry.findings else "",
+                                           f"IMPRESSION: {entry.impression}" if entry.impression else "") if part)
+        found = [p for image_id in entry.image_ids for p in _image_candidates(images_dir, image_id) if p.is_file()]
+        if not found:
+            report.errors.append((f"Open-i {entry.uid}", "none of its images are in the images folder"))
+            continue
+        label = _short_label(label_text(text).present()) if text else "unlabelled"
+        for path in found:
+            yield _file_item(
+                path, label=label, dataset="openi", report=text, patient_id=str(entry.uid),
+                extra={"mesh_major": list(entry.mesh_major)},
+            )
+
+
+def _image_candidates(images_dir: Path, image_id: str) -> list[Path]:
+    return [images_dir / f"{image_id}{suffix}" for suffix in (".png", ".jpg", ".jpeg", ".dcm")]
+
+
+def _short_label(present: Sequence[str]) -> str:
+    present = [p for p in present if p != "no finding"]
+    return " + ".join(present[:2]) if present else "normal"
+
+
+def iter_parquet(parquet_path: Path, report: IngestReport) -> Iterator[IngestItem]:
+    """A Hugging Face-style parquet: an image column (bytes or {'bytes': ...}) and text columns.
+
+    Text columns used: label, findings, impression, reasoning, report (any that exist). Without a
+    label column the label is the labeler's reading of the text.
+    """
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(parquet_path)
+    except Exception as exc:  # pyarrow raises many types for a bad file
+        raise LibraryError(f"{parquet_path} is not a readable parquet file ({exc}).") from exc
+    columns = set(table.column_names)
+    image_column = next((c for c in ("image", "img", "jpg", "png") if c in columns), None)
+    if image_column is None:
+        raise LibraryError(f"{parquet_path} has no image column (columns: {', '.join(sorted(columns))}).")
+    from medrag.labels import label_text
+
+    for index, row in enumerate(table.to_pylist()):
+        cell = row.get(image_column)
+        data = cell.get("bytes") if isinstance(cell, dict) else cell
+        where = f"{parquet_path.name} row {index}"
+        if not isinstance(data, (bytes, bytearray)) or not data:
+            report.errors.append((where, "the image cell holds no bytes"))
+            continue
+        texts = {k: str(row[k]) for k in ("findings", "impression", "reasoning", "report") if row.get(k)}
+        report_text = "\n".join(f"{k.upper()}: {v}" for k, v in texts.items() if k != "reasoning")
+        label = str(row.get("label") or "") or _short_label(label_text(report_text or texts.get("reasoning", "")).present())
+        extra = {k: v for k, v in row.items() if k not in {image_column, "label", *texts} and _jsonable(v)}
+        if "reasoning" in texts:
+            extra["reasoning"] = texts["reasoning"]
+        yield IngestItem(
+            source_key=f"parquet:{parquet_path.resolve()}#{index}", data=bytes(data), label=label,
+            dataset=str(row.get("dataset") or parquet_path.stem), report=report_text,
+            patient_id=str(row.get("patient_id") or ""), view=str(row.get("view") or ""), extra=extra,
+            size=len(data), mtime_ns=0,
+        )
+
+
+def _jsonable(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool)) and not (isinstance(value, float) and math.isnan(value))
+
+
+# --------------------------------------------------------------------------- items → store
+@dataclass
+class _Prepared:
+    item: IngestItem
+    case: Case | None = None
+    size: tuple[int, int] = (0, 0)
+    vector: np.ndarray | None = None
+    error: str = ""
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(settings: Settings, embed: bool) -> None:
+    _WORKER["settings"] = settings
+    _WORKER["encoder"] = _cheap_encoder(settings) if embed else None
+
+
+def _cheap_encoder(settings: Settings) -> Any:
+    """The library's image encoder when it can embed during import (weight-free and ready), else None."""
+    from medrag.encoders import build_encoder, get_encoder_spec
+
+    spec = get_encoder_spec(settings.image_encoder)
+    if not spec.weight_free:
+        return None
+    encoder = build_encoder(settings.image_encoder, settings)
+    if hasattr(encoder, "is_fitted") and not encoder.is_fitted:
+        return None
+    return encoder
+
+
+def _prepare(item: IngestItem) -> _Prepared:
+    from medrag.imaging import load_image, save_thumbnail
+
+    settings: Settings = _WORKER["settings"]
+    try:
+        image = load_image(item.path if item.path is not None else item.data, name=item.source_key)
+        thumb = save_thumbnail(image, settings.thumbs_dir)
+        image_path = str(item.path) if item.path is not None else str(_store_original(settings, image))
+        meta = {k: image.meta[k] for k in ("format", "bit_depth", "converted_from_rgb", "warnings") if k in image.meta}
+        case = Case(
+            case_id=image.pixel_hash, label=item.label.strip() or "unlabelled", dataset=item.dataset,
+            image_path=image_path, thumb_path=str(thumb), report=item.report, patient_id=item.patient_id,
+            view=item.view, synthetic=item.synthetic, extra={**item.extra, "image_meta": meta},
+        )
+        encoder = _WORKER.get("encoder")
+        vector = encoder.embed([image.pixels])[0] if encoder is not None else None
+        return _Prepared(item=item, case=case, size=(image.shape[1], image.shape[0]), vector=vector)
+    except MedRAGError as exc:
+        return _Prepared(item=item, error=str(exc))
+    except Exception as exc:  # one broken file must not end a long import
+        return _Prepared(item=item, error=f"unexpected {type(exc).__name__}: {exc}")
+
+
+def _store_original(settings: Settings, image: Any) -> Path:
+    """Content-addressed PNG copy for images that have no file of their own (parquet cells, uploads)."""
+    from PIL import Image
+
+    from medrag.imaging import to_uint8
+
+    target = settings.data_dir / "images" / image.pixel_hash[:2] / f"{image.pixel_hash}.png"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_suffix(f".tmp{os.getpid()}")
+        Image.fromarray(to_uint8(image.pixels)).save(temp, format="PNG")
+        with temp.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+    return target
+
+
+def ingest_items(
+    items: Iterable[IngestItem],
+    settings: Settings,
+    store: Store,
+    report: IngestReport,
+    *,
+    progress: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
+) -> IngestReport:
+    """Decode, thumbnail, embed (when cheap) and store ``items``; updates and returns ``report``."""
+    start = time.perf_counter()
+    known = store.known_sources()
+    todo: list[IngestItem] = []
+    for item in items:
+        report.seen += 1
+        if known.get(item.source_key) == (item.size, item.mtime_ns) and item.mtime_ns:
+            report.unchanged += 1
+        else:
+            todo.append(item)
+    embed = _cheap_encoder(settings) is not None
+    workers = workers if workers is not None else (min(2, os.cpu_count() or 1) if len(todo) >= 200 else 0)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="img", desc="ingest", leave=False)
+    done = 0
+    for batch in _prepared_batches(todo, settings, embed, workers):
+        _write_batch(batch, settings, store, report)
+        done += len(batch)
+        if bar is not None:
+            bar.update(len(batch))
+        if on_progress is not None:
+            on_progress(done, len(todo))
+    if bar is not None:
+        bar.close()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _prepared_batches(
+    todo: list[IngestItem], settings: Settings, embed: bool, workers: int
+) -> Iterator[list[_Prepared]]:
+    if workers <= 1:
+        _init_worker(settings, embed)
+        for i in range(0, len(todo), _BATCH):
+            yield [_prepare(item) for item in todo[i : i + _BATCH]]
+        return
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(settings, embed)) as pool:
+        batch: list[_Prepared] = []
+        for prepared in pool.map(_prepare, todo, chunksize=16):
+            batch.append(prepared)
+            if len(batch) >= _BATCH:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+
+def _write_batch(batch: list[_Prepared], settings: Settings, store: Store, report: IngestReport) -> None:
+    cases, sizes, sources, ids, vectors = [], [], [], [], []
+    in_batch: set[str] = set()
+    for prepared in batch:
+        if prepared.case is None:
+            report.errors.append((prepared.item.source_key, prepared.error))
+            continue
+        case = prepared.case
+        sources.append((prepared.item.source_key, prepared.item.size, prepared.item.mtime_ns, case.case_id))
+        if case.case_id in in_batch:
+            continue
+        in_batch.add(case.case_id)
+        cases.append(case)
+        sizes.append(prepared.size)
+        if prepared.vector is not None:
+            ids.append(case.case_id)
+            vectors.append(prepared.vector)
+    existing = store.existing_case_ids(c.case_id for c in cases)
+    new_cases = [(c, s) for c, s in zip(cases, sizes) if c.case_id not in existing]
+    report.duplicates += len(batch) - len([p for p in batch if p.case is None]) - len(new_cases)
+    new_ids = {c.case_id for c, _ in new_cases}
+    keep = [i for i, cid in enumerate(ids) if cid in new_ids]
+    embeddings = None
+    if keep:
+        from medrag.encoders import build_encoder
+
+        encoder = build_encoder(settings.image_encoder, settings)
+        embeddings = (encoder.name, encoder.version, [ids[i] for i in keep], np.stack([vectors[i] for i in keep]))
+        report.embedded += len(keep)
+    report.added += store.add_ingest_batch(
+        [c for c, _ in new_cases], [s for _, s in new_cases], sources, embeddings
+    )
+
+
+def ingest_path(
+    source: Path,
+    settings: Settings,
+    store: Store,
+    *,
+    labels_csv: Path | None = None,
+    images_dir: Path | None = None,
+    progress: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> IngestReport:
+    """Import ``source``: a folder (optionally with a labels CSV), an Open-i .tgz/.xml, or a .parquet."""
+    source = Path(source).expanduser()
+    if not source.exists():
+        raise LibraryError(f"{source} does not exist; give a folder of images, a .parquet or an Open-i .tgz/.xml.")
+    report = IngestReport(source=str(source))
+    name = source.name.lower()
+    if source.is_file() and name.endswith(".parquet"):
+        items: Iterable[IngestItem] = list(iter_parquet(source, report))
+    elif source.is_file() and (name.endswith((".tgz", ".tar.gz", ".xml"))) or (
+        source.is_dir() and images_dir is not None and any(source.glob("*.xml"))
+    ):
+        items = list(iter_openi(source, images_dir, report))
+    elif source.is_dir():
+        if labels_csv is None and (source / "labels.csv").is_file():
+            labels_csv = source / "labels.csv"
+            report.notes.append(f"using {labels_csv} for labels")
+        items = list(iter_labelled_folder(source, labels_csv, report) if labels_csv else iter_folder(source))
+    else:
+        raise LibraryError(
+            f"{source} is not a folder, .parquet, .tgz or .xml; to analyse a single image use `medrag analyze`."
+        )
+    return ingest_items(items, settings, store, report, progress=progress, on_progress=on_progress)
