@@ -1,0 +1,24 @@
+# Two commands do all the set-up on a fresh machine (see README.md):
+#   make run   - create the environment on first use, then `streamlit run streamlit_app.py`
+#   make test  - create the environment on first use, then run the test suite
+PYTHON ?= python3
+VENV := .venv
+# The stamp changes whenever the dependency files change, so the environment follows them.
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-12)
+
+.PHONY: setup run test bench
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -q --no-deps -e .
+	@rm -f $(VENV)/.installed-*
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(VENV)/bin/streamlit run streamlit_app.py
+
+test: setup
+	HF_HUB_OFFLINE=1 $(VENV)/bin/python -m pytest $(PYTEST_ARGS)
