@@ -1,0 +1,285 @@
+"""``classic``: the default weight-free image encoder (CPU, deterministic, about 2 ms an image).
+
+Four feature blocks, chosen by measurement (bench/encoder_experiments/README.md):
+
+* ``lbp_global`` (10): rotation-invariant uniform LBP histogram (3×3 neighbours) of the whole image at
+  its own resolution (longer side capped at 512 px) — fine texture;
+* ``lbp_grid`` (160): the same codes, histogrammed per cell of a 4×4 grid — where the texture is;
+* ``hist`` (32): the grey-level histogram of a 128-px thumbnail — exposure and contrast;
+* ``thumb`` (256): a 16×16 box-filtered thumbnail — overall layout, so neighbours also look alike.
+
+Histograms are square-rooted (Hellinger). Each block is centred on the library mean (the fitted state;
+zero before :meth:`ClassicEncoder.fit`), L2-normalised, weighted, concatenated and L2-normalised again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image
+
+from medrag.encoders.base import EncoderSpec, l2_normalise, register_encoder
+from medrag.errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from medrag.config import Settings
+
+#: Bump when the raw features change: fitted state and indexes built with another layout are refused.
+FEATURE_VERSION = "classic-v1"
+STATE_FILE = "classic.npz"
+
+_MAX_SIDE = 512  # texture is read at the image's own resolution, up to this
+_MIN_SIDE = 16  # smaller inputs are upscaled (nearest) so every grid cell has pixels
+_GRID = 4
+_HIST_BINS = 32
+_THUMB = 16
+_PROBE = 128  # the thumbnail that the histogram and the 16-px thumbnail are taken from
+_LBP_BINS = 10
+_LBP_ROW_STEP = 2  # every other row of centres: same P@10 (0.814 vs 0.815), half the cost (see README)
+
+#: (name, length, weight). Weights from exp04: texture first, the thumbnail at half weight.
+BLOCKS: tuple[tuple[str, int, float], ...] = (
+    ("lbp_global", _LBP_BINS, 1.0),
+    ("lbp_grid", _LBP_BINS * _GRID * _GRID, 1.0),
+    ("hist", _HIST_BINS, 1.0),
+    ("thumb", _THUMB * _THUMB, 0.5),
+)
+DIM = sum(length for _, length, _ in BLOCKS)
+
+_OFFSETS = ((-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1))
+
+
+def _uniform_onehot() -> np.ndarray:
+    """(256, 10) map from an 8-bit LBP code to its rotation-invariant uniform bin (9 = non-uniform)."""
+    onehot = np.zeros((256, _LBP_BINS), dtype=np.float64)
+    for code in range(256):
+        bits = [(code >> k) & 1 for k in range(8)]
+        transitions = sum(bits[k] != bits[(k + 1) % 8] for k in range(8))
+        onehot[code, sum(bits) if transitions <= 2 else 9] = 1.0
+    return onehot
+
+
+_UNIFORM = _uniform_onehot()
+
+
+def lbp_codes(img: np.ndarray, row_step: int = 1) -> np.ndarray:
+    """8-bit LBP codes (neighbour ≥ centre, 3×3 square) of interior pixels of a uint8 image.
+
+    ``row_step`` > 1 takes every ``row_step``-th row of centres (neighbours stay at full resolution).
+    """
+    h, w = img.shape
+    centre = img[1 : h - 1 : row_step, 1 : w - 1]
+    code = np.zeros(centre.shape, dtype=np.uint8)
+    for bit, (dy, dx) in enumerate(_OFFSETS):
+        code |= (img[1 + dy : h - 1 + dy : row_step, 1 + dx : w - 1 + dx] >= centre).view(np.uint8) << bit
+    return code
+
+
+def _resize(img: np.ndarray, height: int, width: int, resample: int = Image.Resampling.BOX) -> np.ndarray:
+    return np.asarray(Image.fromarray(img, mode="F").resize((width, height), resample), dtype=np.float32)
+
+
+def _check_image(img: np.ndarray, position: int) -> np.ndarray:
+    arr = np.asarray(img)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.ndim != 2 or arr.size == 0:
+        raise InputError(
+            f"image {position} has shape {arr.shape}; the classic encoder takes 2-D grayscale arrays "
+            "(decode files with medrag.imaging.load_image first)."
+        )
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _clean(img: np.ndarray) -> np.ndarray:
+    arr = np.clip(img, 0.0, 1.0)
+    if not np.isfinite(arr.sum(dtype=np.float64)):  # one cheap pass; NaN survives clip
+        arr = np.nan_to_num(arr, nan=0.0)
+    return arr
+
+
+def _prepare(img: np.ndarray) -> np.ndarray:
+    h, w = img.shape
+    if max(h, w) > _MAX_SIDE:
+        # an integer box reduction is about 5x cheaper than an arbitrary resize on big inputs
+        factor = -(-max(h, w) // _MAX_SIDE)
+        img = np.asarray(Image.fromarray(img, mode="F").reduce(factor), dtype=np.float32)
+        h, w = img.shape
+    if min(h, w) < _MIN_SIDE:
+        scale = _MIN_SIDE / min(h, w)
+        img = _resize(img, round(h * scale), round(w * scale), Image.Resampling.NEAREST)
+    return np.ascontiguousarray(img, dtype=np.float32)
+
+
+def raw_features(image: np.ndarray) -> np.ndarray:
+    """The un-centred (DIM,) float32 feature vector of one 2-D [0, 1] image (blocks in ``BLOCKS`` order)."""
+    # shrink before cleaning: on big inputs the box reduction is the cheaper full-size pass
+    img = _clean(_prepare(_check_image(image, 0)))
+    # 8-bit quantisation keeps equal neighbours equal, which the texture code relies on
+    codes = lbp_codes((img * 255.0 + 0.5).astype(np.uint8), _LBP_ROW_STEP)
+    ch, cw = codes.shape
+    row_cell = (np.arange(ch) * _GRID // ch).astype(np.uint16)
+    col_cell = (np.arange(cw) * _GRID // cw).astype(np.uint16)
+    cell = (row_cell[:, None] * _GRID + col_cell[None, :]) * np.uint16(256)
+    counts = np.bincount((cell + codes).ravel(), minlength=_GRID * _GRID * 256)
+    per_cell = counts.reshape(_GRID * _GRID, 256).astype(np.float64) @ _UNIFORM
+    cell_sizes = np.maximum(per_cell.sum(axis=1, keepdims=True), 1.0)
+    lbp_grid = np.sqrt(per_cell / cell_sizes).ravel()
+    lbp_global = np.sqrt(per_cell.sum(axis=0) / max(codes.size, 1))
+
+    probe = _resize(img, _PROBE, _PROBE)
+    bins = np.clip((probe * _HIST_BINS).astype(np.int64), 0, _HIST_BINS - 1)
+    hist = np.sqrt(np.bincount(bins.ravel(), minlength=_HIST_BINS) / probe.size)
+    thumb = _resize(probe, _THUMB, _THUMB).ravel()
+    return np.concatenate([lbp_global, lbp_grid, hist, thumb]).astype(np.float32)
+
+
+def _block_slices() -> list[tuple[slice, float]]:
+    out, start = [], 0
+    for _, length, weight in BLOCKS:
+        out.append((slice(start, start + length), weight))
+        start += length
+    return out
+
+
+class ClassicEncoder:
+    """Weight-free CXR image encoder: texture + grey levels + thumbnail, centred on the library.
+
+    Works unfitted (no centring); :meth:`fit` on the library's images improves retrieval
+    (nih normal-vs-pneumonia P@10 0.74 → 0.80 in exp04) and changes :attr:`version`.
+    """
+
+    name = "classic"
+    dim = DIM
+
+    def __init__(self, mean: np.ndarray | None = None) -> None:
+        self._lock = threading.Lock()
+        self._mean: np.ndarray | None = None
+        self.version = FEATURE_VERSION
+        if mean is not None:
+            self._set_mean(mean)
+
+    # -- fitted state -------------------------------------------------------------------------------
+    @property
+    def is_fitted(self) -> bool:
+        """Whether a library mean has been fitted or loaded."""
+        return self._mean is not None
+
+    def _set_mean(self, mean: np.ndarray) -> None:
+        mean = np.ascontiguousarray(mean, dtype=np.float32)
+        if mean.shape != (DIM,) or not np.all(np.isfinite(mean)):
+            raise ConfigError(
+                f"classic encoder state has shape {mean.shape} (need ({DIM},) finite values); "
+                f"delete {STATE_FILE} and re-fit with `medrag index --rebuild`."
+            )
+        digest = hashlib.sha256(mean.tobytes()).hexdigest()[:10]
+        with self._lock:
+            self._mean = mean
+            self.version = f"{FEATURE_VERSION}+fit-{digest}"
+
+    def fit(self, images: Sequence[np.ndarray]) -> None:
+        """Fit the per-block library mean on ``images`` (2-D [0, 1] arrays); updates :attr:`version`."""
+        self.fit_features(self.features(images))
+
+    def fit_features(self, features: np.ndarray) -> None:
+        """Fit from :meth:`features` output, so an ingest can compute features once for fit and embed."""
+        feats = np.asarray(features, dtype=np.float32)
+        if feats.ndim != 2 or feats.shape[1] != DIM or feats.shape[0] == 0:
+            raise InputError(
+                f"fit needs at least one image (features of shape (n, {DIM})), got {feats.shape}; "
+                "ingest some images first."
+            )
+        self._set_mean(feats.astype(np.float64).mean(axis=0))
+
+    def save_state(self, path: Path) -> None:
+        """Write the fitted state to ``path`` (.npz) atomically; raises ConfigError when unfitted."""
+        if self._mean is None:
+            raise ConfigError("the classic encoder is not fitted; call fit(images) before save_state.")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        np.savez(buffer, mean=self._mean, feature_version=np.array(FEATURE_VERSION))
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(buffer.getvalue())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def load_state(self, path: Path) -> None:
+        """Load fitted state written by :meth:`save_state`; ConfigError if unreadable or from another layout."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                mean = np.asarray(data["mean"])
+                layout = str(data["feature_version"])
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            raise ConfigError(
+                f"cannot read classic encoder state {path} ({exc}); delete it and run "
+                "`medrag index --rebuild` to re-fit."
+            ) from exc
+        if layout != FEATURE_VERSION:
+            raise ConfigError(
+                f"{path} was fitted for {layout}, this encoder is {FEATURE_VERSION}; delete it and run "
+                "`medrag index --rebuild`."
+            )
+        self._set_mean(mean)
+
+    # -- embedding ----------------------------------------------------------------------------------
+    def features(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """(n, DIM) raw (un-centred) features; the expensive part of :meth:`embed`."""
+        out = np.zeros((len(images), DIM), dtype=np.float32)
+        for i, image in enumerate(images):
+            try:
+                out[i] = raw_features(image)
+            except InputError as exc:
+                raise InputError(str(exc).replace("image 0", f"image {i}", 1)) from None
+        return out
+
+    def project(self, features: np.ndarray) -> np.ndarray:
+        """Raw features → (n, DIM) L2-normalised vectors (centre, normalise and weight each block)."""
+        feats = np.asarray(features, dtype=np.float32)
+        mean = self._mean
+        if mean is not None:
+            feats = feats - mean
+        parts = []
+        for sl, weight in _block_slices():
+            parts.append(weight * l2_normalise(feats[:, sl]))
+        return l2_normalise(np.concatenate(parts, axis=1))
+
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """(n, DIM) float32 unit vectors for 2-D float [0, 1] images of any size."""
+        if len(images) == 0:
+            return np.zeros((0, DIM), dtype=np.float32)
+        return self.project(self.features(images))
+
+
+def _factory(settings: "Settings") -> ClassicEncoder:
+    encoder = ClassicEncoder()
+    state = settings.models_dir / STATE_FILE
+    if state.is_file():
+        encoder.load_state(state)
+    return encoder
+
+
+register_encoder(
+    EncoderSpec(
+        name="classic",
+        kind="image",
+        factory=_factory,
+        description="weight-free LBP texture + grey-level histogram + thumbnail, centred on the library",
+        weight_free=True,
+    )
+)
