@@ -52,8 +52,8 @@ class Reply:
     """What a handler answers. Exactly one of ``json``, ``text``, ``body`` or ``chunks`` is used.
 
     ``delay_s`` sleeps before the status line; ``chunk_delay_s`` sleeps before each chunk (to
-    fake a slow or stalled stream). Chunks are sent without Content-Length and the connection
-    closes after the last one, as an SSE endpoint would.
+    fake a slow or stalled stream). Chunks are sent with chunked transfer encoding (or, with
+    ``chunked=False``, close-delimited) and the connection closes after the last one.
     """
 
     status: int = 200
@@ -64,6 +64,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
     chunk_delay_s: float = 0.0
+    #: send ``chunks`` with Transfer-Encoding: chunked (as uvicorn/vLLM do) or close-delimited
+    chunked: bool = True
 
 
 Handler = Callable[[RecordedRequest], Reply]
@@ -205,6 +207,8 @@ def _make_handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
                 self.send_response(reply.status)
                 for key, value in headers.items():
                     self.send_header(key, value)
+                if reply.chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
                 self.send_header("Connection", "close")
                 self.end_headers()
                 self.close_connection = True
@@ -212,7 +216,13 @@ def _make_handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
                     for chunk in reply.chunks:
                         if server.sleep(reply.chunk_delay_s):
                             return
-                        self.wfile.write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
+                        data = chunk.encode("utf-8") if isinstance(chunk, str) else chunk
+                        if reply.chunked:
+                            data = b"%x\r\n%s\r\n" % (len(data), data) if data else b""
+                        self.wfile.write(data)
+                        self.wfile.flush()
+                    if reply.chunked:
+                        self.wfile.write(b"0\r\n\r\n")
                         self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
                     return
