@@ -66,17 +66,31 @@ def test_iter_sse_handles_comments_multiline_crlf_and_missing_final_blank_line()
     assert json.loads(events[0].data) == {"a": 1}
 
 
+def _sample_stream() -> bytes:
+    multiline = 'data: {"choices":\ndata: []}\n\n'
+    raw = "".join(sse(chat_chunk("héllo\u2028"), ": ping\n\n", multiline, chat_chunk("wörld")))
+    return raw.replace("\n", "\r\n").encode()
+
+
+def test_iter_sse_same_events_for_every_two_way_split() -> None:
+    raw = _sample_stream()
+    whole = list(iter_sse([raw]))
+    assert len(whole) == 4 and whole[1].data == '{"choices":\n[]}' and whole[-1].data == "[DONE]"
+    assert json.loads(whole[0].data)["choices"][0]["delta"]["content"] == "héllo\u2028"
+    for cut in range(1, len(raw)):
+        assert list(iter_sse([raw[:cut], raw[cut:]])) == whole, cut
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(min_value=1, max_value=40), min_size=1, max_size=30))
 def test_iter_sse_is_independent_of_chunk_boundaries(cuts: list[int]) -> None:
-    raw = "".join(sse(chat_chunk("héllo\u2028"), ": ping\n\n", chat_chunk("wörld"))).replace("\n", "\r\n").encode()
+    raw = _sample_stream()
     chunks, start = [], 0
     for cut in cuts:
         chunks.append(raw[start : start + cut])
         start += cut
     chunks.append(raw[start:])
     assert list(iter_sse(chunks)) == list(iter_sse([raw]))
-    assert [e.data for e in iter_sse(chunks)][-1] == "[DONE]"
 
 
 # ---------------------------------------------------------------- streaming reasoner
