@@ -1,0 +1,287 @@
+"""Result panels shared by Analyze, History and the quiz: stage log, live streaming, label and findings,
+similar cases (grid, scores, library map, votes) and web references.
+
+Everything that came from a file, a model or the web goes through :mod:`medrag.ui.safe` first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from medrag.errors import MedRAGError
+from medrag.events import AnalysisFinished, Event, GuardChecked, ReasoningDone, ReasoningToken, StageFailed, StageStarted
+from medrag.records import Neighbour
+from medrag.ui import resources, state
+from medrag.ui.analysis import STAGE_TITLES, AnalysisView
+from medrag.ui.figures import library_map_figure, scores_bar, votes_frame
+from medrag.ui.safe import defang_markdown, escape_markdown, safe_url, shorten
+from medrag.ui.viewer import PLOTLY_CONFIG, ViewSettings, linked_figure
+from medrag.workbench import Workbench
+
+#: Neighbour cards per grid row.
+GRID_COLUMNS = 5
+
+
+# ---------------------------------------------------------------------------------------------- stage log
+def _stage_body(view: AnalysisView, stage: str) -> None:
+    if stage in view.failures:
+        st.error(defang_markdown(view.failures[stage]))
+    elif stage == "guard" and view.verdict is not None:
+        if view.verdict.allowed:
+            st.caption(escape_markdown(view.verdict.reason or "accepted"))
+        else:
+            st.warning(defang_markdown(view.verdict.reason))
+    elif stage == "reasoning":
+        st.markdown(defang_markdown(view.reasoning))
+    elif stage == "web" and view.web_status:
+        st.caption(escape_markdown(view.web_status))
+
+
+def _stage_state(view: AnalysisView, stage: str) -> str:
+    refused = stage == "guard" and view.refused
+    return "error" if stage in view.failures or refused else "complete"
+
+
+def render_stage_log(view: AnalysisView) -> None:
+    """One closed ``st.status`` per stage that ran (the reasoning and any problem stay open)."""
+    for stage in view.stages:
+        problem = _stage_state(view, stage) == "error"
+        with st.status(view.stage_line(stage), state=_stage_state(view, stage), expanded=stage == "reasoning" or problem):  # type: ignore[arg-type]
+            _stage_body(view, stage)
+
+
+def run_live(events: Iterator[Event], view: AnalysisView) -> AnalysisView:
+    """Drain the pipeline into ``view`` with one ``st.status`` per stage; reasoning streams token by token.
+
+    The reasoning box is fed by ``st.write_stream`` over a generator that yields the ReasoningToken
+    texts and stashes the first other event, which the loop then handles like any other.
+    """
+    stream = iter(events)
+    held: list[Event] = []
+    boxes: dict[str, Any] = {}
+
+    def tokens() -> Iterator[str]:
+        for event in stream:
+            if isinstance(event, ReasoningToken):
+                view.apply(event)
+                yield defang_markdown(event.text)
+            else:
+                held.append(event)
+                return
+
+    while True:
+        event = held.pop(0) if held else next(stream, None)
+        if event is None:
+            break
+        view.apply(event)
+        if isinstance(event, StageStarted):
+            boxes[event.stage] = st.status(f"{STAGE_TITLES.get(event.stage, event.stage)}…", expanded=event.stage == "reasoning")
+            if event.stage == "reasoning":
+                with boxes[event.stage]:
+                    st.write_stream(tokens())
+            continue
+        if isinstance(event, AnalysisFinished):
+            break
+        box = boxes.get(event.stage)
+        if box is None:
+            continue
+        problem = isinstance(event, StageFailed) or (isinstance(event, GuardChecked) and not event.verdict.allowed)
+        keep_open = problem or isinstance(event, ReasoningDone)
+        if not isinstance(event, ReasoningDone):
+            with box:
+                _stage_body(view, event.stage)
+        box.update(label=view.stage_line(event.stage), state="error" if problem else "complete", expanded=keep_open)
+    return view
+
+
+# ---------------------------------------------------------------------------------------------- image + meta
+def render_metadata(meta: Mapping[str, Any]) -> None:
+    """Format, size, bit depth, window, warnings and the de-identified DICOM tags, as text."""
+    with st.expander("Image metadata (de-identified)", expanded=False):
+        rows = [
+            ("format", meta.get("format", "")),
+            ("size", f"{meta.get('width', '?')} × {meta.get('height', '?')}"),
+            ("bit depth", meta.get("bit_depth", "")),
+            ("photometric", meta.get("photometric", "")),
+            ("window", meta.get("window") or "—"),
+            ("converted from RGB", meta.get("converted_from_rgb", False)),
+            ("burned-in annotation", meta.get("burned_in_annotation", False)),
+        ]
+        st.dataframe(pd.DataFrame({"field": [r[0] for r in rows], "value": [str(r[1]) for r in rows]}), hide_index=True)
+        dicom = meta.get("dicom") or {}
+        if dicom:
+            st.caption("DICOM tags (identifying tags removed or replaced)")
+            st.dataframe(pd.DataFrame({"tag": [str(k) for k in dicom], "value": [str(v) for v in dicom.values()]}), hide_index=True)
+    for warning in meta.get("warnings") or []:
+        st.warning(defang_markdown(str(warning)))
+
+
+# ---------------------------------------------------------------------------------------------- results
+def render_outcome(view: AnalysisView) -> bool:
+    """Refusal or unreadable input as a clear message; returns True when there is a result to show."""
+    if "input" in view.failures:
+        st.error(defang_markdown(view.failures["input"]), icon=":material/error:")
+        return False
+    if view.refused:
+        reason = view.verdict.reason if view.verdict else "the request is outside chest X-ray imaging"
+        st.warning(f"Refused by the domain guard: {defang_markdown(reason)}", icon=":material/block:")
+        return False
+    return True
+
+
+def render_label_and_findings(view: AnalysisView) -> None:
+    """The label and a findings table (present / absent / uncertain)."""
+    st.metric("Label", view.label or "—", help="Condensed from the reasoning's impression by the summariser")
+    rows = view.findings_rows()
+    if not rows:
+        st.caption("No findings were extracted.")
+        return
+    frame = pd.DataFrame(rows)
+    order = {"present": 0, "uncertain": 1, "absent": 2}
+    frame = frame.sort_values("status", key=lambda s: s.map(lambda v: order.get(v, 3)), kind="stable")
+    st.dataframe(frame, hide_index=True, width="stretch")
+
+
+def render_saved(view: AnalysisView, key: str) -> None:
+    """Say where the analysis was saved, with a shortcut to History."""
+    if view.analysis_id is None:
+        if "save" in view.failures:
+            st.error(defang_markdown(view.failures["save"]))
+        return
+    left, right = st.columns([3, 1])
+    left.success(f"Saved to history as #{view.analysis_id}", icon=":material/history:")
+    if right.button("Open in History", key=f"{key}_to_history"):
+        st.session_state[state.HISTORY_OPEN] = view.analysis_id
+        st.switch_page("pages/3_History.py")
+
+
+def _open_neighbour(case_id: str) -> None:
+    st.session_state[state.OPEN_NEIGHBOUR] = case_id
+
+
+def neighbour_card(neighbour: Neighbour, key: str, *, openable: bool = True) -> None:
+    """Thumbnail, label, similarity, report snippet and (when ``openable``) an Open button."""
+    with st.container(border=True):
+        if neighbour.thumb_path and Path(neighbour.thumb_path).is_file():
+            st.image(neighbour.thumb_path, width="stretch")
+        st.markdown(f"**#{neighbour.rank} · {escape_markdown(neighbour.label or 'unlabelled')}**")
+        synthetic = " · synthetic" if neighbour.synthetic else ""
+        st.caption(f"similarity {neighbour.score:.3f} · {escape_markdown(neighbour.dataset)}{synthetic}")
+        st.text(shorten(neighbour.report, 160) or "(no report)")
+        if openable:
+            st.button("Open side by side", key=f"{key}_open_{neighbour.rank}", on_click=_open_neighbour, args=(neighbour.case_id,))
+
+
+def render_neighbour_grid(view: AnalysisView, key: str, *, openable: bool = True) -> None:
+    """The top-k similar cases as cards."""
+    if not view.neighbours:
+        st.info("No similar cases were found.")
+        return
+    for start in range(0, len(view.neighbours), GRID_COLUMNS):
+        columns = st.columns(GRID_COLUMNS)
+        for column, neighbour in zip(columns, view.neighbours[start : start + GRID_COLUMNS]):
+            with column:
+                neighbour_card(neighbour, key, openable=openable)
+
+
+def render_side_by_side(view: AnalysisView, key: str) -> None:
+    """The opened neighbour next to the query, zoom and pan linked."""
+    case_id = st.session_state.get(state.OPEN_NEIGHBOUR)
+    found = next((n for n in view.neighbours if n.case_id == case_id), None)
+    if found is None:
+        return
+    with st.container(border=True):
+        top = st.columns([5, 1])
+        top[0].markdown(f"**Query vs #{found.rank} · {escape_markdown(found.label)}** (similarity {found.score:.3f})")
+        top[1].button("Close", key=f"{key}_close", on_click=_open_neighbour, args=(None,))
+        try:
+            images, titles = [], []
+            if view.image_path:
+                images.append(resources.load_pixels(view.image_path))
+                titles.append("query")
+            images.append(resources.load_pixels(found.image_path or found.thumb_path))
+            titles.append(f"#{found.rank} {found.label}")
+            st.plotly_chart(linked_figure(images, titles, ViewSettings()), config=PLOTLY_CONFIG, key=f"{key}_pair")
+        except MedRAGError as exc:
+            st.error(defang_markdown(str(exc)))
+        st.text(shorten(found.report, 1200) or "(no report)")
+
+
+def render_votes(view: AnalysisView) -> None:
+    """Similarity-weighted label votes among the neighbours."""
+    from medrag.reasoners.evidence import label_votes
+
+    frame = votes_frame(label_votes(view.neighbours))
+    st.dataframe(
+        frame, hide_index=True, width="stretch",
+        column_config={"share": st.column_config.ProgressColumn("vote share", min_value=0.0, max_value=1.0, format="percent")},
+    )
+
+
+def render_map(workbench: Workbench, view: AnalysisView, key: str) -> None:
+    """The whole library on the PCA map, query and neighbours highlighted."""
+    try:
+        data = resources.library_map_data(workbench)
+    except MedRAGError as exc:
+        st.caption(escape_markdown(f"The library map is unavailable: {exc}"))
+        return
+    xy = resources.query_position(workbench, view.image_path) if view.input_kind == "image" else None
+    figure = library_map_figure(data.frame, query_xy=xy, neighbour_ids=[n.case_id for n in view.neighbours])
+    st.plotly_chart(figure, config=PLOTLY_CONFIG, key=f"{key}_map")
+
+
+def render_similar(workbench: Workbench, view: AnalysisView, key: str) -> None:
+    """Grid, side-by-side, scores chart, votes and the library map."""
+    st.subheader(f"Similar cases (top {len(view.neighbours)})")
+    if "neighbours" in view.failures:
+        st.error(defang_markdown(view.failures["neighbours"]))
+    render_neighbour_grid(view, key)
+    render_side_by_side(view, key)
+    if not view.neighbours:
+        return
+    left, right = st.columns([3, 2])
+    with left:
+        st.plotly_chart(scores_bar(view.neighbours), config=PLOTLY_CONFIG, key=f"{key}_scores")
+    with right:
+        st.markdown("**Label votes among the neighbours**")
+        render_votes(view)
+    render_map(workbench, view, key)
+
+
+def render_web(view: AnalysisView) -> None:
+    """Reference cards from allowlisted sites, or why web search is off."""
+    st.subheader("Web references")
+    if not view.web_results:
+        st.info(escape_markdown(view.web_status or "No web references for this analysis."), icon=":material/public_off:")
+        return
+    st.caption(escape_markdown(view.web_status))
+    for result in view.web_results:
+        with st.container(border=True):
+            image = safe_url(result.image_url)
+            body = st.columns([1, 5]) if image else [None, st.container()]
+            if image and body[0] is not None:
+                body[0].image(image, width="stretch")
+            with body[1]:
+                st.markdown(f"**{escape_markdown(result.title or result.domain)}**")
+                st.caption(escape_markdown(result.domain))
+                st.text(shorten(result.snippet, 500))
+                link = safe_url(result.url)
+                if link:
+                    st.link_button("Open source ↗", link)
+
+
+def render_result(workbench: Workbench, view: AnalysisView, key: str, *, show_log: bool = True) -> None:
+    """Everything about one analysis below the viewer (used by Analyze and History)."""
+    if show_log:
+        render_stage_log(view)
+    if not render_outcome(view):
+        return
+    render_label_and_findings(view)
+    render_saved(view, key)
+    render_similar(workbench, view, key)
+    render_web(view)

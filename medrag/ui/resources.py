@@ -1,0 +1,198 @@
+"""Process-wide resources behind ``st.cache_resource``: one :class:`Workbench` per data folder.
+
+The workbench owns the DuckDB connection, the encoders, the indexes and the reasoner, and builds each
+of them once under its own lock, so every session of the app shares them and no model loads twice.
+Nothing returned from a cache here is ever mutated by the pages.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from medrag.config import Settings, load_settings
+from medrag.errors import ConfigError, MedRAGError
+from medrag.workbench import Workbench
+
+#: Size of the synthetic demo library built on first start (Settings has no environment variable for it).
+DEMO_CASES_ENV = "MEDRAG_DEMO_CASES"
+
+_BOOTSTRAP_LOCK = threading.Lock()
+_WARMED: set[str] = set()
+_WARM_LOCK = threading.Lock()
+
+
+def app_settings() -> Settings:
+    """Settings from the environment and secrets, plus ``MEDRAG_DEMO_CASES``."""
+    overrides: dict[str, Any] = {}
+    raw = os.environ.get(DEMO_CASES_ENV, "").strip()
+    if raw:
+        try:
+            overrides["demo_cases"] = int(raw)
+        except ValueError:
+            raise ConfigError(f"{DEMO_CASES_ENV} must be a whole number such as 240, got {raw!r}.") from None
+        if overrides["demo_cases"] < 1:
+            raise ConfigError(f"{DEMO_CASES_ENV} must be at least 1, got {raw!r}.")
+    return load_settings(**overrides)
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _workbench(data_dir: str, _settings: Settings) -> Workbench:
+    # No model hub here: a loader that tried it would stall for ~25 s before failing.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    return Workbench(_settings)
+
+
+def get_workbench() -> Workbench:
+    """The shared workbench for the configured data folder (built on first call)."""
+    settings = app_settings()
+    return _workbench(str(settings.data_dir), settings)
+
+
+def ensure_library_ready(workbench: Workbench) -> None:
+    """Build the synthetic demo library with a progress bar when the library is empty (first start)."""
+    if workbench.store.count_cases() > 0:
+        return
+    with _BOOTSTRAP_LOCK:
+        if workbench.store.count_cases() > 0:
+            return
+        settings = workbench.settings
+        with st.status("First start: building the synthetic demo library…", expanded=True) as box:
+            st.write(
+                f"Drawing {settings.demo_cases} synthetic phantom chest X-rays into {settings.demo_dir}, "
+                "importing them and building the search index. This happens once."
+            )
+            from medrag.phantoms import build_demo_library
+
+            bar = st.progress(0.0, text="Drawing phantoms…")
+            csv_path = build_demo_library(settings.demo_dir, n=settings.demo_cases)
+
+            def on_progress(done: int, total: int) -> None:
+                bar.progress(min(done / max(total, 1), 1.0), text=f"Importing {done} / {total} cases…")
+
+            report = workbench.ingest(csv_path.parent, labels_csv=csv_path, on_progress=on_progress)
+            bar.progress(1.0, text="Building the index…")
+            workbench.ensure_index("image")
+            box.update(label=f"Demo library ready: {report.added} cases", state="complete", expanded=False)
+
+
+def _warm(workbench: Workbench) -> None:
+    try:
+        workbench.backend_status()  # builds encoders, reasoner, summariser
+        workbench.index("image")
+        workbench.library_map()
+    except MedRAGError:
+        pass  # the page that needs the backend shows the error when it asks
+
+
+def warm_up_in_background(workbench: Workbench) -> None:
+    """Load the backends and the index in a daemon thread, once per data folder, so the first analysis is quick."""
+    key = str(workbench.settings.data_dir)
+    with _WARM_LOCK:
+        if key in _WARMED:
+            return
+        _WARMED.add(key)
+    threading.Thread(target=_warm, args=(workbench,), name="medrag-warm-up", daemon=True).start()
+
+
+@dataclass(frozen=True)
+class MapData:
+    """The library map as plain data: one row per case (x, y, case_id, label, dataset, snippet)."""
+
+    frame: pd.DataFrame
+    mean: np.ndarray
+    components: np.ndarray
+
+    def project(self, vector: np.ndarray) -> tuple[float, float]:
+        """Where an embedding lands on the map."""
+        xy = (np.asarray(vector, dtype=np.float32) - self.mean) @ self.components.T
+        return float(xy[0]), float(xy[1])
+
+
+@st.cache_resource(show_spinner="Computing the library map…", max_entries=8)
+def _map_data(data_dir: str, map_token: tuple[int, int], _workbench: Workbench) -> MapData:
+    library_map = _workbench.library_map()
+    coords = np.asarray(library_map.coords, dtype=np.float32)
+    frame = pd.DataFrame({"case_id": list(library_map.case_ids), "x": coords[:, 0], "y": coords[:, 1]})
+    cases = _workbench.store.cases_frame()[["case_id", "label", "dataset", "report"]]
+    frame = frame.merge(cases, on="case_id", how="left")
+    frame["label"] = frame["label"].fillna("unlabelled")
+    frame["snippet"] = frame["report"].fillna("").map(lambda text: " ".join(str(text).split())[:120])
+    frame = frame.drop(columns=["report"])
+    return MapData(frame, np.asarray(library_map.mean), np.asarray(library_map.components))
+
+
+def library_map_data(workbench: Workbench) -> MapData:
+    """The cached 2-D PCA map of the library (rebuilt when the workbench rebuilds its map)."""
+    library_map = workbench.library_map()
+    # id + size: a rebuilt map is a new object (and usually a new size).
+    return _map_data(str(workbench.settings.data_dir), (id(library_map), len(library_map.case_ids)), workbench)
+
+
+def data_dir_of(workbench: Workbench) -> Path:
+    """The workbench's data folder."""
+    return workbench.settings.data_dir
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _image_at(path: str, mtime_ns: int) -> tuple[np.ndarray, dict[str, Any]]:
+    from medrag.imaging import load_image
+
+    image = load_image(Path(path))
+    return image.pixels, dict(image.meta)
+
+
+def load_image_file(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """Decoded [0, 1] pixels and metadata of an image file (cached per path and modification time)."""
+    target = Path(path)
+    try:
+        mtime = target.stat().st_mtime_ns
+    except OSError:
+        from medrag.errors import InputError
+
+        raise InputError(
+            f"The image {target.name} is no longer on disk; re-import the case or run the analysis again."
+        ) from None
+    return _image_at(str(target), mtime)
+
+
+def load_pixels(path: str | Path) -> np.ndarray:
+    """Decoded [0, 1] pixels of an image file (cached)."""
+    return load_image_file(path)[0]
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def decode_upload(data: bytes, name: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """Pixels and de-identified metadata of uploaded bytes (cached by content, so reruns are free)."""
+    from medrag.imaging import load_image
+
+    image = load_image(data, name=name)
+    return image.pixels, dict(image.meta)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _embedding_xy(path: str, encoder_version: str, map_token: tuple[int, int], data_dir: str, _workbench: Workbench) -> tuple[float, float]:
+    vector = _workbench.embed_image(load_pixels(path))
+    return library_map_data(_workbench).project(vector)
+
+
+def query_position(workbench: Workbench, image_path: str) -> tuple[float, float] | None:
+    """Where the image at ``image_path`` lands on the library map (None when it cannot be placed)."""
+    if not image_path:
+        return None
+    library_map = workbench.library_map()
+    try:
+        return _embedding_xy(
+            image_path, str(workbench.image_encoder.version), (id(library_map), len(library_map.case_ids)),
+            str(workbench.settings.data_dir), workbench,
+        )
+    except MedRAGError:
+        return None

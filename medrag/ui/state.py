@@ -1,0 +1,74 @@
+"""Session-state keys and their defaults, initialised in one place (:func:`init_state`)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import streamlit as st
+
+#: Neighbours to retrieve; set on the Settings page, used by Analyze and the quiz.
+K = "k"
+#: The last analysis shown on Analyze (an :class:`medrag.ui.analysis.AnalysisView`).
+LAST_RESULT = "last_result"
+#: The neighbour opened side by side with the query on Analyze (case id or None).
+OPEN_NEIGHBOUR = "open_neighbour"
+#: A library case chosen elsewhere (Library page) to analyse next.
+ANALYZE_CASE = "analyze_case_id"
+#: The history row to open on the History page.
+HISTORY_OPEN = "history_open_id"
+#: The last history table row clicked (so a new click wins over the selectbox).
+HISTORY_LAST_PICK = "history_last_pick"
+#: The library case opened on the Library page.
+LIBRARY_OPEN = "library_open_id"
+#: The last library table row clicked.
+LIBRARY_LAST_PICK = "library_last_pick"
+#: Quiz: the current question (dict: case_id, truth, answered, answer, view) or None.
+QUIZ = "quiz"
+#: Quiz: the session's score.
+QUIZ_SCORE = "quiz_score"
+#: Whether Analyze runs a web search (mirrors the toggle across page switches).
+WEB_ON = "web_on"
+
+_DEFAULTS: dict[str, Any] = {
+    LAST_RESULT: None,
+    OPEN_NEIGHBOUR: None,
+    ANALYZE_CASE: None,
+    HISTORY_OPEN: None,
+    HISTORY_LAST_PICK: None,
+    LIBRARY_OPEN: None,
+    LIBRARY_LAST_PICK: None,
+    QUIZ: None,
+    QUIZ_SCORE: {"right": 0, "asked": 0},
+    WEB_ON: True,
+}
+
+
+def init_state(default_k: int) -> None:
+    """Give every app key its default once per session (``default_k`` comes from the settings)."""
+    for key, value in _DEFAULTS.items():
+        if key not in st.session_state:
+            st.session_state[key] = copy.deepcopy(value)
+    if K not in st.session_state:
+        st.session_state[K] = int(default_k)
+
+
+def current_k() -> int:
+    """The k the user chose (Settings page), as an int."""
+    return int(st.session_state[K])
+
+
+def bind_widget(widget_key: str, state_key: str) -> str:
+    """Seed a widget from a persistent key and return the widget key.
+
+    Streamlit drops a widget's own state when its page is left; the value lives on under
+    ``state_key`` and is copied back into the widget before it is drawn. Pass
+    ``on_change=store_widget, args=(widget_key, state_key)`` to the widget.
+    """
+    st.session_state[widget_key] = st.session_state[state_key]
+    return widget_key
+
+
+def store_widget(widget_key: str, state_key: str) -> None:
+    """Copy a widget's value to its persistent key (an ``on_change`` callback)."""
+    st.session_state[state_key] = st.session_state[widget_key]

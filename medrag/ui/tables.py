@@ -1,0 +1,104 @@
+"""Tables the pages show: backends in use, web-search state, history rows, key presence."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+
+from medrag.config import Settings
+from medrag.workbench import Workbench
+
+_STAGE_NAMES = {
+    "image_encoder": "image encoder",
+    "text_encoder": "text encoder",
+    "reasoner": "reasoner",
+    "summariser": "summariser",
+}
+
+
+def backends_frame(workbench: Workbench) -> pd.DataFrame:
+    """One row per stage: the backend asked for, the one that runs, its model, and why they differ."""
+    rows = []
+    for status in workbench.backend_status():
+        why = status.note or ("as configured" if status.requested == status.active else "")
+        rows.append({
+            "stage": _STAGE_NAMES.get(status.stage, status.stage),
+            "in use": status.active,
+            "requested": status.requested,
+            "model": status.model,
+            "why": why,
+        })
+    return pd.DataFrame(rows, columns=["stage", "in use", "requested", "model", "why"])
+
+
+def web_search_line(settings: Settings) -> str:
+    """Whether web search is on, with which provider, or why it is off."""
+    from medrag.websearch import build_provider, search_references
+
+    provider = build_provider(settings)
+    if provider is None:
+        # search_references answers "off: <reason>" without a provider and without any network call.
+        return "Web search: " + search_references("", settings)[1]
+    return f"Web search: on via {provider.name} (allowlisted sites only: {len(settings.allowlist)} domains)"
+
+
+def key_presence(settings: Settings) -> pd.DataFrame:
+    """Which secrets are set (never their values)."""
+    rows = [
+        ("SERPAPI_API_KEY", settings.serpapi_api_key),
+        ("TAVILY_API_KEY", settings.tavily_api_key),
+        ("OPENAI_API_KEY", settings.openai_api_key),
+        ("MEDRAG_OPENAI_BASE_URL", settings.openai_base_url),
+    ]
+    return pd.DataFrame({"key": [name for name, _ in rows], "set": ["yes" if value else "no" for _, value in rows]})
+
+
+def _top_match(neighbours_json: Any) -> tuple[str, float | None]:
+    try:
+        neighbours = json.loads(neighbours_json) if isinstance(neighbours_json, str) else list(neighbours_json or [])
+    except (TypeError, ValueError):
+        return "", None
+    if not neighbours:
+        return "", None
+    first = neighbours[0]
+    return f"{first.get('label', '')} ({first.get('case_id', '')})", float(first.get("score", 0.0))
+
+
+def history_table(history: pd.DataFrame) -> pd.DataFrame:
+    """Past analyses for display: id, date, input, label, backend, top match, similarity, seconds."""
+    columns = ["id", "date", "input", "label", "backend", "top match", "similarity", "seconds"]
+    if history.empty:
+        return pd.DataFrame(columns=columns)
+    tops = [_top_match(value) for value in history["neighbours"]]
+    inputs = [
+        (name or "") + (f" — {question}" if question else "") if kind == "image" else f"“{question}”"
+        for kind, name, question in zip(history["input_kind"], history["input_name"], history["question"])
+    ]
+    return pd.DataFrame({
+        "id": history["id"].astype(int),
+        "date": pd.to_datetime(history["created_at"]),
+        "input": inputs,
+        "label": history["label"].fillna(""),
+        "backend": history["reasoner_backend"].fillna(""),
+        "top match": [t[0] for t in tops],
+        "similarity": [t[1] for t in tops],
+        "seconds": history["total_seconds"].astype(float).round(2),
+    }, columns=columns)
+
+
+def neighbour_scores(history: pd.DataFrame) -> pd.DataFrame:
+    """Every saved neighbour similarity, tagged "top match" (rank 1) or "all neighbours"."""
+    rows: list[dict[str, Any]] = []
+    for value in history.get("neighbours", []):
+        try:
+            neighbours = json.loads(value) if isinstance(value, str) else list(value or [])
+        except (TypeError, ValueError):
+            continue
+        for item in neighbours:
+            score = float(item.get("score", 0.0))
+            rows.append({"score": score, "which": "all neighbours"})
+            if int(item.get("rank", 0)) == 1:
+                rows.append({"score": score, "which": "top match"})
+    return pd.DataFrame(rows, columns=["score", "which"])

@@ -1,0 +1,163 @@
+"""Analyze: an uploaded image, a library case or a question → streamed reasoning, label, similar cases, web."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from medrag.ui import resources, state
+from medrag.ui.analysis import AnalysisView
+from medrag.ui.page import error_boundary, setup_page
+from medrag.ui.panels import (
+    render_label_and_findings,
+    render_metadata,
+    render_outcome,
+    render_saved,
+    render_similar,
+    render_stage_log,
+    render_web,
+    run_live,
+)
+from medrag.ui.safe import escape_markdown
+from medrag.ui.viewer import PLOTLY_CONFIG, image_figure, view_controls
+
+UPLOAD, LIBRARY, QUESTION = "Upload an image", "Library case", "Question only"
+CASE_CHOICES = 300
+
+workbench = setup_page("Analyze", "🩻")
+store = workbench.store
+
+
+def _pick_case(case_id: str) -> None:
+    st.session_state["analyze_case"] = case_id
+
+
+# ---------------------------------------------------------------------------------------------- input
+pending_case = st.session_state.get(state.ANALYZE_CASE)
+if pending_case:
+    # Sent here from the Library page: preselect that case.
+    st.session_state["analyze_mode"] = LIBRARY
+    st.session_state["analyze_case"] = pending_case
+    st.session_state[state.ANALYZE_CASE] = None
+
+if not st.session_state.get("analyze_mode"):
+    st.session_state["analyze_mode"] = UPLOAD
+mode = st.segmented_control("Input", [UPLOAD, LIBRARY, QUESTION], key="analyze_mode") or UPLOAD
+question = st.text_input(
+    "Question" + (" (optional with an image)" if mode != QUESTION else ""),
+    key="analyze_question",
+    placeholder="e.g. Is there a pleural effusion? What are the signs of pneumothorax?",
+)
+
+source: Path | bytes | None = None
+name = ""
+case_id = ""
+pixels: np.ndarray | None = None
+meta: dict[str, Any] = {}
+
+with error_boundary():
+    if mode == UPLOAD:
+        upload = st.file_uploader(
+            "Chest X-ray (PNG, JPEG or DICOM)",
+            type=["png", "jpg", "jpeg", "dcm", "dicom"],
+            key="analyze_upload",
+            help="The file is decoded locally; DICOM tags are de-identified before they are shown or saved.",
+        )
+        if upload is not None:
+            data = upload.getvalue()
+            pixels, meta = resources.decode_upload(data, upload.name)
+            source, name = data, upload.name
+    elif mode == LIBRARY:
+        labels = ["all labels", *store.label_counts()]
+        pick_left, pick_mid, pick_right = st.columns([2, 3, 1])
+        label = pick_left.selectbox("Label", labels, key="analyze_case_label")
+        frame = store.cases_frame(label=None if label == "all labels" else label, limit=CASE_CHOICES)
+        options = list(frame["case_id"])
+        chosen = st.session_state.get("analyze_case")
+        if chosen and chosen not in options:
+            options.insert(0, chosen)
+        labels_by_id = dict(zip(frame["case_id"], frame["label"]))
+        if options:
+            pick_right.button(
+                "Random", key="analyze_random", on_click=_pick_case, args=(random.choice(options),),
+                help="Pick a random case from the list",
+            )
+            case_id = pick_mid.selectbox(
+                "Case", options, key="analyze_case",
+                format_func=lambda cid: f"{cid} · {labels_by_id.get(cid, store.get_case(cid).label if store.get_case(cid) else '?')}",
+            )
+            case = store.get_case(case_id) if case_id else None
+            if case is not None:
+                pixels, meta = resources.load_image_file(case.image_path)
+                source, name = Path(case.image_path), case.case_id
+                st.caption(
+                    f"Truth label: **{escape_markdown(case.label)}** · {escape_markdown(case.dataset)}"
+                    + (" · synthetic phantom" if case.synthetic else "")
+                    + " — the case itself is left out of its own neighbours."
+                )
+        else:
+            st.info("No cases with that label.")
+
+options_left, options_right = st.columns([1, 3])
+with options_left:
+    st.toggle(
+        "Web search", key=state.bind_widget("analyze_web", state.WEB_ON),
+        on_change=state.store_widget, args=("analyze_web", state.WEB_ON),
+        help="Trusted references from allowlisted sites (needs an API key; see Settings)",
+    )
+options_right.caption(f"k = {state.current_k()} similar cases (change it on the Settings page)")
+
+ready = source is not None or (mode == QUESTION and question.strip())
+run = st.button("Analyze", type="primary", disabled=not ready, key="analyze_run")
+
+# ---------------------------------------------------------------------------------------------- viewer + reasoning
+last: AnalysisView | None = st.session_state.get(state.LAST_RESULT)
+if pixels is None and last is not None and last.image_path and not run:
+    with error_boundary():
+        pixels, meta = resources.load_image_file(last.image_path)
+        meta = last.meta or meta
+
+viewer_col, reasoning_col = st.columns([1, 1], gap="large")
+with viewer_col:
+    if pixels is not None:
+        view = view_controls("analyze_view", meta)
+        st.plotly_chart(image_figure(pixels, view), config=PLOTLY_CONFIG, key="analyze_image")
+        render_metadata(meta)
+    elif mode == QUESTION:
+        st.caption("Text question: the answer draws on the library cases whose reports match it best.")
+    else:
+        st.caption("Choose an image to view it here.")
+
+with reasoning_col:
+    if run:
+        fresh = AnalysisView(input_name=name or "question", question=question.strip(), case_id=case_id)
+        with error_boundary():
+            events = workbench.analyze(
+                source, question=question, name=name, k=state.current_k(), web=bool(st.session_state[state.WEB_ON]),
+                save=True, exclude_case_ids={case_id} if case_id else None,
+            )
+            run_live(events, fresh)
+        if fresh.analysis_id is not None:
+            saved = store.get_analysis(fresh.analysis_id) or {}
+            fresh.image_path = str(saved.get("upload_path") or fresh.thumb_path)
+            fresh.created_at = str(saved.get("created_at") or "")
+        elif fresh.input_kind == "image":
+            fresh.image_path = str(source) if isinstance(source, Path) else fresh.thumb_path
+        st.session_state[state.LAST_RESULT] = fresh
+        st.session_state[state.OPEN_NEIGHBOUR] = None
+        last = fresh
+    elif last is not None:
+        st.caption(f"Last analysis: {escape_markdown(last.input_name or last.question or 'question')}")
+        render_stage_log(last)
+    if last is not None and render_outcome(last):
+        render_label_and_findings(last)
+        render_saved(last, "analyze")
+
+if last is not None and last.ok:
+    with error_boundary():
+        render_similar(workbench, last, "analyze")
+    render_web(last)

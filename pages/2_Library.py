@@ -1,0 +1,119 @@
+"""Library: browse and filter cases, open one, import a folder, re-index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from medrag.ui import resources, state
+from medrag.ui.page import error_boundary, setup_page
+from medrag.ui.panels import render_metadata
+from medrag.ui.safe import escape_markdown
+from medrag.ui.viewer import PLOTLY_CONFIG, image_figure, view_controls
+
+ALL = "all"
+SHOWN = 2000
+
+workbench = setup_page("Library", "📚")
+store = workbench.store
+
+browse_tab, import_tab = st.tabs(["Browse", "Import and re-index"])
+
+with browse_tab, error_boundary():
+    labels = store.label_counts()
+    datasets = store.dataset_counts()
+    left, mid, right = st.columns([1, 1, 2])
+    label = left.selectbox("Label", [ALL, *labels], key="library_label",
+                           format_func=lambda v: v if v == ALL else f"{v} ({labels.get(v, 0)})")
+    dataset = mid.selectbox("Dataset", [ALL, *datasets], key="library_dataset",
+                            format_func=lambda v: v if v == ALL else f"{v} ({datasets.get(v, 0)})")
+    text = right.text_input("Search reports", key="library_text", placeholder="e.g. effusion, cardiac silhouette")
+    frame = store.cases_frame(
+        label=None if label == ALL else label, dataset=None if dataset == ALL else dataset,
+        text=text.strip() or None, limit=SHOWN + 1,
+    )
+    more = len(frame) > SHOWN
+    frame = frame.head(SHOWN)
+    st.caption(f"{len(frame):,}{'+' if more else ''} matching cases of {store.count_cases():,}"
+               + (f" (showing the first {SHOWN:,})" if more else ""))
+    shown = frame[["case_id", "label", "dataset", "view", "report"]].copy()
+    shown["report"] = shown["report"].fillna("").map(lambda r: " ".join(str(r).split())[:160])
+    selection = st.dataframe(
+        shown, hide_index=True, width="stretch", height=320, key="library_table",
+        on_select="rerun", selection_mode="single-row",
+    )
+    rows = selection.selection.rows if selection is not None else []
+    ids = list(shown["case_id"])
+    if rows:
+        picked = str(shown.iloc[rows[0]]["case_id"])
+        if picked != st.session_state.get(state.LIBRARY_LAST_PICK):
+            # A new row was clicked: it wins over the selectbox until another row is clicked.
+            st.session_state[state.LIBRARY_LAST_PICK] = picked
+            st.session_state["library_open_select"] = picked
+    wanted = st.session_state.get(state.LIBRARY_OPEN)
+    if st.session_state.get("library_open_select") not in ids:
+        st.session_state["library_open_select"] = wanted if wanted in ids else (ids[0] if ids else None)
+    if ids:
+        opened = st.selectbox("Open case", ids, key="library_open_select", help="Or click a row in the table")
+        st.session_state[state.LIBRARY_OPEN] = opened
+        case = store.get_case(opened)
+        if case is not None:
+            viewer, details = st.columns([1, 1], gap="large")
+            with viewer:
+                pixels, meta = resources.load_image_file(case.image_path)
+                view = view_controls("library_view", meta)
+                st.plotly_chart(image_figure(pixels, view, title=case.case_id), config=PLOTLY_CONFIG, key="library_image")
+            with details:
+                st.metric("Label", case.label)
+                st.caption(
+                    f"{escape_markdown(case.dataset)} · view {escape_markdown(case.view or '?')}"
+                    + (" · synthetic phantom" if case.synthetic else "")
+                    + (f" · patient {escape_markdown(case.patient_id)}" if case.patient_id else "")
+                )
+                st.markdown("**Report**")
+                st.text(case.report or "(no report)")
+                render_metadata(meta)
+                if st.button("Analyze this case", type="primary", key="library_analyze"):
+                    st.session_state[state.ANALYZE_CASE] = case.case_id
+                    st.switch_page("pages/1_Analyze.py")
+
+with import_tab:
+    st.markdown(
+        "Import a folder of images (PNG, JPEG, DICOM), optionally with a labels CSV "
+        "(columns such as `image`, `label`, `report`). Re-importing is incremental: unchanged files are skipped."
+    )
+    with st.form("library_import"):
+        folder = st.text_input("Folder (or .parquet / Open-i .tgz) on this machine", key="import_folder")
+        labels_csv = st.text_input("Labels CSV (optional)", key="import_csv")
+        submitted = st.form_submit_button("Import", type="primary")
+    if submitted:
+        with error_boundary():
+            if not folder.strip():
+                st.warning("Give the path of a folder to import.")
+            else:
+                bar = st.progress(0.0, text="Reading the folder…")
+
+                def on_progress(done: int, total: int) -> None:
+                    bar.progress(min(done / max(total, 1), 1.0), text=f"Imported {done:,} / {total:,} images")
+
+                with st.spinner("Importing and indexing…"):
+                    report = workbench.ingest(
+                        Path(folder.strip()).expanduser(),
+                        labels_csv=Path(labels_csv.strip()).expanduser() if labels_csv.strip() else None,
+                        on_progress=on_progress,
+                    )
+                bar.progress(1.0, text="Done")
+                st.success(escape_markdown(report.summary()))
+                for note in report.notes:
+                    st.caption(escape_markdown(note))
+                if report.errors:
+                    st.warning(f"{len(report.errors)} files were skipped:")
+                    st.dataframe({"file": [e[0] for e in report.errors], "why": [e[1] for e in report.errors]}, hide_index=True)
+
+    st.divider()
+    st.markdown("**Re-index**: re-embed every case with the current image encoder and rebuild the index.")
+    if st.button("Re-index the library", key="library_reindex"):
+        with error_boundary(), st.spinner("Re-embedding and rebuilding the index…"):
+            index = workbench.ensure_index("image", rebuild=True)
+            st.success(f"Index rebuilt: {len(index):,} cases with the {workbench.image_encoder.name} encoder.")

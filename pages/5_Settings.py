@@ -1,0 +1,77 @@
+"""Settings: backends and models (ready / missing and how to get them), keys present, paths, and k."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from medrag.ui import state
+from medrag.ui.page import error_boundary, setup_page
+from medrag.ui.safe import escape_markdown
+from medrag.ui.tables import backends_frame, key_presence, web_search_line
+
+workbench = setup_page("Settings", "⚙️")
+settings = workbench.settings
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+st.subheader("Retrieval")
+st.number_input(
+    "k: similar cases per analysis", min_value=1, max_value=50, step=1,
+    key=state.bind_widget("settings_k", state.K), on_change=state.store_widget, args=("settings_k", state.K),
+    help="Used by Analyze and the quiz for this session. The default comes from MEDRAG_K.",
+)
+
+st.subheader("Backends in use")
+with error_boundary():
+    st.dataframe(backends_frame(workbench), hide_index=True, width="stretch")
+    st.caption(
+        "Choose backends with MEDRAG_IMAGE_ENCODER, MEDRAG_TEXT_ENCODER, MEDRAG_REASONER and MEDRAG_SUMMARISER; "
+        "a backend whose weights are missing falls back to the offline default."
+    )
+
+st.subheader("Models")
+with error_boundary():
+    from medrag.weights import list_models
+
+    models = list_models(settings)
+    st.dataframe(
+        pd.DataFrame({
+            "model": [m.name for m in models],
+            "status": [m.status for m in models],
+            "kind": [m.kind for m in models],
+            "where it looks / what was found": [str(m.path) if m.ready and m.path else m.detail for m in models],
+            "size": [_size(m.size_bytes) if m.size_bytes else "" for m in models],
+            "what it is": [m.description for m in models],
+        }),
+        hide_index=True, width="stretch",
+    )
+    for model in models:
+        if not model.ready and model.fix:
+            st.markdown(f"**{escape_markdown(model.name)}** is missing. To get it:")
+            st.code(model.fix, language="bash")
+
+st.subheader("Web search")
+with error_boundary():
+    st.write(escape_markdown(web_search_line(settings)))
+    st.dataframe(key_presence(settings), hide_index=True)
+    st.caption("Keys are read from the environment or .streamlit/secrets.toml and are never shown. Allowlisted sites: "
+               + ", ".join(escape_markdown(d) for d in settings.allowlist))
+
+st.subheader("Paths")
+st.dataframe(
+    pd.DataFrame({
+        "what": ["data folder", "database", "index", "thumbnails", "uploads", "demo library", "fitted models"],
+        "path": [str(p) for p in (settings.data_dir, settings.db_path, settings.index_dir, settings.thumbs_dir,
+                                   settings.uploads_dir, settings.demo_dir, settings.models_dir)],
+    }),
+    hide_index=True, width="stretch",
+)
+st.caption("Move everything at once with MEDRAG_DATA_DIR.")
