@@ -1,0 +1,285 @@
+"""The app's pure helpers: escaping, the analysis view, figures, viewer maths, tables; panels via AppTest."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from medrag.events import (
+    AnalysisFinished,
+    AnalysisSaved,
+    GuardChecked,
+    InputReady,
+    NeighboursFound,
+    ReasoningDone,
+    ReasoningToken,
+    StageFailed,
+    StageStarted,
+    SummaryReady,
+    WebResultsReady,
+)
+from medrag.records import GuardVerdict, Neighbour, Summary, WebResult
+from medrag.ui.analysis import AnalysisView, collect, view_from_record
+from medrag.ui.figures import library_map_figure, scores_bar, similarity_distribution, votes_frame
+from medrag.ui.safe import defang_markdown, escape_markdown, safe_url, shorten
+from medrag.ui.tables import history_table, neighbour_scores
+from medrag.ui.viewer import ViewSettings, downsample, linked_figure, needs_windowing, pad_to_square, render_pixels
+
+
+def _neighbours(n: int = 3) -> tuple[Neighbour, ...]:
+    return tuple(
+        Neighbour(case_id=f"c{i}", score=0.9 - 0.1 * i, rank=i + 1, label="effusion" if i % 2 else "normal",
+                  dataset="synthetic", report=f"Report {i}.", thumb_path="", image_path="")
+        for i in range(n)
+    )
+
+
+def _events() -> list:
+    return [
+        StageStarted(stage="input"),
+        InputReady(stage="input", kind="image", meta={"format": "png", "width": 64, "height": 64}, seconds=0.01),
+        StageStarted(stage="guard"),
+        GuardChecked(stage="guard", verdict=GuardVerdict(True, "looks like a chest X-ray", kind="image"), seconds=0.02),
+        StageStarted(stage="neighbours"),
+        NeighboursFound(stage="neighbours", neighbours=_neighbours(), encoder="classic", seconds=0.03),
+        StageStarted(stage="reasoning"),
+        ReasoningToken(stage="reasoning", text="**Lungs.** "),
+        ReasoningToken(stage="reasoning", text="Clear."),
+        ReasoningDone(stage="reasoning", text="**Lungs.** Clear.", backend="evidence", model="m1", seconds=0.2),
+        StageStarted(stage="summary"),
+        SummaryReady(stage="summary", summary=Summary("effusion", {"effusion": "present", "pneumothorax": "absent"}), seconds=0.01),
+        StageStarted(stage="web"),
+        StageFailed(stage="web", message="provider down; try later", error_type="WebSearchError", seconds=0.5),
+        StageStarted(stage="save"),
+        AnalysisSaved(stage="save", analysis_id=7, seconds=0.01),
+        AnalysisFinished(stage="save", timings={"input": 0.01, "guard": 0.02}, total_seconds=0.9),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------- safe text
+def test_escape_markdown_neutralises_links_html_and_maths() -> None:
+    nasty = "[click](javascript:alert(1)) <img src=x onerror=alert(1)> $x^2$ **bold**"
+    escaped = escape_markdown(nasty)
+    assert re.search(r"(?<!\\)[\[\]()<>$*]", escaped) is None  # every special character is escaped
+    assert escaped.replace("\\", "") == nasty
+
+
+def test_defang_keeps_emphasis_but_kills_links_images_and_html() -> None:
+    text = "**Impression.** ![x](http://evil/p.png) [a](http://b) <b>hi</b> $1$"
+    out = defang_markdown(text)
+    assert out.startswith("**Impression.**")
+    assert "![x](" not in out and "[a](" not in out and "<b>" not in out and "$1$" not in out
+    assert out.replace("\\", "") == text
+
+
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("https://radiopaedia.org/articles/x", True),
+        ("http://nih.gov", True),
+        ("javascript:alert(1)", False),
+        ("data:text/html,hi", False),
+        ("https://", False),
+        ("ftp://x.org/a", False),
+        ("https://a.org/ b", False),
+        (None, False),
+    ],
+)
+def test_safe_url_accepts_only_http_links(url: object, ok: bool) -> None:
+    assert (safe_url(url) is not None) is ok
+
+
+def test_shorten_collapses_whitespace_and_cuts() -> None:
+    assert shorten("a\n\n b   c") == "a b c"
+    cut = shorten("word " * 100, 20)
+    assert len(cut) <= 20 and cut.endswith("…")
+
+
+# ---------------------------------------------------------------------------------------------- analysis view
+def test_view_folds_a_full_event_stream() -> None:
+    view = collect(_events())
+    assert view.ok and view.finished
+    assert view.reasoning == "**Lungs.** Clear."
+    assert view.reasoner_backend == "evidence" and view.label == "effusion"
+    assert [n.case_id for n in view.neighbours] == ["c0", "c1", "c2"]
+    assert view.analysis_id == 7
+    assert view.failures == {"web": "provider down; try later"}
+    assert view.web_status == "provider down; try later"
+    assert view.stages == ["input", "guard", "neighbours", "reasoning", "summary", "web", "save"]
+    assert view.findings_rows()[0] == {"finding": "effusion", "status": "present"}
+    assert view.stage_line("save").startswith("Saved to history as #7")
+    assert "failed" in view.stage_line("web")
+
+
+def test_view_marks_a_refusal() -> None:
+    events = [
+        StageStarted(stage="input"),
+        InputReady(stage="input", kind="text", seconds=0.0),
+        StageStarted(stage="guard"),
+        GuardChecked(stage="guard", verdict=GuardVerdict(False, "not a medical question", kind="text")),
+        AnalysisFinished(stage="save", refused=True),
+    ]
+    view = collect(events)
+    assert view.refused and not view.ok
+    assert view.stage_line("guard").endswith("refused") or "refused" in view.stage_line("guard")
+
+
+def test_unreadable_input_is_a_failure_not_a_refusal() -> None:
+    events = [StageStarted(stage="input"), StageFailed(stage="input", message="not an image"),
+              AnalysisFinished(stage="save", refused=True)]
+    view = collect(events)
+    assert not view.refused and not view.ok and view.failures["input"] == "not an image"
+
+
+def test_view_from_record_matches_the_live_view() -> None:
+    live = collect(_events())
+    record = {
+        "id": 7, "created_at": "2026-01-01 10:00:00", "input_kind": "image", "input_name": "x.png",
+        "question": "", "upload_path": "/u/x.png", "thumb_path": "/t/x.png", "encoder": "classic",
+        "reasoner_backend": "evidence", "reasoner_model": "m1", "summariser_backend": "rules",
+        "reasoning": live.reasoning, "label": live.label, "findings": live.findings,
+        "neighbours": [n.__dict__ for n in live.neighbours],
+        "web_results": [{"title": "T", "url": "https://nih.gov/a", "domain": "nih.gov", "snippet": "s"}],
+        "web_status": "1 result from serpapi", "guard": {"allowed": True, "reason": "ok", "score": 0.5, "kind": "image"},
+        "meta": {"format": "png"}, "timings": {"input": 0.1, "reasoning": 0.2}, "errors": [{"stage": "web", "message": "m"}],
+        "total_seconds": 0.9,
+    }
+    view = view_from_record(record)
+    assert view.ok and view.analysis_id == 7 and view.image_path == "/u/x.png"
+    assert view.neighbours == live.neighbours
+    assert view.web_results == [WebResult("T", "https://nih.gov/a", "nih.gov", "s")]
+    assert view.stages == ["input", "reasoning", "web"]
+    assert view.failures == {"web": "m"}
+
+
+# ---------------------------------------------------------------------------------------------- viewer
+def test_render_pixels_window_invert_and_identity() -> None:
+    ramp = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    assert np.allclose(render_pixels(ramp, ViewSettings()), ramp)
+    inverted = render_pixels(ramp, ViewSettings(inverted=True))
+    assert np.allclose(inverted, 1 - ramp)
+    narrow = render_pixels(ramp, ViewSettings(center=0.5, width=0.2))
+    assert narrow.min() == 0.0 and narrow.max() == 1.0
+    assert (narrow == 0).sum() > (ramp == 0).sum()  # the window clips the dark end
+    enhanced = render_pixels(np.tile(ramp, (8, 8)) * 0.3 + 0.3, ViewSettings(enhanced=True))
+    assert enhanced.max() - enhanced.min() > 0.3  # CLAHE stretches a low-contrast image
+
+
+def test_downsample_and_pad_keep_aspect() -> None:
+    wide = np.random.default_rng(0).random((300, 600), dtype=np.float32)
+    small = downsample(wide, 100)
+    assert small.shape == (50, 100)
+    assert downsample(wide, 1000) is not None and downsample(wide, 1000).shape == (300, 600)
+    square = pad_to_square(wide, 64)
+    assert square.shape == (64, 64)
+    assert square[0].max() == 0.0 and square[32].max() > 0.0  # letterboxed top, image in the middle
+
+
+def test_needs_windowing_for_dicom_and_16_bit_only() -> None:
+    assert needs_windowing({"format": "dicom", "bit_depth": 12})
+    assert needs_windowing({"format": "png", "bit_depth": 16})
+    assert not needs_windowing({"format": "png", "bit_depth": 8})
+    assert not needs_windowing(None)
+
+
+def test_linked_figure_shares_axes() -> None:
+    images = [np.zeros((40, 40), np.float32), np.ones((30, 50), np.float32)]
+    fig = linked_figure(images, ["a", "b"], ViewSettings(), side=32)
+    assert len(fig.data) == 2
+    assert fig.layout.xaxis2.matches == "x" and fig.layout.yaxis2.matches == "y"
+    assert all(trace.source.startswith("data:image/png;base64,") for trace in fig.data)
+
+
+# ---------------------------------------------------------------------------------------------- figures + tables
+def test_scores_bar_and_map_highlight_neighbours_and_escape_hover() -> None:
+    neighbours = _neighbours(3)
+    bar = scores_bar(neighbours)
+    assert sorted(sum((list(t.y) for t in bar.data), [])) == sorted(n.score for n in neighbours)
+    frame = pd.DataFrame({
+        "case_id": ["c0", "c1", "c2", "c3"], "x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 1.0, 0.5, 0.2],
+        "label": ["normal", "effusion", "normal", "<b>x</b>"], "dataset": ["s"] * 4, "snippet": ["<script>", "", "", ""],
+    })
+    fig = library_map_figure(frame, query_xy=(0.5, 0.5), neighbour_ids=["c1", "c2", "missing"])
+    names = [t.name for t in fig.data]
+    assert "query" in names and "nearest cases" in names
+    ringed = next(t for t in fig.data if t.name == "nearest cases")
+    assert list(ringed.x) == [1.0, 2.0]
+    dumped = fig.to_json()
+    assert "<script>" not in dumped and "<b>x</b>" not in dumped
+
+
+def test_votes_frame_and_similarity_distribution() -> None:
+    frame = votes_frame([("normal", 0.75), ("effusion", 0.25)])
+    assert list(frame["label"]) == ["normal", "effusion"] and frame["share"].sum() == pytest.approx(1.0)
+    scores = pd.DataFrame({"score": [0.9, 0.8], "which": ["top match", "all neighbours"]})
+    assert len(similarity_distribution(scores).data) == 2
+
+
+def test_history_table_and_scores_from_saved_rows() -> None:
+    history = pd.DataFrame({
+        "id": [2, 1], "created_at": pd.to_datetime(["2026-01-02", "2026-01-01"]), "input_kind": ["image", "text"],
+        "input_name": ["a.png", "question"], "question": ["", "effusion?"], "label": ["normal", "effusion"],
+        "reasoner_backend": ["evidence", "evidence"], "total_seconds": [0.5, 0.25],
+        "neighbours": [json.dumps([{"case_id": "c9", "label": "normal", "score": 0.8, "rank": 1},
+                                   {"case_id": "c8", "label": "normal", "score": 0.7, "rank": 2}]), "[]"],
+    })
+    table = history_table(history)
+    assert list(table.columns) == ["id", "date", "input", "label", "backend", "top match", "similarity", "seconds"]
+    assert table.iloc[0]["top match"] == "normal (c9)" and table.iloc[0]["similarity"] == pytest.approx(0.8)
+    assert table.iloc[1]["input"] == "“effusion?”" and pd.isna(table.iloc[1]["similarity"])
+    scores = neighbour_scores(history)
+    assert sorted(scores["which"]) == ["all neighbours", "all neighbours", "top match"]
+
+
+# ---------------------------------------------------------------------------------------------- panels (AppTest)
+def _panels_app() -> None:
+    import streamlit as st
+
+    from medrag.records import WebResult
+    from medrag.ui.analysis import AnalysisView
+    from medrag.ui.panels import render_label_and_findings, render_outcome, render_web
+
+    view = AnalysisView(
+        label="effusion", findings={"effusion": "present", "pneumothorax": "absent", "edema": "uncertain"},
+        finished=True,
+        web_results=[
+            WebResult("Pleural effusion [link](javascript:x)", "https://radiopaedia.org/articles/effusion", "radiopaedia.org", "<b>snip</b>"),
+            WebResult("Evil", "javascript:alert(1)", "nih.gov", "s", image_url="javascript:bad"),
+        ],
+        web_status="2 results from tavily",
+    )
+    if st.session_state.get("refuse"):
+        view.refused = True
+        from medrag.records import GuardVerdict
+
+        view.verdict = GuardVerdict(False, "This is not a chest X-ray question.")
+    if render_outcome(view):
+        render_label_and_findings(view)
+        render_web(view)
+
+
+def test_panels_render_findings_and_only_safe_web_links() -> None:
+    at = AppTest.from_function(_panels_app).run()
+    assert not at.exception
+    assert at.metric[0].value == "effusion"
+    findings = at.dataframe[0].value
+    assert list(findings["status"]) == ["present", "uncertain", "absent"]
+    buttons = at.get("link_button")
+    assert [b.proto.url for b in buttons] == ["https://radiopaedia.org/articles/effusion"]
+    titles = [m.value for m in at.markdown if "Pleural" in m.value]
+    assert titles and "](javascript" not in titles[0]
+    assert any(t.value == "<b>snip</b>" for t in at.text)  # shown as text, not HTML
+
+
+def test_panels_show_a_refusal_instead_of_results() -> None:
+    at = AppTest.from_function(_panels_app)
+    at.session_state["refuse"] = True
+    at.run()
+    assert not at.exception
+    assert any("Refused by the domain guard" in w.value for w in at.warning)
+    assert not at.metric
