@@ -4,13 +4,17 @@
 PYTHON ?= python3
 VENV := .venv
 # The stamp changes whenever the dependency files change, so the environment follows them.
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml Makefile | sha256sum | cut -c1-12)
+
+# Installed without their dependency pins (see the medspaCy note in requirements.txt).
+MEDSPACY_NODEPS := medspacy==1.3.1 PyRuSH==1.0.13 medspacy_quickumls==3.2
 
 .PHONY: setup run test bench
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml Makefile
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --disable-pip-version-check -q -r requirements.txt
+	$(VENV)/bin/python -m pip install --disable-pip-version-check -q --no-deps $(MEDSPACY_NODEPS)
 	$(VENV)/bin/python -m pip install --disable-pip-version-check -q --no-deps -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $(STAMP)
