@@ -1,0 +1,33 @@
+"""Shared fixtures: a small synthetic library built once per test session, the real-data folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cxr-real"
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """../shared/data/cxr-real, or skip with the reason."""
+    if not (REAL_DATA / "labels.csv").is_file():
+        pytest.skip(f"real chest X-rays not found at {REAL_DATA} (they live beside the repository, never in it)")
+    return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def demo_workbench(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A Workbench over a 60-case synthetic phantom library, indexed (shared: do not mutate the library)."""
+    from medrag.config import Settings
+    from medrag.workbench import Workbench
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("demo-data"), demo_cases=60, web_provider="off")
+    workbench = Workbench(settings)
+    workbench.ensure_library()
+    return workbench
