@@ -223,11 +223,21 @@ class Workbench:
                 try:
                     current = VectorIndex.load(self.settings.index_dir, encoder.name, encoder.version)
                 except IndexMismatchError as exc:
-                    log.warning("%s; rebuilding it from the stored vectors", exc)
+                    # A missing index is normal on first use; anything else is worth a warning.
+                    (log.info if str(exc).startswith("no saved") else log.warning)("%s; rebuilding it from the stored vectors", exc)
                     current = None
-            if current is None or added or list(current.ids) != ids:
-                if not ids:
-                    raise LibraryError("The library is empty; run `medrag demo` or `medrag ingest FOLDER` first.")
+            if not ids:
+                raise LibraryError("The library is empty; run `medrag demo` or `medrag ingest FOLDER` first.")
+            if current is not None and list(current.ids) != ids:
+                known = list(current.ids)
+                if ids[: len(known)] == known:
+                    # New cases only: extend the index instead of rebuilding it.
+                    current.add(ids[len(known):], vectors[len(known):])
+                    current.save(self.settings.index_dir)
+                    self._map = None
+                else:
+                    current = None
+            if current is None:
                 current = VectorIndex.build(ids, vectors, encoder_name=encoder.name, encoder_version=encoder.version)
                 current.save(self.settings.index_dir)
                 self._map = None

@@ -108,7 +108,7 @@ def test_parquet_with_corrupt_cell(tmp_path: Path, env) -> None:  # type: ignore
     path = tmp_path / "cxr.parquet"
     pq.write_table(table, path)
     report = ingest_path(path, settings, store)
-    assert report.added == 2 and len(report.errors) == 1 and "row 1" in report.errors[0][0]
+    assert report.added == 2 and len(report.errors) == 1 and report.errors[0][0].endswith("cxr.parquet#1")
     frame = store.cases_frame()
     assert all(Path(p).is_file() for p in frame["image_path"])  # content-addressed copies under data/images
     assert "cardiomegaly" in " ".join(frame["label"]).lower()
@@ -118,7 +118,7 @@ def test_parquet_with_corrupt_cell(tmp_path: Path, env) -> None:  # type: ignore
 def test_openi_reports_join_their_images(tmp_path: Path, env) -> None:  # type: ignore[no-untyped-def]
     settings, store = env
     xml = """<?xml version="1.0" encoding="utf-8"?>
-<eCitation><IUXRId id="1"/><MedlineCitation><Article><Abstract>
+<eCitation><uId id="CXR1"/><IUXRId id="1"/><MedlineCitation><Article><Abstract>
 <AbstractText Label="FINDINGS">The heart is enlarged. No pleural effusion.</AbstractText>
 <AbstractText Label="IMPRESSION">Cardiomegaly.</AbstractText>
 </Abstract></Article></MedlineCitation>
