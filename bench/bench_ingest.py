@@ -1,0 +1,261 @@
+"""Ingest benchmark: images/s importing the real CXRs with the classic encoder, through the real code path
+(``medrag.workbench.Workbench(settings).ingest(folder)``), plus a breakdown and profiles.
+
+    python bench/bench_ingest.py                      # all 1,389 images, about 3-5 min
+    python bench/bench_ingest.py --limit 300          # quicker
+
+Stages, each on the same images:
+
+1. decode only (``medrag.imaging.load_image``), one core;
+2. decode + classic embed, one core;
+3. per-image components (median ms over a sample): file read, PNG decode to float, pixel hash, file hash,
+   thumbnail, classic features;
+4. full ingest, cold: a fresh data folder (the encoder is not fitted yet, so the import stores cases and
+   ``ensure_index`` then fits, decodes and embeds every image again);
+5. full ingest, warm encoder: a fresh data folder that already holds the fitted classic state, so worker
+   processes embed during import (what adding images to an existing library costs);
+6. cProfile of a cold ingest (main process) and of the per-image worker function ``_prepare`` in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import hashlib
+import io
+import pstats
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import common  # first: pins thread counts
+
+import numpy as np
+
+
+def _real_paths(source: Path, limit: int | None) -> list[Path]:
+    paths = sorted((source / "images").rglob("*.png"))
+    return paths[:limit] if limit else paths
+
+
+def _subset_folder(source: Path, paths: list[Path], dest: Path) -> Path:
+    """A temporary folder with copies of ``paths`` and their labels.csv rows (for --limit runs; the importer
+    refuses symlinks that leave the folder)."""
+    import csv
+
+    keep = {str(p.relative_to(source)) for p in paths}
+    dest.mkdir(parents=True)
+    for p in paths:
+        link = dest / p.relative_to(source)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(p, link)
+    with open(source / "labels.csv", newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        rows = [r for r in reader if r["image"] in keep]
+        fields = reader.fieldnames or []
+    with open(dest / "labels.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    return dest
+
+
+def per_second(count: int, seconds: float) -> float:
+    """Throughput, guarding against a zero duration."""
+    return count / seconds if seconds > 0 else float("nan")
+
+
+def stage_decode(paths: list[Path]) -> float:
+    """Seconds to decode every path with load_image (one core)."""
+    from medrag.imaging import load_image
+
+    start = time.perf_counter()
+    for p in paths:
+        load_image(p)
+    return time.perf_counter() - start
+
+
+def stage_decode_embed(paths: list[Path]) -> float:
+    """Seconds to decode and classic-embed every path, one image at a time (one core)."""
+    from medrag.encoders.classic import ClassicEncoder
+    from medrag.imaging import load_image
+
+    encoder = ClassicEncoder()
+    start = time.perf_counter()
+    for p in paths:
+        encoder.embed([load_image(p).pixels])
+    return time.perf_counter() - start
+
+
+def components(paths: list[Path], thumbs: Path) -> list[dict[str, Any]]:
+    """Median / p95 ms of each piece of per-image work over ``paths``."""
+    from PIL import Image
+
+    from medrag.encoders.classic import raw_features
+    from medrag.imaging import compute_pixel_hash, load_image, make_thumbnail, save_thumbnail
+
+    parts: dict[str, list[float]] = {k: [] for k in (
+        "read file", "PIL decode → float32", "load_image (all of it)", "pixel hash (sha256 of uint8)",
+        "file hash (sha256)", "make_thumbnail (LANCZOS 256)", "save_thumbnail (PNG + fsync)", "classic features",
+    )}
+
+    def clock(name: str, fn: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        out = fn()
+        parts[name].append(time.perf_counter() - start)
+        return out
+
+    for p in paths:
+        data = clock("read file", p.read_bytes)
+        clock("PIL decode → float32", lambda: np.asarray(Image.open(io.BytesIO(data)), dtype=np.float32) / 255.0)
+        image = clock("load_image (all of it)", lambda: load_image(p))
+        clock("pixel hash (sha256 of uint8)", lambda: compute_pixel_hash(image.pixels))
+        clock("file hash (sha256)", lambda: hashlib.sha256(data).hexdigest())
+        clock("make_thumbnail (LANCZOS 256)", lambda: make_thumbnail(image.pixels))
+        clock("save_thumbnail (PNG + fsync)", lambda: save_thumbnail(image, thumbs))
+        clock("classic features", lambda: raw_features(image.pixels))
+    rows = []
+    for name, samples in parts.items():
+        s = common.stats(samples)
+        rows.append({"component": name, "p50_ms": s["p50"] * 1e3, "p95_ms": s["p95"] * 1e3, "n": s["n"]})
+    return rows
+
+
+def full_ingest(source: Path, data_dir: Path, profile: cProfile.Profile | None = None) -> dict[str, Any]:
+    """Workbench(...).ingest(source) into ``data_dir``; wall time split into import and ensure_index."""
+    from medrag.config import Settings
+    from medrag.workbench import Workbench
+
+    settings = Settings(data_dir=data_dir, web_provider="off")
+    bench = Workbench(settings)
+    index_seconds = [0.0]
+    original = bench.ensure_index
+
+    def timed_ensure_index(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            index_seconds[0] += time.perf_counter() - start
+
+    bench.ensure_index = timed_ensure_index  # type: ignore[method-assign]
+    start = time.perf_counter()
+    if profile is not None:
+        profile.enable()
+    report = bench.ingest(source)
+    if profile is not None:
+        profile.disable()
+    total = time.perf_counter() - start
+    if report.errors:
+        print(f"  {len(report.errors)} import errors, first: {report.errors[0]}")
+    n_index = len(bench.index("image"))
+    return {
+        "seen": report.seen, "added": report.added, "embedded_during_import": report.embedded,
+        "errors": len(report.errors), "indexed": n_index, "total_s": total,
+        "ensure_index_s": index_seconds[0], "import_s": total - index_seconds[0],
+    }
+
+
+def profile_text(profile: cProfile.Profile, top: int, sort: str) -> str:
+    """The ``top`` rows of a profile sorted by ``sort``, with repo paths shortened."""
+    buf = io.StringIO()
+    stats = pstats.Stats(profile, stream=buf)
+    stats.strip_dirs().sort_stats(sort).print_stats(top)
+    lines = [ln for ln in buf.getvalue().splitlines() if ln.strip()]
+    start = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("ncalls")), 0)
+    return "\n".join(lines[start:])
+
+
+def profile_prepare(paths: list[Path], data_dir: Path, top: int) -> str:
+    """cProfile of library._prepare (decode, thumbnail, embed) over ``paths``, in this process."""
+    from medrag import library
+    from medrag.config import Settings
+    from medrag.encoders.classic import ClassicEncoder
+
+    settings = Settings(data_dir=data_dir, web_provider="off")
+    library._init_worker(settings, embed=False)
+    library._WORKER["encoder"] = ClassicEncoder()  # embed as a warm import does (fitted or not: same cost)
+    items = [library._file_item(p, label="x", dataset="bench") for p in paths]
+    profile = cProfile.Profile()
+    profile.enable()
+    for item in items:
+        library._prepare(item)
+    profile.disable()
+    return profile_text(profile, top, "tottime")
+
+
+def main() -> None:
+    """Run every stage and print markdown tables."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", type=Path, default=common.REAL_DATA, help="folder with images/ and labels.csv")
+    parser.add_argument("--limit", type=int, default=None, help="use the first N images only")
+    parser.add_argument("--sample", type=int, default=200, help="images for the component breakdown and _prepare profile")
+    parser.add_argument("--top", type=int, default=14, help="profile rows to print")
+    parser.add_argument("--skip-profile", action="store_true")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    if not (args.source / "images").is_dir():
+        raise SystemExit(f"{args.source}/images is absent; pass --source FOLDER (with images/ and labels.csv).")
+    paths = _real_paths(args.source, args.limit)
+    n = len(paths)
+    sample = paths[:: max(1, n // args.sample)][: args.sample]
+    rows: list[dict[str, Any]] = []
+    results: dict[str, Any] = {"n": n}
+    with tempfile.TemporaryDirectory(prefix="medrag-bench-ingest-") as tmp_text:
+        tmp = Path(tmp_text)
+        source = _subset_folder(args.source, paths, tmp / "src") if args.limit else args.source
+
+        print(f"decode only, one core ({n} images)...", flush=True)
+        secs = stage_decode(paths)
+        rows.append({"stage": "decode only (load_image), 1 core", "seconds": secs, "images_per_s": per_second(n, secs)})
+        print(f"decode + classic embed, one core...", flush=True)
+        secs = stage_decode_embed(paths)
+        rows.append({"stage": "decode + classic embed, 1 core", "seconds": secs, "images_per_s": per_second(n, secs)})
+
+        print("full ingest, cold (fresh data folder, encoder not fitted)...", flush=True)
+        cold = full_ingest(source, tmp / "cold")
+        rows.append({"stage": "full ingest, cold: Workbench.ingest", "seconds": cold["total_s"], "images_per_s": per_second(n, cold["total_s"])})
+        rows.append({"stage": "  of which import (decode, thumbnail, DuckDB)", "seconds": cold["import_s"], "images_per_s": per_second(n, cold["import_s"])})
+        rows.append({"stage": "  of which ensure_index (fit, decode again, embed, build)", "seconds": cold["ensure_index_s"], "images_per_s": per_second(n, cold["ensure_index_s"])})
+
+        print("full ingest, warm encoder (fitted state present)...", flush=True)
+        warm_dir = tmp / "warm"
+        (warm_dir / "models").mkdir(parents=True)
+        for state in (tmp / "cold" / "models").glob("*.npz"):
+            shutil.copy(state, warm_dir / "models" / state.name)
+        warm = full_ingest(source, warm_dir)
+        rows.append({"stage": "full ingest, warm encoder: Workbench.ingest", "seconds": warm["total_s"], "images_per_s": per_second(n, warm["total_s"])})
+        rows.append({"stage": "  of which import (decode, thumbnail, embed in workers, DuckDB)", "seconds": warm["import_s"], "images_per_s": per_second(n, warm["import_s"])})
+        rows.append({"stage": "  of which ensure_index (build from stored vectors)", "seconds": warm["ensure_index_s"], "images_per_s": per_second(n, warm["ensure_index_s"])})
+        results.update(cold=cold, warm=warm, stages=rows)
+
+        print(f"component breakdown over {len(sample)} images...", flush=True)
+        parts = components(sample, tmp / "thumbs")
+        results["components"] = parts
+
+        profiles: dict[str, str] = {}
+        if not args.skip_profile:
+            print("profiling a cold ingest (main process)...", flush=True)
+            profile = cProfile.Profile()
+            full_ingest(source, tmp / "profiled", profile)
+            profiles["cold ingest, main process, by cumulative time"] = profile_text(profile, args.top, "cumulative")
+            profiles["cold ingest, main process, by own time"] = profile_text(profile, args.top, "tottime")
+            print(f"profiling library._prepare over {len(sample)} images...", flush=True)
+            profiles[f"library._prepare × {len(sample)} (one worker's view), by own time"] = profile_prepare(sample, tmp / "prep", args.top)
+        results["profiles"] = profiles
+
+    print("\n" + common.header())
+    print(f"\n{n} images from {args.source}\n")
+    print(common.table(rows, ["stage", "seconds", "images_per_s"]))
+    print(f"\ncold: {cold}\nwarm: {warm}\n")
+    print(common.table(parts, ["component", "p50_ms", "p95_ms", "n"]))
+    for title, text in profiles.items():
+        print(f"\n#### {title}\n```\n{text}\n```")
+    common.write_json(args.json, results)
+
+
+if __name__ == "__main__":
+    main()

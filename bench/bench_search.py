@@ -1,0 +1,423 @@
+"""Vector-search benchmark: latency p50/p95 (single queries, k=10), recall@10 against exact search,
+build time and memory, for FAISS (flat, HNSW, HNSW-SQ8, IVF-Flat/SQ8/PQ, IVF-PQ + SQ8 re-rank),
+numpy brute force, hnswlib and usearch — all in one run, one structure alive at a time.
+
+    python bench/bench_search.py                                   # defaults, about 10 min
+    python bench/bench_search.py --sizes 1M --dims 512,classic --data mix \
+        --methods numpy,flat,ivf-sq8,ivf-pq,ivf-pq-rsq8,hnsw-sq8,usearch-i8
+
+Data sets: ``mix`` (anisotropic Gaussian mixture on the unit sphere, queries held out) and ``real``
+(classic-encoder embeddings of the real CXRs + 4 augmentations each, jittered up to size along the
+augmentation directions; queries are held-out images, see bench/vectors.py). Results print as markdown
+tables; ``--json`` also writes them to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import common  # first: pins thread counts before numpy/faiss load
+
+import faiss
+import numpy as np
+
+from vectors import jitter_to_size, mixture_split, real_classic_pool
+
+K = 10
+M = 32
+EF_CONSTRUCTION = 40
+EF_SWEEP = (16, 32, 64, 128, 256)
+NPROBE_SWEEP = (4, 8, 16, 32, 64, 128)
+REFINE_K_FACTOR = 4
+ALL_METHODS = (
+    "numpy", "flat", "hnsw", "hnsw-sq8", "ivf-flat", "ivf-sq8", "ivf-pq", "ivf-pq-rsq8",
+    "hnswlib", "usearch", "usearch-i8", "medrag", "medrag-flat", "medrag-hnsw", "medrag-ivfpq",
+)
+DEFAULT_METHODS = ("numpy", "flat", "hnsw", "hnsw-sq8", "ivf-sq8", "ivf-pq", "ivf-pq-rsq8", "hnswlib", "usearch", "medrag")
+
+
+def classic_dim() -> int:
+    """The classic encoder's output dimension (512 if the encoder is missing)."""
+    try:
+        from medrag.config import Settings
+        from medrag.encoders import build_encoder
+
+        with tempfile.TemporaryDirectory() as tmp:
+            return int(build_encoder("classic", Settings(data_dir=Path(tmp))).dim)
+    except Exception:  # the classic encoder may not exist yet in a partial checkout
+        return 512
+
+
+@dataclass
+class Built:
+    """One built search structure: batch search, search-time settings to sweep, its size."""
+
+    search: Callable[[np.ndarray, int], np.ndarray]
+    sweep: list[tuple[str, Callable[[], None]]] = field(default_factory=lambda: [("", lambda: None)])
+    nbytes: int = 0
+    single: Callable[[np.ndarray, int], np.ndarray] | None = None
+    keep: list[Any] = field(default_factory=list)
+    note: str = ""
+
+
+@dataclass
+class Ctx:
+    """Per-(data, n, dim) shared state: the coarse quantizer and assignments all IVF variants reuse."""
+
+    x: np.ndarray
+    seed: int
+    nlist: int = 0
+    centroids: np.ndarray | None = None
+    assign: np.ndarray | None = None
+    coarse_seconds: float = 0.0
+
+
+# --------------------------------------------------------------------------- faiss helpers
+def _faiss_bytes(index: faiss.Index) -> int:
+    return int(faiss.serialize_index(index).nbytes)
+
+
+def _faiss_search(index: faiss.Index, pad: int = 0) -> Callable[[np.ndarray, int], np.ndarray]:
+    def search(q: np.ndarray, k: int) -> np.ndarray:
+        if pad:
+            q = np.pad(q, ((0, 0), (0, pad)))
+        return index.search(q, k)[1]
+
+    return search
+
+
+def _pad_for_pq(dim: int) -> tuple[int, int]:
+    """(padded dim, m) for PQ with 8 dims per sub-quantizer (m must divide the dim)."""
+    padded = int(math.ceil(dim / 8) * 8)
+    return padded, padded // 8
+
+
+def _train_sample(x: np.ndarray, size: int, seed: int) -> np.ndarray:
+    if len(x) <= size:
+        return x
+    idx = np.sort(np.random.default_rng(seed).choice(len(x), size, replace=False))
+    return np.ascontiguousarray(x[idx])
+
+
+def _coarse(ctx: Ctx) -> None:
+    """k-means centroids (nlist ≈ 4·sqrt(n)) and every vector's list, computed once per data set."""
+    if ctx.centroids is not None:
+        return
+    n, d = ctx.x.shape
+    ctx.nlist = max(16, int(round(4 * math.sqrt(n))))
+    start = time.perf_counter()
+    km = faiss.Kmeans(d, ctx.nlist, niter=10, seed=ctx.seed, max_points_per_centroid=40, verbose=False)
+    km.train(_train_sample(ctx.x, 40 * ctx.nlist, ctx.seed))
+    quantizer = faiss.IndexFlatL2(d)
+    quantizer.add(km.centroids)
+    _, assign = quantizer.search(ctx.x, 1)
+    ctx.centroids = km.centroids
+    ctx.assign = np.ascontiguousarray(assign.ravel().astype(np.int64))
+    ctx.coarse_seconds = time.perf_counter() - start
+
+
+def _ivf(ctx: Ctx, make: Callable[[faiss.Index, int], faiss.IndexIVF], pad: int = 0, train: bool = True) -> Built:
+    _coarse(ctx)
+    d = ctx.x.shape[1] + pad
+    quantizer = faiss.IndexFlatL2(d)
+    quantizer.add(np.pad(ctx.centroids, ((0, 0), (0, pad))) if pad else ctx.centroids)
+    index = make(quantizer, d)
+    if train:
+        index.train(np.pad(_train_sample(ctx.x, 65536, ctx.seed), ((0, 0), (0, pad))))
+    for start in range(0, len(ctx.x), 100_000):
+        chunk = ctx.x[start : start + 100_000]
+        if pad:
+            chunk = np.pad(chunk, ((0, 0), (0, pad)))
+        chunk = np.ascontiguousarray(chunk)
+        index.add_core(len(chunk), faiss.swig_ptr(chunk), None, faiss.swig_ptr(ctx.assign[start : start + len(chunk)]))
+    sweep = [(f"nprobe={p}", (lambda p=p: setattr(index, "nprobe", p))) for p in NPROBE_SWEEP if p <= ctx.nlist]
+    return Built(_faiss_search(index, pad), sweep, _faiss_bytes(index), keep=[quantizer, index], note=f"nlist={ctx.nlist}")
+
+
+# --------------------------------------------------------------------------- methods
+def build_numpy(ctx: Ctx) -> Built:
+    x = ctx.x
+
+    def search(q: np.ndarray, k: int) -> np.ndarray:
+        scores = q @ x.T
+        top = np.argpartition(-scores, k, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+        return np.take_along_axis(top, order, axis=1)
+
+    return Built(search, nbytes=x.nbytes, note="q @ X.T + argpartition")
+
+
+def build_flat(ctx: Ctx) -> Built:
+    index = faiss.IndexFlatIP(ctx.x.shape[1])
+    index.add(ctx.x)
+    return Built(_faiss_search(index), nbytes=_faiss_bytes(index), keep=[index])
+
+
+def _hnsw_sweep(hnsw: Any) -> list[tuple[str, Callable[[], None]]]:
+    return [(f"ef={ef}", (lambda ef=ef: setattr(hnsw, "efSearch", ef))) for ef in EF_SWEEP]
+
+
+def build_hnsw(ctx: Ctx) -> Built:
+    index = faiss.IndexHNSWFlat(ctx.x.shape[1], M, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = EF_CONSTRUCTION
+    index.add(ctx.x)
+    return Built(_faiss_search(index), _hnsw_sweep(index.hnsw), _faiss_bytes(index), keep=[index])
+
+
+def build_hnsw_sq8(ctx: Ctx) -> Built:
+    index = faiss.IndexHNSWSQ(ctx.x.shape[1], faiss.ScalarQuantizer.QT_8bit, M)
+    index.hnsw.efConstruction = EF_CONSTRUCTION
+    index.train(_train_sample(ctx.x, 65536, ctx.seed))
+    index.add(ctx.x)
+    return Built(_faiss_search(index), _hnsw_sweep(index.hnsw), _faiss_bytes(index), keep=[index])
+
+
+def build_ivf_flat(ctx: Ctx) -> Built:
+    return _ivf(ctx, lambda q, d: faiss.IndexIVFFlat(q, d, ctx.nlist), train=False)
+
+
+def build_ivf_sq8(ctx: Ctx) -> Built:
+    return _ivf(ctx, lambda q, d: faiss.IndexIVFScalarQuantizer(q, d, ctx.nlist, faiss.ScalarQuantizer.QT_8bit))
+
+
+def build_ivf_pq(ctx: Ctx) -> Built:
+    d = ctx.x.shape[1]
+    padded, m = _pad_for_pq(d)
+    built = _ivf(ctx, lambda q, dd: faiss.IndexIVFPQ(q, dd, ctx.nlist, m, 8), pad=padded - d)
+    built.note += f", m={m}" + (f", zero-padded {d}→{padded}" if padded != d else "")
+    return built
+
+
+def build_ivf_pq_rsq8(ctx: Ctx) -> Built:
+    """IVF-PQ candidates re-ranked with SQ8 codes (k_factor × k candidates)."""
+    d = ctx.x.shape[1]
+    padded, m = _pad_for_pq(d)
+    pad = padded - d
+    inner = _ivf(ctx, lambda q, dd: faiss.IndexIVFPQ(q, dd, ctx.nlist, m, 8), pad=pad)
+    ivf = inner.keep[1]
+    refine = faiss.IndexScalarQuantizer(padded, faiss.ScalarQuantizer.QT_8bit)
+    refine.train(np.pad(_train_sample(ctx.x, 65536, ctx.seed), ((0, 0), (0, pad))))
+    for start in range(0, len(ctx.x), 100_000):
+        refine.add(np.ascontiguousarray(np.pad(ctx.x[start : start + 100_000], ((0, 0), (0, pad)))))
+    index = faiss.IndexRefine(ivf, refine)
+    index.k_factor = REFINE_K_FACTOR
+    sweep = [(f"nprobe={p}", (lambda p=p: setattr(ivf, "nprobe", p))) for p in NPROBE_SWEEP if p <= ctx.nlist]
+    note = inner.note + f", re-rank {REFINE_K_FACTOR}×k with SQ8"
+    return Built(_faiss_search(index, pad), sweep, _faiss_bytes(index), keep=[inner.keep, refine, index], note=note)
+
+
+def build_hnswlib(ctx: Ctx) -> Built:
+    import hnswlib
+
+    n, d = ctx.x.shape
+    index = hnswlib.Index(space="ip", dim=d)
+    index.init_index(max_elements=n, ef_construction=EF_CONSTRUCTION, M=M, random_seed=ctx.seed)
+    index.add_items(ctx.x, np.arange(n), num_threads=common.THREADS)
+    with tempfile.TemporaryDirectory() as tmp:
+        index.save_index(f"{tmp}/h.bin")
+        nbytes = Path(f"{tmp}/h.bin").stat().st_size
+
+    def search(q: np.ndarray, k: int) -> np.ndarray:
+        return index.knn_query(q, k, num_threads=common.THREADS)[0].astype(np.int64)
+
+    def single(q: np.ndarray, k: int) -> np.ndarray:
+        return index.knn_query(q, k, num_threads=1)[0]
+
+    sweep = [(f"ef={ef}", (lambda ef=ef: index.set_ef(ef))) for ef in EF_SWEEP]
+    return Built(search, sweep, nbytes, single=single, keep=[index])
+
+
+def _build_usearch(ctx: Ctx, dtype: str) -> Built:
+    from usearch.index import Index
+
+    n, d = ctx.x.shape
+    metric = "cos" if dtype == "i8" else "ip"  # i8 quantisation is defined for cosine; rows are unit anyway
+    index = Index(ndim=d, metric=metric, dtype=dtype, connectivity=M, expansion_add=EF_CONSTRUCTION)
+    index.add(np.arange(n), ctx.x, threads=common.THREADS)
+
+    def search(q: np.ndarray, k: int) -> np.ndarray:
+        return np.asarray(index.search(q, k, threads=common.THREADS).keys, dtype=np.int64).reshape(len(q), k)
+
+    def single(q: np.ndarray, k: int) -> np.ndarray:
+        return index.search(q, k, threads=1).keys
+
+    sweep = [(f"ef={ef}", (lambda ef=ef: setattr(index, "expansion_search", ef))) for ef in EF_SWEEP]
+    return Built(search, sweep, int(index.serialized_length), single=single, keep=[index])
+
+
+def build_usearch(ctx: Ctx) -> Built:
+    return _build_usearch(ctx, "f32")
+
+
+def build_usearch_i8(ctx: Ctx) -> Built:
+    return _build_usearch(ctx, "i8")
+
+
+def build_medrag(ctx: Ctx, kind: str = "auto") -> Built | None:
+    """medrag.index.VectorIndex as the app builds it (None when index.py is not there yet)."""
+    try:
+        from medrag.index import VectorIndex
+    except ImportError:
+        return None
+    n = len(ctx.x)
+    ids = [f"c{i}" for i in range(n)]
+    index = VectorIndex.build(ids, ctx.x, encoder_name="bench", encoder_version="1", kind=kind)
+    position = {cid: i for i, cid in enumerate(ids)}
+
+    def search(q: np.ndarray, k: int) -> np.ndarray:
+        hits = index.search(q, k)
+        return np.array([[position[cid] for cid, _ in row] + [-1] * (k - len(row)) for row in hits], dtype=np.int64)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        index.save(Path(tmp))
+        nbytes = sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file())
+    kind = getattr(index, "kind", "") or type(getattr(index, "_index", index)).__name__
+    return Built(search, nbytes=nbytes, keep=[index], note=f"VectorIndex ({kind}), saved files incl. ids")
+
+
+BUILDERS: dict[str, Callable[[Ctx], Built | None]] = {
+    "numpy": build_numpy, "flat": build_flat, "hnsw": build_hnsw, "hnsw-sq8": build_hnsw_sq8,
+    "ivf-flat": build_ivf_flat, "ivf-sq8": build_ivf_sq8, "ivf-pq": build_ivf_pq, "ivf-pq-rsq8": build_ivf_pq_rsq8,
+    "hnswlib": build_hnswlib, "usearch": build_usearch, "usearch-i8": build_usearch_i8, "medrag": build_medrag,
+    "medrag-flat": lambda ctx: build_medrag(ctx, "flat"),
+    "medrag-hnsw": lambda ctx: build_medrag(ctx, "hnsw"),
+    "medrag-ivfpq": lambda ctx: build_medrag(ctx, "ivfpq"),
+}
+
+
+# --------------------------------------------------------------------------- measuring
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean |found ∩ truth| / k over queries."""
+    k = truth.shape[1]
+    return float(np.mean([len(set(f[:k].tolist()) & set(t.tolist())) / k for f, t in zip(found, truth)]))
+
+
+def single_latencies(built: Built, queries: np.ndarray, budget_s: float) -> np.ndarray:
+    """Per-query seconds, one query at a time, stopping early after ``budget_s`` (at least 20 queries)."""
+    fn = built.single or built.search
+    for q in queries[:3]:
+        fn(q[None, :], K)
+    out = []
+    spent = 0.0
+    for i, q in enumerate(queries):
+        one = q[None, :]
+        start = time.perf_counter()
+        fn(one, K)
+        took = time.perf_counter() - start
+        out.append(took)
+        spent += took
+        if spent > budget_s and i >= 19:
+            break
+    return np.asarray(out)
+
+
+def datasets(kinds: list[str], sizes: list[int], dims: list[int], n_queries: int, seed: int, cdim: int) -> Iterator[tuple[str, int, int, np.ndarray, np.ndarray]]:
+    """(data name, n, dim, base, queries) for each requested combination, one at a time."""
+    for kind in kinds:
+        if kind == "mix":
+            for dim in dims:
+                for n in sizes:
+                    x, q = mixture_split(n, n_queries, dim, seed)
+                    yield "mix", n, dim, x, q
+        elif kind == "real":
+            if not common.REAL_DATA.is_dir():
+                print(f"[skip] real: {common.REAL_DATA} is absent")
+                continue
+            pool = real_classic_pool(common.REAL_DATA, seed=seed)
+            for n in sizes:
+                yield "real", n, cdim, jitter_to_size(pool, n, seed=seed), pool.queries
+        else:
+            raise SystemExit(f"unknown data kind {kind!r}; use mix and/or real")
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Measure every method on every data set; returns result rows."""
+    common.set_faiss_threads(common.THREADS)
+    cdim = classic_dim()
+    dims = [cdim if d == "classic" else int(d) for d in args.dims.split(",")]
+    methods = args.methods.split(",")
+    unknown = [m for m in methods if m not in BUILDERS]
+    if unknown:
+        raise SystemExit(f"unknown methods {unknown}; choose from {', '.join(ALL_METHODS)}")
+    rows: list[dict[str, Any]] = []
+    for name, n, dim, x, queries in datasets(args.data.split(","), common.parse_ints(args.sizes), dims, args.queries, args.seed, cdim):
+        print(f"\n### {name} n={n:,} dim={dim} ({len(queries)} queries)", flush=True)
+        exact = faiss.IndexFlatIP(dim)
+        exact.add(x)
+        sims, truth = exact.search(queries, K)
+        del exact
+        print(f"difficulty: mean cos top-1 {sims[:, 0].mean():.3f}, top-10 {sims[:, -1].mean():.3f}", flush=True)
+        ctx = Ctx(x=x, seed=args.seed)
+        for method in methods:
+            if n > args.max_numpy and method in ("numpy",):
+                continue
+            gc.collect()
+            rss0 = common.rss_bytes()
+            start = time.perf_counter()
+            built = BUILDERS[method](ctx)
+            build_s = time.perf_counter() - start
+            if built is None:
+                print(f"[skip] {method}: not available", flush=True)
+                continue
+            gc.collect()
+            rss_delta = common.rss_bytes() - rss0
+            for label, apply in built.sweep:
+                apply()
+                found = built.search(queries, K)
+                recall = recall_at_k(found, truth)
+                lat = common.stats(single_latencies(built, queries, args.latency_budget))
+                row = {
+                    "data": name, "n": n, "dim": dim, "method": method, "param": label,
+                    "recall@10": recall, "p50_ms": lat["p50"] * 1e3, "p95_ms": lat["p95"] * 1e3,
+                    "build_s": build_s, "index_MiB": common.mib(built.nbytes), "rss_delta_MiB": common.mib(rss_delta),
+                    "note": built.note,
+                }
+                rows.append(row)
+                print(
+                    f"{method:12s} {label:11s} recall@10 {recall:.3f}  p50 {row['p50_ms']:.3f} ms  "
+                    f"p95 {row['p95_ms']:.3f} ms  build {build_s:.1f} s  {row['index_MiB']:.0f} MiB "
+                    f"(RSS +{row['rss_delta_MiB']:.0f}) {built.note}",
+                    flush=True,
+                )
+            del built
+            gc.collect()
+        if ctx.centroids is not None:
+            print(f"(IVF coarse k-means + assignment, shared by the IVF rows: {ctx.coarse_seconds:.1f} s, "
+                  f"included in the first IVF row's build time)")
+        del ctx, x, queries
+        gc.collect()
+    return rows
+
+
+def main() -> None:
+    """Parse flags, run, print markdown tables."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10k,100k", help="comma list; k/M suffixes (default 10k,100k)")
+    parser.add_argument("--dims", default="classic,512", help="comma list of dims or 'classic' (default classic,512)")
+    parser.add_argument("--data", default="mix,real", help="mix and/or real (default both)")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"any of {','.join(ALL_METHODS)}")
+    parser.add_argument("--queries", type=int, default=500, help="held-out queries for mix (default 500)")
+    parser.add_argument("--latency-budget", type=float, default=3.0, help="seconds of single queries per setting")
+    parser.add_argument("--max-numpy", type=int, default=2_000_000, help="skip numpy brute force above this n")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    rows = run(args)
+    print("\n" + common.header())
+    cols = ["data", "n", "dim", "method", "param", "recall@10", "p50_ms", "p95_ms", "build_s", "index_MiB", "rss_delta_MiB", "note"]
+    print(common.table(rows, cols))
+    print(f"\n(total {time.perf_counter() - started:.0f} s)")
+    common.write_json(args.json, {"rows": rows})
+
+
+if __name__ == "__main__":
+    main()
