@@ -216,7 +216,7 @@ class Workbench:
             if kind == "image":
                 self._fit_if_needed(encoder, progress)
                 self.store.drop_embeddings(encoder.name, keep_version=encoder.version)
-            added = self._embed_missing(encoder, kind, progress)
+            self._embed_missing(encoder, kind, progress)
             ids, vectors = self.store.load_embeddings(encoder.name, encoder.version)
             current = self._indexes.get(kind)
             if current is None and not rebuild:

@@ -1,0 +1,71 @@
+"""The medrag CLI end to end on a small demo library: demo, analyze, search, history, index, errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from medrag.cli import main
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("cli-data")
+    assert main(["--data-dir", str(directory), "demo", "--n", "40"]) == 0
+    return directory
+
+
+def _demo_image(data_dir: Path) -> Path:
+    return sorted((data_dir / "demo").rglob("*.png"))[0]
+
+
+def test_analyze_streams_and_saves(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["--data-dir", str(data_dir), "analyze", str(_demo_image(data_dir)), "--no-web"]) == 0
+    out = capsys.readouterr().out
+    assert "not for clinical use" in out
+    assert "**Impression.**" in out and "Summary:" in out
+    neighbour_lines = [line for line in out.splitlines() if line.strip().startswith("#") and "[synthetic]" in line]
+    assert len(neighbour_lines) == 5
+    assert "Saved to history as analysis #1" in out
+    assert main(["--data-dir", str(data_dir), "history"]) == 0
+    assert "#1" in capsys.readouterr().out
+
+
+def test_search_by_text_label_and_image(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["--data-dir", str(data_dir), "search", "--text", "enlarged heart", "--k", "3"]) == 0
+    assert len([l for l in capsys.readouterr().out.splitlines() if l.strip().startswith("#")]) == 3
+    assert main(["--data-dir", str(data_dir), "search", "--label", "normal", "--k", "4"]) == 0
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.strip().startswith("#")]
+    assert len(lines) == 4 and all(" normal " in l for l in lines)
+    assert main(["--data-dir", str(data_dir), "search", "--image", str(_demo_image(data_dir))]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "1.000" in first  # the image itself is in the library
+
+
+def test_errors_are_one_line_not_tracebacks(data_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "fake.png"
+    bad.write_text("hello")
+    proc = subprocess.run(
+        [sys.executable, "-m", "medrag", "--data-dir", str(data_dir), "analyze", str(bad), "--no-web"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "input failed" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, "-m", "medrag", "--data-dir", str(data_dir), "ingest", str(tmp_path / "nope")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2 and proc.stderr.startswith("error:") and "does not exist" in proc.stderr
+
+
+def test_export_history(data_dir: Path, tmp_path: Path) -> None:
+    target = tmp_path / "history.parquet"
+    assert main(["--data-dir", str(data_dir), "history", "--export", str(target)]) == 0
+    import pandas as pd
+
+    assert len(pd.read_parquet(target)) >= 1
