@@ -14,6 +14,7 @@ import pytest
 
 import badinputs
 from fakeservers import FakeServer, Reply, chat_chunk, sse
+from leakscan import files_containing, text_column_hits
 from medrag.config import Settings
 from medrag.reasoners.base import ReasoningRequest
 from medrag.reasoners.prompts import CONTEXT_CLOSE, CONTEXT_OPEN, REASONING_SYSTEM_PROMPT, build_reasoning_messages
@@ -198,29 +199,6 @@ def test_web_results_are_allowlisted_https_text_only(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------- API keys
 
 
-def _all_bytes_under(folder: Path) -> dict[str, bytes]:
-    return {str(p): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-
-
-def _text_columns_hits(db_path: Path, needle: str) -> list[str]:
-    import duckdb
-
-    hits = []
-    con = duckdb.connect(str(db_path), read_only=True)
-    try:
-        tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
-        for table in tables:
-            columns = [r[0] for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()]
-            for column in columns:
-                n = con.execute(f'SELECT count(*) FROM "{table}" WHERE CAST("{column}" AS VARCHAR) ILIKE ?', [f"%{needle}%"]).fetchone()[0]
-                if n:
-                    hits.append(f"{table}.{column}: {n}")
-    finally:
-        con.close()
-    return hits
-
-
 def test_api_key_never_stored_logged_or_shown(tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
     """Analysis (openai reasoner) + web search (serpapi) against failing local servers echoing the key."""
     from medrag import events as ev
@@ -252,9 +230,9 @@ def test_api_key_never_stored_logged_or_shown(tmp_path: Path, caplog: pytest.Log
     leaked_logs = [r.getMessage() for r in caplog.records if FAKE_KEY in r.getMessage()]
     assert not leaked_logs, f"log records carry the key: {leaked_logs[:3]}"
     wb.store.count_cases()  # make sure everything is flushed through the store
-    files = _all_bytes_under(settings.data_dir)
-    assert files and not [p for p, data in files.items() if FAKE_KEY.encode() in data]
-    assert _text_columns_hits(settings.db_path, FAKE_KEY) == []
+    assert any(settings.data_dir.rglob("*.duckdb")), "the data folder holds the database"
+    assert files_containing(settings.data_dir, [FAKE_KEY]) == {}
+    assert text_column_hits(settings.db_path, [FAKE_KEY]) == []
     assert isinstance(events[-1], ev.AnalysisFinished)
 
 
