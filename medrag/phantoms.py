@@ -166,7 +166,8 @@ def plan_findings(findings: Iterable[str], seed: int) -> FindingPlan:
     if "nodule/mass" in found:
         rng = _finding_rng(seed, "nodule/mass")
         side = int(rng.choice([-1, 1]))
-        v = float(rng.uniform(0.18, 0.62))
+        # Keep it off the heart: the left lung beside the heart is narrow below the hilum.
+        v = float(rng.uniform(0.15, 0.42) if side > 0 else rng.uniform(0.18, 0.62))
         values.update(
             nodule_side=side,
             nodule_u=side * float(rng.uniform(0.45, 0.78)),
@@ -499,6 +500,37 @@ def generate_phantom(findings: frozenset[str], seed: int, size: int = 256) -> np
     img = ndimage.gaussian_filter(img, 0.4 * px)
     img += rng_noise.normal(0.0, a.noise, img.shape).astype(np.float32)
     return np.clip(img, 0.0, 1.0).astype(np.float32)
+
+
+def finding_centres(findings: Iterable[str], seed: int, size: int = 256) -> dict[str, tuple[int, int]]:
+    """Approximate (row, col) pixel of each finding in ``generate_phantom(findings, seed, size)``.
+
+    Useful to mark the ground truth on a phantom (teaching overlays) and to test the drawing.
+    For a bilateral effusion the patient's right side is given.
+    """
+    plan = plan_findings(findings, seed)
+    frame = _Frame(size, _anatomy(seed))
+    points: dict[str, tuple[float, float]] = {}
+    if "cardiomegaly" in plan.findings:
+        points["cardiomegaly"] = (0.17 + (plan.ctr - 0.44) * 0.5, 0.72)
+    if "effusion" in plan.findings:
+        side = -1 if plan.effusion_side == 2 else plan.effusion_side
+        points["effusion"] = (side * 0.82, 0.8)
+    if "pneumothorax" in plan.findings:
+        points["pneumothorax"] = (plan.pneumothorax_side * 0.72, 0.25)
+    if "consolidation" in plan.findings:
+        zone = plan.consolidation_zone
+        cu = plan.consolidation_side * (0.6 if zone in ("mid", "lingula") else 0.55)
+        points["consolidation"] = (cu, {"upper": 0.27, "mid": 0.58, "lingula": 0.58, "lower": 0.76}[zone])
+    if "nodule/mass" in plan.findings:
+        points["nodule/mass"] = (plan.nodule_u, plan.nodule_v)
+    if "edema" in plan.findings:
+        points["edema"] = (-0.4, 0.5)
+    out: dict[str, tuple[int, int]] = {}
+    for name, (u, v) in points.items():
+        row, col = frame.to_px(np.asarray(u), np.asarray(v))
+        out[name] = (int(round(float(row))), int(round(float(col))))
+    return out
 
 
 # --------------------------------------------------------------------------- reports
