@@ -373,7 +373,7 @@ def generate_phantom(findings: frozenset[str], seed: int, size: int = 256) -> np
     lung = cavity * (1.0 - 0.8 * mediastinum)
     depth = 0.7 + 0.3 * np.sqrt(np.clip(1 - ((au - 0.5) / 0.6) ** 2, 0, 1))
 
-    tex = ndimage.gaussian_filter(rng_tex.standard_normal(u.shape).astype(np.float32), 1.1 * px)
+    tex = ndimage.gaussian_filter(rng_tex.standard_normal(u.shape, dtype=np.float32), 1.1 * px)
     tex /= tex.std() + 1e-6
     segments = np.concatenate([_vessel_segments(rng_tex, -1), _vessel_segments(rng_tex, 1)])
     vessels = ndimage.gaussian_filter(_splat_segments(frame, segments), (1.25 + 1.2 * plan.edema_severity) * px)
@@ -407,7 +407,8 @@ def generate_phantom(findings: frozenset[str], seed: int, size: int = 256) -> np
         pleural_space = lung * (1.0 - collapsed) * on_side
         vessel_mask *= 1.0 - pleural_space
         lung_air = lung_air + 0.2 * pleural_space
-        edge = np.exp(-(((collapsed - 0.5) / 0.3) ** 2)) * on_side * lung * _smoothstep(0.5, 0.6, 1 - collapsed + collapsed)
+        # The visceral pleural line: a thin bright ridge along the collapsed lung's soft edge.
+        edge = np.clip(1.0 - np.abs(collapsed - 0.5) * 2.0, 0.0, 1.0) * on_side * lung
         extra += 0.16 * edge + 0.05 * collapsed * on_side * lung
 
     if "consolidation" in plan.findings:
@@ -498,7 +499,7 @@ def generate_phantom(findings: frozenset[str], seed: int, size: int = 256) -> np
     img = (1.0 - np.exp(-k * np.clip(att, 0, None))) / (1.0 - math.exp(-k * 1.5))
     img = np.clip(img * (1.0 + 0.04 * (v - 0.5)) + a.brightness, 0, 1) ** a.gamma
     img = ndimage.gaussian_filter(img, 0.4 * px)
-    img += rng_noise.normal(0.0, a.noise, img.shape).astype(np.float32)
+    img += rng_noise.standard_normal(img.shape, dtype=np.float32) * np.float32(a.noise)
     return np.clip(img, 0.0, 1.0).astype(np.float32)
 
 
