@@ -1,0 +1,201 @@
+"""The app as a user feels it, in a real browser: server start, first paint of Analyze, the first and the
+second analysis of an uploaded X-ray, and a page switch. Medians (and min/max) over a few fresh servers.
+
+    python bench/bench_app.py                 # 3 runs over a 240-case demo library, web search off
+    python bench/bench_app.py --runs 5 --cases 1000
+
+Each run starts `streamlit run streamlit_app.py` on a free port (the demo library is built once, before
+the first run, with `medrag demo`), opens Chromium with Playwright and measures:
+
+* server start: process start until /_stcore/health answers;
+* first paint of Analyze: from the moment the server answers, opening /Analyze until its Analyze button is
+  visible (then until the script run is over: "Analyze idle");
+* first analysis: click Analyze on the uploaded image until "Saved to history as #N" is shown
+  (includes loading the backends unless the background warm-up finished first);
+* second analysis: the same again (models loaded): end to end as the user sees it;
+* page switch: sidebar link to History until its analysis heading is shown and the run is over.
+
+Targets: first paint <= 2 s after the server answers; second default analysis <= 1.5 s end to end.
+Needs /usr/bin/chromium and Playwright (the browser test's requirements).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import common  # first: pins thread counts
+
+import numpy as np
+
+CHROMIUM = Path("/usr/bin/chromium")
+IDLE = '[data-testid="stStatusWidget"]'
+TARGETS = {"first paint of Analyze": 2.0, "second analysis": 1.5}
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _env(data_dir: Path, cases: int) -> dict[str, str]:
+    return {**os.environ, "MEDRAG_DATA_DIR": str(data_dir), "MEDRAG_DEMO_CASES": str(cases), "MEDRAG_WEB": "off",
+            "HF_HUB_OFFLINE": "1"}
+
+
+def _upload_image(tmp: Path) -> Path:
+    labels = common.REAL_DATA / "labels.csv"
+    if labels.is_file():
+        with labels.open(newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                path = common.REAL_DATA / row["image"]
+                if path.suffix.lower() == ".png" and path.is_file():
+                    return path
+    from PIL import Image
+
+    from medrag.phantoms import generate_phantom
+
+    target = tmp / "query.png"
+    pixels = generate_phantom(frozenset({"effusion"}), seed=31_337, size=256)
+    Image.fromarray((np.clip(pixels, 0, 1) * 255).round().astype(np.uint8)).save(target)
+    return target
+
+
+def _wait_idle(page, timeout_s: float = 120.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    quiet = 0
+    while time.monotonic() < deadline:
+        quiet = quiet + 1 if page.locator(IDLE).count() == 0 else 0
+        if quiet >= 3:
+            return
+        page.wait_for_timeout(50)
+    raise RuntimeError("the app did not finish its run")
+
+
+def _start_server(data_dir: Path, cases: int) -> tuple[subprocess.Popen[bytes], str, float]:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(common.REPO_ROOT / "streamlit_app.py"),
+         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true"],
+        cwd=common.REPO_ROOT, env=_env(data_dir, cases), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as reply:
+                if reply.read().strip() == b"ok":
+                    return proc, url, time.perf_counter() - started
+        except OSError:
+            time.sleep(0.05)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def one_run(browser, data_dir: Path, cases: int, upload: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """One fresh server and page; returns seconds per step."""
+    from playwright.sync_api import expect
+
+    out: dict[str, float] = {}
+    proc, url, out["server start"] = _start_server(data_dir, cases)
+    try:
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        t0 = time.perf_counter()
+        page.goto(f"{url}/Analyze")
+        analyze_button = page.get_by_role("button", name="Analyze", exact=True)
+        expect(analyze_button).to_be_visible(timeout=120_000)
+        out["first paint of Analyze"] = time.perf_counter() - t0
+        _wait_idle(page)
+        out["Analyze idle"] = time.perf_counter() - t0
+
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(upload))
+        _wait_idle(page)
+        for step in ("first analysis", "second analysis"):
+            before = page.get_by_text("Saved to history as #").all_inner_texts()
+            t0 = time.perf_counter()
+            analyze_button.click()
+            saved = page.get_by_text("Saved to history as #")
+            expect(saved).to_be_visible(timeout=180_000)
+            page.wait_for_function(
+                "prev => { const n = [...document.querySelectorAll('[data-testid=\"stAlertContentSuccess\"]')]"
+                ".map(e => e.innerText).find(t => t.includes('Saved to history as #')); return n && n !== prev; }",
+                arg=before[0] if before else "", timeout=180_000, polling=20,
+            )
+            _wait_idle(page)
+            out[step] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="History").click()
+        expect(page.get_by_role("heading", name="Analysis #").first).to_be_visible(timeout=60_000)
+        _wait_idle(page)
+        out["page switch (History)"] = time.perf_counter() - t0
+        page.close()
+    finally:
+        _stop(proc)
+    return out
+
+
+def main() -> int:
+    """Run the benchmark and print a Markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--cases", type=int, default=240, help="demo library size")
+    args = parser.parse_args()
+    if not CHROMIUM.exists():
+        print("needs /usr/bin/chromium (apt-get install -y chromium)", file=sys.stderr)
+        return 2
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="medrag-bench-app-") as tmp:
+        data_dir = Path(tmp) / "data"
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "medrag", "demo", "--n", str(args.cases)], check=True,
+                       env=_env(data_dir, args.cases), cwd=common.REPO_ROOT, stdout=subprocess.DEVNULL)
+        print(f"demo library of {args.cases} cases built in {time.perf_counter() - t0:.1f} s (not timed below)")
+        upload = _upload_image(Path(tmp))
+        results: list[dict[str, float]] = []
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+            try:
+                for i in range(args.runs):
+                    results.append(one_run(browser, data_dir, args.cases, upload))
+                    print(f"run {i + 1}: " + ", ".join(f"{k} {v:.2f} s" for k, v in results[-1].items()), flush=True)
+            finally:
+                browser.close()
+
+    print()
+    print(common.header())
+    print(f"Upload: {upload.name} · library: {args.cases} demo cases · web search off · {args.runs} fresh servers\n")
+    print("| step | median s | min s | max s | target |")
+    print("|---|---|---|---|---|")
+    for step in results[0]:
+        values = np.array([r[step] for r in results])
+        target = TARGETS.get(step)
+        verdict = "" if target is None else f"≤ {target} s {'✓' if np.median(values) <= target else '✗'}"
+        print(f"| {step} | {np.median(values):.2f} | {values.min():.2f} | {values.max():.2f} | {verdict} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,162 @@
+"""AppTest flows: analyze an upload, refuse an off-topic question, reopen from History, play the quiz."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+REPO = Path(__file__).resolve().parents[1]
+APP = str(REPO / "streamlit_app.py")
+DEMO_CASES = 40
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture()
+def data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The demo data folder shared by the app tests of this session (built by the first app run)."""
+    folder = tmp_path_factory.getbasetemp() / "medrag-app-data"
+    monkeypatch.setenv("MEDRAG_DATA_DIR", str(folder))
+    monkeypatch.setenv("MEDRAG_DEMO_CASES", str(DEMO_CASES))
+    monkeypatch.setenv("MEDRAG_WEB", "off")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return folder
+
+
+@pytest.fixture()
+def analyze(data_dir: Path) -> AppTest:
+    """The Analyze page, run once."""
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    at.switch_page("pages/1_Analyze.py").run()
+    assert not at.exception
+    return at
+
+
+def _phantom_png() -> bytes:
+    from medrag.phantoms import generate_phantom
+
+    pixels = generate_phantom(frozenset({"effusion"}), seed=987_654, size=256)
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _count_history(data_dir: Path) -> int:
+    from medrag.store import Store
+
+    return Store(data_dir / "medrag.duckdb").count_analyses()
+
+
+def _plain(text: str) -> str:
+    return text.replace("\\", "")
+
+
+def _analyze_upload(at: AppTest) -> int:
+    at.file_uploader(key="analyze_upload").set_value(("phantom.png", _phantom_png(), "image/png")).run()
+    assert not at.exception
+    at.button(key="analyze_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    saved = [s.value for s in at.success if "Saved to history as #" in s.value]
+    assert saved, [e.value for e in at.error] + [w.value for w in at.warning]
+    return int(saved[0].rsplit("#", 1)[1])
+
+
+def test_analyze_an_uploaded_image(analyze: AppTest, data_dir: Path) -> None:
+    before = _count_history(data_dir)
+    analysis_id = _analyze_upload(analyze)
+    at = analyze
+    assert _count_history(data_dir) == before + 1
+    # Reasoning streamed into its status box and is not empty.
+    reasoning = [s for s in at.status if s.label.startswith("Reasoning by")]
+    assert reasoning and reasoning[0].state == "complete"
+    assert "Impression" in reasoning[0].markdown[0].value
+    # The label and the findings table.
+    label = next(m for m in at.metric if m.label == "Label")
+    assert label.value and label.value != "—"
+    findings = next(d.value for d in at.dataframe if "finding" in d.value.columns)
+    assert set(findings["status"]) <= {"present", "absent", "uncertain"}
+    # k neighbour cards, each with an Open button.
+    k = at.session_state["k"]
+    opens = [b for b in at.button if (b.key or "").startswith("analyze_open_")]
+    assert len(opens) == k
+    assert at.session_state["last_result"].analysis_id == analysis_id
+    # A rerun (widget change) re-renders the saved result without running it again.
+    at.toggle(key="analyze_view_clahe").set_value(True).run()
+    assert not at.exception
+    assert _count_history(data_dir) == before + 1
+    assert any("Saved to history as #" in s.value for s in at.success)
+    # Opening a neighbour shows it side by side with the query.
+    opens[0].click().run()
+    assert not at.exception
+    assert at.button(key="analyze_close") is not None
+
+
+def test_off_topic_question_is_refused(analyze: AppTest, data_dir: Path) -> None:
+    before = _count_history(data_dir)
+    at = analyze
+    at.button_group[0].set_value("Question only").run()
+    at.text_input(key="analyze_question").input("What is the best pizza topping in Naples?").run()
+    at.button(key="analyze_run").click().run()
+    assert not at.exception
+    refusals = [w.value for w in at.warning if "Refused by the domain guard" in w.value]
+    assert refusals
+    assert not [m for m in at.metric if m.label == "Label"]
+    guard = [s for s in at.status if s.label.startswith("Domain check")]
+    assert guard and guard[0].state == "error"
+    assert _count_history(data_dir) == before  # a refusal is not saved as an analysis
+
+
+def test_history_reopens_the_analysis(analyze: AppTest, data_dir: Path) -> None:
+    analysis_id = _analyze_upload(analyze)
+    label = next(m.value for m in analyze.metric if m.label == "Label")
+    reasoning = analyze.session_state["last_result"].reasoning
+    analyze.button(key="analyze_to_history").click().run()
+    at = analyze
+    assert not at.exception
+    assert any(h.value == f"Analysis #{analysis_id}" for h in at.subheader)
+    assert next(m.value for m in at.metric if m.label == "Label") == label
+    shown = next(s for s in at.status if s.label.startswith("Reasoning by"))
+    assert _plain(shown.markdown[0].value) == reasoning.replace("\\", "")
+    table = at.dataframe[0].value
+    assert analysis_id in set(table["id"])
+    assert len([b for b in at.button if (b.key or "").startswith("history_open_")]) == len(
+        at.session_state["last_result"].neighbours
+    )
+    # Notes and tags are saved on the row.
+    at.text_area(key=f"history_notes_{analysis_id}").input("teaching file")
+    at.text_input(key=f"history_tags_{analysis_id}").input("effusion, demo")
+    at.button[[b.label for b in at.button].index("Save notes and tags")].click().run()
+    from medrag.store import Store
+
+    saved = Store(data_dir / "medrag.duckdb").get_analysis(analysis_id)
+    assert saved["notes"] == "teaching file" and saved["tags"] == ["demo", "effusion"]
+
+
+def test_quiz_reveals_the_right_label(data_dir: Path) -> None:
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    at.switch_page("pages/4_Compare.py").run()
+    at.button(key="quiz_new").click().run()
+    quiz = at.session_state["quiz"]
+    truth, case_id = quiz["truth"], quiz["case_id"]
+    at.radio(key=f"quiz_answer_{case_id}").set_value(truth).run()
+    at.button(key="quiz_reveal").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(_plain(s.value) == f"Correct: the label is {truth}." for s in at.success)
+    assert next(m.value for m in at.metric if m.label == "Score") == "1 / 1"
+    reasoning = [e for e in at.expander if _plain(e.label).startswith("Reasoning")]
+    assert reasoning and reasoning[0].markdown[0].value.strip()
+    # A wrong answer on the next case keeps the score honest.
+    at.button(key="quiz_new").click().run()
+    quiz = at.session_state["quiz"]
+    wrong = next(o for o in at.radio(key=f"quiz_answer_{quiz['case_id']}").options if o != quiz["truth"])
+    at.radio(key=f"quiz_answer_{quiz['case_id']}").set_value(wrong).run()
+    at.button(key="quiz_reveal").click().run()
+    assert any(_plain(e.value).startswith(f"Not quite: the label is {quiz['truth']}") for e in at.error)
+    assert next(m.value for m in at.metric if m.label == "Score") == "1 / 2"
