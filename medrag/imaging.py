@@ -348,7 +348,8 @@ def _decode_pillow(
         img = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(
-            f"{what} declares more than {MAX_PIXELS / 1e6:.0f} megapixels ({exc}); downsample it."
+            f"{what} declares far more than {MAX_PIXELS / 1e6:.0f} megapixels, the most MedRAG accepts; "
+            "downsample it (a chest X-ray needs about 2048 px) and try again."
         ) from exc
     except Exception as exc:
         if kind is not None:
