@@ -469,7 +469,7 @@ def _hub_online() -> Iterator[None]:
             constants.HF_HUB_OFFLINE = previous
 
 
-def _snapshot(repo_id: str, endpoint: str | None, allow_patterns: list[str] | None = None) -> Path:
+def _snapshot(name: str, repo_id: str, endpoint: str | None, allow_patterns: list[str] | None = None) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
@@ -483,7 +483,7 @@ def _snapshot(repo_id: str, endpoint: str | None, allow_patterns: list[str] | No
             f"Could not download {repo_id} from the Hugging Face Hub ({type(exc).__name__}: {reason[:200]}). "
             "Check the network; for gated models (MedGemma) accept the licence on huggingface.co and run "
             "`hf auth login`; on an offline machine copy the model folder here and run "
-            "`medrag models import NAME PATH`."
+            f"`medrag models import {name} PATH`."
         ) from exc
     return Path(path)
 
@@ -504,13 +504,13 @@ def pull_model(name: str, settings: "Settings", *, endpoint: str | None = None) 
     ref = source_for(name, settings).removeprefix("hf-hub:")
     if Path(ref).expanduser().is_dir():
         raise ConfigError(f"{name} is set to the local folder {ref}; nothing to pull. Check it with `medrag models list`.")
-    path = _snapshot(ref, endpoint)
+    path = _snapshot(name, ref, endpoint)
     kind = hf_dir_kind(path)
     if kind == "adapter" and _resolve_base(path, settings) is None:
-        _snapshot(adapter_base_ref(path) or settings.hf_base_model, endpoint)
+        _snapshot("medgemma-base", adapter_base_ref(path) or settings.hf_base_model, endpoint)
     if kind == "openclip":
         for repo in _openclip_text_repos(path):
-            _snapshot(repo, endpoint, allow_patterns=["*.json", "*.txt"])
+            _snapshot(name, repo, endpoint, allow_patterns=["*.json", "*.txt"])
     return model_status(name, settings)
 
 

@@ -200,7 +200,7 @@ def test_pull_reports_network_failure(settings: Settings) -> None:
     with pytest.raises(BackendUnavailableError) as info:
         W.pull_model("medgemma-base", settings, endpoint="http://127.0.0.1:9")
     message = str(info.value)
-    assert BASE_REPO in message and "medrag models import" in message and "hf auth login" in message
+    assert BASE_REPO in message and "medrag models import medgemma-base PATH" in message and "hf auth login" in message
     assert "ConnectError" in message  # it did try (pull lifts offline mode), and failed on the connection
     assert constants.HF_HUB_OFFLINE == before
     assert not W.model_status("medgemma-base", settings).ready
