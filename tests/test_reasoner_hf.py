@@ -223,6 +223,26 @@ def test_cpu_4bit_request_loads_unquantised(settings: Settings) -> None:
     assert loaded.device == "cpu" and not loaded.quantized and str(loaded.dtype) == "torch.float32"
 
 
+def test_bfloat16_path(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a GPU run uses (bf16 weights, pixel values cast to bf16), exercised on the CPU."""
+    import torch
+
+    monkeypatch.setattr(hf, "select_dtype", lambda device: torch.bfloat16)
+    reasoner = build_reasoner("hf", settings.with_overrides(max_new_tokens=6))
+    loaded = reasoner.load()
+    assert loaded.dtype == torch.bfloat16 and loaded.model.dtype == torch.bfloat16
+    assert len("".join(reasoner.stream(_request())).split()) == 6
+
+
+def test_unloadable_folder(settings: Settings, tmp_path: Path, tiny_gemma: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_gemma, broken)
+    (broken / "model.safetensors").write_bytes(b"truncated")
+    reasoner = build_reasoner("hf", settings.with_overrides(hf_reasoner_model=str(broken)))
+    with pytest.raises(BackendUnavailableError, match="Could not load the model"):
+        list(reasoner.stream(_request()))
+
+
 def test_summariser(settings: Settings) -> None:
     labels = pytest.importorskip("medrag.labels", reason="medrag.labels (rule labeler) is not in this checkout yet")
     from medrag.reasoners.openai import clean_label

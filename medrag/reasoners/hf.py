@@ -124,7 +124,7 @@ def _load(weights: ResolvedWeights, device: str, dtype: "torch.dtype", quantize:
                     model = model.merge_and_unload()
             processor_dir = weights.path if _has_processor(weights.path) else model_dir
             processor = AutoProcessor.from_pretrained(processor_dir, local_files_only=True)
-    except (OSError, ValueError, RuntimeError, KeyError, ImportError) as exc:
+    except Exception as exc:  # config, weights, peft, memory: all mean this folder cannot run here
         raise BackendUnavailableError(
             f"Could not load the model in {weights.path} ({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); "
             "the folder may be incomplete or not a vision-language model: pull or import it again."
