@@ -89,8 +89,9 @@ _TARGETS: dict[str, list[str | list[dict[str, Any]]]] = {
         r"\bopaci(?:ty|ties|fication|fications|fied)\b",
         r"\bair[- ]?space (?:disease|process|opacit(?:y|ies)|filling)\b",
         r"\binfiltrat(?:e|es|ion|ions|ive)\b",
-        r"\b(?:increased |hazy |patchy |streaky |ill-defined |focal |parenchymal )+densit(?:y|ies)\b",
+        r"\b(?:increased |hazy |patchy |streaky |ill-defined |focal |parenchymal |airspace |perihilar |basilar |bibasilar )+densit(?:y|ies)\b",
         r"\bdensit(?:y|ies) (?:in|at|within|projecting over|overlying) the (?:\w+ ){0,3}(?:lung|lobe|base|bases|lingula|apex|apices|hilum|perihilar region)s?\b",
+        r"\bhaz(?:y|iness)\b",
     ],
     "ATELECTASIS": [
         r"\batelecta(?:sis|ses|tic)\b",
@@ -120,12 +121,13 @@ _TARGETS: dict[str, list[str | list[dict[str, Any]]]] = {
         r"\bmetasta(?:sis|ses|tic disease)\b",
         r"\bneoplasm\b",
     ],
-    "NODULAR_OPACITY": [r"\bnodular (?:airspace )?opacit(?:y|ies)\b"],
+    "NODULAR_OPACITY": [
+        r"\bnodular (?:airspace )?(?:opacit(?:y|ies)|densit(?:y|ies)|infiltrates?)\b",
+        r"\b(?:round|rounded|circular|oval|ovoid)(?: \w+)? (?:densit(?:y|ies)|opacit(?:y|ies))\b",
+    ],
     "PNEUMONIA": [
         r"\b(?:broncho)?pneumoni(?:a|as|c)\b",
         r"\bpneumonitis\b",
-        r"\b(?:infectious|infective|inflammatory) (?:process|infiltrate|etiology)\b",
-        r"\b(?:pulmonary |lung |lobar )infection\b",
     ],
     "FRACTURE": [
         r"\bfractur(?:e|es|ed)\b",
@@ -147,6 +149,9 @@ _TARGETS: dict[str, list[str | list[dict[str, Any]]]] = {
         r"\b(?:surgical )?clips?\b",
         r"\b(?:orthopedic |surgical |fixation |spinal fusion )hardware\b",
         r"\bloop recorder\b",
+        r"\b(?:tubes?|devices?|generators?|stimulators?|coils?|wires?|ports?)\b",
+        r"\blines? and tubes?\b|\btubes? and lines?\b",
+        r"\bprosthetic (?:\w+ )?valves?\b",
         r"\b(?:lvad|ventricular assist device|impella|iabp|intra-aortic balloon pump)\b",
     ],
     "EMPHYSEMA": [
@@ -161,7 +166,7 @@ _TARGETS: dict[str, list[str | list[dict[str, Any]]]] = {
     # Abnormal but outside FINDINGS: rules out "no finding" without a status of its own.
     "OTHER_ABNORMAL": [
         r"\bgranulom(?:a|as|ata|atous)\b",
-        r"\bcalcifi(?:ed|cation|cations) (?:lymph )?(?:node|nodes|nodule|nodules|granulomas?|hilar|mediastinal)\b",
+        r"\bcalcifi(?:ed|cation|cations) (?:lymph )?(?:node|nodes|granulomas?|hilar|mediastinal)\b",
         r"\bscar(?:s|ring)?\b",
         r"\bfibro(?:sis|tic)\b",
         r"\bdegenerati(?:ve|on)\b",
@@ -232,6 +237,10 @@ _TARGETS: dict[str, list[str | list[dict[str, Any]]]] = {
         r"\bprosthes(?:is|es)\b",
         r"\bsuture material\b",
         r"\bsurgery\b",
+        # infection named without "pneumonia": abnormal, but not labeled pneumonia (the word is what
+        # radiologists use when they mean it, and what Open-i's indexers follow)
+        r"\b(?:infectious|infective|inflammatory) (?:process|infiltrate|etiology|disease)\b",
+        r"\b(?:pulmonary |lung |lobar )?infection\b",
     ],
     # Wording that asserts a normal study (evidence that the text describes the chest at all).
     "NORMAL": [
@@ -282,7 +291,7 @@ _CONTEXT: list[tuple[str | list[dict[str, Any]], str, str, int | None]] = [
     (r"\bwithin (?:normal limits|limits of normal|the normal range)\b", _NEG, _BWD, 6),
     (r"\b(?:is|are|appears?|remains?) (?:otherwise )?normal\b", _NEG, _BWD, 5),
     (r"\b(?:has|have) (?:been removed|cleared|resolved)\b", _NEG, _BWD, None),
-    (r"\b(?:is |are |was |were |has been |have been |may |might |could |can )?(?:not|none) (?:be )?(?:seen|identified|visualized|evident|present|appreciated|demonstrated|noted|detected|visible)\b", _NEG, _BWD, None),
+    (r"\b(?:is |are |was |were |has been |have been |may |might |could |can )?(?:not|none) (?:be )?(?:well |clearly |definitely |as well )?(?:seen|identified|visualized|evident|present|appreciated|demonstrated|noted|detected|visible)\b", _NEG, _BWD, None),
     (r"\bunlikely\b", _NEG, _BI, 4),
     # --- uncertainty
     (r"\b(?:may|might|could|would)\b", _UNC, _FWD, None),
@@ -516,12 +525,12 @@ def _mention_modifiers(ent: Any) -> tuple[str, ...]:
     return tuple(w for w in (size, side, site) if w)
 
 
-def _mentions(doc: Any) -> tuple[list[_Mention], list[str], bool]:
+def _mentions(docs: Iterable[Any]) -> tuple[list[_Mention], list[str], bool]:
     """Finding mentions, other-abnormality mentions (present/uncertain) and whether the text describes the chest."""
     mentions: list[_Mention] = []
     others: list[str] = []
     described = False
-    for ent in doc.ents:
+    for ent in (ent for doc in docs for ent in doc.ents):
         category = ent.label_
         if category == "NORMAL":
             described = True
@@ -587,8 +596,8 @@ def _make_label(
     return "No findings stated"
 
 
-def _summarise_doc(doc: Any) -> Summary:
-    mentions, others, described = _mentions(doc)
+def _summarise(docs: Iterable[Any]) -> Summary:
+    mentions, others, described = _mentions(docs)
     findings: dict[str, FindingStatus] = {name: "absent" for name in FINDINGS}
     best: dict[str, _Mention] = {}
     for mention in mentions:
@@ -613,25 +622,58 @@ def _prepare(text: str) -> str:
     return strip_skipped_sections(_sanitise(clipped))
 
 
+_CHUNK_CHARS = 600
+_SENTENCE_END = re.compile(r"(?<=[.!?\n])\s+")
+
+
+def _chunks(text: str, size: int = _CHUNK_CHARS) -> list[str]:
+    # ConText compares every pair of modifiers in a doc (quadratic), but its scopes never cross a
+    # sentence: labeling sentence-aligned chunks gives the same result and bounds the cost.
+    chunks: list[str] = []
+    current = ""
+    for sentence in _SENTENCE_END.split(text):
+        while len(sentence) > size:  # a run-on "sentence": cut at the last space before the limit
+            cut = sentence.rfind(" ", 0, size)
+            cut = cut if cut > 0 else size
+            if current:
+                chunks.append(current)
+                current = ""
+            chunks.append(sentence[:cut])
+            sentence = sentence[cut:].lstrip()
+        if current and len(current) + len(sentence) + 1 > size:
+            chunks.append(current)
+            current = ""
+        current = f"{current} {sentence}" if current else sentence
+    if current.strip():
+        chunks.append(current)
+    return chunks
+
+
 def label_text(text: str) -> Summary:
     """Label a report or reasoning text: a status for every finding in FINDINGS plus a one-line label.
 
     Never raises for any ``str`` (texts over :data:`MAX_CHARS` are truncated, with a logged warning);
     raises :class:`BackendUnavailableError` only when medspaCy itself cannot be loaded.
     """
-    nlp = _get_nlp()
-    prepared = _prepare(text)
-    with _NLP_LOCK:
-        doc = nlp(prepared)
-        return _summarise_doc(doc)
+    return label_texts([text])[0]
 
 
 def label_texts(texts: Iterable[str], batch_size: int = 64) -> list[Summary]:
-    """:func:`label_text` for many texts at once (faster: one pipeline pass over a stream)."""
+    """:func:`label_text` for many texts at once (one pipeline pass over all their chunks)."""
     nlp = _get_nlp()
-    prepared = [_prepare(t) for t in texts]
+    owners: list[int] = []
+    pieces: list[str] = []
+    n_texts = 0
+    for index, text in enumerate(texts):
+        n_texts = index + 1
+        for chunk in _chunks(_prepare(text)):
+            owners.append(index)
+            pieces.append(chunk)
+    docs: list[list[Any]] = [[] for _ in range(n_texts)]
     with _NLP_LOCK:
-        return [_summarise_doc(doc) for doc in nlp.pipe(prepared, batch_size=batch_size)]
+        for owner, doc in zip(owners, nlp.pipe(pieces, batch_size=batch_size)):
+            docs[owner].append(doc)
+        return [_summarise(group) for group in docs]
 
 
 class RulesSummariser:

@@ -9,17 +9,21 @@ precision, recall and F1 of "present" versus "not present" (uncertain counts as 
 The MeSH mapping (first component of a major term, e.g. ``Pleural Effusion/left/small`` →
 ``Pleural Effusion``), and why:
 
-* ``normal`` → "no finding" (the indexers' term for a report with nothing abnormal).
+* ``normal`` → "no finding" (the indexers' term for a report with nothing abnormal); a report whose only
+  terms are devices or image quality (:data:`NON_PATHOLOGY`) is "no finding" too (CheXpert's convention).
 * Cardiomegaly → cardiomegaly (all grades, including "borderline": the indexers count it).
 * Pleural Effusion, Hydropneumothorax, Hemopneumothorax, Hemothorax → effusion (pleural fluid);
   Pericardial Effusion is not pleural and is not mapped.
 * Pneumothorax, Hydropneumothorax, Hemopneumothorax → pneumothorax (pleural air).
 * Consolidation → consolidation.
-* Opacity, Airspace Disease, Infiltrate → opacity: the three names indexers give a parenchymal
-  opacity. "Density" is not mapped: it is used for densities anywhere in the thorax (bone, soft tissue).
+* Opacity, Airspace Disease, Infiltrate → opacity: the names indexers give a parenchymal opacity;
+  Density → opacity only when qualified "lung" (the term is also used for bone and soft tissue).
+* Opacity or Density qualified "round" → nodule/mass too (a round opacity is a nodule).
+* Cardiac Shadow qualified "enlarged" or "borderline" → cardiomegaly.
 * Pulmonary Atelectasis → atelectasis.
-* Pulmonary Edema, Pulmonary Congestion → edema: radiographic vascular congestion is the first grade
-  of hydrostatic edema (CheXpert labels both as Edema).
+* Pulmonary Edema, Pulmonary Congestion, Heart Failure → edema: radiographic vascular congestion is
+  the first grade of hydrostatic edema and "CHF" on a radiograph means its signs (CheXpert labels all
+  three as Edema).
 * Nodule, Mass → nodule/mass. Granuloma / Calcified Granuloma are not mapped: a calcified granuloma
   is a benign healed lesion that reports and indexers keep apart from an indeterminate nodule.
 * Pneumonia → pneumonia.
@@ -101,6 +105,7 @@ MESH_QUALIFIED: dict[tuple[str, frozenset[str]], tuple[str, ...]] = {
     ("cardiac shadow", frozenset({"enlarged", "borderline"})): ("cardiomegaly",),
     ("opacity", frozenset({"round"})): ("nodule/mass",),
     ("density", frozenset({"round"})): ("nodule/mass",),
+    ("density", frozenset({"lung"})): ("opacity",),
 }
 #: Terms that are not pathology: a report with only these is "no finding" (CheXpert's convention:
 #: tubes, lines and devices and image quality do not make a study abnormal).
