@@ -128,6 +128,15 @@ def _prepare(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(img, dtype=np.float32)
 
 
+def _probe(img: np.ndarray) -> np.ndarray:
+    """The square _PROBE-px thumbnail; an integer box reduction first is 3x cheaper than one resize."""
+    factor = min(img.shape) // _PROBE
+    pil = Image.fromarray(img, mode="F")
+    if factor > 1:
+        pil = pil.reduce(factor)
+    return np.asarray(pil.resize((_PROBE, _PROBE), Image.Resampling.BOX), dtype=np.float32)
+
+
 def raw_features(image: np.ndarray) -> np.ndarray:
     """The un-centred (DIM,) float32 feature vector of one 2-D [0, 1] image (blocks in ``BLOCKS`` order)."""
     # shrink before cleaning: on big inputs the box reduction is the cheaper full-size pass
@@ -144,7 +153,7 @@ def raw_features(image: np.ndarray) -> np.ndarray:
     lbp_grid = np.sqrt(per_cell / cell_sizes).ravel()
     lbp_global = np.sqrt(per_cell.sum(axis=0) / max(codes.size, 1))
 
-    probe = _resize(img, _PROBE, _PROBE)
+    probe = _probe(img)
     bins = np.clip((probe * _HIST_BINS).astype(np.int64), 0, _HIST_BINS - 1)
     hist = np.sqrt(np.bincount(bins.ravel(), minlength=_HIST_BINS) / probe.size)
     shape = _hog(
