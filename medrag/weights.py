@@ -430,8 +430,9 @@ def model_status(name: str, settings: "Settings") -> ModelStatus:
     if spec.kind == "openclip":
         if found.kind != "openclip":
             return status(False, found.path, "folder holds no open_clip_config.json and weights")
+        # open_clip builds an HF text tower from its config in the HF cache (BiomedCLIP: PubMedBERT).
         missing = [r for r in _openclip_text_repos(found.path) if find_hf_snapshot(r) is None]
-        if missing and not any((found.path / f).is_file() for f in _TOKENIZER_FILES):
+        if missing:
             return status(False, found.path, f"text tower config/tokenizer {', '.join(missing)} not in the HF cache")
         return status(True, found.path, found.where)
     if found.kind == "adapter":

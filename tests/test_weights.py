@@ -244,3 +244,22 @@ def test_fingerprint_and_size(tmp_path: Path) -> None:
     link.symlink_to(blob)
     assert W.file_fingerprint(link) == "eeeeeeeeeeeeeeee-2"  # HF blob name is its sha256
     assert W.directory_size(tmp_path) == 4 + 2  # the symlinked blob counted once
+
+
+def test_openclip_text_tower_repo_is_required(settings: Settings, empty_caches: Path, tmp_path: Path) -> None:
+    """BiomedCLIP's config names a PubMedBERT repo whose config/tokenizer must be cached too."""
+    import json
+
+    src = tmp_path / "clip"
+    src.mkdir()
+    cfg = {"model_cfg": {"embed_dim": 8, "text_cfg": {"hf_model_name": "org/bert", "hf_tokenizer_name": "org/bert"}}}
+    (src / "open_clip_config.json").write_text(json.dumps(cfg))
+    (src / "open_clip_pytorch_model.bin").write_bytes(b"x")
+    W.import_model("biomedclip", src, settings)
+    row = W.model_status("biomedclip", settings)
+    assert not row.ready and "org/bert" in row.detail and "medrag models pull biomedclip" in row.fix
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    (bert / "config.json").write_text("{}")
+    make_hf_cache_entry(empty_caches, "org/bert", bert)
+    assert W.model_status("biomedclip", settings).ready
