@@ -259,16 +259,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(import_model(args.name, Path(args.path), settings))
         return 0
     for status in list_models(settings):
-        print(_format_model_status(status))
+        print(status)
     return 0
-
-
-def _format_model_status(status: Any) -> str:
-    fields = status.__dict__ if hasattr(status, "__dict__") else dict(status)
-    name = fields.get("name", "?")
-    state = fields.get("status", "?")
-    rest = "  ".join(f"{k}={v}" for k, v in fields.items() if k not in {"name", "status"} and v not in (None, ""))
-    return f"{name:<24} {state:<8} {rest}"
 
 
 # ----------------------------------------------------------------------------- parser
