@@ -40,9 +40,11 @@ from medrag.errors import ConfigError, IndexMismatchError, InputError
 KINDS: tuple[str, ...] = ("flat", "hnsw", "ivfpq")
 FORMAT_VERSION = 1
 
-#: Exact search up to this many vectors. bench/encoder_experiments/index_latency.py on the 2-core
-#: dev machine (dim 512, k=10, one query): flat p95 passes 2 ms at about 20k vectors (see
-#: FLAT_P95_NOTE); HNSW stays under 1 ms there with recall@10 ≥ 0.95.
+#: Exact search up to this many vectors (at dim 512; the rule scales with n × dim). Measured on the
+#: 2-core dev machine, one query, k=10, one thread (bench/encoder_experiments/README.md): the
+#: uncontended cost is 1.1 ms at 15k and 1.7 ms at 20k (FACTS.md, idle, 2 threads: 10.4 ms at 100k),
+#: so p95 passes 2 ms at about 20k. Under heavy load p95 is set by CPU scheduling at any n ≥ 7.5k,
+#: which no index kind avoids.
 FLAT_MAX = 20_000
 #: Above this, float32 vectors (plus HNSW links) stop fitting comfortably in memory: compress.
 HNSW_MAX = 2_000_000
