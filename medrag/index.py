@@ -283,7 +283,11 @@ class VectorIndex:
                 self._id_of[label] = cid
 
     def remove(self, ids: Iterable[str]) -> int:
-        """Remove the given ids (unknown ids are ignored); returns how many were removed."""
+        """Remove the given ids (unknown ids are ignored); returns how many were removed.
+
+        flat and ivfpq delete in place; an HNSW graph cannot delete, so hnsw rebuilds from the
+        remaining vectors (about 20 s per 100k at dim 512: batch removals).
+        """
         with self._lock:
             gone = [cid for cid in dict.fromkeys(str(i) for i in ids) if cid in self._label_of]
             if not gone:
