@@ -131,7 +131,7 @@ def _ivf(ctx: Ctx, make: Callable[[faiss.Index, int], faiss.IndexIVF], pad: int 
     quantizer.add(np.pad(ctx.centroids, ((0, 0), (0, pad))) if pad else ctx.centroids)
     index = make(quantizer, d)
     if train:
-        index.train(np.pad(_train_sample(ctx.x, 65536, ctx.seed), ((0, 0), (0, pad))))
+        index.train(np.pad(_train_sample(ctx.x, 32768, ctx.seed), ((0, 0), (0, pad))))
     for start in range(0, len(ctx.x), 100_000):
         chunk = ctx.x[start : start + 100_000]
         if pad:
@@ -175,7 +175,7 @@ def build_hnsw(ctx: Ctx) -> Built:
 def build_hnsw_sq8(ctx: Ctx) -> Built:
     index = faiss.IndexHNSWSQ(ctx.x.shape[1], faiss.ScalarQuantizer.QT_8bit, M)
     index.hnsw.efConstruction = EF_CONSTRUCTION
-    index.train(_train_sample(ctx.x, 65536, ctx.seed))
+    index.train(_train_sample(ctx.x, 32768, ctx.seed))
     index.add(ctx.x)
     return Built(_faiss_search(index), _hnsw_sweep(index.hnsw), _faiss_bytes(index), keep=[index])
 
@@ -204,7 +204,7 @@ def build_ivf_pq_rsq8(ctx: Ctx) -> Built:
     inner = _ivf(ctx, lambda q, dd: faiss.IndexIVFPQ(q, dd, ctx.nlist, m, 8), pad=pad)
     ivf = inner.keep[1]
     refine = faiss.IndexScalarQuantizer(padded, faiss.ScalarQuantizer.QT_8bit)
-    refine.train(np.pad(_train_sample(ctx.x, 65536, ctx.seed), ((0, 0), (0, pad))))
+    refine.train(np.pad(_train_sample(ctx.x, 32768, ctx.seed), ((0, 0), (0, pad))))
     for start in range(0, len(ctx.x), 100_000):
         refine.add(np.ascontiguousarray(np.pad(ctx.x[start : start + 100_000], ((0, 0), (0, pad)))))
     index = faiss.IndexRefine(ivf, refine)
@@ -300,23 +300,49 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(f[:k].tolist()) & set(t.tolist())) / k for f, t in zip(found, truth)]))
 
 
-def single_latencies(built: Built, queries: np.ndarray, budget_s: float) -> np.ndarray:
-    """Per-query seconds, one query at a time, stopping early after ``budget_s`` (at least 20 queries)."""
-    fn = built.single or built.search
-    for q in queries[:3]:
-        fn(q[None, :], K)
-    out = []
-    spent = 0.0
-    for i, q in enumerate(queries):
-        one = q[None, :]
-        start = time.perf_counter()
-        fn(one, K)
-        took = time.perf_counter() - start
-        out.append(took)
-        spent += took
-        if spent > budget_s and i >= 19:
+@dataclass
+class Variant:
+    """One (structure, search-time setting, OpenMP threads) combination whose latency is measured."""
+
+    method: str
+    built: Built
+    label: str
+    apply: Callable[[], None]
+    threads: int
+    times: list[float] = field(default_factory=list)
+    spent: float = 0.0
+
+    def run_block(self, queries: np.ndarray, start: int, count: int) -> None:
+        """Time ``count`` single queries (k=10) starting at ``start`` (wrapping around)."""
+        self.apply()
+        faiss.omp_set_num_threads(self.threads)
+        fn = self.built.single or self.built.search
+        for i in range(start, start + count):
+            one = queries[i % len(queries)][None, :]
+            t0 = time.perf_counter()
+            fn(one, K)
+            took = time.perf_counter() - t0
+            self.times.append(took)
+            self.spent += took
+
+
+def interleaved_latencies(variants: list[Variant], queries: np.ndarray, per_variant: int, budget_s: float, seed: int) -> None:
+    """Single-query latencies, measured round-robin in blocks of 10 queries in a shuffled order each round,
+    so that machine noise hits every variant alike. A variant stops after ``per_variant`` queries or once
+    it has spent ``budget_s`` (with at least 20 queries)."""
+    rng = np.random.default_rng(seed)
+    block = 10
+    for v in variants:  # warm-up: first touches, lazy allocations
+        v.run_block(queries, 0, 3)
+        v.times.clear()
+        v.spent = 0.0
+    for round_no in range(math.ceil(per_variant / block)):
+        active = [v for v in variants if len(v.times) < per_variant and not (v.spent > budget_s and len(v.times) >= 20)]
+        if not active:
             break
-    return np.asarray(out)
+        for i in rng.permutation(len(active)):
+            active[i].run_block(queries, round_no * block, block)
+    faiss.omp_set_num_threads(common.THREADS)
 
 
 def datasets(kinds: list[str], sizes: list[int], dims: list[int], n_queries: int, seed: int, cdim: int) -> Iterator[tuple[str, int, int, np.ndarray, np.ndarray]]:
@@ -344,6 +370,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     cdim = classic_dim()
     dims = [cdim if d == "classic" else int(d) for d in args.dims.split(",")]
     methods = args.methods.split(",")
+    omp = common.parse_ints(args.omp)
     unknown = [m for m in methods if m not in BUILDERS]
     if unknown:
         raise SystemExit(f"unknown methods {unknown}; choose from {', '.join(ALL_METHODS)}")
@@ -356,8 +383,40 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         del exact
         print(f"difficulty: mean cos top-1 {sims[:, 0].mean():.3f}, top-10 {sims[:, -1].mean():.3f}", flush=True)
         ctx = Ctx(x=x, seed=args.seed)
+        # Keep every structure alive (and interleave their latency rounds) when they fit; else one at a time.
+        together = x.nbytes * (len(methods) + 1) <= args.interleave_gib * 2**30
+        pending: list[tuple[str, Built, dict[str, Any]]] = []
+
+        def measure(group: list[tuple[str, Built, dict[str, Any]]]) -> None:
+            variants: list[Variant] = []
+            for method, built, info in group:
+                for label, apply in built.sweep:
+                    apply()
+                    faiss.omp_set_num_threads(common.THREADS)
+                    recall = recall_at_k(built.search(queries, K), truth)
+                    for threads in (omp if _uses_omp(method) else [1]):
+                        v = Variant(method, built, label, apply, threads)
+                        v.recall, v.info = recall, info  # type: ignore[attr-defined]
+                        variants.append(v)
+            interleaved_latencies(variants, queries, args.latency_queries, args.latency_budget, args.seed)
+            for v in variants:
+                lat = common.stats(v.times)
+                row = {
+                    "data": name, "n": n, "dim": dim, "method": v.method,
+                    "param": v.label + (f" {v.threads}t" if len(omp) > 1 and _uses_omp(v.method) else ""),
+                    "recall@10": v.recall, "p50_ms": lat["p50"] * 1e3, "p95_ms": lat["p95"] * 1e3,  # type: ignore[attr-defined]
+                    "queries": lat["n"], **v.info,  # type: ignore[attr-defined]
+                }
+                rows.append(row)
+                print(
+                    f"{row['method']:12s} {row['param']:14s} recall@10 {row['recall@10']:.3f}  p50 {row['p50_ms']:.3f} ms  "
+                    f"p95 {row['p95_ms']:.3f} ms  build {row['build_s']:.1f} s  {row['index_MiB']:.0f} MiB "
+                    f"(RSS +{row['rss_delta_MiB']:.0f}) {row['note']}",
+                    flush=True,
+                )
+
         for method in methods:
-            if n > args.max_numpy and method in ("numpy",):
+            if n > args.max_numpy and method == "numpy":
                 continue
             gc.collect()
             rss0 = common.rss_bytes()
@@ -368,33 +427,29 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 print(f"[skip] {method}: not available", flush=True)
                 continue
             gc.collect()
-            rss_delta = common.rss_bytes() - rss0
-            for label, apply in built.sweep:
-                apply()
-                found = built.search(queries, K)
-                recall = recall_at_k(found, truth)
-                lat = common.stats(single_latencies(built, queries, args.latency_budget))
-                row = {
-                    "data": name, "n": n, "dim": dim, "method": method, "param": label,
-                    "recall@10": recall, "p50_ms": lat["p50"] * 1e3, "p95_ms": lat["p95"] * 1e3,
-                    "build_s": build_s, "index_MiB": common.mib(built.nbytes), "rss_delta_MiB": common.mib(rss_delta),
-                    "note": built.note,
-                }
-                rows.append(row)
-                print(
-                    f"{method:12s} {label:11s} recall@10 {recall:.3f}  p50 {row['p50_ms']:.3f} ms  "
-                    f"p95 {row['p95_ms']:.3f} ms  build {build_s:.1f} s  {row['index_MiB']:.0f} MiB "
-                    f"(RSS +{row['rss_delta_MiB']:.0f}) {built.note}",
-                    flush=True,
-                )
+            info = {"build_s": build_s, "index_MiB": common.mib(built.nbytes),
+                    "rss_delta_MiB": common.mib(common.rss_bytes() - rss0), "note": built.note}
+            print(f"built {method} in {build_s:.1f} s", flush=True)
+            if together:
+                pending.append((method, built, info))
+            else:
+                measure([(method, built, info)])
             del built
             gc.collect()
+        if pending:
+            measure(pending)
+        pending.clear()
         if ctx.centroids is not None:
             print(f"(IVF coarse k-means + assignment, shared by the IVF rows: {ctx.coarse_seconds:.1f} s, "
                   f"included in the first IVF row's build time)")
         del ctx, x, queries
         gc.collect()
     return rows
+
+
+def _uses_omp(method: str) -> bool:
+    """Whether the method's single-query search runs through FAISS's OpenMP pool."""
+    return method not in ("numpy", "hnswlib", "usearch", "usearch-i8")
 
 
 def main() -> None:
@@ -405,7 +460,11 @@ def main() -> None:
     parser.add_argument("--data", default="mix,real", help="mix and/or real (default both)")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"any of {','.join(ALL_METHODS)}")
     parser.add_argument("--queries", type=int, default=500, help="held-out queries for mix (default 500)")
-    parser.add_argument("--latency-budget", type=float, default=3.0, help="seconds of single queries per setting")
+    parser.add_argument("--latency-queries", type=int, default=200, help="single queries timed per setting (default 200)")
+    parser.add_argument("--latency-budget", type=float, default=3.0, help="stop a setting after this many seconds of queries (min 20)")
+    parser.add_argument("--omp", default=str(common.THREADS), help="FAISS OpenMP threads for single queries, e.g. 1,2 to compare")
+    parser.add_argument("--interleave-gib", type=float, default=6.0,
+                        help="keep all structures alive and interleave latency rounds when n·dim·4·(methods+1) fits (GiB)")
     parser.add_argument("--max-numpy", type=int, default=2_000_000, help="skip numpy brute force above this n")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
@@ -413,7 +472,7 @@ def main() -> None:
     started = time.perf_counter()
     rows = run(args)
     print("\n" + common.header())
-    cols = ["data", "n", "dim", "method", "param", "recall@10", "p50_ms", "p95_ms", "build_s", "index_MiB", "rss_delta_MiB", "note"]
+    cols = ["data", "n", "dim", "method", "param", "recall@10", "p50_ms", "p95_ms", "queries", "build_s", "index_MiB", "rss_delta_MiB", "note"]
     print(common.table(rows, cols))
     print(f"\n(total {time.perf_counter() - started:.0f} s)")
     common.write_json(args.json, {"rows": rows})
