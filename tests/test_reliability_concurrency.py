@@ -1,0 +1,199 @@
+"""Concurrency: 8 app sessions (threads) sharing one Workbench, and a CLI ingest against the data folder
+of a running app process (DuckDB lets one process hold the file at a time: both must take turns)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medrag import events as ev
+from medrag.config import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+SESSIONS, PER_SESSION = 8, 50
+
+
+@pytest.fixture(scope="module")
+def shared_workbench(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A Workbench over a 40-case phantom library, indexes built (image and text) before the sessions start."""
+    from medrag.workbench import Workbench
+
+    settings = Settings(data_dir=tmp_path_factory.mktemp("concurrency"), demo_cases=40, web_provider="off")
+    wb = Workbench(settings)
+    wb.ensure_library()
+    wb.ensure_index("text")
+    return wb
+
+
+def _session(wb, number: int, cases: list[tuple[str, str]], out: dict, errors: list) -> None:  # type: ignore[no-untyped-def]
+    """One app session: PER_SESSION analyses (images by path and by bytes, and text questions)."""
+    for i in range(PER_SESSION):
+        case_id, path = cases[(number * PER_SESSION + i) % len(cases)]
+        name = f"s{number}-a{i}"
+        try:
+            if i % 5 == 4:
+                events = wb.analyze(None, question=f"Is there cardiomegaly on this chest x-ray? ({name})", name=name, web=False)
+                expected = ""
+            elif i % 2:
+                events = wb.analyze(Path(path).read_bytes(), name=name, web=False)
+                expected = case_id
+            else:
+                events = wb.analyze(Path(path), name=name, web=False)
+                expected = case_id
+            saved = failed = None
+            for event in events:
+                if isinstance(event, ev.AnalysisSaved):
+                    saved = event.analysis_id
+                elif isinstance(event, ev.StageFailed):
+                    failed = f"{event.stage}: {event.message}"
+            if failed or saved is None:
+                errors.append(f"{name}: {failed or 'not saved'}")
+            else:
+                out[name] = (saved, expected)
+        except Exception as exc:  # a session must never see a raw exception
+            errors.append(f"{name}: {type(exc).__name__}: {exc}")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_eight_sessions_fifty_analyses_each(shared_workbench) -> None:  # type: ignore[no-untyped-def]
+    wb = shared_workbench
+    frame = wb.store.cases_frame()
+    cases = list(zip(frame["case_id"], frame["image_path"]))
+    before = wb.store.count_analyses()
+    out: dict[str, tuple[int, str]] = {}
+    errors: list[str] = []
+    threads = [threading.Thread(target=_session, args=(wb, n, cases, out, errors), name=f"session-{n}") for n in range(SESSIONS)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=400)
+    seconds = time.perf_counter() - started
+    assert not any(t.is_alive() for t in threads), "a session hung"
+    total = SESSIONS * PER_SESSION
+    print(f"\n{total} analyses in {seconds:.1f} s ({total / seconds:.1f}/s), {len(errors)} errors")
+    kinds = Counter(e.split(": ", 1)[1].split(":")[0][:60] for e in errors)
+    assert errors == [], f"{len(errors)} failed analyses by kind {dict(kinds)}; first: {errors[:3]}"
+    assert len(out) == total
+    ids = [saved for saved, _ in out.values()]
+    assert len(set(ids)) == total, "analysis ids are unique"
+    assert wb.store.count_analyses() == before + total
+    with wb.store.cursor() as cur:
+        rows = cur.execute(
+            "SELECT id, input_name, image_hash, reasoning, neighbours, findings, errors FROM analyses WHERE list_contains(?, id)",
+            [ids],
+        ).fetchall()
+    assert len(rows) == total, "every saved id is in the table"
+    for row_id, input_name, image_hash, reasoning, neighbours, findings, errs in rows:
+        saved, expected = out[input_name]
+        assert saved == row_id, f"{input_name} saved as {saved} but row {row_id} carries its name"
+        assert reasoning.strip(), f"row {row_id} has no reasoning"
+        parsed = json.loads(neighbours)
+        assert isinstance(parsed, list) and parsed and all("case_id" in n for n in parsed)
+        assert isinstance(json.loads(findings), dict) and json.loads(errs) == []
+        if expected:
+            assert image_hash == expected, f"row {row_id} holds another session's image"
+    assert Counter(name.split("-")[0] for name in out) == {f"s{n}": PER_SESSION for n in range(SESSIONS)}
+
+
+APP_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    from medrag.config import Settings
+    from medrag.workbench import Workbench
+    from medrag import events as ev
+
+    data_dir, stop_file, out_file = sys.argv[1:4]
+    wb = Workbench(Settings(data_dir=data_dir, web_provider="off"))
+    frame = wb.store.cases_frame()
+    paths = list(frame["image_path"])
+    done, failures, i = [], [], 0
+    Path(out_file + ".ready").write_text("ready")
+    while not Path(stop_file).exists():
+        t0 = time.time()
+        saved = None
+        try:
+            for event in wb.analyze(Path(paths[i % len(paths)]), name=f"app-{i}", web=False):
+                if isinstance(event, ev.AnalysisSaved):
+                    saved = event.analysis_id
+                elif isinstance(event, ev.StageFailed):
+                    failures.append(f"{event.stage}: {event.message}")
+        except Exception as exc:
+            failures.append(f"{type(exc).__name__}: {exc}")
+        if saved is not None:
+            done.append([t0, time.time(), saved])
+        i += 1
+    Path(out_file).write_text(json.dumps({"done": done, "failures": failures}))
+    """
+)
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO)}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_cli_ingest_waits_while_app_process_keeps_serving(tmp_path: Path) -> None:
+    from medrag.phantoms import generate_phantom
+    from medrag.workbench import Workbench
+
+    settings = Settings(data_dir=tmp_path / "data", demo_cases=24, web_provider="off")
+    Workbench(settings).ensure_library()
+    folder = tmp_path / "incoming" / "normal"
+    folder.mkdir(parents=True)
+    for i in range(60):
+        Image.fromarray(np.round(generate_phantom(frozenset(), 900 + i, size=96) * 255).astype(np.uint8)).save(folder / f"{i}.png")
+    script = tmp_path / "app.py"
+    script.write_text(APP_SCRIPT)
+    stop, out = tmp_path / "stop", tmp_path / "app.json"
+    app = subprocess.Popen([sys.executable, str(script), str(settings.data_dir), str(stop), str(out)],
+                           cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while not Path(str(out) + ".ready").exists():
+            assert app.poll() is None, app.stderr.read().decode()[-3000:] if app.stderr else "app died"
+            assert time.time() < deadline, "the app process did not start"
+            time.sleep(0.2)
+        time.sleep(2.0)  # let it serve a few analyses first
+        ingest_start = time.time()
+        cli = subprocess.run(
+            [sys.executable, "-m", "medrag", "--data-dir", str(settings.data_dir), "ingest", str(folder.parent)],
+            cwd=REPO, env=_env(), capture_output=True, text=True, timeout=240,
+        )
+        ingest_end = time.time()
+        time.sleep(1.0)
+    finally:
+        stop.write_text("stop")
+        try:
+            app_out, app_err = app.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            app.kill()
+            app_out, app_err = app.communicate()
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    assert "Traceback" not in cli.stderr and "60 added" in cli.stdout, cli.stdout[-2000:]
+    assert app.returncode == 0, app_err.decode()[-3000:]
+    result = json.loads(out.read_text())
+    during = [d for d in result["done"] if d[0] >= ingest_start and d[1] <= ingest_end]
+    overlapping = [d for d in result["done"] if d[1] >= ingest_start and d[0] <= ingest_end]
+    print(f"\ningest took {ingest_end - ingest_start:.1f} s; app analyses: {len(result['done'])} in all, "
+          f"{len(during)} entirely during the ingest, {len(overlapping)} overlapping it; failures {len(result['failures'])}")
+    assert result["failures"] == [], result["failures"][:5]
+    assert len(during) >= 1, "the app kept serving analyses while the CLI ingest ran"
+    wb = Workbench(settings)
+    assert wb.store.count_cases() == 24 + 60
+    assert wb.store.count_analyses() == len(result["done"])
+    assert len(wb.ensure_index("image")) == 24 + 60
