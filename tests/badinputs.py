@@ -29,13 +29,13 @@ def _rng(seed: int = 0) -> np.random.Generator:
 
 
 def cxr_like(size: int = 128, seed: int = 0) -> np.ndarray:
-    """A grey, chest-ish uint8 picture (bright mediastinum, dark lungs, noise): not blank, not colour."""
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    lungs = np.exp(-(((xx - 0.3) / 0.15) ** 2 + ((yy - 0.5) / 0.3) ** 2)) + np.exp(
-        -(((xx - 0.7) / 0.15) ** 2 + ((yy - 0.5) / 0.3) ** 2)
-    )
-    base = 0.75 - 0.5 * lungs + 0.05 * _rng(seed).standard_normal((size, size))
-    return (np.clip(base, 0, 1) * 255).astype(np.uint8)
+    """A synthetic chest radiograph (MedRAG's own phantom, no patient) as uint8 pixels."""
+    from medrag.phantoms import generate_phantom
+
+    pixels = np.round(generate_phantom(frozenset(), seed, size=max(size, 64)) * 255).astype(np.uint8)
+    if size < 64:  # phantoms are drawn at 64 px or more
+        pixels = np.asarray(Image.fromarray(pixels).resize((size, size), Image.Resampling.BILINEAR))
+    return pixels
 
 
 def _save(img: Image.Image, fmt: str, **kw: object) -> bytes:
