@@ -12,7 +12,7 @@ from medrag.ui.tables import backends_frame, history_table, web_search_line
 from medrag.ui.page import error_boundary, setup_page
 from medrag.ui.safe import escape_markdown
 
-workbench = setup_page("MedRAG", "🫁")
+workbench = setup_page("MedRAG", "pulmonology")
 store = workbench.store
 settings = workbench.settings
 

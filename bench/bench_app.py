@@ -132,11 +132,10 @@ def one_run(browser, data_dir: Path, cases: int, upload: Path) -> dict[str, floa
         page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(upload))
         _wait_idle(page)
         for step in ("first analysis", "second analysis"):
-            before = page.get_by_text("Saved to history as #").all_inner_texts()
+            saved = page.get_by_test_id("stAlertContentSuccess").filter(has_text="Saved to history as #")
+            before = saved.all_inner_texts()
             t0 = time.perf_counter()
             analyze_button.click()
-            saved = page.get_by_text("Saved to history as #")
-            expect(saved).to_be_visible(timeout=180_000)
             page.wait_for_function(
                 "prev => { const n = [...document.querySelectorAll('[data-testid=\"stAlertContentSuccess\"]')]"
                 ".map(e => e.innerText).find(t => t.includes('Saved to history as #')); return n && n !== prev; }",
@@ -146,7 +145,7 @@ def one_run(browser, data_dir: Path, cases: int, upload: Path) -> dict[str, floa
             out[step] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="History").click()
+        page.locator('[data-testid="stSidebar"]').get_by_role("link", name="History").click()
         expect(page.get_by_role("heading", name="Analysis #").first).to_be_visible(timeout=60_000)
         _wait_idle(page)
         out["page switch (History)"] = time.perf_counter() - t0

@@ -28,7 +28,7 @@ from medrag.ui.viewer import PLOTLY_CONFIG, image_figure, view_controls
 UPLOAD, LIBRARY, QUESTION = "Upload an image", "Library case", "Question only"
 CASE_CHOICES = 300
 
-workbench = setup_page("Analyze", "🩻")
+workbench = setup_page("Analyze", "radiology")
 store = workbench.store
 
 
@@ -148,7 +148,7 @@ with reasoning_col:
         elif fresh.input_kind == "image":
             fresh.image_path = str(source) if isinstance(source, Path) else fresh.thumb_path
         st.session_state[state.LAST_RESULT] = fresh
-        st.session_state[state.OPEN_NEIGHBOUR] = None
+        st.session_state[state.OPEN_NEIGHBOUR] = {**st.session_state[state.OPEN_NEIGHBOUR], "analyze": None}
         last = fresh
     elif last is not None:
         st.caption(f"Last analysis: {escape_markdown(last.input_name or last.question or 'question')}")

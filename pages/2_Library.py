@@ -15,7 +15,7 @@ from medrag.ui.viewer import PLOTLY_CONFIG, image_figure, view_controls
 ALL = "all"
 SHOWN = 2000
 
-workbench = setup_page("Library", "📚")
+workbench = setup_page("Library", "photo_library")
 store = workbench.store
 
 browse_tab, import_tab = st.tabs(["Browse", "Import and re-index"])
@@ -42,6 +42,8 @@ with browse_tab, error_boundary():
     selection = st.dataframe(
         shown, hide_index=True, width="stretch", height=320, key="library_table",
         on_select="rerun", selection_mode="single-row",
+        column_config={"case_id": st.column_config.TextColumn("case", width="small"),
+                       "report": st.column_config.TextColumn(width="large")},
     )
     rows = selection.selection.rows if selection is not None else []
     ids = list(shown["case_id"])
@@ -63,7 +65,7 @@ with browse_tab, error_boundary():
             with viewer:
                 pixels, meta = resources.load_image_file(case.image_path)
                 view = view_controls("library_view", meta)
-                st.plotly_chart(image_figure(pixels, view, title=case.case_id), config=PLOTLY_CONFIG, key="library_image")
+                st.plotly_chart(image_figure(pixels, view), config=PLOTLY_CONFIG, key="library_image")
             with details:
                 st.metric("Label", case.label)
                 st.caption(

@@ -22,7 +22,7 @@ from medrag.ui.safe import escape_markdown
 from medrag.ui.tables import history_table, neighbour_scores
 from medrag.ui.viewer import PLOTLY_CONFIG, image_figure, view_controls
 
-workbench = setup_page("History", "🕘")
+workbench = setup_page("History", "history")
 store = workbench.store
 
 if store.count_analyses() == 0:

@@ -16,7 +16,7 @@ from medrag.ui.viewer import PLOTLY_CONFIG, image_figure, linked_figure, view_co
 
 CHOICES = 500
 
-workbench = setup_page("Compare", "🔍")
+workbench = setup_page("Compare", "compare")
 store = workbench.store
 
 compare_tab, quiz_tab = st.tabs(["Side by side", "Quiz"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import streamlit as st
 
@@ -10,7 +12,7 @@ from medrag.ui.page import error_boundary, setup_page
 from medrag.ui.safe import escape_markdown
 from medrag.ui.tables import backends_frame, key_presence, web_search_line
 
-workbench = setup_page("Settings", "⚙️")
+workbench = setup_page("Settings", "settings")
 settings = workbench.settings
 
 
@@ -55,8 +57,10 @@ with error_boundary():
     )
     for model in models:
         if not model.ready and model.fix:
-            st.markdown(f"**{escape_markdown(model.name)}** is missing. To get it:")
-            st.code(model.fix, language="bash")
+            # ``fix`` is MedRAG's own text (weights.py), with the commands in backticks.
+            st.markdown(f"**{escape_markdown(model.name)}** is missing: {model.fix}")
+            for command in re.findall(r"`([^`]+)`", model.fix)[:1]:
+                st.code(command, language="bash")
 
 st.subheader("Web search")
 with error_boundary():

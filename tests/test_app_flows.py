@@ -119,10 +119,12 @@ def test_history_reopens_the_analysis(analyze: AppTest, data_dir: Path) -> None:
     analyze.button(key="analyze_to_history").click().run()
     at = analyze
     assert not at.exception
+    # st.switch_page moved this run to History; AppTest needs to be told for the runs that follow.
+    at.switch_page("pages/3_History.py").run()
     assert any(h.value == f"Analysis #{analysis_id}" for h in at.subheader)
     assert next(m.value for m in at.metric if m.label == "Label") == label
     shown = next(s for s in at.status if s.label.startswith("Reasoning by"))
-    assert _plain(shown.markdown[0].value) == reasoning.replace("\\", "")
+    assert _plain(shown.markdown[0].value).strip() == reasoning.replace("\\", "").strip()
     table = at.dataframe[0].value
     assert analysis_id in set(table["id"])
     assert len([b for b in at.button if (b.key or "").startswith("history_open_")]) == len(
@@ -131,7 +133,8 @@ def test_history_reopens_the_analysis(analyze: AppTest, data_dir: Path) -> None:
     # Notes and tags are saved on the row.
     at.text_area(key=f"history_notes_{analysis_id}").input("teaching file")
     at.text_input(key=f"history_tags_{analysis_id}").input("effusion, demo")
-    at.button[[b.label for b in at.button].index("Save notes and tags")].click().run()
+    next(b for b in at.form_submit_button if b.label == "Save notes and tags").click().run()
+    assert any("Notes and tags saved" in s.value for s in at.success)
     from medrag.store import Store
 
     saved = Store(data_dir / "medrag.duckdb").get_analysis(analysis_id)

@@ -230,7 +230,7 @@ def test_history_table_and_scores_from_saved_rows() -> None:
     })
     table = history_table(history)
     assert list(table.columns) == ["id", "date", "input", "label", "backend", "top match", "similarity", "seconds"]
-    assert table.iloc[0]["top match"] == "normal (c9)" and table.iloc[0]["similarity"] == pytest.approx(0.8)
+    assert table.iloc[0]["top match"] == "normal" and table.iloc[0]["similarity"] == pytest.approx(0.8)
     assert table.iloc[1]["input"] == "“effusion?”" and pd.isna(table.iloc[1]["similarity"])
     scores = neighbour_scores(history)
     assert sorted(scores["which"]) == ["all neighbours", "all neighbours", "top match"]

@@ -124,12 +124,18 @@ def wait_idle(page, timeout_s: float = 120.0) -> None:  # type: ignore[no-untype
 
 
 def _shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    """The whole page: Streamlit scrolls inside its main block, so grow the viewport to fit it first."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    size = page.viewport_size
+    height = page.evaluate("document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+    page.set_viewport_size({"width": size["width"], "height": min(max(int(height), size["height"]), 8000)})
+    page.wait_for_timeout(400)  # let plotly and the grid re-layout
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+    page.set_viewport_size(size)
 
 
 def _open_page(page, name: str) -> None:  # type: ignore[no-untyped-def]
-    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name=name).click()
+    page.locator('[data-testid="stSidebar"]').get_by_role("link", name=name).click()
     wait_idle(page)
 
 
@@ -155,7 +161,7 @@ def test_upload_analyze_and_find_it_in_history(server: str, tmp_path: Path) -> N
             wait_idle(page)
             expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible()
             page.get_by_role("button", name="Analyze", exact=True).click()
-            saved = page.get_by_text("Saved to history as #")
+            saved = page.get_by_test_id("stAlertContentSuccess").filter(has_text="Saved to history as #")
             expect(saved).to_be_visible(timeout=120_000)
             wait_idle(page)
             analysis_id = saved.inner_text().rsplit("#", 1)[1].strip()

@@ -27,12 +27,14 @@ def scores_bar(neighbours: Sequence[Neighbour]) -> go.Figure:
     """Similarity of each neighbour (rank order), coloured by label."""
     frame = pd.DataFrame(
         {
-            "case": [f"#{n.rank} {_plain(n.case_id, 24)}" for n in neighbours],
+            "case": [f"#{n.rank}" for n in neighbours],
             "similarity": [float(n.score) for n in neighbours],
             "label": [_plain(n.label or "unlabelled", 40) for n in neighbours],
+            "case id": [_plain(n.case_id, 40) for n in neighbours],
         }
     )
-    fig = px.bar(frame, x="case", y="similarity", color="label", title="Similarity of the nearest cases")
+    fig = px.bar(frame, x="case", y="similarity", color="label", hover_data=["case id"],
+                 title="Similarity of the nearest cases")
     fig.update_layout(height=300, xaxis_title=None, **_LAYOUT)
     fig.update_xaxes(categoryorder="array", categoryarray=list(frame["case"]))
     return fig

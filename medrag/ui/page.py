@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -11,8 +12,29 @@ from medrag.errors import MedRAGError
 from medrag.ui import resources, state
 from medrag.workbench import Workbench
 
+log = logging.getLogger("medrag.ui")
+
 #: Shown at the top of every page and in the sidebar.
 DISCLAIMER = "For education and research only — not for clinical use."
+
+
+#: The sidebar menu: (page file, label, Material icon). Built by hand so the home page reads "Home".
+PAGES: tuple[tuple[str, str, str], ...] = (
+    ("streamlit_app.py", "Home", "pulmonology"),
+    ("pages/1_Analyze.py", "Analyze", "radiology"),
+    ("pages/2_Library.py", "Library", "photo_library"),
+    ("pages/3_History.py", "History", "history"),
+    ("pages/4_Compare.py", "Compare", "compare"),
+    ("pages/5_Settings.py", "Settings", "settings"),
+)
+
+
+def sidebar_menu() -> None:
+    """Links to every page (the automatic menu is switched off in .streamlit/config.toml)."""
+    with st.sidebar:
+        for path, label, icon in PAGES:
+            st.page_link(path, label=label, icon=f":material/{icon}:")
+        st.divider()
 
 
 def disclaimer() -> None:
@@ -28,21 +50,36 @@ def show_error(exc: BaseException) -> None:
 
 @contextmanager
 def error_boundary() -> Iterator[None]:
-    """Show a :class:`MedRAGError` raised inside the block as ``st.error`` and carry on with the page."""
+    """Errors inside the block become an ``st.error`` and the rest of the page still renders.
+
+    A :class:`MedRAGError` shows its message (it says what to do next). Anything else is a bug: its
+    traceback goes to the server log and the page says so in one line, without details.
+    Streamlit's own rerun/stop signals are BaseExceptions and pass through untouched.
+    """
     try:
         yield
     except MedRAGError as exc:
         show_error(exc)
+    except Exception as exc:  # noqa: BLE001 - a bug in one panel must not blank the page
+        log.exception("unexpected error in the app")
+        st.error(
+            f"Something went wrong here ({type(exc).__name__}). The details are in the server log; "
+            "please report it. The rest of the page still works.",
+            icon=":material/bug_report:",
+        )
 
 
 def setup_page(title: str, icon: str, *, build_library: bool = True) -> Workbench:
-    """Configure the page, show the disclaimer, initialise session state and return the shared workbench.
+    """Configure the page, draw the menu and the disclaimer, initialise session state, return the workbench.
+
+    ``icon`` is a Material Symbols name (no emoji: headless browsers often lack an emoji font).
 
     On first start (empty library) the synthetic demo library is built here, with progress shown.
     A :class:`MedRAGError` (locked database, bad setting) is shown and stops the page.
     """
-    st.set_page_config(page_title=f"{title} · MedRAG", page_icon=icon, layout="wide")
-    st.title(f"{icon} {title}")
+    st.set_page_config(page_title=f"{title} · MedRAG", page_icon=f":material/{icon}:", layout="wide")
+    sidebar_menu()
+    st.title(f":material/{icon}: {title}")
     disclaimer()
     try:
         workbench = resources.get_workbench()

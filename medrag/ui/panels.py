@@ -160,8 +160,8 @@ def render_saved(view: AnalysisView, key: str) -> None:
         st.switch_page("pages/3_History.py")
 
 
-def _open_neighbour(case_id: str) -> None:
-    st.session_state[state.OPEN_NEIGHBOUR] = case_id
+def _open_neighbour(panel: str, case_id: str | None) -> None:
+    st.session_state[state.OPEN_NEIGHBOUR] = {**st.session_state[state.OPEN_NEIGHBOUR], panel: case_id}
 
 
 def neighbour_card(neighbour: Neighbour, key: str, *, openable: bool = True) -> None:
@@ -170,11 +170,11 @@ def neighbour_card(neighbour: Neighbour, key: str, *, openable: bool = True) -> 
         if neighbour.thumb_path and Path(neighbour.thumb_path).is_file():
             st.image(neighbour.thumb_path, width="stretch")
         st.markdown(f"**#{neighbour.rank} · {escape_markdown(neighbour.label or 'unlabelled')}**")
-        synthetic = " · synthetic" if neighbour.synthetic else ""
+        synthetic = " · synthetic" if neighbour.synthetic and neighbour.dataset != "synthetic" else ""
         st.caption(f"similarity {neighbour.score:.3f} · {escape_markdown(neighbour.dataset)}{synthetic}")
         st.text(shorten(neighbour.report, 160) or "(no report)")
         if openable:
-            st.button("Open side by side", key=f"{key}_open_{neighbour.rank}", on_click=_open_neighbour, args=(neighbour.case_id,))
+            st.button("Open side by side", key=f"{key}_open_{neighbour.rank}", on_click=_open_neighbour, args=(key, neighbour.case_id))
 
 
 def render_neighbour_grid(view: AnalysisView, key: str, *, openable: bool = True) -> None:
@@ -191,14 +191,14 @@ def render_neighbour_grid(view: AnalysisView, key: str, *, openable: bool = True
 
 def render_side_by_side(view: AnalysisView, key: str) -> None:
     """The opened neighbour next to the query, zoom and pan linked."""
-    case_id = st.session_state.get(state.OPEN_NEIGHBOUR)
+    case_id = st.session_state[state.OPEN_NEIGHBOUR].get(key)
     found = next((n for n in view.neighbours if n.case_id == case_id), None)
     if found is None:
         return
     with st.container(border=True):
         top = st.columns([5, 1])
         top[0].markdown(f"**Query vs #{found.rank} · {escape_markdown(found.label)}** (similarity {found.score:.3f})")
-        top[1].button("Close", key=f"{key}_close", on_click=_open_neighbour, args=(None,))
+        top[1].button("Close", key=f"{key}_close", on_click=_open_neighbour, args=(key, None))
         try:
             images, titles = [], []
             if view.image_path:

@@ -11,7 +11,7 @@ import streamlit as st
 K = "k"
 #: The last analysis shown on Analyze (an :class:`medrag.ui.analysis.AnalysisView`).
 LAST_RESULT = "last_result"
-#: The neighbour opened side by side with the query on Analyze (case id or None).
+#: The neighbour opened side by side with the query, per result panel: {panel key: case id}.
 OPEN_NEIGHBOUR = "open_neighbour"
 #: A library case chosen elsewhere (Library page) to analyse next.
 ANALYZE_CASE = "analyze_case_id"
@@ -32,7 +32,7 @@ WEB_ON = "web_on"
 
 _DEFAULTS: dict[str, Any] = {
     LAST_RESULT: None,
-    OPEN_NEIGHBOUR: None,
+    OPEN_NEIGHBOUR: {},
     ANALYZE_CASE: None,
     HISTORY_OPEN: None,
     HISTORY_LAST_PICK: None,

@@ -63,7 +63,7 @@ def _top_match(neighbours_json: Any) -> tuple[str, float | None]:
     if not neighbours:
         return "", None
     first = neighbours[0]
-    return f"{first.get('label', '')} ({first.get('case_id', '')})", float(first.get("score", 0.0))
+    return str(first.get("label", "")), float(first.get("score", 0.0))
 
 
 def history_table(history: pd.DataFrame) -> pd.DataFrame:
