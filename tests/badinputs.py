@@ -191,11 +191,11 @@ def all_white() -> bytes:
 
 
 def exif_rotated_jpeg() -> bytes:
-    """A grayscale JPEG with EXIF orientation 6 (rotate 90 degrees)."""
-    img = Image.fromarray(cxr_like(96)[:, :64])
+    """A grayscale JPEG stored sideways with EXIF orientation 6: upright (128 x 112) once the tag is applied."""
+    upright = cxr_like(128)[:, 8:120]
     exif = Image.Exif()
-    exif[0x0112] = 6
-    return _save(img, "JPEG", exif=exif.tobytes())
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    return _save(Image.fromarray(np.ascontiguousarray(np.rot90(upright, 1))), "JPEG", quality=92, exif=exif.tobytes())
 
 
 # ----------------------------------------------------------------------------- DICOM

@@ -280,8 +280,9 @@ def test_app_shows_hostile_report_as_text(tmp_path: Path, monkeypatch: pytest.Mo
     data_dir = _xss_library(tmp_path)
     monkeypatch.setenv("MEDRAG_DATA_DIR", str(data_dir))
     monkeypatch.setenv("MEDRAG_WEB", "off")
-    at = AppTest.from_file(str(REPO / "pages" / "2_Library.py"), default_timeout=120)
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=120)
     at.run()
+    at.switch_page("pages/2_Library.py").run()
     assert not at.exception, [e.value for e in at.exception]
     elements = _rendered(at)
     assert elements, "the page rendered nothing"
