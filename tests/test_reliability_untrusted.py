@@ -219,9 +219,11 @@ def test_api_key_never_stored_logged_or_shown(tmp_path: Path, caplog: pytest.Log
         events = list(wb.analyze(Path(image), k=3, web=True))
         result = run_to_completion(iter(events))
         assert server.requests, "the local servers were called"
-        assert any(FAKE_KEY in r.raw for r in server.requests), "the key was sent to the server (it is real)"
+        sent = {f"{r.method} {r.path}" for r in server.requests if FAKE_KEY in r.raw}
+        assert {"GET /search", "POST /v1/chat/completions"} <= sent, f"the key really went to both servers: {sent}"
     failures = {f.stage: f.message for f in result["failed"]}
     assert "web" in failures and "401" in failures["web"], failures
+    assert "reasoning" in failures and "401" in failures["reasoning"], failures
     assert result.get("analysis_id"), "the analysis is saved despite the failures"
     shown = "\n".join(repr(e) for e in events)
     out = capsys.readouterr()
