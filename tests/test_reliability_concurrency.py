@@ -116,13 +116,22 @@ APP_SCRIPT = textwrap.dedent(
     from medrag.workbench import Workbench
     from medrag import events as ev
 
-    data_dir, stop_file, out_file = sys.argv[1:4]
+    data_dir, stop_file, out_file, probe_file = sys.argv[1:5]
     wb = Workbench(Settings(data_dir=data_dir, web_provider="off"))
     frame = wb.store.cases_frame()
     paths = list(frame["image_path"])
-    done, failures, i = [], [], 0
+    done, failures, i, probe = [], [], 0, None
+    for event in wb.analyze(Path(paths[0]), name="warm-up", web=False, save=False):
+        pass  # load the models first: a real app is warm before a user imports
     Path(out_file + ".ready").write_text("ready")
     while not Path(stop_file).exists():
+        if probe is None and Path(probe_file).exists():
+            # A user of the running app analyses an image the CLI has just imported.
+            for event in wb.analyze(Path(Path(probe_file).read_text()), name="probe", web=False, save=False):
+                if isinstance(event, ev.NeighboursFound):
+                    probe = [[n.case_id, n.score] for n in event.neighbours]
+            Path(out_file + ".probed").write_text("done")
+            continue
         t0 = time.time()
         saved = None
         try:
@@ -136,7 +145,7 @@ APP_SCRIPT = textwrap.dedent(
         if saved is not None:
             done.append([t0, time.time(), saved])
         i += 1
-    Path(out_file).write_text(json.dumps({"done": done, "failures": failures}))
+    Path(out_file).write_text(json.dumps({"done": done, "failures": failures, "probe": probe}))
     """
 )
 
@@ -145,12 +154,22 @@ def _env() -> dict[str, str]:
     return {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(REPO)}
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_cli_ingest_waits_while_app_process_keeps_serving(tmp_path: Path) -> None:
+def _wait_for(path: Path, app: subprocess.Popen, seconds: float, what: str) -> None:  # type: ignore[type-arg]
+    deadline = time.time() + seconds
+    while not path.exists():
+        assert app.poll() is None, app.stderr.read().decode()[-3000:] if app.stderr else "app died"
+        assert time.time() < deadline, f"the app process did not {what}"
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def ingest_during_app(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
+    """An app process analysing in a loop; a CLI ingest of 60 new images meanwhile; then a probe analysis."""
+    from medrag.imaging import load_image
     from medrag.phantoms import generate_phantom
     from medrag.workbench import Workbench
 
+    tmp_path = tmp_path_factory.mktemp("app-and-cli")
     settings = Settings(data_dir=tmp_path / "data", demo_cases=24, web_provider="off")
     Workbench(settings).ensure_library()
     folder = tmp_path / "incoming" / "normal"
@@ -159,15 +178,11 @@ def test_cli_ingest_waits_while_app_process_keeps_serving(tmp_path: Path) -> Non
         Image.fromarray(np.round(generate_phantom(frozenset(), 900 + i, size=96) * 255).astype(np.uint8)).save(folder / f"{i}.png")
     script = tmp_path / "app.py"
     script.write_text(APP_SCRIPT)
-    stop, out = tmp_path / "stop", tmp_path / "app.json"
-    app = subprocess.Popen([sys.executable, str(script), str(settings.data_dir), str(stop), str(out)],
+    stop, out, probe = tmp_path / "stop", tmp_path / "app.json", tmp_path / "probe"
+    app = subprocess.Popen([sys.executable, str(script), str(settings.data_dir), str(stop), str(out), str(probe)],
                            cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.time() + 120
-        while not Path(str(out) + ".ready").exists():
-            assert app.poll() is None, app.stderr.read().decode()[-3000:] if app.stderr else "app died"
-            assert time.time() < deadline, "the app process did not start"
-            time.sleep(0.2)
+        _wait_for(Path(str(out) + ".ready"), app, 180, "start")
         time.sleep(2.0)  # let it serve a few analyses first
         ingest_start = time.time()
         cli = subprocess.run(
@@ -175,25 +190,51 @@ def test_cli_ingest_waits_while_app_process_keeps_serving(tmp_path: Path) -> Non
             cwd=REPO, env=_env(), capture_output=True, text=True, timeout=240,
         )
         ingest_end = time.time()
-        time.sleep(1.0)
+        probe.write_text(str(folder / "7.png"))
+        _wait_for(Path(str(out) + ".probed"), app, 120, "run the probe analysis")
     finally:
         stop.write_text("stop")
         try:
-            app_out, app_err = app.communicate(timeout=120)
+            _, app_err = app.communicate(timeout=120)
         except subprocess.TimeoutExpired:
             app.kill()
-            app_out, app_err = app.communicate()
+            _, app_err = app.communicate()
+    return {
+        "settings": settings, "cli": cli, "app_code": app.returncode, "app_err": app_err.decode(),
+        "result": json.loads(out.read_text()), "start": ingest_start, "end": ingest_end,
+        "probe_case": load_image(folder / "7.png").pixel_hash,
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_cli_ingest_waits_while_app_process_keeps_serving(ingest_during_app: dict) -> None:  # type: ignore[type-arg]
+    from medrag.workbench import Workbench
+
+    run = ingest_during_app
+    cli, result = run["cli"], run["result"]
     assert cli.returncode == 0, cli.stderr[-3000:]
     assert "Traceback" not in cli.stderr and "60 added" in cli.stdout, cli.stdout[-2000:]
-    assert app.returncode == 0, app_err.decode()[-3000:]
-    result = json.loads(out.read_text())
-    during = [d for d in result["done"] if d[0] >= ingest_start and d[1] <= ingest_end]
-    overlapping = [d for d in result["done"] if d[1] >= ingest_start and d[0] <= ingest_end]
-    print(f"\ningest took {ingest_end - ingest_start:.1f} s; app analyses: {len(result['done'])} in all, "
+    assert run["app_code"] == 0, run["app_err"][-3000:]
+    during = [d for d in result["done"] if d[0] >= run["start"] and d[1] <= run["end"]]
+    overlapping = [d for d in result["done"] if d[1] >= run["start"] and d[0] <= run["end"]]
+    print(f"\ningest took {run['end'] - run['start']:.1f} s; app analyses: {len(result['done'])} in all, "
           f"{len(during)} entirely during the ingest, {len(overlapping)} overlapping it; failures {len(result['failures'])}")
     assert result["failures"] == [], result["failures"][:5]
     assert len(during) >= 1, "the app kept serving analyses while the CLI ingest ran"
-    wb = Workbench(settings)
+    wb = Workbench(run["settings"])
     assert wb.store.count_cases() == 24 + 60
-    assert wb.store.count_analyses() == len(result["done"])
+    assert wb.store.count_analyses() == len(result["done"]), "every analysis the app reported is stored"
     assert len(wb.ensure_index("image")) == 24 + 60
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_running_app_finds_cases_the_cli_imported(ingest_during_app: dict) -> None:  # type: ignore[type-arg]
+    """After a CLI import, the running app's next analysis searches the new cases too (no restart)."""
+    probe = ingest_during_app["result"]["probe"]
+    assert probe, "the probe analysis returned neighbours"
+    top_id, top_score = probe[0]
+    assert top_id == ingest_during_app["probe_case"] and top_score > 0.99, (
+        f"the app's index is stale: its best match for an imported image is {top_id[:12]} ({top_score:.3f})"
+    )
