@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from medrag.encoders.base import TextEncoder
+from medrag.errors import BackendUnavailableError
 from medrag.records import CXRImage, GuardVerdict
 
 TEXT_REFUSAL = "MedRAG answers chest-imaging questions; ask about a radiograph, a finding or a diagnosis."
@@ -220,6 +221,16 @@ def similarity_margin(question: str, encoder: TextEncoder) -> float:
     return _top_mean(medical @ vector) - _top_mean(other @ vector)
 
 
+def _calibrated(encoder: TextEncoder) -> TextEncoder:
+    # The threshold was set on MiniLM similarities; another text encoder (a CLIP text tower) lives in
+    # another space, so the guard uses MiniLM (offline, in its wheel) whatever the library indexes with.
+    if encoder.name == "minilm":
+        return encoder
+    from medrag.encoders.text import MiniLMTextEncoder
+
+    return MiniLMTextEncoder()
+
+
 def _sigmoid(x: float) -> float:
     return float(1.0 / (1.0 + np.exp(-x)))
 
@@ -227,8 +238,8 @@ def _sigmoid(x: float) -> float:
 def check_text(question: str, encoder: TextEncoder | None = None) -> GuardVerdict:
     """Is ``question`` a chest-imaging / medical question? ``score`` is in [0, 1] (0.5 = the threshold).
 
-    With ``encoder`` (e.g. :class:`medrag.encoders.text.MiniLMTextEncoder`) the lexicon score is added
-    to the MiniLM similarity margin; without one the lexicon decides: at least one medical term and
+    With ``encoder`` the lexicon score is added to the MiniLM similarity margin (a non-MiniLM encoder is
+    replaced by MiniLM, on which the threshold was set); without one, or if MiniLM is missing, the lexicon decides: at least one medical term and
     fewer off-topic than medical terms. Empty questions and questions over
     :data:`MAX_QUESTION_CHARS` characters are refused; longer than :data:`CHECK_CHARS` are checked on
     their first :data:`CHECK_CHARS` characters.
@@ -247,13 +258,19 @@ def check_text(question: str, encoder: TextEncoder | None = None) -> GuardVerdic
     if not text:
         return GuardVerdict(False, f"The question is empty. {TEXT_REFUSAL}", 0.0, "text")
     hits = lexicon_hits(text)
-    if encoder is None:
+    margin = None
+    if encoder is not None:
+        try:
+            margin = similarity_margin(text, _calibrated(encoder))
+        except BackendUnavailableError:
+            margin = None  # no MiniLM here: the lexicon decides
+    if margin is None:
         medical = hits.strong + hits.medical + (0.5 * hits.ambiguous if hits.strong + hits.medical else 0.0)
         allowed = medical > 0 and hits.offtopic < medical
         score = _sigmoid(4.0 * hits.bonus) if (medical or hits.offtopic) else 0.0
         score = max(score, 0.51) if allowed else min(score, 0.49)
     else:
-        value = similarity_margin(text, encoder) + hits.bonus - TEXT_THRESHOLD
+        value = margin + hits.bonus - TEXT_THRESHOLD
         allowed = value > 0.0
         score = _sigmoid(12.0 * value)
     if allowed:

@@ -229,3 +229,14 @@ def test_cues_of_a_centred_symmetric_chest_layout() -> None:
 
     cues = image_cues(_chest_template(256).astype(np.float32))
     assert cues.symmetry > 0.9 and cues.mediastinum > 0 and cues.template > 0.9 and not cues.weak()
+
+
+def test_other_text_encoders_are_replaced_by_minilm(minilm) -> None:  # type: ignore[no-untyped-def]
+    class Other:
+        name, version, dim = "other-clip", "1", 4
+
+        def embed_text(self, texts):  # type: ignore[no-untyped-def]
+            raise AssertionError("the guard must not use an uncalibrated encoder")
+
+    assert check_text("is this pneumothorax?", Other()).allowed  # type: ignore[arg-type]
+    assert not check_text("best pizza in Rome", Other()).allowed  # type: ignore[arg-type]
