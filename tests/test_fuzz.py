@@ -12,7 +12,8 @@ import badinputs
 from medrag.errors import MedRAGError
 from medrag.records import FINDINGS, CXRImage
 
-_FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+_FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::PIL.Image.DecompressionBombWarning")
 
 # Text made of radiology words, negations, hedges, punctuation, and hostile characters.
 _WORDS = st.sampled_from([
@@ -106,7 +107,6 @@ def test_load_image_mutated_valid_files(data: bytes) -> None:
     _check_image(data)
 
 
-@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
 @_FAST
 @given(width=st.integers(1, 70_000), height=st.integers(1, 70_000))
 def test_load_image_any_declared_png_size(width: int, height: int) -> None:
