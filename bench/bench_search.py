@@ -15,6 +15,7 @@ tables; ``--json`` also writes them to a file.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import math
 import tempfile
@@ -317,13 +318,29 @@ class Variant:
         self.apply()
         faiss.omp_set_num_threads(self.threads)
         fn = self.built.single or self.built.search
-        for i in range(start, start + count):
-            one = queries[i % len(queries)][None, :]
-            t0 = time.perf_counter()
-            fn(one, K)
-            took = time.perf_counter() - t0
-            self.times.append(took)
-            self.spent += took
+        with _blas_threads(self.threads if self.method == "numpy" else None):
+            for i in range(start, start + count):
+                one = queries[i % len(queries)][None, :]
+                t0 = time.perf_counter()
+                fn(one, K)
+                took = time.perf_counter() - t0
+                self.times.append(took)
+                self.spent += took
+
+
+@contextlib.contextmanager
+def _blas_threads(n: int | None) -> Iterator[None]:
+    """Limit numpy's BLAS pool to ``n`` threads inside the block (threadpoolctl, when installed)."""
+    if n is None:
+        yield
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # then numpy keeps OPENBLAS_NUM_THREADS from common.py
+        yield
+        return
+    with threadpool_limits(limits=n, user_api="blas"):
+        yield
 
 
 def interleaved_latencies(variants: list[Variant], queries: np.ndarray, per_variant: int, budget_s: float, seed: int) -> None:
@@ -448,8 +465,11 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _uses_omp(method: str) -> bool:
-    """Whether the method's single-query search runs through FAISS's OpenMP pool."""
-    return method not in ("numpy", "hnswlib", "usearch", "usearch-i8")
+    """Whether the method's single-query search runs on a thread pool we size (FAISS OpenMP or numpy BLAS).
+
+    medrag's VectorIndex picks its own thread count for small batches, so it is measured as it comes.
+    """
+    return method not in ("hnswlib", "usearch", "usearch-i8") and not method.startswith("medrag")
 
 
 def main() -> None:
@@ -462,7 +482,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=500, help="held-out queries for mix (default 500)")
     parser.add_argument("--latency-queries", type=int, default=200, help="single queries timed per setting (default 200)")
     parser.add_argument("--latency-budget", type=float, default=3.0, help="stop a setting after this many seconds of queries (min 20)")
-    parser.add_argument("--omp", default=str(common.THREADS), help="FAISS OpenMP threads for single queries, e.g. 1,2 to compare")
+    parser.add_argument("--omp", default=f"1,{common.THREADS}",
+                        help="threads (FAISS OpenMP / numpy BLAS) for single queries; default 1,2 measures both")
     parser.add_argument("--interleave-gib", type=float, default=6.0,
                         help="keep all structures alive and interleave latency rounds when n·dim·4·(methods+1) fits (GiB)")
     parser.add_argument("--max-numpy", type=int, default=2_000_000, help="skip numpy brute force above this n")
