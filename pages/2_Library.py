@@ -99,7 +99,7 @@ with import_tab:
                 def on_progress(done: int, total: int) -> None:
                     bar.progress(min(done / max(total, 1), 1.0), text=f"Imported {done:,} / {total:,} images")
 
-                with st.spinner("Importing and indexing…"):
+                with st.spinner("Importing and indexing…"), resources.spawn_safe_main():
                     report = workbench.ingest(
                         Path(folder.strip()).expanduser(),
                         labels_csv=Path(labels_csv.strip()).expanduser() if labels_csv.strip() else None,

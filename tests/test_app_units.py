@@ -283,3 +283,20 @@ def test_panels_show_a_refusal_instead_of_results() -> None:
     assert not at.exception
     assert any("Refused by the domain guard" in w.value for w in at.warning)
     assert not at.metric
+
+
+def test_spawn_safe_main_hides_the_page_file_from_workers_and_restores_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    from medrag.ui.resources import spawn_safe_main
+
+    page = types.ModuleType("__main__")
+    page.__file__ = "/app/pages/1_Analyze.py"  # what Streamlit's script runner installs
+    monkeypatch.setitem(sys.modules, "__main__", page)
+    with spawn_safe_main():
+        assert not hasattr(sys.modules["__main__"], "__file__")
+    assert page.__file__ == "/app/pages/1_Analyze.py"
+    with pytest.raises(RuntimeError), spawn_safe_main():
+        raise RuntimeError("boom")
+    assert page.__file__ == "/app/pages/1_Analyze.py"

@@ -8,7 +8,10 @@ Nothing returned from a cache here is ever mutated by the pages.
 from __future__ import annotations
 
 import os
+import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,9 @@ from medrag.workbench import Workbench
 
 #: Size of the synthetic demo library built on first start (Settings has no environment variable for it).
 DEMO_CASES_ENV = "MEDRAG_DEMO_CASES"
+
+#: Seconds between a page's first run and the background loading of the backends.
+WARM_UP_DELAY_S = 1.0
 
 _BOOTSTRAP_LOCK = threading.Lock()
 _WARMED: set[str] = set()
@@ -57,6 +63,26 @@ def get_workbench() -> Workbench:
     return _workbench(str(settings.data_dir), settings)
 
 
+@contextmanager
+def spawn_safe_main() -> Iterator[None]:
+    """Hide the page script from worker processes started with "spawn" while the block runs.
+
+    A spawned worker re-runs the file of ``sys.modules["__main__"]``; under Streamlit that module is the
+    page script itself, so each import worker would re-run the page (and start its own import).
+    Without a ``__file__`` on ``__main__`` the worker imports nothing extra.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None or getattr(main, "__spec__", None) is not None:
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
+
+
 def ensure_library_ready(workbench: Workbench) -> None:
     """Build the synthetic demo library with a progress bar when the library is empty (first start)."""
     if workbench.store.count_cases() > 0:
@@ -78,7 +104,8 @@ def ensure_library_ready(workbench: Workbench) -> None:
             def on_progress(done: int, total: int) -> None:
                 bar.progress(min(done / max(total, 1), 1.0), text=f"Importing {done} / {total} cases…")
 
-            report = workbench.ingest(csv_path.parent, labels_csv=csv_path, on_progress=on_progress)
+            with spawn_safe_main():
+                report = workbench.ingest(csv_path.parent, labels_csv=csv_path, on_progress=on_progress)
             bar.progress(1.0, text="Building the index…")
             workbench.ensure_index("image")
             box.update(label=f"Demo library ready: {report.added} cases", state="complete", expanded=False)
@@ -89,6 +116,7 @@ def _warm(workbench: Workbench) -> None:
         workbench.backend_status()  # builds encoders, reasoner, summariser
         workbench.index("image")
         workbench.library_map()
+        workbench.text_encoder.embed_text(["chest x-ray"])  # MiniLM loads on first use (~5 s)
     except MedRAGError:
         pass  # the page that needs the backend shows the error when it asks
 
@@ -100,7 +128,10 @@ def warm_up_in_background(workbench: Workbench) -> None:
         if key in _WARMED:
             return
         _WARMED.add(key)
-    threading.Thread(target=_warm, args=(workbench,), name="medrag-warm-up", daemon=True).start()
+    # A moment's delay: the page that asked paints first instead of sharing the GIL with model imports.
+    timer = threading.Timer(WARM_UP_DELAY_S, _warm, args=(workbench,))
+    timer.name, timer.daemon = "medrag-warm-up", True
+    timer.start()
 
 
 @dataclass(frozen=True)
