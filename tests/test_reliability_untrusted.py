@@ -242,17 +242,19 @@ def test_api_key_never_stored_logged_or_shown(tmp_path: Path, caplog: pytest.Log
 
 
 def _xss_library(tmp_path: Path) -> Path:
-    """A data folder whose only case has a hostile report, label and dataset name."""
+    """A data folder whose two cases have a hostile report, label and dataset name."""
     from medrag.library import ingest_path
     from medrag.store import Store
 
     folder = tmp_path / "lib"
     folder.mkdir()
-    (folder / "a.png").write_bytes(badinputs.png_bytes(64, 3))
+    (folder / "a.png").write_bytes(badinputs.png_bytes(128, 3))
+    (folder / "b.png").write_bytes(badinputs.png_bytes(128, 4))
     _write_csv(folder / "labels.csv", ["image", "label", "report", "dataset"],
-               ["a.png", "<b>cardiomegaly</b>", XSS_REPORT, "<img src=y onerror=alert(4)>"])
+               ["a.png", "<b>cardiomegaly</b>", XSS_REPORT, "<img src=y onerror=alert(4)>"],
+               ["b.png", "<b>cardiomegaly</b>", XSS_REPORT, "<img src=y onerror=alert(4)>"])
     settings = Settings(data_dir=tmp_path / "data", web_provider="off")
-    assert ingest_path(folder, settings, Store(settings.db_path)).added == 1
+    assert ingest_path(folder, settings, Store(settings.db_path)).added == 2
     return settings.data_dir
 
 
@@ -297,3 +299,28 @@ def test_app_shows_hostile_report_as_text(tmp_path: Path, monkeypatch: pytest.Mo
     assert marked, "the hostile dataset name is shown in a caption"
     for text in marked:
         assert "\\<img" in text, f"unescaped markup: {text}"
+
+
+@pytest.mark.slow
+def test_app_analysis_of_hostile_case_renders_no_markup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Analyze a library case whose report is hostile: reasoning, neighbour cards and labels stay inert."""
+    from streamlit.testing.v1 import AppTest
+
+    data_dir = _xss_library(tmp_path)
+    monkeypatch.setenv("MEDRAG_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("MEDRAG_WEB", "off")
+    at = AppTest.from_file(str(REPO / "streamlit_app.py"), default_timeout=180)
+    at.run()
+    at.switch_page("pages/1_Analyze.py").run()
+    at.segmented_control(key="analyze_mode").set_value("Library case").run()
+    at.button(key="analyze_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    elements = _rendered(at)
+    joined = "\n".join(text for _, text, _ in elements)
+    assert "xss-1" in joined, "the hostile report reached the page (as evidence)"
+    raw_html = [(kind, text[:200]) for kind, text, html in elements if html and re.search(r"<script|onerror", text, re.I)]
+    assert raw_html == []
+    for kind, text, _ in elements:
+        if kind in ("Markdown", "Caption"):
+            assert not re.search(r"(?<!\\)<(script|img)", text), f"raw markup in {kind}: {text[:300]}"
+            assert not re.search(r"(?<!\\)\]\(javascript:", text), f"live javascript: link in {kind}: {text[:300]}"
