@@ -163,3 +163,25 @@ def test_quiz_reveals_the_right_label(data_dir: Path) -> None:
     at.button(key="quiz_reveal").click().run()
     assert any(_plain(e.value).startswith(f"Not quite: the label is {quiz['truth']}") for e in at.error)
     assert next(m.value for m in at.metric if m.label == "Score") == "1 / 2"
+
+
+def test_dicom_upload_shows_window_level_and_only_deidentified_tags(analyze: AppTest) -> None:
+    import badinputs
+
+    secret = {"PatientName": "Doe^Jane", "PatientID": "SECRET-123", "InstitutionName": "St Elsewhere"}
+    data = badinputs.dicom_bytes(rows=128, cols=128, attrs=secret)
+    at = analyze
+    at.file_uploader(key="analyze_upload").set_value(("scan.dcm", data, "application/dicom")).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Window / level (DICOM or 16-bit image)" in c.value for c in at.caption)
+    level = at.slider(key="analyze_view_level")
+    level.set_value(0.4).run()
+    at.slider(key="analyze_view_width").set_value(0.3).run()
+    at.toggle(key="analyze_view_invert").set_value(True).run()
+    assert not at.exception
+    shown = " ".join(
+        " ".join(map(str, d.value.to_numpy().ravel())) for d in at.dataframe
+    ) + " ".join(t.value for t in at.text) + " ".join(m.value for m in at.markdown)
+    assert "dicom" in shown and "DX" in shown  # the format and the kept tags (Modality) are listed
+    for value in ("Doe", "Jane", "SECRET-123", "Elsewhere"):
+        assert value not in shown
