@@ -25,7 +25,8 @@ from medrag.ui.panels import (
 from medrag.ui.safe import escape_markdown
 from medrag.ui.viewer import PLOTLY_CONFIG, image_figure, view_controls
 
-UPLOAD, LIBRARY, QUESTION = "Upload an image", "Library case", "Question only"
+#: Input modes (stored value -> label).
+MODES = {"upload": "Upload an image", "library": "Library case", "question": "Question only"}
 CASE_CHOICES = 300
 
 workbench = setup_page("Analyze", "radiology")
@@ -33,22 +34,17 @@ store = workbench.store
 
 
 def _pick_case(case_id: str) -> None:
-    st.session_state["analyze_case"] = case_id
+    st.session_state[state.ANALYZE_CASE] = case_id
 
 
 # ---------------------------------------------------------------------------------------------- input
-pending_case = st.session_state.get(state.ANALYZE_CASE)
-if pending_case:
-    # Sent here from the Library page: preselect that case.
-    st.session_state["analyze_mode"] = LIBRARY
-    st.session_state["analyze_case"] = pending_case
-    st.session_state[state.ANALYZE_CASE] = None
-
-if not st.session_state.get("analyze_mode"):
-    st.session_state["analyze_mode"] = UPLOAD
-mode = st.segmented_control("Input", [UPLOAD, LIBRARY, QUESTION], key="analyze_mode") or UPLOAD
+mode = st.segmented_control(
+    "Input", list(MODES), format_func=MODES.__getitem__,
+    key=state.bind_widget("analyze_mode", state.ANALYZE_MODE),
+    on_change=state.store_widget, args=("analyze_mode", state.ANALYZE_MODE),
+) or "upload"
 question = st.text_input(
-    "Question" + (" (optional with an image)" if mode != QUESTION else ""),
+    "Question (optional with an image)",
     key="analyze_question",
     placeholder="e.g. Is there a pleural effusion? What are the signs of pneumothorax?",
 )
@@ -60,7 +56,7 @@ pixels: np.ndarray | None = None
 meta: dict[str, Any] = {}
 
 with error_boundary():
-    if mode == UPLOAD:
+    if mode == "upload":
         upload = st.file_uploader(
             "Chest X-ray (PNG, JPEG or DICOM)",
             type=["png", "jpg", "jpeg", "dcm", "dicom"],
@@ -71,24 +67,30 @@ with error_boundary():
             data = upload.getvalue()
             pixels, meta = resources.decode_upload(data, upload.name)
             source, name = data, upload.name
-    elif mode == LIBRARY:
+    elif mode == "library":
         labels = ["all labels", *store.label_counts()]
         pick_left, pick_mid, pick_right = st.columns([2, 3, 1])
         label = pick_left.selectbox("Label", labels, key="analyze_case_label")
         frame = store.cases_frame(label=None if label == "all labels" else label, limit=CASE_CHOICES)
         options = list(frame["case_id"])
-        chosen = st.session_state.get("analyze_case")
-        if chosen and chosen not in options:
-            options.insert(0, chosen)
         labels_by_id = dict(zip(frame["case_id"], frame["label"]))
+        chosen = st.session_state[state.ANALYZE_CASE]
+        if chosen not in options:
+            known = store.get_case(chosen) if chosen else None
+            if known is not None:  # sent from the Library page, outside this filter
+                options.insert(0, chosen)
+                labels_by_id[chosen] = known.label
+            elif options:
+                st.session_state[state.ANALYZE_CASE] = options[0]
         if options:
             pick_right.button(
                 "Random", key="analyze_random", on_click=_pick_case, args=(random.choice(options),),
                 help="Pick a random case from the list",
             )
             case_id = pick_mid.selectbox(
-                "Case", options, key="analyze_case",
-                format_func=lambda cid: f"{cid} · {labels_by_id.get(cid, store.get_case(cid).label if store.get_case(cid) else '?')}",
+                "Case", options, format_func=lambda cid: f"{cid[:16]} · {labels_by_id.get(cid, '?')}",
+                key=state.bind_widget("analyze_case", state.ANALYZE_CASE),
+                on_change=state.store_widget, args=("analyze_case", state.ANALYZE_CASE),
             )
             case = store.get_case(case_id) if case_id else None
             if case is not None:
@@ -111,7 +113,7 @@ with options_left:
     )
 options_right.caption(f"k = {state.current_k()} similar cases (change it on the Settings page)")
 
-ready = source is not None or (mode == QUESTION and question.strip())
+ready = source is not None or (mode == "question" and question.strip())
 run = st.button("Analyze", type="primary", disabled=not ready, key="analyze_run")
 
 # ---------------------------------------------------------------------------------------------- viewer + reasoning
@@ -127,7 +129,7 @@ with viewer_col:
         view = view_controls("analyze_view", meta)
         st.plotly_chart(image_figure(pixels, view), config=PLOTLY_CONFIG, key="analyze_image")
         render_metadata(meta)
-    elif mode == QUESTION:
+    elif mode == "question":
         st.caption("Text question: the answer draws on the library cases whose reports match it best.")
     else:
         st.caption("Choose an image to view it here.")

@@ -49,16 +49,18 @@ with browse_tab, error_boundary():
     ids = list(shown["case_id"])
     if rows:
         picked = str(shown.iloc[rows[0]]["case_id"])
-        if picked != st.session_state.get(state.LIBRARY_LAST_PICK):
-            # A new row was clicked: it wins over the selectbox until another row is clicked.
+        if picked != st.session_state[state.LIBRARY_LAST_PICK]:
+            # A newly clicked row wins over the selectbox until another row is clicked.
             st.session_state[state.LIBRARY_LAST_PICK] = picked
-            st.session_state["library_open_select"] = picked
-    wanted = st.session_state.get(state.LIBRARY_OPEN)
-    if st.session_state.get("library_open_select") not in ids:
-        st.session_state["library_open_select"] = wanted if wanted in ids else (ids[0] if ids else None)
+            st.session_state[state.LIBRARY_OPEN] = picked
+    if ids and st.session_state[state.LIBRARY_OPEN] not in ids:
+        st.session_state[state.LIBRARY_OPEN] = ids[0]
     if ids:
-        opened = st.selectbox("Open case", ids, key="library_open_select", help="Or click a row in the table")
-        st.session_state[state.LIBRARY_OPEN] = opened
+        opened = st.selectbox(
+            "Open case", ids, help="Or click a row in the table",
+            key=state.bind_widget("library_open_select", state.LIBRARY_OPEN),
+            on_change=state.store_widget, args=("library_open_select", state.LIBRARY_OPEN),
+        )
         case = store.get_case(opened)
         if case is not None:
             viewer, details = st.columns([1, 1], gap="large")
@@ -77,6 +79,7 @@ with browse_tab, error_boundary():
                 st.text(case.report or "(no report)")
                 render_metadata(meta)
                 if st.button("Analyze this case", type="primary", key="library_analyze"):
+                    st.session_state[state.ANALYZE_MODE] = "library"
                     st.session_state[state.ANALYZE_CASE] = case.case_id
                     st.switch_page("pages/1_Analyze.py")
 

@@ -28,21 +28,24 @@ with compare_tab, error_boundary():
     frame = store.cases_frame(label=None if label == "all labels" else label, limit=CHOICES)
     by_id = frame.set_index("case_id")
     ids = list(frame["case_id"])
-    if "compare_cases" not in st.session_state:
+    current = [c for c in (st.session_state[state.COMPARE_CASES] or []) if c in ids]
+    if st.session_state[state.COMPARE_CASES] is None:
         # Start with one case of each of the first labels, so the comparison is instructive at once.
         firsts = frame.drop_duplicates("label")["case_id"].tolist()
-        st.session_state["compare_cases"] = (firsts if len(firsts) >= 2 else ids)[:2]
-    st.session_state["compare_cases"] = [c for c in st.session_state["compare_cases"] if c in ids]
+        current = (firsts if len(firsts) >= 2 else ids)[:2]
+    st.session_state[state.COMPARE_CASES] = current
     chosen = st.multiselect(
-        "Cases (two to four)", ids, max_selections=4, key="compare_cases",
-        format_func=lambda cid: f"{cid} · {by_id.at[cid, 'label']}",
+        "Cases (two to four)", ids, max_selections=4,
+        format_func=lambda cid: f"{cid[:16]} · {by_id.at[cid, 'label']}",
+        key=state.bind_widget("compare_cases", state.COMPARE_CASES),
+        on_change=state.store_widget, args=("compare_cases", state.COMPARE_CASES),
     )
     if len(chosen) < 2:
         st.info("Pick at least two cases.")
     else:
         view = view_controls("compare_view", {"bit_depth": 16})
         images = [resources.load_pixels(by_id.at[cid, "image_path"]) for cid in chosen]
-        titles = [f"{cid} · {by_id.at[cid, 'label']}" for cid in chosen]
+        titles = [f"{cid[:12]} · {by_id.at[cid, 'label']}" for cid in chosen]
         st.plotly_chart(linked_figure(images, titles, view), config=PLOTLY_CONFIG, key="compare_figure")
         st.caption("Zoom or pan one image and the others follow; window/level applies to all.")
         for column, cid in zip(st.columns(len(chosen)), chosen):

@@ -100,7 +100,7 @@ def test_analyze_an_uploaded_image(analyze: AppTest, data_dir: Path) -> None:
 def test_off_topic_question_is_refused(analyze: AppTest, data_dir: Path) -> None:
     before = _count_history(data_dir)
     at = analyze
-    at.button_group[0].set_value("Question only").run()
+    at.button_group[0].set_value("question").run()
     at.text_input(key="analyze_question").input("What is the best pizza topping in Naples?").run()
     at.button(key="analyze_run").click().run()
     assert not at.exception
@@ -185,3 +185,23 @@ def test_dicom_upload_shows_window_level_and_only_deidentified_tags(analyze: App
     assert "dicom" in shown and "DX" in shown  # the format and the kept tags (Modality) are listed
     for value in ("Doe", "Jane", "SECRET-123", "Elsewhere"):
         assert value not in shown
+
+
+def test_library_sends_a_case_to_analyze(data_dir: Path) -> None:
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.run()
+    at.switch_page("pages/2_Library.py").run()
+    cases = at.dataframe[0].value
+    wanted = str(cases.iloc[3]["case_id"])
+    at.selectbox(key="library_open_select").set_value(wanted).run()
+    assert not at.exception
+    at.button(key="library_analyze").click().run()
+    at.switch_page("pages/1_Analyze.py").run()  # where st.switch_page went
+    assert not at.exception
+    assert at.button_group[0].value == "library"
+    assert at.selectbox(key="analyze_case").value == wanted
+    assert not at.button(key="analyze_run").disabled
+    # The choice survives a trip to another page and back.
+    at.switch_page("pages/5_Settings.py").run()
+    at.switch_page("pages/1_Analyze.py").run()
+    assert at.selectbox(key="analyze_case").value == wanted

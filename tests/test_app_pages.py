@@ -68,7 +68,7 @@ def test_analyze_page_has_inputs_viewer_and_button(app: AppTest) -> None:
 
 def test_analyze_page_library_case_shows_the_viewer(app: AppTest) -> None:
     app.switch_page("pages/1_Analyze.py").run()
-    app.button_group[0].set_value("Library case").run()
+    app.button_group[0].set_value("library").run()
     _no_exception(app)
     assert app.selectbox(key="analyze_case").value
     assert not app.button(key="analyze_run").disabled

@@ -13,7 +13,9 @@ K = "k"
 LAST_RESULT = "last_result"
 #: The neighbour opened side by side with the query, per result panel: {panel key: case id}.
 OPEN_NEIGHBOUR = "open_neighbour"
-#: A library case chosen elsewhere (Library page) to analyse next.
+#: Analyze input mode: "upload", "library" or "question" (the Library page sets "library").
+ANALYZE_MODE = "analyze_mode_value"
+#: The library case picked on Analyze (the Library page sets it too).
 ANALYZE_CASE = "analyze_case_id"
 #: The history row to open on the History page.
 HISTORY_OPEN = "history_open_id"
@@ -23,6 +25,8 @@ HISTORY_LAST_PICK = "history_last_pick"
 LIBRARY_OPEN = "library_open_id"
 #: The last library table row clicked.
 LIBRARY_LAST_PICK = "library_last_pick"
+#: Compare: the case ids shown side by side (None until the page picks a first pair).
+COMPARE_CASES = "compare_case_ids"
 #: Quiz: the current question (dict: case_id, truth, answered, answer, view) or None.
 QUIZ = "quiz"
 #: Quiz: the session's score.
@@ -33,11 +37,13 @@ WEB_ON = "web_on"
 _DEFAULTS: dict[str, Any] = {
     LAST_RESULT: None,
     OPEN_NEIGHBOUR: {},
+    ANALYZE_MODE: "upload",
     ANALYZE_CASE: None,
     HISTORY_OPEN: None,
     HISTORY_LAST_PICK: None,
     LIBRARY_OPEN: None,
     LIBRARY_LAST_PICK: None,
+    COMPARE_CASES: None,
     QUIZ: None,
     QUIZ_SCORE: {"right": 0, "asked": 0},
     WEB_ON: True,
