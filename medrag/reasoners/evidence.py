@@ -144,15 +144,21 @@ class EvidenceReasoner:
         if not votes:
             return "No impression: there is no similar-case evidence to draw on."
         label, share = votes[0]
-        strength = "most consistent with" if share >= 0.6 else "possibly" if share >= 0.4 else "uncertain; the closest match is"
+        finding = label.replace(" + ", " and ")
+        weight = f"(weighted vote {share:.0%} of {len(neighbours)} cases)"
+        # The wording carries the strength of the evidence, so the labeler reads it as present or uncertain.
         if label.lower() in {"normal", "no finding", "no findings"}:
-            text = f"Similar cases are {strength} a normal chest radiograph, with no acute cardiopulmonary abnormality"
-            if share < 0.6:
-                text = f"Similar cases are mixed; possibly a normal chest radiograph ({share:.0%} of the weighted vote)"
+            if share >= 0.6:
+                text = f"Similar cases suggest a normal chest radiograph: no acute cardiopulmonary abnormality {weight}."
+            else:
+                text = f"Indeterminate: the similar cases are mixed; the largest group is normal {weight}."
+        elif share >= 0.6:
+            text = f"Findings most consistent with {finding} {weight}."
+        elif share >= 0.4:
+            text = f"Possible {finding} {weight}."
         else:
-            text = f"Similar cases are {strength} {label}"
-        # Runner-up labels stay in the evidence section: the summariser reads the impression only.
-        return f"{text} (weighted vote {share:.0%} of {len(neighbours)} cases). Verify against the image."
+            text = f"Indeterminate: the similar cases disagree; possible {finding} {weight}."
+        return f"{text} Verify against the image."
 
     def stream(self, request: ReasoningRequest) -> Iterator[str]:
         """Yield the reasoning word by word (whitespace kept, so the pieces join to :meth:`compose`)."""
