@@ -69,7 +69,8 @@ with browse_tab, error_boundary():
                 view = view_controls("library_view", meta)
                 st.plotly_chart(image_figure(pixels, view), config=PLOTLY_CONFIG, key="library_image")
             with details:
-                st.metric("Label", case.label)
+                st.caption("Label")
+                st.subheader(escape_markdown(case.label), anchor=False)
                 st.caption(
                     f"{escape_markdown(case.dataset)} · view {escape_markdown(case.view or '?')}"
                     + (" · synthetic phantom" if case.synthetic else "")

@@ -77,8 +77,8 @@ def test_analyze_an_uploaded_image(analyze: AppTest, data_dir: Path) -> None:
     assert reasoning and reasoning[0].state == "complete"
     assert "Impression" in reasoning[0].markdown[0].value
     # The label and the findings table.
-    label = next(m for m in at.metric if m.label == "Label")
-    assert label.value and label.value != "—"
+    label = at.session_state["last_result"].label
+    assert label and any(_plain(h.value) == label for h in at.subheader)
     findings = next(d.value for d in at.dataframe if "finding" in d.value.columns)
     assert set(findings["status"]) <= {"present", "absent", "uncertain"}
     # k neighbour cards, each with an Open button.
@@ -106,7 +106,7 @@ def test_off_topic_question_is_refused(analyze: AppTest, data_dir: Path) -> None
     assert not at.exception
     refusals = [w.value for w in at.warning if "Refused by the domain guard" in w.value]
     assert refusals
-    assert not [m for m in at.metric if m.label == "Label"]
+    assert not [c for c in at.caption if c.value.startswith("Label")]
     guard = [s for s in at.status if s.label.startswith("Domain check")]
     assert guard and guard[0].state == "error"
     assert _count_history(data_dir) == before  # a refusal is not saved as an analysis
@@ -114,7 +114,7 @@ def test_off_topic_question_is_refused(analyze: AppTest, data_dir: Path) -> None
 
 def test_history_reopens_the_analysis(analyze: AppTest, data_dir: Path) -> None:
     analysis_id = _analyze_upload(analyze)
-    label = next(m.value for m in analyze.metric if m.label == "Label")
+    label = analyze.session_state["last_result"].label
     reasoning = analyze.session_state["last_result"].reasoning
     analyze.button(key="analyze_to_history").click().run()
     at = analyze
@@ -122,7 +122,7 @@ def test_history_reopens_the_analysis(analyze: AppTest, data_dir: Path) -> None:
     # st.switch_page moved this run to History; AppTest needs to be told for the runs that follow.
     at.switch_page("pages/3_History.py").run()
     assert any(h.value == f"Analysis #{analysis_id}" for h in at.subheader)
-    assert next(m.value for m in at.metric if m.label == "Label") == label
+    assert any(_plain(h.value) == label for h in at.subheader)
     shown = next(s for s in at.status if s.label.startswith("Reasoning by"))
     assert _plain(shown.markdown[0].value).strip() == reasoning.replace("\\", "").strip()
     table = at.dataframe[0].value

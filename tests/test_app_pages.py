@@ -83,7 +83,7 @@ def test_library_page_lists_and_opens_cases(app: AppTest) -> None:
     cases = app.dataframe[0].value
     assert len(cases) == DEMO_CASES
     assert app.selectbox(key="library_open_select").value == cases.iloc[0]["case_id"]
-    assert any(m.label == "Label" for m in app.metric)
+    assert any(c.value == "Label" for c in app.caption)
     assert app.get("plotly_chart")
     assert app.button(key="library_reindex") is not None
     labels = app.selectbox(key="library_label")

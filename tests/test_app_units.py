@@ -266,7 +266,7 @@ def _panels_app() -> None:
 def test_panels_render_findings_and_only_safe_web_links() -> None:
     at = AppTest.from_function(_panels_app).run()
     assert not at.exception
-    assert at.metric[0].value == "effusion"
+    assert [h.value for h in at.subheader][0] == "effusion"
     findings = at.dataframe[0].value
     assert list(findings["status"]) == ["present", "uncertain", "absent"]
     buttons = at.get("link_button")
@@ -282,7 +282,7 @@ def test_panels_show_a_refusal_instead_of_results() -> None:
     at.run()
     assert not at.exception
     assert any("Refused by the domain guard" in w.value for w in at.warning)
-    assert not at.metric
+    assert not at.subheader
 
 
 def test_spawn_safe_main_hides_the_page_file_from_workers_and_restores_it(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 REAL_DATA = REPO.parent / "shared" / "data" / "cxr-real"
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
-DEMO_CASES = 40
+DEMO_CASES = 24
 IDLE = '[data-testid="stStatusWidget"]'
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(240)]

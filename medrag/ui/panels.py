@@ -136,7 +136,10 @@ def render_outcome(view: AnalysisView) -> bool:
 
 def render_label_and_findings(view: AnalysisView) -> None:
     """The label and a findings table (present / absent / uncertain)."""
-    st.metric("Label", view.label or "—", help="Condensed from the reasoning's impression by the summariser")
+    # A subheader, not st.metric: a metric cuts long labels off with an ellipsis.
+    st.caption("Label" + (f" · {escape_markdown(view.summariser_backend)}" if view.summariser_backend else ""),
+               help="Condensed from the reasoning's impression by the summariser")
+    st.subheader(escape_markdown(view.label or "—"), anchor=False)
     rows = view.findings_rows()
     if not rows:
         st.caption("No findings were extracted.")
@@ -144,7 +147,7 @@ def render_label_and_findings(view: AnalysisView) -> None:
     frame = pd.DataFrame(rows)
     order = {"present": 0, "uncertain": 1, "absent": 2}
     frame = frame.sort_values("status", key=lambda s: s.map(lambda v: order.get(v, 3)), kind="stable")
-    st.dataframe(frame, hide_index=True, width="stretch")
+    st.dataframe(frame, hide_index=True, width="stretch", height=min(36 + 35 * len(frame), 290))
 
 
 def render_saved(view: AnalysisView, key: str) -> None:
