@@ -291,3 +291,63 @@ def test_leftover_temp_files_break_nothing(tmp_path: Path) -> None:
     image = wb.store.cases_frame(limit=1).iloc[0]["image_path"]
     result = run_to_completion(wb.analyze(Path(image), web=False))
     assert result.get("analysis_id") and not result["failed"], [f.message for f in result["failed"]]
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the direct children of ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+                found.append((int(stat.parent.name), cmd))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the worker processes")
+def test_kill_9_of_an_ingest_worker_process(tmp_path: Path) -> None:
+    """Imports of 200+ images decode in worker processes; one dying must not end in a traceback or bad rows."""
+    from medrag.workbench import Workbench
+
+    folder = tmp_path / "src" / "normal"
+    folder.mkdir(parents=True)
+    base = np.round(__import__("medrag.phantoms", fromlist=["x"]).generate_phantom(frozenset(), 5, size=96) * 255).astype(np.uint8)
+    for i in range(260):
+        marked = base.copy()
+        marked[0, 0], marked[0, 1] = i % 256, i // 256
+        Image.fromarray(marked).save(folder / f"{i}.png")
+    settings = Settings(data_dir=tmp_path / "data", web_provider="off")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "medrag", "--data-dir", str(settings.data_dir), "ingest", str(folder.parent)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    victim = None
+    deadline = time.monotonic() + 120
+    while victim is None and time.monotonic() < deadline and proc.poll() is None:
+        workers = [pid for pid, cmd in _children(proc.pid) if "spawn_main" in cmd and "resource_tracker" not in cmd]
+        if workers:
+            time.sleep(1.5)  # let it decode a little first
+            victim = workers[0]
+            os.kill(victim, signal.SIGKILL)
+        else:
+            time.sleep(0.1)
+    try:
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    out_text, err_text = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    assert victim is not None, "the import used worker processes"
+    assert "Traceback" not in err_text, f"a dead worker ends the import with a traceback:\n{err_text[-1500:]}"
+    log = CrashLog()
+    present = _check_consistent(settings, set(), log)
+    wb = Workbench(settings)
+    wb.ingest(folder.parent)
+    assert wb.store.count_cases() == 260 and len(present) <= 260
+    assert out_text or err_text
