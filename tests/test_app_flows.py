@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "streamlit_app.py")
-DEMO_CASES = 40
+DEMO_CASES = 24
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,6 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
 def analyze(data_dir: Path) -> AppTest:
     """The Analyze page, run once."""
     at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
     at.switch_page("pages/1_Analyze.py").run()
     assert not at.exception
     return at
@@ -143,7 +142,6 @@ def test_history_reopens_the_analysis(analyze: AppTest, data_dir: Path) -> None:
 
 def test_quiz_reveals_the_right_label(data_dir: Path) -> None:
     at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
     at.switch_page("pages/4_Compare.py").run()
     at.button(key="quiz_new").click().run()
     quiz = at.session_state["quiz"]
@@ -189,7 +187,6 @@ def test_dicom_upload_shows_window_level_and_only_deidentified_tags(analyze: App
 
 def test_library_sends_a_case_to_analyze(data_dir: Path) -> None:
     at = AppTest.from_file(APP, default_timeout=180)
-    at.run()
     at.switch_page("pages/2_Library.py").run()
     cases = at.dataframe[0].value
     wanted = str(cases.iloc[3]["case_id"])

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "streamlit_app.py")
 DISCLAIMER = "For education and research only — not for clinical use."
-DEMO_CASES = 40
+DEMO_CASES = 24
 
 pytestmark = pytest.mark.slow
 
