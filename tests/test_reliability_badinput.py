@@ -124,6 +124,7 @@ def test_pipeline_accepts_image(lib, case: BadInput) -> None:  # type: ignore[no
 # ----------------------------------------------------------------------------- images: CLI analyze
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", IMAGE_CASES, ids=_ids(IMAGE_CASES))
 def test_cli_analyze_image(lib, case: BadInput, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path = _write(tmp_path, case)
@@ -156,12 +157,12 @@ def test_cli_analyze_subprocess_has_no_traceback(lib, tmp_path: Path) -> None:  
 # ----------------------------------------------------------------------------- images: CLI ingest
 
 
-@pytest.fixture()
-def ingest_lib(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """A small library of its own (imports change it)."""
+@pytest.fixture(scope="module")
+def ingest_lib(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A small library of its own (imports change it; each test checks its own delta)."""
     from medrag.workbench import Workbench
 
-    settings = Settings(data_dir=tmp_path / "ingest-data", demo_cases=12, web_provider="off")
+    settings = Settings(data_dir=tmp_path_factory.mktemp("ingest-data"), demo_cases=12, web_provider="off")
     wb = Workbench(settings)
     wb.ensure_library()
     return wb
@@ -294,6 +295,7 @@ def test_queries(lib, kind: str, value: str) -> None:  # type: ignore[no-untyped
         assert any("truncated" in e["message"] for e in row["errors"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("kind", "value"), QUERY_CASES, ids=[k.replace(" ", "-") for k, _ in QUERY_CASES])
 def test_cli_queries(lib, kind: str, value: str) -> None:  # type: ignore[no-untyped-def]
     question = badinputs.query_text(value)
