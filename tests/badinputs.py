@@ -316,7 +316,7 @@ PHI: dict[str, str] = {
     "PerformingPhysicianName": "Perfdoc^Phimarker",
     "OperatorsName": "Operphi^Tech",
     "StudyDate": "19991231",
-    "StudyTime": "235959",
+    "StudyTime": "235959.987654",
     "StudyID": "STUDYPHI42",
     "StudyDescription": "PHI study description Qwertyphi",
     "OtherPatientIDs": "OTHERPHI-0001",
