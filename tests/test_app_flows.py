@@ -56,6 +56,13 @@ def _plain(text: str) -> str:
     return text.replace("\\", "")
 
 
+def _stage_box(at: AppTest, prefix: str):  # type: ignore[no-untyped-def]
+    """The stage box whose label starts with ``prefix``: an st.status live, an expander on re-renders."""
+    boxes = [b for b in [*at.status, *at.expander] if _plain(b.label).startswith(prefix)]
+    assert boxes, f"no stage box starting with {prefix!r}"
+    return boxes[0]
+
+
 def _analyze_upload(at: AppTest) -> int:
     at.file_uploader(key="analyze_upload").set_value(("phantom.png", _phantom_png(), "image/png")).run()
     assert not at.exception
@@ -72,9 +79,9 @@ def test_analyze_an_uploaded_image(analyze: AppTest, data_dir: Path) -> None:
     at = analyze
     assert _count_history(data_dir) == before + 1
     # Reasoning streamed into its status box and is not empty.
-    reasoning = [s for s in at.status if s.label.startswith("Reasoning by")]
-    assert reasoning and reasoning[0].state == "complete"
-    assert "Impression" in reasoning[0].markdown[0].value
+    reasoning = _stage_box(at, "Reasoning by")
+    assert reasoning.type == "status" and reasoning.state == "complete"
+    assert "Impression" in reasoning.markdown[0].value
     # The label and the findings table.
     label = at.session_state["last_result"].label
     assert label and any(_plain(h.value) == label for h in at.subheader)
@@ -90,6 +97,7 @@ def test_analyze_an_uploaded_image(analyze: AppTest, data_dir: Path) -> None:
     assert not at.exception
     assert _count_history(data_dir) == before + 1
     assert any("Saved to history as #" in s.value for s in at.success)
+    assert _stage_box(at, "Reasoning by").type == "expander"  # the stage log, re-drawn from session state
     # Opening a neighbour shows it side by side with the query.
     opens[0].click().run()
     assert not at.exception
@@ -106,8 +114,8 @@ def test_off_topic_question_is_refused(analyze: AppTest, data_dir: Path) -> None
     refusals = [w.value for w in at.warning if "Refused by the domain guard" in w.value]
     assert refusals
     assert not [c for c in at.caption if c.value.startswith("Label")]
-    guard = [s for s in at.status if s.label.startswith("Domain check")]
-    assert guard and guard[0].state == "error"
+    guard = _stage_box(at, "Domain check")
+    assert guard.type == "status" and guard.state == "error"
     assert _count_history(data_dir) == before  # a refusal is not saved as an analysis
 
 
@@ -122,7 +130,7 @@ def test_history_reopens_the_analysis(analyze: AppTest, data_dir: Path) -> None:
     at.switch_page("pages/3_History.py").run()
     assert any(h.value == f"Analysis #{analysis_id}" for h in at.subheader)
     assert any(_plain(h.value) == label for h in at.subheader)
-    shown = next(s for s in at.status if s.label.startswith("Reasoning by"))
+    shown = _stage_box(at, "Reasoning by")
     assert _plain(shown.markdown[0].value).strip() == reasoning.replace("\\", "").strip()
     table = at.dataframe[0].value
     assert analysis_id in set(table["id"])

@@ -23,20 +23,29 @@ def _plain(text: object, limit: int = 120) -> str:
     return html.escape(flat if len(flat) <= limit else flat[: limit - 1] + "…")
 
 
+#: Above this many points the map draws with WebGL; below, SVG is lighter (software GL is slow).
+WEBGL_POINTS = 5000
+_PALETTE = px.colors.qualitative.Plotly + px.colors.qualitative.Pastel
+
+
+def _colours(labels: Sequence[str]) -> dict[str, str]:
+    """A stable colour per label (sorted order), shared by the bar chart and the map."""
+    return {label: _PALETTE[i % len(_PALETTE)] for i, label in enumerate(sorted(set(labels)))}
+
+
 def scores_bar(neighbours: Sequence[Neighbour]) -> go.Figure:
     """Similarity of each neighbour (rank order), coloured by label."""
-    frame = pd.DataFrame(
-        {
-            "case": [f"#{n.rank}" for n in neighbours],
-            "similarity": [float(n.score) for n in neighbours],
-            "label": [_plain(n.label or "unlabelled", 40) for n in neighbours],
-            "case id": [_plain(n.case_id, 40) for n in neighbours],
-        }
-    )
-    fig = px.bar(frame, x="case", y="similarity", color="label", hover_data=["case id"],
-                 title="Similarity of the nearest cases")
-    fig.update_layout(height=300, xaxis_title=None, **_LAYOUT)
-    fig.update_xaxes(categoryorder="array", categoryarray=list(frame["case"]))
+    labels = [_plain(n.label or "unlabelled", 40) for n in neighbours]
+    colours = _colours(labels)
+    fig = go.Figure(go.Bar(
+        x=[f"#{n.rank}" for n in neighbours],
+        y=[float(n.score) for n in neighbours],
+        marker_color=[colours[label] for label in labels],
+        customdata=[[label, _plain(n.case_id, 40)] for label, n in zip(labels, neighbours)],
+        hovertemplate="%{x} · %{customdata[0]}<br>similarity %{y:.3f}<br>%{customdata[1]}<extra></extra>",
+        text=labels, textposition="inside", insidetextanchor="start", textangle=-90,
+    ))
+    fig.update_layout(title="Similarity of the nearest cases", height=300, yaxis_title="similarity", **_LAYOUT)
     return fig
 
 
@@ -51,24 +60,28 @@ def library_map_figure(
 
     ``frame`` needs columns x, y, case_id, label, dataset, snippet.
     """
-    shown = frame.assign(
-        case=frame["case_id"].map(lambda v: _plain(v, 60)),
-        label=frame["label"].map(lambda v: _plain(v, 40)),
-        dataset=frame["dataset"].map(lambda v: _plain(v, 40)),
-        report=frame["snippet"].map(_plain),
+    scatter = go.Scattergl if len(frame) > WEBGL_POINTS else go.Scatter
+    labels = frame["label"].astype(str).map(lambda v: _plain(v, 40))
+    colours = _colours(list(labels))
+    hover = (
+        frame["case_id"].map(lambda v: _plain(v, 60)) + "<br>" + labels + " · " + frame["dataset"].map(lambda v: _plain(v, 40))
+        + "<br>" + frame["snippet"].map(_plain)
     )
-    fig = px.scatter(
-        shown, x="x", y="y", color="label", hover_name="case", hover_data={"dataset": True, "report": True, "x": False, "y": False},
-        title="Library map (PCA of image embeddings)", render_mode="webgl", opacity=0.55,
-    )
-    fig.update_traces(marker=dict(size=6))
+    fig = go.Figure()
+    for label in sorted(colours):
+        rows = (labels == label).to_numpy()
+        fig.add_trace(scatter(
+            x=frame["x"].to_numpy()[rows], y=frame["y"].to_numpy()[rows], mode="markers", name=label,
+            marker=dict(size=6, color=colours[label], opacity=0.6), text=hover.to_numpy()[rows],
+            hovertemplate="%{text}<extra></extra>",
+        ))
     wanted = list(neighbour_ids)
     if wanted:
-        picked = shown.set_index("case_id").reindex(wanted).dropna(subset=["x"])
+        picked = frame.assign(hover=hover).set_index("case_id").reindex(wanted).dropna(subset=["x"])
         fig.add_trace(go.Scatter(
             x=picked["x"], y=picked["y"], mode="markers", name="nearest cases",
             marker=dict(size=14, color="rgba(0,0,0,0)", line=dict(width=2.5, color="#d1495b")),
-            text=picked["case"], hovertemplate="%{text}<extra>neighbour</extra>",
+            text=picked["hover"], hovertemplate="%{text}<extra>neighbour</extra>",
         ))
     if query_xy is not None:
         fig.add_trace(go.Scatter(
@@ -78,7 +91,7 @@ def library_map_figure(
         ))
     fig.update_xaxes(showticklabels=False, title=None)
     fig.update_yaxes(showticklabels=False, title=None)
-    fig.update_layout(height=height, **_LAYOUT)
+    fig.update_layout(title="Library map (PCA of image embeddings)", height=height, **_LAYOUT)
     return fig
 
 
