@@ -300,3 +300,31 @@ def test_spawn_safe_main_hides_the_page_file_from_workers_and_restores_it(monkey
     with pytest.raises(RuntimeError), spawn_safe_main():
         raise RuntimeError("boom")
     assert page.__file__ == "/app/pages/1_Analyze.py"
+
+
+def test_store_lease_holds_the_file_while_used_and_lets_go_when_idle(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    import duckdb
+
+    from medrag.config import Settings
+    from medrag.ui.resources import StoreLease
+    from medrag.workbench import Workbench
+
+    workbench = Workbench(Settings(data_dir=tmp_path))
+    lease = StoreLease(workbench, linger_s=0.3)
+    lease.touch()
+    assert lease.held
+    assert workbench.store.count_cases() == 0  # calls work on the held connection
+    time.sleep(0.15)
+    lease.touch()  # activity pushes the release back
+    time.sleep(0.2)
+    assert lease.held
+    deadline = time.monotonic() + 5
+    while lease.held and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not lease.held
+    # Released: the file is closed, so the store's next call opens it afresh and still works.
+    assert workbench.store.count_cases() == 0
+    con = duckdb.connect(str(workbench.settings.db_path))  # nobody holds the file now
+    con.close()

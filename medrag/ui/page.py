@@ -83,6 +83,7 @@ def setup_page(title: str, icon: str, *, build_library: bool = True) -> Workbenc
     disclaimer()
     try:
         workbench = resources.get_workbench()
+        resources.keep_store_open(workbench)
         state.init_state(workbench.settings.k)
         if build_library:
             resources.ensure_library_ready(workbench)
