@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from medrag.errors import MedRAGError
+from medrag.textsafe import printable
 
 DISCLAIMER = "MedRAG is for education and research only - not for clinical use."
 
@@ -35,8 +36,9 @@ def _print_neighbours(neighbours: Sequence[Any]) -> None:
         print("  (no similar cases)")
     for n in neighbours:
         synthetic = " [synthetic]" if n.synthetic else ""
-        snippet = " ".join(n.report.split())[:90]
-        print(f"  #{n.rank}  {n.score:6.3f}  {n.label:<28} {n.dataset:<10}{synthetic}  {n.case_id[:12]}  {snippet}")
+        snippet = printable(" ".join(n.report.split()), keep_newlines=False)[:90]
+        label, dataset = printable(n.label, keep_newlines=False), printable(n.dataset, keep_newlines=False)
+        print(f"  #{n.rank}  {n.score:6.3f}  {label:<28} {dataset:<10}{synthetic}  {n.case_id[:12]}  {snippet}")
 
 
 # ----------------------------------------------------------------------------- commands
@@ -93,7 +95,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     print(DISCLAIMER)
     status = 0
     for event in wb.analyze(Path(args.image) if args.image else None, question=args.text or "", k=args.k, web=not args.no_web, save=not args.no_save):
-        if isinstance(event, ev.GuardChecked) and not event.verdict.allowed:
+        if isinstance(event, ev.InputReady):
+            for warning in event.meta.get("warnings", []):
+                print(f"warning: {printable(str(warning), keep_newlines=False)}", file=sys.stderr)
+            if event.meta.get("burned_in_annotation"):
+                print("warning: the DICOM says it has burned-in annotation (text in the pixels may identify the patient).", file=sys.stderr)
+        elif isinstance(event, ev.GuardChecked) and not event.verdict.allowed:
             print(f"\nRefused: {event.verdict.reason}")
             status = 3
         elif isinstance(event, ev.NeighboursFound):
@@ -101,19 +108,19 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             _print_neighbours(event.neighbours)
             print("\nReasoning:")
         elif isinstance(event, ev.ReasoningToken):
-            sys.stdout.write(event.text)
+            sys.stdout.write(printable(event.text))
             sys.stdout.flush()
         elif isinstance(event, ev.ReasoningDone):
             print(f"\n[reasoner: {event.backend} / {event.model}; first token {event.first_token_seconds * 1000:.0f} ms]")
         elif isinstance(event, ev.SummaryReady):
             summary = event.summary
-            print(f"\nSummary: {summary.label}")
+            print(f"\nSummary: {printable(summary.label)}")
             flagged = {k: v for k, v in summary.findings.items() if v != "absent"}
             print("Findings: " + (", ".join(f"{k} ({v})" for k, v in flagged.items()) or "none flagged"))
         elif isinstance(event, ev.WebResultsReady):
             print(f"\nReferences: {event.status}")
             for r in event.results:
-                print(f"  - {r.title} ({r.domain}) {r.url}")
+                print(f"  - {printable(r.title, keep_newlines=False)} ({r.domain}) {r.url}")
         elif isinstance(event, ev.StageFailed):
             print(f"\n[{event.stage} failed] {event.message}", file=sys.stderr)
             if event.stage == "input":
@@ -155,10 +162,11 @@ def cmd_history(args: argparse.Namespace) -> int:
         row = wb.store.get_analysis(args.show)
         if row is None:
             raise MedRAGError(f"No analysis #{args.show}; run `medrag history` to list them.")
-        print(f"#{row['id']} {row['created_at']} {row['input_kind']} {row['input_name'] or row['question'][:60]}")
-        print(f"Label: {row['label']}   backend: {row['reasoner_backend']} / {row['reasoner_model']}")
-        print(textwrap.indent(row["reasoning"] or "(no reasoning)", "  "))
-        print("Neighbours: " + ", ".join(f"{n['label']} ({n['score']:.2f})" for n in row["neighbours"]))
+        what = printable(row["input_name"] or row["question"][:60], keep_newlines=False)
+        print(f"#{row['id']} {row['created_at']} {row['input_kind']} {what}")
+        print(f"Label: {printable(row['label'])}   backend: {row['reasoner_backend']} / {row['reasoner_model']}")
+        print(textwrap.indent(printable(row["reasoning"] or "(no reasoning)"), "  "))
+        print("Neighbours: " + ", ".join(f"{printable(n['label'])} ({n['score']:.2f})" for n in row["neighbours"]))
         return 0
     frame = wb.store.history_frame(limit=args.limit, search=args.search)
     if args.export:
@@ -173,8 +181,9 @@ def cmd_history(args: argparse.Namespace) -> int:
         print("No analyses yet: run `medrag analyze IMAGE`.")
         return 0
     for row in frame.itertuples():
-        what = row.input_name or (row.question or "")[:50]
-        print(f"#{row.id:<5} {str(row.created_at)[:19]}  {row.input_kind:<5} {what[:40]:<40} {row.label[:40]:<40} {row.reasoner_backend}  {row.total_seconds:.2f}s")
+        what = printable(row.input_name or (row.question or "")[:50], keep_newlines=False)
+        label = printable(row.label, keep_newlines=False)
+        print(f"#{row.id:<5} {str(row.created_at)[:19]}  {row.input_kind:<5} {what[:40]:<40} {label[:40]:<40} {row.reasoner_backend}  {row.total_seconds:.2f}s")
     return 0
 
 
@@ -186,7 +195,7 @@ def cmd_web(args: argparse.Namespace) -> int:
     results, status = search_references(args.query, wb.settings, cache=wb.store)
     print(status)
     for r in results:
-        print(f"- {r.title}\n  {r.domain}  {r.url}\n  {r.snippet[:200]}")
+        print(f"- {printable(r.title, keep_newlines=False)}\n  {r.domain}  {r.url}\n  {printable(r.snippet, keep_newlines=False)[:200]}")
     return 0
 
 

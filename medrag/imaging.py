@@ -122,7 +122,7 @@ def save_thumbnail(image: CXRImage, thumbs_dir: Path, size: int = 256) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     make_thumbnail(image.pixels, size).save(buf, format="PNG", optimize=False)
-    _atomic_write(target, buf.getvalue())
+    atomic_write(target, buf.getvalue())
     return target
 
 
@@ -246,7 +246,8 @@ def _finish_meta(pixels: np.ndarray, meta: dict[str, Any], warnings: list[str]) 
     meta["warnings"] = list(warnings)
 
 
-def _atomic_write(target: Path, payload: bytes) -> None:
+def atomic_write(target: Path, payload: bytes) -> None:
+    """Write ``payload`` to ``target`` via a unique temp file in the same folder, fsync, rename."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:

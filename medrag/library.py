@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -32,6 +34,8 @@ _IMAGE_COLUMNS = ("image", "path", "file", "filename", "image_path")
 _LABEL_COLUMNS = ("label", "finding", "findings_label", "diagnosis")
 _KNOWN_COLUMNS = {"image", "label", "report", "patient_id", "view", "dataset", "synthetic"}
 _BATCH = 64
+
+log = logging.getLogger("medrag")
 
 
 @dataclass(frozen=True)
@@ -324,16 +328,14 @@ def _store_original(settings: Settings, image: Any) -> Path:
     """Content-addressed PNG copy for images that have no file of their own (parquet cells, uploads)."""
     from PIL import Image
 
-    from medrag.imaging import to_uint8
+    from medrag.imaging import atomic_write, to_uint8
 
     target = settings.data_dir / "images" / image.pixel_hash[:2] / f"{image.pixel_hash}.png"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_suffix(f".tmp{os.getpid()}")
-        Image.fromarray(to_uint8(image.pixels)).save(temp, format="PNG")
-        with temp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
+        buffer = io.BytesIO()
+        Image.fromarray(to_uint8(image.pixels)).save(buffer, format="PNG")
+        atomic_write(target, buffer.getvalue())
     return target
 
 
@@ -389,15 +391,27 @@ def _prepared_batches(
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(settings, embed)) as pool:
-        batch: list[_Prepared] = []
-        for prepared in pool.map(_prepare, todo, chunksize=16):
-            batch.append(prepared)
+    received = 0
+    batch: list[_Prepared] = []
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(settings, embed)) as pool:
+            for prepared in pool.map(_prepare, todo, chunksize=16):
+                batch.append(prepared)
+                received += 1
+                if len(batch) >= _BATCH:
+                    yield batch
+                    batch = []
+    except BrokenProcessPool:
+        # A worker died (killed, out of memory): finish the rest in this process rather than fail the import.
+        log.warning("an import worker stopped unexpectedly; continuing in the main process")
+        _init_worker(settings, embed)
+        for item in todo[received:]:
+            batch.append(_prepare(item))
             if len(batch) >= _BATCH:
                 yield batch
                 batch = []
-        if batch:
-            yield batch
+    if batch:
+        yield batch
 
 
 def _write_batch(batch: list[_Prepared], settings: Settings, store: Store, report: IngestReport) -> None:

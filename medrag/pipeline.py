@@ -8,7 +8,6 @@ unreadable input ends the stream early.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from medrag.events import (
 from medrag.reasoners import ReasoningRequest
 from medrag.records import CXRImage, GuardVerdict, Neighbour, Summary, WebResult
 from medrag.store import AnalysisRecord
+from medrag.textsafe import printable
 
 if TYPE_CHECKING:
     from medrag.workbench import Workbench
@@ -59,17 +59,18 @@ def _failed(stage: str, exc: BaseException, started: float) -> StageFailed:
 
 def _store_upload(workbench: "Workbench", image: CXRImage) -> Path:
     """A content-addressed 16-bit PNG of the decoded pixels: never the user's path, never DICOM tags."""
+    import io
+
     from PIL import Image
+
+    from medrag.imaging import atomic_write
 
     target = workbench.settings.uploads_dir / image.pixel_hash[:2] / f"{image.pixel_hash}.png"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_suffix(f".tmp{os.getpid()}")
-        pixels16 = np.round(np.clip(image.pixels, 0.0, 1.0) * 65535).astype(np.uint16)
-        Image.fromarray(pixels16).save(temp, format="PNG")
-        with temp.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
+        buffer = io.BytesIO()
+        Image.fromarray(np.round(np.clip(image.pixels, 0.0, 1.0) * 65535).astype(np.uint16)).save(buffer, format="PNG")
+        atomic_write(target, buffer.getvalue())
     return target
 
 
@@ -92,7 +93,7 @@ def analyze(
     timings: dict[str, float] = {}
     errors: list[dict[str, str]] = []
     t_all = time.perf_counter()
-    question = (question or "").strip()
+    question = printable(question or "").strip()
 
     # ---- input
     t0 = time.perf_counter()
@@ -248,7 +249,7 @@ def analyze(
         try:
             record = AnalysisRecord(
                 input_kind="image" if image is not None else "text",
-                input_name=_printable(name)[:300],
+                input_name=printable(name, keep_newlines=False)[:300],
                 image_hash=image.pixel_hash if image else "",
                 thumb_path=thumb,
                 upload_path=upload,
@@ -276,11 +277,6 @@ def analyze(
             timings["save"] = time.perf_counter() - t0
             yield _failed("save", exc, t0)
     yield AnalysisFinished(stage="save", timings=timings, total_seconds=time.perf_counter() - t_all)
-
-
-def _printable(text: str) -> str:
-    """Drop control and bidirectional-override characters from a display name."""
-    return "".join(ch for ch in text if ch.isprintable() and ch not in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200f\u200e")
 
 
 def _json_safe(value: Any) -> Any:

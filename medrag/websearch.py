@@ -14,6 +14,7 @@ Tavily). Errors never echo the API key.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import threading
 import unicodedata
@@ -34,6 +35,22 @@ DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 20.0)
 MAX_TITLE_CHARS = 200
 MAX_SNIPPET_CHARS = 500
 #: Google ignores words after the 32nd, so the site: bias is capped to fit.
+_SECRET_PARAM = re.compile(r"((?:api_key|apikey|api-key|key|token)=)[^&\s'\"]+", re.IGNORECASE)
+
+
+class _RedactSecrets(logging.Filter):
+    """urllib3 logs request URLs at DEBUG, and SerpAPI puts the key in the query string: mask it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "=" in message:
+            record.msg, record.args = _SECRET_PARAM.sub(r"\1***", message), None
+        return True
+
+
+for _logger_name in ("urllib3.connectionpool", "httpx", "httpcore", "requests"):
+    logging.getLogger(_logger_name).addFilter(_RedactSecrets())
+
 _GOOGLE_MAX_WORDS = 32
 NO_KEY_STATUS = "web search off: set SERPAPI_API_KEY or TAVILY_API_KEY"
 

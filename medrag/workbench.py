@@ -9,6 +9,7 @@ that cannot load (missing weights, no server) falls back to the offline default,
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ class Workbench:
         self._members: dict[str, Any] = {}
         self._notes: dict[str, str] = {}
         self._indexes: dict[str, Any] = {}
+        self._index_stamps: dict[str, int] = {}
         self._map: _LibraryMap | None = None
 
     # ----------------------------------------------------------------- backends
@@ -242,12 +244,25 @@ class Workbench:
                 current.save(self.settings.index_dir)
                 self._map = None
             self._indexes[kind] = current
+            self._index_stamps[kind] = self._index_dir_stamp()
             return current
 
+    def _index_dir_stamp(self) -> int:
+        try:
+            return os.stat(self.settings.index_dir).st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
     def index(self, kind: str = "image") -> Any:
-        """The cached index for ``kind``, built on first use."""
+        """The cached index for ``kind``, built on first use and refreshed when another process saved one.
+
+        Every index save renames a file into ``index_dir``, which changes the folder's mtime: one stat per
+        search tells whether (say) a CLI import has added cases since this process loaded its index.
+        """
         found = self._indexes.get(kind)
-        return found if found is not None else self.ensure_index(kind)
+        if found is not None and self._index_stamps.get(kind) == self._index_dir_stamp():
+            return found
+        return self.ensure_index(kind)
 
     # ------------------------------------------------------------------ search
     def _neighbours(self, hits: Sequence[tuple[str, float]]) -> list[Neighbour]:
