@@ -136,13 +136,14 @@ def run_live(events: Iterator[Event], view: AnalysisView) -> AnalysisView:
             continue
         problem = isinstance(event, StageFailed) or (isinstance(event, GuardChecked) and not event.verdict.allowed)
         keep_open = problem or isinstance(event, ReasoningDone)
-        if not isinstance(event, ReasoningDone):
-            with box:
-                _stage_body(view, event.stage)
+        # Update before writing into the box: leaving a still-running st.status sleeps 50 ms.
         box.update(
             label=escape_markdown(view.stage_line(event.stage)), state="error" if problem else "complete",
             expanded=keep_open,
         )
+        if not isinstance(event, ReasoningDone):
+            with box:
+                _stage_body(view, event.stage)
     return view
 
 
