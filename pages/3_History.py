@@ -44,7 +44,7 @@ table = table[keep]
 history = history[keep.to_numpy()]
 
 selection = st.dataframe(
-    table, hide_index=True, width="stretch", height=280, key="history_table", on_select="rerun",
+    table, hide_index=True, width="stretch", height=min(38 + 35 * len(table), 320), key="history_table", on_select="rerun",
     selection_mode="single-row",
     column_config={
         "date": st.column_config.DatetimeColumn("date (UTC)", format="YYYY-MM-DD HH:mm:ss"),

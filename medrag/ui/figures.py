@@ -25,7 +25,7 @@ def _plain(text: object, limit: int = 120) -> str:
 
 #: Above this many points the map draws with WebGL; below, SVG is lighter (software GL is slow).
 WEBGL_POINTS = 5000
-_PALETTE = px.colors.qualitative.Plotly + px.colors.qualitative.Pastel
+_PALETTE = px.colors.qualitative.Dark24  # 24 distinct, none too pale on a light background
 
 
 def _colours(labels: Sequence[str]) -> dict[str, str]:
@@ -72,7 +72,7 @@ def library_map_figure(
         rows = (labels == label).to_numpy()
         fig.add_trace(scatter(
             x=frame["x"].to_numpy()[rows], y=frame["y"].to_numpy()[rows], mode="markers", name=label,
-            marker=dict(size=6, color=colours[label], opacity=0.6), text=hover.to_numpy()[rows],
+            marker=dict(size=7, color=colours[label], opacity=0.8), text=hover.to_numpy()[rows],
             hovertemplate="%{text}<extra></extra>",
         ))
     wanted = list(neighbour_ids)
