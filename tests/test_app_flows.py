@@ -210,3 +210,24 @@ def test_library_sends_a_case_to_analyze(data_dir: Path) -> None:
     at.switch_page("pages/5_Settings.py").run()
     at.switch_page("pages/1_Analyze.py").run()
     assert at.selectbox(key="analyze_case").value == wanted
+
+
+def test_unreadable_upload_is_an_error_message_not_a_crash(analyze: AppTest, data_dir: Path) -> None:
+    at = analyze
+    at.file_uploader(key="analyze_upload").set_value(("notes.png", b"this is not an image at all", "image/png")).run()
+    assert not at.exception
+    assert at.error, "the decoding error should be shown"
+    assert "Traceback" not in " ".join(e.value for e in at.error)
+    assert at.button(key="analyze_run").disabled  # nothing usable to analyse
+
+
+def test_a_colour_photo_is_refused_by_the_image_guard(analyze: AppTest, data_dir: Path) -> None:
+    import badinputs
+
+    before = _count_history(data_dir)
+    at = analyze
+    at.file_uploader(key="analyze_upload").set_value(("holiday.jpg", badinputs.rgb_photo(), "image/jpeg")).run()
+    at.button(key="analyze_run").click().run()
+    assert not at.exception
+    assert any("Refused by the domain guard" in w.value for w in at.warning)
+    assert _count_history(data_dir) == before
