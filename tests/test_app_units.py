@@ -21,7 +21,6 @@ from medrag.events import (
     StageFailed,
     StageStarted,
     SummaryReady,
-    WebResultsReady,
 )
 from medrag.records import GuardVerdict, Neighbour, Summary, WebResult
 from medrag.ui.analysis import AnalysisView, collect, view_from_record
