@@ -13,6 +13,13 @@ knob, diaphragm domes and a gastric bubble. Findings are drawn on top of the sam
 * ``nodule/mass``: a round opacity (mass when larger than 3 cm);
 * ``edema``: bilateral perihilar haze (bat wing), indistinct vessels and Kerley B lines.
 
+Patients differ in size, heart size, diaphragm, ribs, vessels, noise and exposure, but are positioned
+like well-centred PA films (tilt within 1.5°, midline within 1.2 % of the width) with similar
+technique, and every finding is drawn to be seen (nodules 2 cm or more, effusions and pneumothoraces
+of at least 20 % of the lung, dense consolidations). Wider positioning and exposure ranges made
+the set-up, not the findings, decide which demo cases looked alike (bench/encoder_experiments/exp11:
+the original ranges gave same-label top-5 retrieval 0.33, chance 0.12).
+
 Everything is deterministic per ``seed``: the anatomy depends on the seed only and each finding
 on its own random stream, so ``generate_phantom({"effusion"}, 7)`` differs from
 ``generate_phantom(frozenset(), 7)`` only by the effusion. Images follow the PA convention:
@@ -114,20 +121,22 @@ def _validate(findings: Iterable[str]) -> frozenset[str]:
 
 
 def _anatomy(seed: int) -> _Anatomy:
+    # Positioning and exposure ranges are narrow on purpose (see the module docstring and exp11):
+    # wider ones (±4° tilt, gamma 0.8-1.25) swamped the findings for similar-case retrieval.
     rng = np.random.default_rng([seed, 0])
     return _Anatomy(
-        cx=0.5 + rng.uniform(-0.025, 0.025),
-        top=rng.uniform(0.09, 0.15),
-        half_width=rng.uniform(0.33, 0.39),
-        height=rng.uniform(0.60, 0.68),
-        angle=rng.uniform(-4.0, 4.0),
+        cx=0.5 + rng.uniform(-0.012, 0.012),
+        top=rng.uniform(0.105, 0.135),
+        half_width=rng.uniform(0.345, 0.375),
+        height=rng.uniform(0.62, 0.66),
+        angle=rng.uniform(-1.5, 1.5),
         ctr=rng.uniform(0.40, 0.48),
         dome_r=rng.uniform(0.72, 0.78),
         dome_l=rng.uniform(0.77, 0.83),
-        gamma=rng.uniform(0.8, 1.25),
-        brightness=rng.uniform(-0.05, 0.05),
+        gamma=rng.uniform(0.9, 1.12),
+        brightness=rng.uniform(-0.02, 0.02),
         noise=rng.uniform(0.006, 0.016),
-        soft=rng.uniform(0.8, 1.1),
+        soft=rng.uniform(0.85, 1.05),
         rib_phase=rng.uniform(-0.02, 0.02),
         rib_gap=rng.uniform(0.085, 0.1),
     )
@@ -152,11 +161,11 @@ def plan_findings(findings: Iterable[str], seed: int) -> FindingPlan:
         rng = _finding_rng(seed, "effusion")
         both = "edema" in found and rng.uniform() < 0.5
         values["effusion_side"] = 2 if both else int(rng.choice([-1, 1]))
-        values["effusion_size"] = float(rng.uniform(0.14, 0.42))
+        values["effusion_size"] = float(rng.uniform(0.2, 0.42))
     if "pneumothorax" in found:
         rng = _finding_rng(seed, "pneumothorax")
         values["pneumothorax_side"] = int(rng.choice([-1, 1]))
-        values["pneumothorax_size"] = float(rng.uniform(0.14, 0.32))
+        values["pneumothorax_size"] = float(rng.uniform(0.2, 0.34))
     if "consolidation" in found:
         rng = _finding_rng(seed, "consolidation")
         side = int(rng.choice([-1, 1]))
@@ -173,7 +182,7 @@ def plan_findings(findings: Iterable[str], seed: int) -> FindingPlan:
             nodule_u=side * float(rng.uniform(0.45, 0.78)),
             nodule_v=v,
             nodule_zone=_zone(v),
-            nodule_mm=float(rng.choice([rng.uniform(9, 28), rng.uniform(32, 55)], p=[0.65, 0.35])),
+            nodule_mm=float(rng.choice([rng.uniform(20, 30), rng.uniform(34, 58)], p=[0.4, 0.6])),
         )
     if "edema" in found:
         values["edema_severity"] = float(_finding_rng(seed, "edema").uniform(0.6, 1.0))
@@ -406,20 +415,20 @@ def generate_phantom(findings: frozenset[str], seed: int, size: int = 256) -> np
         on_side = _smoothstep(-0.02, 0.02, side * u)
         pleural_space = lung * (1.0 - collapsed) * on_side
         vessel_mask *= 1.0 - pleural_space
-        lung_air = lung_air + 0.2 * pleural_space
+        lung_air = lung_air + 0.3 * pleural_space
         # The visceral pleural line: a thin bright ridge along the collapsed lung's soft edge.
         edge = np.clip(1.0 - np.abs(collapsed - 0.5) * 2.0, 0.0, 1.0) * on_side * lung
-        extra += 0.16 * edge + 0.05 * collapsed * on_side * lung
+        extra += 0.16 * edge + 0.08 * collapsed * on_side * lung
 
     if "consolidation" in plan.findings:
         rng = _finding_rng(seed, "consolidation")
         side = plan.consolidation_side
         cv = {"upper": 0.27, "mid": 0.58, "lingula": 0.58, "lower": 0.76}[plan.consolidation_zone]
         cu = side * (0.6 if plan.consolidation_zone in ("mid", "lingula") else 0.55)
-        blob = np.exp(-(((u - cu) / 0.3) ** 2) - ((v - cv) / 0.18) ** 2)
+        blob = np.exp(-(((u - cu) / 0.34) ** 2) - ((v - cv) / 0.21) ** 2)
         field = ndimage.gaussian_filter(rng.standard_normal(u.shape).astype(np.float32), 3.0 * px)
         field = (field - field.mean()) / (field.std() + 1e-6)
-        patch = np.clip(blob * 1.6 + 0.3 * field - 0.45, 0, 1)
+        patch = np.clip(blob * 2.0 + 0.25 * field - 0.4, 0, 1)
         patch = ndimage.gaussian_filter(patch, 1.2 * px) * cavity
         bronchi = []
         for _ in range(4):
@@ -435,7 +444,7 @@ def generate_phantom(findings: frozenset[str], seed: int, size: int = 256) -> np
             _splat_segments(frame, np.asarray(bronchi, dtype=np.float32)), 0.5 * px)
         air_bronchograms = np.clip(air_bronchograms / (air_bronchograms.max() + 1e-6), 0, 1)
         lung_air *= 1.0 - 0.85 * patch
-        extra += patch * 0.06 - 0.25 * air_bronchograms * patch
+        extra += patch * 0.09 - 0.25 * air_bronchograms * patch
         vessel_mask *= 1.0 - 0.7 * patch
 
     if "nodule/mass" in plan.findings:

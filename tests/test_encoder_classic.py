@@ -11,9 +11,9 @@ from PIL import Image
 
 from medrag.config import Settings
 from medrag.encoders import FittableEncoder, ImageEncoder, build_encoder, get_encoder_spec
-from medrag.encoders.classic import DIM, STATE_FILE, ClassicEncoder, lbp_codes, raw_features
+from medrag.encoders.classic import BLOCKS, DIM, STATE_FILE, ClassicEncoder, lbp_codes, raw_features
 from medrag.errors import ConfigError, InputError
-from medrag.evaluation.retrieval import chance_precision, leave_one_patient_out
+from medrag.evaluation.retrieval import leave_one_patient_out
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cxr-real"
 
@@ -145,6 +145,10 @@ def test_bad_state_files_raise_config_error(tmp_path: Path) -> None:
     np.savez(path, mean=np.zeros(DIM, np.float32), feature_version=np.array("classic-v0"))
     with pytest.raises(ConfigError, match="classic-v0"):
         ClassicEncoder().load_state(path)
+    # a state fitted before the layout blocks (classic-v2) is refused, with the way out
+    np.savez(path, mean=np.zeros(DIM, np.float32), feature_version=np.array("classic-v2"))
+    with pytest.raises(ConfigError, match="classic-v2.*rebuild"):
+        ClassicEncoder().load_state(path)
     np.savez(path, mean=np.zeros(7, np.float32), feature_version=np.array(ClassicEncoder().version))
     with pytest.raises(ConfigError, match="shape"):
         ClassicEncoder().load_state(path)
@@ -152,28 +156,60 @@ def test_bad_state_files_raise_config_error(tmp_path: Path) -> None:
         ClassicEncoder().load_state(tmp_path / "missing.npz")
 
 
+def _layout(image: np.ndarray) -> np.ndarray:
+    """The layout_mean block of ``raw_features`` (found by name in BLOCKS)."""
+    start = 0
+    for name, length, _ in BLOCKS:
+        if name == "layout_mean":
+            return raw_features(image)[start : start + length]
+        start += length
+    raise AssertionError("no layout_mean block")
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a - a.mean(), b - b.mean()
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_layout_follows_the_body_not_the_frame() -> None:
+    from medrag.phantoms import generate_phantom
+
+    for seed in (3, 8):
+        chest = generate_phantom(frozenset(), seed, 192)
+        moved = np.zeros((256, 256), np.float32)
+        moved[40:232, 20:212] = chest  # same patient, smaller in the frame and off-centre
+        enlarged = generate_phantom(frozenset({"cardiomegaly"}), seed, 192)
+        same = _cos(_layout(chest), _layout(moved))
+        assert same > 0.98  # an uncropped 6x6 grid: 0.26-0.36
+        assert same > _cos(_layout(chest), _layout(enlarged)) + 0.02
+
+
 @pytest.mark.slow
-def test_phantom_findings_retrieve_their_kind() -> None:
+def test_demo_library_neighbours_share_the_label() -> None:
+    """The demo library as users first see it: 240 phantoms, 13 labels, top-5 neighbours, leave-one-out."""
     from medrag.phantoms import demo_mix, generate_phantom, label_for
 
-    mix = demo_mix(120, seed=0)
-    # 8-bit like the stored demo PNGs
-    images = [np.round(generate_phantom(f, 1000 + i, 256) * 255).astype(np.float32) / 255 for i, f in enumerate(mix)]
+    mix = demo_mix(240, seed=0)
+    # the seeds and 8-bit rounding of build_demo_library's PNGs
+    images = [np.round(generate_phantom(f, i, 256) * 255).astype(np.float32) / 255 for i, f in enumerate(mix)]
     labels = [label_for(f) for f in mix]
     patients = [str(i) for i in range(len(mix))]
     encoder = ClassicEncoder()
     encoder.fit(images)
-    report = leave_one_patient_out(encoder.embed(images), labels, patients)
-    chance = chance_precision(labels, patients)  # 0.131 for 13 labels
-    # measured (exp06): P@10 0.259, P@1 0.417; 32-px thumbnails 0.182 / 0.258
-    assert report.overall.precision[10] >= 1.5 * chance
-    assert report.overall.precision[1] >= 0.3
+    vectors = encoder.embed(images)
+    exact = leave_one_patient_out(vectors, labels, patients).overall.precision[5]
+    kinds = ["normal" if label == "normal" else "abnormal" for label in labels]
+    agree = leave_one_patient_out(vectors, kinds, patients).overall.precision[5]
+    # measured (exp11): 0.647 and 0.917; classic-v2 on the first phantoms 0.329 and 0.675 (chance ~0.12)
+    assert exact >= 0.6 and agree >= 0.85, (exact, agree)
 
 
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_nih_normal_vs_pneumonia_precision_at_10() -> None:
-    """The headline figure: leave-one-patient-out P@10 ≥ 0.72 (chance 0.50, raw thumbnails ≈ 0.64–0.66)."""
+    """The headline figure: leave-one-patient-out P@10 ≥ 0.76 (chance 0.50, raw thumbnails ≈ 0.64–0.66).
+
+    Measured: classic-v2 0.783, classic-v3 0.773 (exp11)."""
     if not (REAL_DATA / "labels.csv").is_file():
         pytest.skip(f"real chest X-rays not found at {REAL_DATA} (they live beside the repository, never in it)")
     from medrag.imaging import load_image
@@ -190,4 +226,4 @@ def test_nih_normal_vs_pneumonia_precision_at_10() -> None:
         encoder.embed(images), [r["label"] for r in rows], [r["patient_id"] for r in rows]
     )
     assert report.overall.n == 521
-    assert report.overall.precision[10] >= 0.72, report.to_table()
+    assert report.overall.precision[10] >= 0.76, report.to_table()

@@ -1,5 +1,8 @@
 """Experiment 9: block weights of the shipped encoder (features computed once), real films and phantoms.
 
+Written for classic-v2 (HOG block); under classic-v3 the "hog" rows change nothing (exp11 has the
+v3 weights).
+
 Run: .venv/bin/python bench/encoder_experiments/exp09_weights.py
 """
 
