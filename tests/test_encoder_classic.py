@@ -137,6 +137,21 @@ def test_state_roundtrip_and_factory_loads_it(tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded.embed(images), encoder.embed(images))
 
 
+def test_factory_starts_unfitted_over_a_state_from_an_older_layout(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    settings.models_dir.mkdir(parents=True, exist_ok=True)
+    state = settings.models_dir / STATE_FILE
+    np.savez(state, mean=np.zeros(DIM, np.float32), feature_version=np.array("classic-v2"))
+    encoder = build_encoder("classic", settings)
+    assert isinstance(encoder, ClassicEncoder) and not encoder.is_fitted  # the workbench re-fits it
+    encoder.fit([_film(i) for i in range(3)])
+    encoder.save_state(state)
+    assert build_encoder("classic", settings).version == encoder.version
+    state.write_bytes(b"not an npz")  # a damaged file is still an error, with the way out
+    with pytest.raises(ConfigError, match="rebuild"):
+        build_encoder("classic", settings)
+
+
 def test_bad_state_files_raise_config_error(tmp_path: Path) -> None:
     path = tmp_path / STATE_FILE
     path.write_bytes(b"not an npz")

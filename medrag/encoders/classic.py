@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import tempfile
 import threading
@@ -45,6 +46,8 @@ if TYPE_CHECKING:
 #: Bump when the raw features change: fitted state and indexes built with another layout are refused.
 FEATURE_VERSION = "classic-v3"
 STATE_FILE = "classic.npz"
+
+log = logging.getLogger(__name__)
 
 _MAX_SIDE = 512  # texture is read at the image's own resolution, up to this
 _MIN_SIDE = 16  # smaller inputs are upscaled (nearest) so every grid cell has pixels
@@ -281,16 +284,7 @@ class ClassicEncoder:
 
     def load_state(self, path: Path) -> None:
         """Load fitted state written by :meth:`save_state`; ConfigError if unreadable or from another layout."""
-        path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                mean = np.asarray(data["mean"])
-                layout = str(data["feature_version"])
-        except (OSError, ValueError, KeyError, EOFError) as exc:
-            raise ConfigError(
-                f"cannot read classic encoder state {path} ({exc}); delete it and run "
-                "`medrag index --rebuild` to re-fit."
-            ) from exc
+        mean, layout = _read_state(Path(path))
         if layout != FEATURE_VERSION:
             raise ConfigError(
                 f"{path} was fitted for {layout}, this encoder is {FEATURE_VERSION}; delete it and run "
@@ -324,11 +318,30 @@ class ClassicEncoder:
         return self.project(self.features(images))
 
 
+def _read_state(path: Path) -> tuple[np.ndarray, str]:
+    """(mean, feature version) from a state file; ConfigError when it cannot be read."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return np.asarray(data["mean"]), str(data["feature_version"])
+    except (OSError, ValueError, KeyError, EOFError) as exc:
+        raise ConfigError(
+            f"cannot read classic encoder state {path} ({exc}); delete it and run "
+            "`medrag index --rebuild` to re-fit."
+        ) from exc
+
+
 def _factory(settings: "Settings") -> ClassicEncoder:
     encoder = ClassicEncoder()
     state = settings.models_dir / STATE_FILE
     if state.is_file():
-        encoder.load_state(state)
+        mean, layout = _read_state(state)
+        if layout == FEATURE_VERSION:
+            encoder._set_mean(mean)
+        else:
+            # A state from an older feature layout is useless, not broken: start unfitted so the
+            # workbench re-fits (and overwrites it), as it rebuilds indexes of another version.
+            log.warning("ignoring %s (fitted for %s, this encoder is %s); it will be re-fitted",
+                        state, layout, FEATURE_VERSION)
     return encoder
 
 
