@@ -1,4 +1,8 @@
-"""Analyze: an uploaded image, a library case or a question → streamed reasoning, label, similar cases, web."""
+"""Analyze: an uploaded image, a library case or a question → streamed reasoning, label, similar cases, web.
+
+The inputs and the Analyze button are drawn before the workbench and the result panels are imported
+(pandas, DuckDB, plotly), so the page paints at once; a library case opens the workbench earlier.
+"""
 
 from __future__ import annotations
 
@@ -9,28 +13,16 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from medrag.ui import resources, state
+from medrag.ui import images, state
 from medrag.ui.analysis import AnalysisView
-from medrag.ui.page import error_boundary, setup_page
-from medrag.ui.panels import (
-    render_label_and_findings,
-    render_metadata,
-    render_outcome,
-    render_saved,
-    render_similar,
-    render_stage_log,
-    render_web,
-    run_live,
-)
+from medrag.ui.page import error_boundary, open_workbench, start_page
 from medrag.ui.safe import escape_markdown
-from medrag.ui.viewer import PLOTLY_CONFIG, image_figure, view_controls
 
 #: Input modes (stored value -> label).
 MODES = {"upload": "Upload an image", "library": "Library case", "question": "Question only"}
 CASE_CHOICES = 300
 
-workbench = setup_page("Analyze", "radiology")
-store = workbench.store
+start_page("Analyze", "radiology")
 
 
 def _pick_case(case_id: str) -> None:
@@ -65,9 +57,10 @@ with error_boundary():
         )
         if upload is not None:
             data = upload.getvalue()
-            pixels, meta = resources.decode_upload(data, upload.name)
+            pixels, meta = images.decode_upload(data, upload.name)
             source, name = data, upload.name
     elif mode == "library":
+        store = open_workbench().store
         labels = ["all labels", *store.label_counts()]
         pick_left, pick_mid, pick_right = st.columns([2, 3, 1])
         label = pick_left.selectbox("Label", labels, key="analyze_case_label")
@@ -94,7 +87,7 @@ with error_boundary():
             )
             case = store.get_case(case_id) if case_id else None
             if case is not None:
-                pixels, meta = resources.load_image_file(case.image_path)
+                pixels, meta = images.load_image_file(case.image_path)
                 source, name = Path(case.image_path), case.case_id
                 st.caption(
                     f"Truth label: **{escape_markdown(case.label)}** · {escape_markdown(case.dataset)}"
@@ -116,11 +109,26 @@ options_right.caption(f"k = {state.current_k()} similar cases (change it on the 
 ready = source is not None or (mode == "question" and question.strip())
 run = st.button("Analyze", type="primary", disabled=not ready, key="analyze_run")
 
+# Heavy from here on (the inputs above are already on screen).
+workbench = open_workbench()
+store = workbench.store
+from medrag.ui.panels import (  # noqa: E402 - imported after the first paint on purpose
+    render_label_and_findings,
+    render_metadata,
+    render_outcome,
+    render_saved,
+    render_similar,
+    render_stage_log,
+    render_web,
+    run_live,
+)
+from medrag.ui.viewer import PLOTLY_CONFIG, image_figure, view_controls  # noqa: E402
+
 # ---------------------------------------------------------------------------------------------- viewer + reasoning
 last: AnalysisView | None = st.session_state.get(state.LAST_RESULT)
 if pixels is None and last is not None and last.image_path and not run:
     with error_boundary():
-        pixels, meta = resources.load_image_file(last.image_path)
+        pixels, meta = images.load_image_file(last.image_path)
         meta = last.meta or meta
 
 viewer_col, reasoning_col = st.columns([1, 1], gap="large")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from medrag.ui import resources, state
+from medrag.ui import images, resources, state
 from medrag.ui.page import error_boundary, setup_page
 from medrag.ui.panels import render_metadata
 from medrag.ui.safe import escape_markdown
@@ -65,7 +65,7 @@ with browse_tab, error_boundary():
         if case is not None:
             viewer, details = st.columns([1, 1], gap="large")
             with viewer:
-                pixels, meta = resources.load_image_file(case.image_path)
+                pixels, meta = images.load_image_file(case.image_path)
                 view = view_controls("library_view", meta)
                 st.plotly_chart(image_figure(pixels, view), config=PLOTLY_CONFIG, key="library_image")
             with details:

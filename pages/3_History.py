@@ -6,7 +6,7 @@ import io
 
 import streamlit as st
 
-from medrag.ui import resources, state
+from medrag.ui import images, state
 from medrag.ui.analysis import view_from_record
 from medrag.ui.figures import labels_over_time, similarity_distribution
 from medrag.ui.page import error_boundary, setup_page
@@ -101,7 +101,7 @@ image_col, reasoning_col = st.columns([1, 1], gap="large")
 with image_col:
     if view.image_path:
         with error_boundary():
-            pixels, meta = resources.load_image_file(view.image_path)
+            pixels, meta = images.load_image_file(view.image_path)
             shown = view_controls("history_view", view.meta or meta)
             st.plotly_chart(image_figure(pixels, shown), config=PLOTLY_CONFIG, key="history_image")
             render_metadata(view.meta or meta)

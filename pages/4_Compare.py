@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from medrag.ui import resources, state
+from medrag.ui import images, state
 from medrag.ui.analysis import collect
 from medrag.ui.page import error_boundary, setup_page
 from medrag.ui.panels import render_neighbour_grid
@@ -44,9 +44,9 @@ with compare_tab, error_boundary():
         st.info("Pick at least two cases.")
     else:
         view = view_controls("compare_view", {"bit_depth": 16})
-        images = [resources.load_pixels(by_id.at[cid, "image_path"]) for cid in chosen]
+        pictures = [images.load_pixels(by_id.at[cid, "image_path"]) for cid in chosen]
         titles = [f"{cid[:12]} · {by_id.at[cid, 'label']}" for cid in chosen]
-        st.plotly_chart(linked_figure(images, titles, view), config=PLOTLY_CONFIG, key="compare_figure")
+        st.plotly_chart(linked_figure(pictures, titles, view), config=PLOTLY_CONFIG, key="compare_figure")
         st.caption("Zoom or pan one image and the others follow; window/level applies to all.")
         for column, cid in zip(st.columns(len(chosen)), chosen):
             with column:
@@ -88,7 +88,7 @@ with quiz_tab, error_boundary():
         else:
             image_col, answer_col = st.columns([1, 1], gap="large")
             with image_col:
-                st.plotly_chart(image_figure(resources.load_pixels(case.image_path), title="Quiz case"),
+                st.plotly_chart(image_figure(images.load_pixels(case.image_path), title="Quiz case"),
                                 config=PLOTLY_CONFIG, key="quiz_image")
             with answer_col:
                 choice = st.radio("Your label", sorted(store.label_counts()), index=None, key=f"quiz_answer_{case.case_id}",

@@ -1,22 +1,28 @@
-"""What every page does first: page config, the research-only disclaimer, state, the shared workbench."""
+"""What every page does first: page config, the menu, the research-only disclaimer, state, the workbench.
+
+Kept light on purpose: importing this module pulls in neither pandas nor DuckDB nor any model, so a
+page can draw its inputs before :func:`open_workbench` does the heavy imports (first paint).
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
 from medrag.errors import MedRAGError
-from medrag.ui import resources, state
-from medrag.workbench import Workbench
+from medrag.ui import state
+
+if TYPE_CHECKING:
+    from medrag.workbench import Workbench
 
 log = logging.getLogger("medrag.ui")
 
 #: Shown at the top of every page and in the sidebar.
 DISCLAIMER = "For education and research only — not for clinical use."
-
 
 #: The sidebar menu: (page file, label, Material icon). Built by hand so the home page reads "Home".
 PAGES: tuple[tuple[str, str, str], ...] = (
@@ -45,7 +51,9 @@ def disclaimer() -> None:
 
 def show_error(exc: BaseException) -> None:
     """A MedRAG error as its message (which says what to do next), never a traceback."""
-    st.error(str(exc), icon=":material/error:")
+    from medrag.ui.safe import defang_markdown
+
+    st.error(defang_markdown(str(exc)), icon=":material/error:")
 
 
 @contextmanager
@@ -69,26 +77,43 @@ def error_boundary() -> Iterator[None]:
         )
 
 
-def setup_page(title: str, icon: str, *, build_library: bool = True) -> Workbench:
-    """Configure the page, draw the menu and the disclaimer, initialise session state, return the workbench.
+def start_page(title: str, icon: str) -> None:
+    """Configure the page, draw the menu, title and disclaimer, and initialise session state.
 
     ``icon`` is a Material Symbols name (no emoji: headless browsers often lack an emoji font).
-
-    On first start (empty library) the synthetic demo library is built here, with progress shown.
-    A :class:`MedRAGError` (locked database, bad setting) is shown and stops the page.
     """
     st.set_page_config(page_title=f"{title} · MedRAG", page_icon=f":material/{icon}:", layout="wide")
     sidebar_menu()
     st.title(f":material/{icon}: {title}")
     disclaimer()
     try:
+        from medrag.ui.appconfig import app_settings
+
+        state.init_state(app_settings().k)
+    except MedRAGError as exc:
+        show_error(exc)
+        st.stop()
+
+
+def open_workbench() -> "Workbench":
+    """The shared workbench, its store held open for this run; builds the demo library on first start.
+
+    A :class:`MedRAGError` (locked database, bad setting) is shown and stops the page.
+    """
+    try:
+        from medrag.ui import resources
+
         workbench = resources.get_workbench()
         resources.keep_store_open(workbench)
-        state.init_state(workbench.settings.k)
-        if build_library:
-            resources.ensure_library_ready(workbench)
-            resources.warm_up_in_background(workbench)
+        resources.ensure_library_ready(workbench)
+        resources.warm_up_in_background(workbench)
     except MedRAGError as exc:
         show_error(exc)
         st.stop()
     return workbench
+
+
+def setup_page(title: str, icon: str) -> "Workbench":
+    """:func:`start_page` then :func:`open_workbench`, for pages that need the library at once."""
+    start_page(title, icon)
+    return open_workbench()

@@ -18,7 +18,7 @@ import streamlit as st
 from medrag.errors import MedRAGError
 from medrag.events import AnalysisFinished, Event, GuardChecked, ReasoningDone, ReasoningToken, StageFailed, StageStarted
 from medrag.records import Neighbour
-from medrag.ui import resources, state
+from medrag.ui import images, resources, state
 from medrag.ui.analysis import STAGE_TITLES, AnalysisView
 from medrag.ui.figures import library_map_figure, scores_bar, votes_frame
 from medrag.ui.safe import defang_markdown, escape_markdown, safe_url, shorten
@@ -251,13 +251,13 @@ def render_side_by_side(view: AnalysisView, key: str) -> None:
         top[0].markdown(f"**Query vs #{found.rank} · {escape_markdown(found.label)}** (similarity {found.score:.3f})")
         top[1].button("Close", key=f"{key}_close", on_click=_open_neighbour, args=(key, None))
         try:
-            images, titles = [], []
+            pictures, titles = [], []
             if view.image_path:
-                images.append(resources.load_pixels(view.image_path))
+                pictures.append(images.load_pixels(view.image_path))
                 titles.append("query")
-            images.append(resources.load_pixels(found.image_path or found.thumb_path))
+            pictures.append(images.load_pixels(found.image_path or found.thumb_path))
             titles.append(f"#{found.rank} {found.label}")
-            st.plotly_chart(linked_figure(images, titles, ViewSettings()), config=PLOTLY_CONFIG, key=f"{key}_pair")
+            st.plotly_chart(linked_figure(pictures, titles, ViewSettings()), config=PLOTLY_CONFIG, key=f"{key}_pair")
         except MedRAGError as exc:
             st.error(defang_markdown(str(exc)))
         st.text(shorten(found.report, 1200) or "(no report)")

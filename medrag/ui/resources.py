@@ -20,12 +20,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from medrag.config import Settings, load_settings
-from medrag.errors import ConfigError, MedRAGError
+from medrag.config import Settings
+from medrag.errors import MedRAGError
+from medrag.ui.appconfig import app_settings
+from medrag.ui.images import load_pixels
 from medrag.workbench import Workbench
-
-#: Size of the synthetic demo library built on first start (Settings has no environment variable for it).
-DEMO_CASES_ENV = "MEDRAG_DEMO_CASES"
 
 #: Seconds between a page's first run and the background loading of the backends.
 WARM_UP_DELAY_S = 1.0
@@ -33,20 +32,6 @@ WARM_UP_DELAY_S = 1.0
 _BOOTSTRAP_LOCK = threading.Lock()
 _WARMED: set[str] = set()
 _WARM_LOCK = threading.Lock()
-
-
-def app_settings() -> Settings:
-    """Settings from the environment and secrets, plus ``MEDRAG_DEMO_CASES``."""
-    overrides: dict[str, Any] = {}
-    raw = os.environ.get(DEMO_CASES_ENV, "").strip()
-    if raw:
-        try:
-            overrides["demo_cases"] = int(raw)
-        except ValueError:
-            raise ConfigError(f"{DEMO_CASES_ENV} must be a whole number such as 240, got {raw!r}.") from None
-        if overrides["demo_cases"] < 1:
-            raise ConfigError(f"{DEMO_CASES_ENV} must be at least 1, got {raw!r}.")
-    return load_settings(**overrides)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -224,47 +209,6 @@ def library_map_data(workbench: Workbench) -> MapData:
     library_map = workbench.library_map()
     # id + size: a rebuilt map is a new object (and usually a new size).
     return _map_data(str(workbench.settings.data_dir), (id(library_map), len(library_map.case_ids)), workbench)
-
-
-def data_dir_of(workbench: Workbench) -> Path:
-    """The workbench's data folder."""
-    return workbench.settings.data_dir
-
-
-@st.cache_data(show_spinner=False, max_entries=64)
-def _image_at(path: str, mtime_ns: int) -> tuple[np.ndarray, dict[str, Any]]:
-    from medrag.imaging import load_image
-
-    image = load_image(Path(path))
-    return image.pixels, dict(image.meta)
-
-
-def load_image_file(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
-    """Decoded [0, 1] pixels and metadata of an image file (cached per path and modification time)."""
-    target = Path(path)
-    try:
-        mtime = target.stat().st_mtime_ns
-    except OSError:
-        from medrag.errors import InputError
-
-        raise InputError(
-            f"The image {target.name} is no longer on disk; re-import the case or run the analysis again."
-        ) from None
-    return _image_at(str(target), mtime)
-
-
-def load_pixels(path: str | Path) -> np.ndarray:
-    """Decoded [0, 1] pixels of an image file (cached)."""
-    return load_image_file(path)[0]
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def decode_upload(data: bytes, name: str) -> tuple[np.ndarray, dict[str, Any]]:
-    """Pixels and de-identified metadata of uploaded bytes (cached by content, so reruns are free)."""
-    from medrag.imaging import load_image
-
-    image = load_image(data, name=name)
-    return image.pixels, dict(image.meta)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
