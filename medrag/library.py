@@ -276,6 +276,7 @@ class _Prepared:
     item: IngestItem
     case: Case | None = None
     size: tuple[int, int] = (0, 0)
+    #: the encoder's raw features (two-stage encoders) or its final vector
     vector: np.ndarray | None = None
     error: str = ""
 
@@ -283,22 +284,23 @@ class _Prepared:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(settings: Settings, embed: bool) -> None:
-    _WORKER["settings"] = settings
-    _WORKER["encoder"] = _cheap_encoder(settings) if embed else None
-
-
-def _cheap_encoder(settings: Settings) -> Any:
-    """The library's image encoder when it can embed during import (weight-free and ready), else None."""
+def _import_encoder(settings: Settings) -> Any:
+    """The library's image encoder when it is weight-free (cheap enough to run during import), else None."""
     from medrag.encoders import build_encoder, get_encoder_spec
 
-    spec = get_encoder_spec(settings.image_encoder)
-    if not spec.weight_free:
+    if not get_encoder_spec(settings.image_encoder).weight_free:
         return None
-    encoder = build_encoder(settings.image_encoder, settings)
-    if hasattr(encoder, "is_fitted") and not encoder.is_fitted:
-        return None
-    return encoder
+    return build_encoder(settings.image_encoder, settings)
+
+
+def _two_stage(encoder: Any) -> bool:
+    """Encoders with ``features`` + ``project`` let workers do the costly part before any fit."""
+    return encoder is not None and hasattr(encoder, "features") and hasattr(encoder, "project")
+
+
+def _init_worker(settings: Settings, embed: bool) -> None:
+    _WORKER["settings"] = settings
+    _WORKER["encoder"] = _import_encoder(settings) if embed else None
 
 
 def _prepare(item: IngestItem) -> _Prepared:
@@ -316,7 +318,11 @@ def _prepare(item: IngestItem) -> _Prepared:
             view=item.view, synthetic=item.synthetic, extra={**item.extra, "image_meta": meta},
         )
         encoder = _WORKER.get("encoder")
-        vector = encoder.embed([image.pixels])[0] if encoder is not None else None
+        vector = None
+        if _two_stage(encoder):
+            vector = encoder.features([image.pixels])[0]
+        elif encoder is not None and getattr(encoder, "is_fitted", True):
+            vector = encoder.embed([image.pixels])[0]
         return _Prepared(item=item, case=case, size=(image.shape[1], image.shape[0]), vector=vector)
     except MedRAGError as exc:
         return _Prepared(item=item, error=str(exc))
@@ -339,17 +345,28 @@ def _store_original(settings: Settings, image: Any) -> Path:
     return target
 
 
+#: How many cases an unfitted encoder is fitted on (the workbench uses the same sample size).
+FIT_SAMPLE = 2000
+
+
 def ingest_items(
     items: Iterable[IngestItem],
     settings: Settings,
     store: Store,
     report: IngestReport,
     *,
+    encoder: Any = None,
     progress: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
 ) -> IngestReport:
-    """Decode, thumbnail, embed (when cheap) and store ``items``; updates and returns ``report``."""
+    """Decode, thumbnail, embed and store ``items``; updates and returns ``report``.
+
+    Each image is decoded once. With a weight-free encoder the vectors are stored with their cases; an
+    encoder that still needs fitting (the classic one, on a new library) is fitted on the imported
+    features at the end and its state saved, so indexing needs no second pass over the images.
+    ``encoder`` is the caller's instance (the workbench passes its own so a fit is seen by both).
+    """
     start = time.perf_counter()
     known = store.known_sources()
     todo: list[IngestItem] = []
@@ -359,7 +376,10 @@ def ingest_items(
             report.unchanged += 1
         else:
             todo.append(item)
-    embed = _cheap_encoder(settings) is not None
+    if encoder is None:
+        encoder = _import_encoder(settings)
+    elif not _is_weight_free(encoder):
+        encoder = None
     workers = workers if workers is not None else (min(2, os.cpu_count() or 1) if len(todo) >= 200 else 0)
     bar = None
     if progress:
@@ -367,8 +387,9 @@ def ingest_items(
 
         bar = tqdm(total=len(todo), unit="img", desc="ingest", leave=False)
     done = 0
-    for batch in _prepared_batches(todo, settings, embed, workers):
-        _write_batch(batch, settings, store, report)
+    pending: list[tuple[str, np.ndarray]] = []
+    for batch in _prepared_batches(todo, settings, encoder is not None, workers, encoder):
+        _write_batch(batch, encoder, store, report, pending)
         done += len(batch)
         if bar is not None:
             bar.update(len(batch))
@@ -376,15 +397,38 @@ def ingest_items(
             on_progress(done, len(todo))
     if bar is not None:
         bar.close()
+    if pending:
+        _fit_and_store(encoder, pending, settings, store, report)
     report.seconds = time.perf_counter() - start
     return report
 
 
+def _is_weight_free(encoder: Any) -> bool:
+    from medrag.encoders import get_encoder_spec
+
+    try:
+        return get_encoder_spec(encoder.name).weight_free
+    except MedRAGError:
+        return False
+
+
+def _fit_and_store(encoder: Any, pending: list[tuple[str, np.ndarray]], settings: Settings, store: Store, report: IngestReport) -> None:
+    features = np.stack([f for _, f in pending])
+    encoder.fit_features(features[:FIT_SAMPLE])
+    settings.models_dir.mkdir(parents=True, exist_ok=True)
+    encoder.save_state(settings.models_dir / f"{encoder.name}.npz")
+    vectors = encoder.project(features)
+    store.put_embeddings(encoder.name, encoder.version, [cid for cid, _ in pending], vectors)
+    report.embedded += len(pending)
+    report.notes.append(f"fitted the {encoder.name} encoder on {min(len(pending), FIT_SAMPLE)} imported images")
+
+
 def _prepared_batches(
-    todo: list[IngestItem], settings: Settings, embed: bool, workers: int
+    todo: list[IngestItem], settings: Settings, embed: bool, workers: int, encoder: Any = None
 ) -> Iterator[list[_Prepared]]:
     if workers <= 1:
-        _init_worker(settings, embed)
+        _init_worker(settings, False)
+        _WORKER["encoder"] = encoder
         for i in range(0, len(todo), _BATCH):
             yield [_prepare(item) for item in todo[i : i + _BATCH]]
         return
@@ -404,7 +448,8 @@ def _prepared_batches(
     except BrokenProcessPool:
         # A worker died (killed, out of memory): finish the rest in this process rather than fail the import.
         log.warning("an import worker stopped unexpectedly; continuing in the main process")
-        _init_worker(settings, embed)
+        _init_worker(settings, False)
+        _WORKER["encoder"] = encoder
         for item in todo[received:]:
             batch.append(_prepare(item))
             if len(batch) >= _BATCH:
@@ -414,7 +459,9 @@ def _prepared_batches(
         yield batch
 
 
-def _write_batch(batch: list[_Prepared], settings: Settings, store: Store, report: IngestReport) -> None:
+def _write_batch(
+    batch: list[_Prepared], encoder: Any, store: Store, report: IngestReport, pending: list[tuple[str, np.ndarray]]
+) -> None:
     cases, sizes, sources, ids, vectors = [], [], [], [], []
     in_batch: set[str] = set()
     for prepared in batch:
@@ -437,12 +484,16 @@ def _write_batch(batch: list[_Prepared], settings: Settings, store: Store, repor
     new_ids = {c.case_id for c, _ in new_cases}
     keep = [i for i, cid in enumerate(ids) if cid in new_ids]
     embeddings = None
-    if keep:
-        from medrag.encoders import build_encoder
-
-        encoder = build_encoder(settings.image_encoder, settings)
-        embeddings = (encoder.name, encoder.version, [ids[i] for i in keep], np.stack([vectors[i] for i in keep]))
-        report.embedded += len(keep)
+    if keep and encoder is not None:
+        matrix = np.stack([vectors[i] for i in keep])
+        kept_ids = [ids[i] for i in keep]
+        if _two_stage(encoder) and not encoder.is_fitted:
+            pending.extend(zip(kept_ids, matrix))
+        else:
+            if _two_stage(encoder):
+                matrix = encoder.project(matrix)
+            embeddings = (encoder.name, encoder.version, kept_ids, matrix)
+            report.embedded += len(keep)
     report.added += store.add_ingest_batch(
         [c for c, _ in new_cases], [s for _, s in new_cases], sources, embeddings
     )
@@ -457,6 +508,7 @@ def ingest_path(
     images_dir: Path | None = None,
     progress: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
+    encoder: Any = None,
 ) -> IngestReport:
     """Import ``source``: a folder (optionally with a labels CSV), an Open-i .tgz/.xml, or a .parquet."""
     source = Path(source).expanduser()
@@ -479,4 +531,4 @@ def ingest_path(
         raise LibraryError(
             f"{source} is not a folder, .parquet, .tgz or .xml; to analyse a single image use `medrag analyze`."
         )
-    return ingest_items(items, settings, store, report, progress=progress, on_progress=on_progress)
+    return ingest_items(items, settings, store, report, encoder=encoder, progress=progress, on_progress=on_progress)

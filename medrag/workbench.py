@@ -22,7 +22,7 @@ from medrag.config import Settings, load_settings
 from medrag.encoders import FittableEncoder, build_encoder, get_encoder_spec
 from medrag.errors import BackendUnavailableError, IndexMismatchError, LibraryError, MedRAGError
 from medrag.events import Event
-from medrag.library import IngestReport, ingest_path
+from medrag.library import FIT_SAMPLE, IngestReport, ingest_path
 from medrag.reasoners import Reasoner, Summariser, build_reasoner, build_summariser
 from medrag.records import CXRImage, Neighbour
 from medrag.store import Store
@@ -30,7 +30,6 @@ from medrag.store import Store
 log = logging.getLogger("medrag")
 
 _DEFAULTS = {"image_encoder": "classic", "text_encoder": "minilm", "reasoner": "evidence", "summariser": "rules"}
-_FIT_SAMPLE = 2000
 
 
 @dataclass(frozen=True)
@@ -134,7 +133,9 @@ class Workbench:
             if self.store.count_cases() > 0:
                 return None
             csv_path = build_demo_library(self.settings.demo_dir, n=self.settings.demo_cases)
-            report = ingest_path(csv_path.parent, self.settings, self.store, labels_csv=csv_path, progress=progress)
+            report = ingest_path(
+                csv_path.parent, self.settings, self.store, labels_csv=csv_path, progress=progress, encoder=self.image_encoder
+            )
             self.ensure_index(progress=progress)
             return report
 
@@ -150,9 +151,9 @@ class Workbench:
         """Import a folder / CSV / Open-i / parquet source, then bring the indexes up to date."""
         report = ingest_path(
             source, self.settings, self.store, labels_csv=labels_csv, images_dir=images_dir,
-            progress=progress, on_progress=on_progress,
+            progress=progress, on_progress=on_progress, encoder=self.image_encoder,
         )
-        if report.added:
+        if report.added or report.embedded:
             self.ensure_index(progress=progress)
         return report
 
@@ -160,7 +161,7 @@ class Workbench:
     def _fit_if_needed(self, encoder: Any, progress: bool) -> None:
         if not isinstance(encoder, FittableEncoder) or encoder.is_fitted:
             return
-        cases = self.store.cases_frame(limit=_FIT_SAMPLE)
+        cases = self.store.cases_frame(limit=FIT_SAMPLE)
         if cases.empty:
             return
         images = [self._pixels_of(row.image_path, row.thumb_path) for row in cases.itertuples()]
