@@ -103,7 +103,7 @@ class Settings:
 
     @property
     def models_dir(self) -> Path:
-        """Fitted state of weight-free models (e.g. the classic encoder's PCA)."""
+        """Fitted state of weight-free models (the classic encoder's library mean) and imported weights (``hf/<name>``)."""
         return self.data_dir / "models"
 
     def with_overrides(self, **changes: Any) -> "Settings":

@@ -166,10 +166,8 @@ class Workbench:
             return
         images = [self._pixels_of(row.image_path, row.thumb_path) for row in cases.itertuples()]
         encoder.fit([im for im in images if im is not None])
-        save = getattr(encoder, "save_state", None)
-        if save is not None:
-            self.settings.models_dir.mkdir(parents=True, exist_ok=True)
-            save(self.settings.models_dir / f"{encoder.name}.npz")
+        self.settings.models_dir.mkdir(parents=True, exist_ok=True)
+        encoder.save_state(self.settings.models_dir / f"{encoder.name}.npz")
 
     @staticmethod
     def _pixels_of(image_path: str, thumb_path: str) -> np.ndarray | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
@@ -57,6 +58,14 @@ class FittableEncoder(Protocol):
     @property
     def is_fitted(self) -> bool:
         """Whether :meth:`fit` has run (or fitted state was loaded)."""
+        ...
+
+    def save_state(self, path: Path) -> None:
+        """Persist the fitted state (the factory loads it from ``settings.models_dir``)."""
+        ...
+
+    def load_state(self, path: Path) -> None:
+        """Load a state written by :meth:`save_state`."""
         ...
 
 
