@@ -7,9 +7,11 @@ Nothing returned from a cache here is ever mutated by the pages.
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +31,9 @@ from medrag.workbench import Workbench
 WARM_UP_DELAY_S = 1.0
 
 _BOOTSTRAP_LOCK = threading.Lock()
+# Timers and leases to stop at exit, so no daemon thread wakes up in a half-finalised interpreter.
+_TIMERS: "weakref.WeakSet[threading.Timer]" = weakref.WeakSet()
+_LEASES: "weakref.WeakSet[StoreLease]" = weakref.WeakSet()
 _WARMED: set[str] = set()
 _WARM_LOCK = threading.Lock()
 
@@ -85,6 +90,7 @@ class StoreLease:
         self._lock = threading.Lock()
         self._session: Any = None
         self._timer: threading.Timer | None = None
+        _LEASES.add(self)
 
     def touch(self) -> None:
         """Open the file (if closed) and push the release back by the linger time."""
@@ -173,6 +179,7 @@ def warm_up_in_background(workbench: Workbench) -> None:
     # A moment's delay: the page that asked paints first instead of sharing the GIL with model imports.
     timer = threading.Timer(WARM_UP_DELAY_S, _warm, args=(workbench,))
     timer.name, timer.daemon = "medrag-warm-up", True
+    _TIMERS.add(timer)
     timer.start()
 
 
@@ -228,3 +235,11 @@ def query_position(workbench: Workbench, image_path: str) -> tuple[float, float]
         )
     except MedRAGError:
         return None
+
+
+@atexit.register
+def _stop_background() -> None:
+    for timer in list(_TIMERS):
+        timer.cancel()
+    for lease in list(_LEASES):
+        lease.release()
