@@ -89,6 +89,15 @@ with import_tab:
         "Import a folder of images (PNG, JPEG, DICOM), optionally with a labels CSV "
         "(columns such as `image`, `label`, `report`). Re-importing is incremental: unchanged files are skipped."
     )
+    flash = st.session_state[state.LIBRARY_FLASH]
+    if flash:
+        st.session_state[state.LIBRARY_FLASH] = None
+        st.success(escape_markdown(flash["summary"]))
+        for note in flash["notes"]:
+            st.caption(escape_markdown(note))
+        if flash["errors"]:
+            st.warning(f"{len(flash['errors'])} files were skipped:")
+            st.dataframe({"file": [e[0] for e in flash["errors"]], "why": [e[1] for e in flash["errors"]]}, hide_index=True)
     with st.form("library_import"):
         folder = st.text_input("Folder (or .parquet / Open-i .tgz) on this machine", key="import_folder")
         labels_csv = st.text_input("Labels CSV (optional)", key="import_csv")
@@ -110,12 +119,12 @@ with import_tab:
                         on_progress=on_progress,
                     )
                 bar.progress(1.0, text="Done")
-                st.success(escape_markdown(report.summary()))
-                for note in report.notes:
-                    st.caption(escape_markdown(note))
-                if report.errors:
-                    st.warning(f"{len(report.errors)} files were skipped:")
-                    st.dataframe({"file": [e[0] for e in report.errors], "why": [e[1] for e in report.errors]}, hide_index=True)
+                # Rerun so the table above lists the new cases; the outcome is shown once after it.
+                st.session_state[state.LIBRARY_FLASH] = {
+                    "summary": report.summary(), "notes": list(report.notes),
+                    "errors": [(str(a), str(b)) for a, b in report.errors],
+                }
+                st.rerun()
 
     st.divider()
     st.markdown("**Re-index**: re-embed every case with the current image encoder and rebuild the index.")

@@ -231,3 +231,33 @@ def test_a_colour_photo_is_refused_by_the_image_guard(analyze: AppTest, data_dir
     assert not at.exception
     assert any("Refused by the domain guard" in w.value for w in at.warning)
     assert _count_history(data_dir) == before
+
+
+def test_library_import_with_labels_csv_then_reindex(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import badinputs
+
+    monkeypatch.setenv("MEDRAG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MEDRAG_DEMO_CASES", "6")
+    monkeypatch.setenv("MEDRAG_WEB", "off")
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"img{i}.png").write_bytes(badinputs.png_bytes(size=96, seed=100 + i))
+    (folder / "notes.txt").write_text("not an image")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("image,label,report\n" + "".join(f"img{i}.png,teaching-{i % 2},Report {i}.\n" for i in range(3)))
+
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.switch_page("pages/2_Library.py").run()
+    assert not at.exception
+    before = len(at.dataframe[0].value)
+    at.text_input(key="import_folder").input(str(folder))
+    at.text_input(key="import_csv").input(str(labels))
+    next(b for b in at.form_submit_button if b.label == "Import").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    assert any("3 added" in _plain(s.value) for s in at.success)
+    assert len(at.dataframe[0].value) == before + 3
+    assert {"teaching-0", "teaching-1"} <= set(at.dataframe[0].value["label"])
+    at.button(key="library_reindex").click().run()
+    assert any(_plain(s.value).startswith(f"Index rebuilt: {before + 3} cases") for s in at.success)

@@ -27,6 +27,8 @@ LIBRARY_OPEN = "library_open_id"
 LIBRARY_LAST_PICK = "library_last_pick"
 #: Compare: the case ids shown side by side (None until the page picks a first pair).
 COMPARE_CASES = "compare_case_ids"
+#: Library: the last import's outcome, shown once after the page refreshes (dict or None).
+LIBRARY_FLASH = "library_flash"
 #: Quiz: the current question (dict: case_id, truth, answered, answer, view) or None.
 QUIZ = "quiz"
 #: Quiz: the session's score.
@@ -44,6 +46,7 @@ _DEFAULTS: dict[str, Any] = {
     LIBRARY_OPEN: None,
     LIBRARY_LAST_PICK: None,
     COMPARE_CASES: None,
+    LIBRARY_FLASH: None,
     QUIZ: None,
     QUIZ_SCORE: {"right": 0, "asked": 0},
     WEB_ON: True,
