@@ -18,117 +18,119 @@ SHOWN = 2000
 workbench = setup_page("Library", "photo_library")
 store = workbench.store
 
-browse_tab, import_tab = st.tabs(["Browse", "Import and re-index"])
+browse_tab, import_tab = st.tabs(["Browse", "Import and re-index"], key="library_tabs", on_change="rerun")
 
-with browse_tab, error_boundary():
-    labels = store.label_counts()
-    datasets = store.dataset_counts()
-    left, mid, right = st.columns([1, 1, 2])
-    label = left.selectbox("Label", [ALL, *labels], key="library_label",
-                           format_func=lambda v: v if v == ALL else f"{v} ({labels.get(v, 0)})")
-    dataset = mid.selectbox("Dataset", [ALL, *datasets], key="library_dataset",
-                            format_func=lambda v: v if v == ALL else f"{v} ({datasets.get(v, 0)})")
-    text = right.text_input("Search reports", key="library_text", placeholder="e.g. effusion, cardiac silhouette")
-    frame = store.cases_frame(
-        label=None if label == ALL else label, dataset=None if dataset == ALL else dataset,
-        text=text.strip() or None, limit=SHOWN + 1,
-    )
-    more = len(frame) > SHOWN
-    frame = frame.head(SHOWN)
-    st.caption(f"{len(frame):,}{'+' if more else ''} matching cases of {store.count_cases():,}"
-               + (f" (showing the first {SHOWN:,})" if more else ""))
-    shown = frame[["case_id", "label", "dataset", "view", "report"]].copy()
-    shown["report"] = shown["report"].fillna("").map(lambda r: " ".join(str(r).split())[:160])
-    selection = st.dataframe(
-        shown, hide_index=True, width="stretch", height=320, key="library_table",
-        on_select="rerun", selection_mode="single-row",
-        column_config={"case_id": st.column_config.TextColumn("case", width="small"),
-                       "report": st.column_config.TextColumn(width="large")},
-    )
-    rows = selection.selection.rows if selection is not None else []
-    ids = list(shown["case_id"])
-    if rows:
-        picked = str(shown.iloc[rows[0]]["case_id"])
-        if picked != st.session_state[state.LIBRARY_LAST_PICK]:
-            # A newly clicked row wins over the selectbox until another row is clicked.
-            st.session_state[state.LIBRARY_LAST_PICK] = picked
-            st.session_state[state.LIBRARY_OPEN] = picked
-    if ids and st.session_state[state.LIBRARY_OPEN] not in ids:
-        st.session_state[state.LIBRARY_OPEN] = ids[0]
-    if ids:
-        opened = st.selectbox(
-            "Open case", ids, help="Or click a row in the table",
-            key=state.bind_widget("library_open_select", state.LIBRARY_OPEN),
-            on_change=state.store_widget, args=("library_open_select", state.LIBRARY_OPEN),
+if browse_tab.open:  # only the open tab runs
+    with browse_tab, error_boundary():
+        labels = store.label_counts()
+        datasets = store.dataset_counts()
+        left, mid, right = st.columns([1, 1, 2])
+        label = left.selectbox("Label", [ALL, *labels], key="library_label",
+                               format_func=lambda v: v if v == ALL else f"{v} ({labels.get(v, 0)})")
+        dataset = mid.selectbox("Dataset", [ALL, *datasets], key="library_dataset",
+                                format_func=lambda v: v if v == ALL else f"{v} ({datasets.get(v, 0)})")
+        text = right.text_input("Search reports", key="library_text", placeholder="e.g. effusion, cardiac silhouette")
+        frame = store.cases_frame(
+            label=None if label == ALL else label, dataset=None if dataset == ALL else dataset,
+            text=text.strip() or None, limit=SHOWN + 1,
         )
-        case = store.get_case(opened)
-        if case is not None:
-            viewer, details = st.columns([1, 1], gap="large")
-            with viewer:
-                pixels, meta = images.load_image_file(case.image_path)
-                view = view_controls("library_view", meta)
-                st.plotly_chart(image_figure(pixels, view), config=PLOTLY_CONFIG, key="library_image")
-            with details:
-                st.caption("Label")
-                st.subheader(escape_markdown(case.label), anchor=False)
-                st.caption(
-                    f"{escape_markdown(case.dataset)} · view {escape_markdown(case.view or '?')}"
-                    + (" · synthetic phantom" if case.synthetic else "")
-                    + (f" · patient {escape_markdown(case.patient_id)}" if case.patient_id else "")
-                )
-                st.markdown("**Report**")
-                st.text(case.report or "(no report)")
-                render_metadata(meta)
-                if st.button("Analyze this case", type="primary", key="library_analyze"):
-                    st.session_state[state.ANALYZE_MODE] = "library"
-                    st.session_state[state.ANALYZE_CASE] = case.case_id
-                    st.switch_page("pages/1_Analyze.py")
-
-with import_tab:
-    st.markdown(
-        "Import a folder of images (PNG, JPEG, DICOM), optionally with a labels CSV "
-        "(columns such as `image`, `label`, `report`). Re-importing is incremental: unchanged files are skipped."
-    )
-    flash = st.session_state[state.LIBRARY_FLASH]
-    if flash:
-        st.session_state[state.LIBRARY_FLASH] = None
-        st.success(escape_markdown(flash["summary"]))
-        for note in flash["notes"]:
-            st.caption(escape_markdown(note))
-        if flash["errors"]:
-            st.warning(f"{len(flash['errors'])} files were skipped:")
-            st.dataframe({"file": [e[0] for e in flash["errors"]], "why": [e[1] for e in flash["errors"]]}, hide_index=True)
-    with st.form("library_import"):
-        folder = st.text_input("Folder (or .parquet / Open-i .tgz) on this machine", key="import_folder")
-        labels_csv = st.text_input("Labels CSV (optional)", key="import_csv")
-        submitted = st.form_submit_button("Import", type="primary")
-    if submitted:
-        with error_boundary():
-            if not folder.strip():
-                st.warning("Give the path of a folder to import.")
-            else:
-                bar = st.progress(0.0, text="Reading the folder…")
-
-                def on_progress(done: int, total: int) -> None:
-                    bar.progress(min(done / max(total, 1), 1.0), text=f"Imported {done:,} / {total:,} images")
-
-                with st.spinner("Importing and indexing…"), resources.spawn_safe_main():
-                    report = workbench.ingest(
-                        Path(folder.strip()).expanduser(),
-                        labels_csv=Path(labels_csv.strip()).expanduser() if labels_csv.strip() else None,
-                        on_progress=on_progress,
+        more = len(frame) > SHOWN
+        frame = frame.head(SHOWN)
+        st.caption(f"{len(frame):,}{'+' if more else ''} matching cases of {store.count_cases():,}"
+                   + (f" (showing the first {SHOWN:,})" if more else ""))
+        shown = frame[["case_id", "label", "dataset", "view", "report"]].copy()
+        shown["report"] = shown["report"].fillna("").map(lambda r: " ".join(str(r).split())[:160])
+        selection = st.dataframe(
+            shown, hide_index=True, width="stretch", height=320, key="library_table",
+            on_select="rerun", selection_mode="single-row",
+            column_config={"case_id": st.column_config.TextColumn("case", width="small"),
+                           "report": st.column_config.TextColumn(width="large")},
+        )
+        rows = selection.selection.rows if selection is not None else []
+        ids = list(shown["case_id"])
+        if rows:
+            picked = str(shown.iloc[rows[0]]["case_id"])
+            if picked != st.session_state[state.LIBRARY_LAST_PICK]:
+                # A newly clicked row wins over the selectbox until another row is clicked.
+                st.session_state[state.LIBRARY_LAST_PICK] = picked
+                st.session_state[state.LIBRARY_OPEN] = picked
+        if ids and st.session_state[state.LIBRARY_OPEN] not in ids:
+            st.session_state[state.LIBRARY_OPEN] = ids[0]
+        if ids:
+            opened = st.selectbox(
+                "Open case", ids, help="Or click a row in the table",
+                key=state.bind_widget("library_open_select", state.LIBRARY_OPEN),
+                on_change=state.store_widget, args=("library_open_select", state.LIBRARY_OPEN),
+            )
+            case = store.get_case(opened)
+            if case is not None:
+                viewer, details = st.columns([1, 1], gap="large")
+                with viewer:
+                    pixels, meta = images.load_image_file(case.image_path)
+                    view = view_controls("library_view", meta)
+                    st.plotly_chart(image_figure(pixels, view), config=PLOTLY_CONFIG, key="library_image")
+                with details:
+                    st.caption("Label")
+                    st.subheader(escape_markdown(case.label), anchor=False)
+                    st.caption(
+                        f"{escape_markdown(case.dataset)} · view {escape_markdown(case.view or '?')}"
+                        + (" · synthetic phantom" if case.synthetic else "")
+                        + (f" · patient {escape_markdown(case.patient_id)}" if case.patient_id else "")
                     )
-                bar.progress(1.0, text="Done")
-                # Rerun so the table above lists the new cases; the outcome is shown once after it.
-                st.session_state[state.LIBRARY_FLASH] = {
-                    "summary": report.summary(), "notes": list(report.notes),
-                    "errors": [(str(a), str(b)) for a, b in report.errors],
-                }
-                st.rerun()
+                    st.markdown("**Report**")
+                    st.text(case.report or "(no report)")
+                    render_metadata(meta)
+                    if st.button("Analyze this case", type="primary", key="library_analyze"):
+                        st.session_state[state.ANALYZE_MODE] = "library"
+                        st.session_state[state.ANALYZE_CASE] = case.case_id
+                        st.switch_page("pages/1_Analyze.py")
 
-    st.divider()
-    st.markdown("**Re-index**: re-embed every case with the current image encoder and rebuild the index.")
-    if st.button("Re-index the library", key="library_reindex"):
-        with error_boundary(), st.spinner("Re-embedding and rebuilding the index…"):
-            index = workbench.ensure_index("image", rebuild=True)
-            st.success(f"Index rebuilt: {len(index):,} cases with the {workbench.image_encoder.name} encoder.")
+if import_tab.open:  # only the open tab runs
+    with import_tab:
+        st.markdown(
+            "Import a folder of images (PNG, JPEG, DICOM), optionally with a labels CSV "
+            "(columns such as `image`, `label`, `report`). Re-importing is incremental: unchanged files are skipped."
+        )
+        flash = st.session_state[state.LIBRARY_FLASH]
+        if flash:
+            st.session_state[state.LIBRARY_FLASH] = None
+            st.success(escape_markdown(flash["summary"]))
+            for note in flash["notes"]:
+                st.caption(escape_markdown(note))
+            if flash["errors"]:
+                st.warning(f"{len(flash['errors'])} files were skipped:")
+                st.dataframe({"file": [e[0] for e in flash["errors"]], "why": [e[1] for e in flash["errors"]]}, hide_index=True)
+        with st.form("library_import"):
+            folder = st.text_input("Folder (or .parquet / Open-i .tgz) on this machine", key="import_folder")
+            labels_csv = st.text_input("Labels CSV (optional)", key="import_csv")
+            submitted = st.form_submit_button("Import", type="primary")
+        if submitted:
+            with error_boundary():
+                if not folder.strip():
+                    st.warning("Give the path of a folder to import.")
+                else:
+                    bar = st.progress(0.0, text="Reading the folder…")
+
+                    def on_progress(done: int, total: int) -> None:
+                        bar.progress(min(done / max(total, 1), 1.0), text=f"Imported {done:,} / {total:,} images")
+
+                    with st.spinner("Importing and indexing…"), resources.spawn_safe_main():
+                        report = workbench.ingest(
+                            Path(folder.strip()).expanduser(),
+                            labels_csv=Path(labels_csv.strip()).expanduser() if labels_csv.strip() else None,
+                            on_progress=on_progress,
+                        )
+                    bar.progress(1.0, text="Done")
+                    # Rerun so the table above lists the new cases; the outcome is shown once after it.
+                    st.session_state[state.LIBRARY_FLASH] = {
+                        "summary": report.summary(), "notes": list(report.notes),
+                        "errors": [(str(a), str(b)) for a, b in report.errors],
+                    }
+                    st.rerun()
+
+        st.divider()
+        st.markdown("**Re-index**: re-embed every case with the current image encoder and rebuild the index.")
+        if st.button("Re-index the library", key="library_reindex"):
+            with error_boundary(), st.spinner("Re-embedding and rebuilding the index…"):
+                index = workbench.ensure_index("image", rebuild=True)
+                st.success(f"Index rebuilt: {len(index):,} cases with the {workbench.image_encoder.name} encoder.")

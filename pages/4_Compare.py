@@ -19,39 +19,40 @@ CHOICES = 500
 workbench = setup_page("Compare", "compare")
 store = workbench.store
 
-compare_tab, quiz_tab = st.tabs(["Side by side", "Quiz"])
+compare_tab, quiz_tab = st.tabs(["Side by side", "Quiz"], key="compare_tabs", on_change="rerun")
 
 # ---------------------------------------------------------------------------------------------- side by side
-with compare_tab, error_boundary():
-    labels = store.label_counts()
-    label = st.selectbox("Cases with label", ["all labels", *labels], key="compare_label")
-    frame = store.cases_frame(label=None if label == "all labels" else label, limit=CHOICES)
-    by_id = frame.set_index("case_id")
-    ids = list(frame["case_id"])
-    current = [c for c in (st.session_state[state.COMPARE_CASES] or []) if c in ids]
-    if st.session_state[state.COMPARE_CASES] is None:
-        # Start with one case of each of the first labels, so the comparison is instructive at once.
-        firsts = frame.drop_duplicates("label")["case_id"].tolist()
-        current = (firsts if len(firsts) >= 2 else ids)[:2]
-    st.session_state[state.COMPARE_CASES] = current
-    chosen = st.multiselect(
-        "Cases (two to four)", ids, max_selections=4,
-        format_func=lambda cid: f"{cid[:16]} · {by_id.at[cid, 'label']}",
-        key=state.bind_widget("compare_cases", state.COMPARE_CASES),
-        on_change=state.store_widget, args=("compare_cases", state.COMPARE_CASES),
-    )
-    if len(chosen) < 2:
-        st.info("Pick at least two cases.")
-    else:
-        view = view_controls("compare_view", {"bit_depth": 16})
-        pictures = [images.load_pixels(by_id.at[cid, "image_path"]) for cid in chosen]
-        titles = [f"{cid[:12]} · {by_id.at[cid, 'label']}" for cid in chosen]
-        st.plotly_chart(linked_figure(pictures, titles, view), config=PLOTLY_CONFIG, key="compare_figure")
-        st.caption("Zoom or pan one image and the others follow; window/level applies to all.")
-        for column, cid in zip(st.columns(len(chosen)), chosen):
-            with column:
-                st.markdown(f"**{escape_markdown(by_id.at[cid, 'label'])}**")
-                st.text(shorten(by_id.at[cid, "report"], 400) or "(no report)")
+if compare_tab.open:  # only the open tab runs
+    with compare_tab, error_boundary():
+        labels = store.label_counts()
+        label = st.selectbox("Cases with label", ["all labels", *labels], key="compare_label")
+        frame = store.cases_frame(label=None if label == "all labels" else label, limit=CHOICES)
+        by_id = frame.set_index("case_id")
+        ids = list(frame["case_id"])
+        current = [c for c in (st.session_state[state.COMPARE_CASES] or []) if c in ids]
+        if st.session_state[state.COMPARE_CASES] is None:
+            # Start with one case of each of the first labels, so the comparison is instructive at once.
+            firsts = frame.drop_duplicates("label")["case_id"].tolist()
+            current = (firsts if len(firsts) >= 2 else ids)[:2]
+        st.session_state[state.COMPARE_CASES] = current
+        chosen = st.multiselect(
+            "Cases (two to four)", ids, max_selections=4,
+            format_func=lambda cid: f"{cid[:16]} · {by_id.at[cid, 'label']}",
+            key=state.bind_widget("compare_cases", state.COMPARE_CASES),
+            on_change=state.store_widget, args=("compare_cases", state.COMPARE_CASES),
+        )
+        if len(chosen) < 2:
+            st.info("Pick at least two cases.")
+        else:
+            view = view_controls("compare_view", {"bit_depth": 16})
+            pictures = [images.load_pixels(by_id.at[cid, "image_path"]) for cid in chosen]
+            titles = [f"{cid[:12]} · {by_id.at[cid, 'label']}" for cid in chosen]
+            st.plotly_chart(linked_figure(pictures, titles, view), config=PLOTLY_CONFIG, key="compare_figure")
+            st.caption("Zoom or pan one image and the others follow; window/level applies to all.")
+            for column, cid in zip(st.columns(len(chosen)), chosen):
+                with column:
+                    st.markdown(f"**{escape_markdown(by_id.at[cid, 'label'])}**")
+                    st.text(shorten(by_id.at[cid, "report"], 400) or "(no report)")
 
 
 # ---------------------------------------------------------------------------------------------- quiz
@@ -74,50 +75,51 @@ def _submit(answer: str | None) -> None:
     score["right"] += int(answer == quiz["truth"])
 
 
-with quiz_tab, error_boundary():
-    score = st.session_state[state.QUIZ_SCORE]
-    top_left, top_right = st.columns([3, 1])
-    top_left.markdown("Look at the image, pick the label, then reveal the truth, the reasoning and the nearest cases.")
-    top_right.metric("Score", f"{score['right']} / {score['asked']}")
-    st.button("New quiz case", type="primary", key="quiz_new", on_click=_new_question)
-    quiz = st.session_state[state.QUIZ]
-    if quiz is not None:
-        case = store.get_case(quiz["case_id"])
-        if case is None:
-            st.warning("That case left the library; draw a new one.")
-        else:
-            image_col, answer_col = st.columns([1, 1], gap="large")
-            with image_col:
-                st.plotly_chart(image_figure(images.load_pixels(case.image_path), title="Quiz case"),
-                                config=PLOTLY_CONFIG, key="quiz_image")
-            with answer_col:
-                choice = st.radio("Your label", sorted(store.label_counts()), index=None, key=f"quiz_answer_{case.case_id}",
-                                  disabled=quiz["answered"])
-                st.button("Reveal", key="quiz_reveal", disabled=quiz["answered"] or choice is None,
-                          on_click=_submit, args=(choice,))
+if quiz_tab.open:  # only the open tab runs
+    with quiz_tab, error_boundary():
+        score = st.session_state[state.QUIZ_SCORE]
+        top_left, top_right = st.columns([3, 1])
+        top_left.markdown("Look at the image, pick the label, then reveal the truth, the reasoning and the nearest cases.")
+        top_right.metric("Score", f"{score['right']} / {score['asked']}")
+        st.button("New quiz case", type="primary", key="quiz_new", on_click=_new_question)
+        quiz = st.session_state[state.QUIZ]
+        if quiz is not None:
+            case = store.get_case(quiz["case_id"])
+            if case is None:
+                st.warning("That case left the library; draw a new one.")
+            else:
+                image_col, answer_col = st.columns([1, 1], gap="large")
+                with image_col:
+                    st.plotly_chart(image_figure(images.load_pixels(case.image_path), title="Quiz case"),
+                                    config=PLOTLY_CONFIG, key="quiz_image")
+                with answer_col:
+                    choice = st.radio("Your label", sorted(store.label_counts()), index=None, key=f"quiz_answer_{case.case_id}",
+                                      disabled=quiz["answered"])
+                    st.button("Reveal", key="quiz_reveal", disabled=quiz["answered"] or choice is None,
+                              on_click=_submit, args=(choice,))
+                    if quiz["answered"]:
+                        if quiz["answer"] == quiz["truth"]:
+                            st.success(f"Correct: the label is {escape_markdown(quiz['truth'])}.")
+                        else:
+                            st.error(
+                                f"Not quite: the label is {escape_markdown(quiz['truth'])} "
+                                f"(you chose {escape_markdown(quiz['answer'])})."
+                            )
+                        st.caption(f"Case {escape_markdown(case.case_id)} · {escape_markdown(case.dataset)}")
+                        st.text(shorten(case.report, 600) or "(no report)")
                 if quiz["answered"]:
-                    if quiz["answer"] == quiz["truth"]:
-                        st.success(f"Correct: the label is {escape_markdown(quiz['truth'])}.")
-                    else:
-                        st.error(
-                            f"Not quite: the label is {escape_markdown(quiz['truth'])} "
-                            f"(you chose {escape_markdown(quiz['answer'])})."
-                        )
-                    st.caption(f"Case {escape_markdown(case.case_id)} · {escape_markdown(case.dataset)}")
-                    st.text(shorten(case.report, 600) or "(no report)")
-            if quiz["answered"]:
-                if quiz["view"] is None:
-                    with st.spinner("Reasoning over the nearest cases…"):
-                        quiz["view"] = collect(workbench.analyze(
-                            Path(case.image_path), k=state.current_k(), web=False, save=False,
-                            exclude_case_ids={case.case_id},
-                        ))
-                view = quiz["view"]
-                if view.failures:
-                    for message in view.failures.values():
-                        st.error(defang_markdown(message))
-                title = f"Reasoning ({view.reasoner_backend or '?'}) · label: {view.label or '—'}"
-                with st.expander(escape_markdown(title), expanded=True):
-                    st.markdown(defang_markdown(view.reasoning))
-                st.subheader("Nearest cases")
-                render_neighbour_grid(view, "quiz", openable=False)
+                    if quiz["view"] is None:
+                        with st.spinner("Reasoning over the nearest cases…"):
+                            quiz["view"] = collect(workbench.analyze(
+                                Path(case.image_path), k=state.current_k(), web=False, save=False,
+                                exclude_case_ids={case.case_id},
+                            ))
+                    view = quiz["view"]
+                    if view.failures:
+                        for message in view.failures.values():
+                            st.error(defang_markdown(message))
+                    title = f"Reasoning ({view.reasoner_backend or '?'}) · label: {view.label or '—'}"
+                    with st.expander(escape_markdown(title), expanded=True):
+                        st.markdown(defang_markdown(view.reasoning))
+                    st.subheader("Nearest cases")
+                    render_neighbour_grid(view, "quiz", openable=False)

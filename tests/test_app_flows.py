@@ -150,7 +150,9 @@ def test_history_reopens_the_analysis(analyze: AppTest, data_dir: Path) -> None:
 
 def test_quiz_reveals_the_right_label(data_dir: Path) -> None:
     at = AppTest.from_file(APP, default_timeout=180)
-    at.switch_page("pages/4_Compare.py").run()
+    at.switch_page("pages/4_Compare.py")
+    at.session_state["compare_tabs"] = "Quiz"
+    at.run()
     at.button(key="quiz_new").click().run()
     quiz = at.session_state["quiz"]
     truth, case_id = quiz["truth"], quiz["case_id"]
@@ -251,13 +253,17 @@ def test_library_import_with_labels_csv_then_reindex(tmp_path: Path, monkeypatch
     at.switch_page("pages/2_Library.py").run()
     assert not at.exception
     before = len(at.dataframe[0].value)
+    at.session_state["library_tabs"] = "Import and re-index"
+    at.run()
     at.text_input(key="import_folder").input(str(folder))
     at.text_input(key="import_csv").input(str(labels))
     next(b for b in at.form_submit_button if b.label == "Import").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
     assert any("3 added" in _plain(s.value) for s in at.success)
-    assert len(at.dataframe[0].value) == before + 3
-    assert {"teaching-0", "teaching-1"} <= set(at.dataframe[0].value["label"])
     at.button(key="library_reindex").click().run()
     assert any(_plain(s.value).startswith(f"Index rebuilt: {before + 3} cases") for s in at.success)
+    at.session_state["library_tabs"] = "Browse"
+    at.run()
+    cases = at.dataframe[0].value
+    assert len(cases) == before + 3 and {"teaching-0", "teaching-1"} <= set(cases["label"])

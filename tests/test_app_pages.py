@@ -85,12 +85,16 @@ def test_library_page_lists_and_opens_cases(app: AppTest) -> None:
     assert app.selectbox(key="library_open_select").value == cases.iloc[0]["case_id"]
     assert any(c.value == "Label" for c in app.caption)
     assert app.get("plotly_chart")
-    assert app.button(key="library_reindex") is not None
     labels = app.selectbox(key="library_label")
     some_label = labels.options[1].rsplit(" (", 1)[0]  # options are shown as "label (count)"
     labels.set_value(some_label).run()
     filtered = app.dataframe[0].value
     assert 0 < len(filtered) < DEMO_CASES and set(filtered["label"]) == {some_label}
+    app.session_state["library_tabs"] = "Import and re-index"  # tabs run lazily: open the other one
+    app.run()
+    assert not app.exception
+    assert app.text_input(key="import_folder") is not None and app.button(key="library_reindex") is not None
+    assert not app.dataframe  # the browse tab did not run
 
 
 def test_history_page_runs_empty_or_not(app: AppTest) -> None:
@@ -106,6 +110,9 @@ def test_compare_page_shows_two_cases_and_the_quiz(app: AppTest) -> None:
     _has_disclaimer(app)
     assert len(app.multiselect(key="compare_cases").value) == 2
     assert app.get("plotly_chart")
+    app.session_state["compare_tabs"] = "Quiz"
+    app.run()
+    assert not app.exception
     assert app.button(key="quiz_new") is not None
     assert any(m.label == "Score" for m in app.metric)
 
