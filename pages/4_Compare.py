@@ -105,7 +105,7 @@ if quiz_tab.open:  # only the open tab runs
                                 f"Not quite: the label is {escape_markdown(quiz['truth'])} "
                                 f"(you chose {escape_markdown(quiz['answer'])})."
                             )
-                        st.caption(f"Case {escape_markdown(case.case_id)} · {escape_markdown(case.dataset)}")
+                        st.caption(f"Case {escape_markdown(case.case_id[:16])} · {escape_markdown(case.dataset)}")
                         st.text(shorten(case.report, 600) or "(no report)")
                 if quiz["answered"]:
                     if quiz["view"] is None:
