@@ -157,8 +157,14 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--profile-runs", type=int, default=20, help="0 to skip profiling")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch.set_num_threads(N) before loading models (default: leave torch's own choice)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
     rows: list[dict[str, Any]] = []
     setup: list[dict[str, Any]] = []
     profiles: dict[str, str] = {}
@@ -189,7 +195,9 @@ def main() -> None:
                 if args.profile_runs:
                     profiles[f"{name}/{kind}"] = profile(bench, queries, kind, args.profile_runs, args.top)
             del bench
-    print("\n" + common.header() + "\n")
+    import torch
+
+    print("\n" + common.header() + f"; torch threads {torch.get_num_threads()}\n")
     print(common.table(setup, ["library", "cases", "build_s", "index"]) + "\n")
     print(common.table(rows, ["library", "input", "measure", "p50_ms", "p95_ms", "mean_ms", "runs", "cold_first_s"]))
     for title, text in profiles.items():

@@ -2,7 +2,8 @@
 build time and memory, for FAISS (flat, HNSW, HNSW-SQ8, IVF-Flat/SQ8/PQ, IVF-PQ + SQ8 re-rank),
 numpy brute force, hnswlib and usearch — all in one run, one structure alive at a time.
 
-    python bench/bench_search.py                                   # defaults, about 10 min
+    python bench/bench_search.py                                   # defaults (10k,100k; classic dim; mix+real)
+    python bench/bench_search.py --sizes 10k,100k --dims 384,512,1024 --data mix
     python bench/bench_search.py --sizes 1M --dims 512,classic --data mix \
         --methods numpy,flat,ivf-sq8,ivf-pq,ivf-pq-rsq8,hnsw-sq8,usearch-i8
 
@@ -42,7 +43,7 @@ ALL_METHODS = (
     "numpy", "flat", "hnsw", "hnsw-sq8", "ivf-flat", "ivf-sq8", "ivf-pq", "ivf-pq-rsq8",
     "hnswlib", "usearch", "usearch-i8", "medrag", "medrag-flat", "medrag-hnsw", "medrag-ivfpq",
 )
-DEFAULT_METHODS = ("numpy", "flat", "hnsw", "hnsw-sq8", "ivf-sq8", "ivf-pq", "ivf-pq-rsq8", "hnswlib", "usearch", "medrag")
+DEFAULT_METHODS = ("numpy", "flat", "hnsw", "ivf-sq8", "ivf-pq-rsq8", "hnswlib", "usearch", "medrag")
 
 
 def classic_dim() -> int:
@@ -476,7 +477,7 @@ def main() -> None:
     """Parse flags, run, print markdown tables."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10k,100k", help="comma list; k/M suffixes (default 10k,100k)")
-    parser.add_argument("--dims", default="classic,512", help="comma list of dims or 'classic' (default classic,512)")
+    parser.add_argument("--dims", default="classic", help="comma list of dims or 'classic' (default classic)")
     parser.add_argument("--data", default="mix,real", help="mix and/or real (default both)")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"any of {','.join(ALL_METHODS)}")
     parser.add_argument("--queries", type=int, default=500, help="held-out queries for mix (default 500)")
