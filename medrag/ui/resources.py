@@ -237,9 +237,18 @@ def query_position(workbench: Workbench, image_path: str) -> tuple[float, float]
         return None
 
 
+#: Longest wait at exit for a warm-up that is loading models.
+EXIT_JOIN_S = 60.0
+
+
 @atexit.register
 def _stop_background() -> None:
+    # A warm-up still loading models when the interpreter exits can abort the process from C++
+    # ("terminate called without an active exception"): cancel those not started, wait for the rest.
     for timer in list(_TIMERS):
         timer.cancel()
+    for timer in list(_TIMERS):
+        if timer.is_alive():
+            timer.join(EXIT_JOIN_S)
     for lease in list(_LEASES):
         lease.release()
