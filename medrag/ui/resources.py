@@ -8,6 +8,7 @@ Nothing returned from a cache here is ever mutated by the pages.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import sys
 import threading
@@ -26,6 +27,8 @@ from medrag.errors import MedRAGError
 from medrag.ui.appconfig import app_settings
 from medrag.ui.images import load_pixels
 from medrag.workbench import Workbench
+
+log = logging.getLogger("medrag.ui")
 
 #: Seconds between a page's first run and the background loading of the backends.
 WARM_UP_DELAY_S = 1.0
@@ -167,6 +170,8 @@ def _warm(workbench: Workbench) -> None:
         workbench.text_encoder.embed_text(["chest x-ray"])  # MiniLM loads on first use (~5 s)
     except MedRAGError:
         pass  # the page that needs the backend shows the error when it asks
+    except Exception as exc:  # noqa: BLE001 - e.g. the interpreter shutting down mid-load; the page retries
+        log.debug("background warm-up stopped: %s", exc)
 
 
 def warm_up_in_background(workbench: Workbench) -> None:
