@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from medrag.workbench import Workbench
 
 #: Neighbour cards per grid row.
 GRID_COLUMNS = 5
+#: Reasoning tokens arriving closer together than this are shown in one update (~40 updates/s at most).
+STREAM_FLUSH_S = 0.025
 
 
 # ---------------------------------------------------------------------------------------------- stage log
@@ -109,13 +112,23 @@ def run_live(events: Iterator[Event], view: AnalysisView) -> AnalysisView:
     boxes: dict[str, Any] = {}
 
     def tokens() -> Iterator[str]:
+        # Tokens that arrive within STREAM_FLUSH_S of the last update are sent together: a model's
+        # tokens still appear one by one, while an instant reasoner does not cost one websocket
+        # message (and one re-render of the growing text) per word.
+        pending: list[str] = []
+        last = time.monotonic()
         for event in stream:
-            if isinstance(event, ReasoningToken):
-                view.apply(event)
-                yield defang_markdown(event.text)
-            else:
+            if not isinstance(event, ReasoningToken):
                 held.append(event)
-                return
+                break
+            view.apply(event)
+            pending.append(defang_markdown(event.text))
+            if time.monotonic() - last >= STREAM_FLUSH_S:
+                yield "".join(pending)
+                pending.clear()
+                last = time.monotonic()
+        if pending:
+            yield "".join(pending)
 
     while True:
         event = held.pop(0) if held else next(stream, None)
