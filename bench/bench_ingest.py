@@ -102,6 +102,8 @@ def components(paths: list[Path], thumbs: Path) -> list[dict[str, Any]]:
         "file hash (sha256)", "make_thumbnail (LANCZOS 256)", "save_thumbnail (PNG + fsync)",
         "  alternative: thumbnail PNG compress_level=1, no fsync", "  alternative: thumbnail JPEG q=90, no fsync",
         "classic features",
+        "analysis upload copy: 16-bit PNG encode (as pipeline._store_upload)",
+        "  alternative: 16-bit PNG compress_level=1",
     )}
 
     def clock(name: str, fn: Callable[[], Any]) -> Any:
@@ -124,6 +126,10 @@ def components(paths: list[Path], thumbs: Path) -> list[dict[str, Any]]:
         clock("  alternative: thumbnail JPEG q=90, no fsync",
               lambda: make_thumbnail(image.pixels).save(thumbs / "alt.jpg", format="JPEG", quality=90))
         clock("classic features", lambda: raw_features(image.pixels))
+        u16 = Image.fromarray(np.round(np.clip(image.pixels, 0.0, 1.0) * 65535).astype(np.uint16))
+        clock("analysis upload copy: 16-bit PNG encode (as pipeline._store_upload)",
+              lambda: u16.save(io.BytesIO(), format="PNG"))
+        clock("  alternative: 16-bit PNG compress_level=1", lambda: u16.save(io.BytesIO(), format="PNG", compress_level=1))
     rows = []
     for name, samples in parts.items():
         s = common.stats(samples)
