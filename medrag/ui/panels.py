@@ -337,15 +337,3 @@ def render_web(view: AnalysisView) -> None:
                 link = safe_url(result.url)
                 if link:
                     st.link_button("Open source ↗", link)
-
-
-def render_result(workbench: Workbench, view: AnalysisView, key: str, *, show_log: bool = True) -> None:
-    """Everything about one analysis below the viewer (used by Analyze and History)."""
-    if show_log:
-        render_stage_log(view)
-    if not render_outcome(view):
-        return
-    render_label_and_findings(view)
-    render_saved(view, key)
-    render_similar(workbench, view, key)
-    render_web(view)
