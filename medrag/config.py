@@ -69,6 +69,8 @@ class Settings:
     def __post_init__(self) -> None:
         if not 1 <= self.k <= 100:
             raise ConfigError(f"k must be between 1 and 100, got {self.k}; pass a value such as --k 5.")
+        if self.demo_cases < 1:
+            raise ConfigError(f"demo_cases must be at least 1, got {self.demo_cases}; MEDRAG_DEMO_CASES=240 is the default size.")
         if self.web_provider not in {"auto", "serpapi", "tavily", "off"}:
             raise ConfigError(
                 f"web_provider {self.web_provider!r} is unknown; use auto, serpapi, tavily or off."
@@ -124,8 +126,8 @@ def load_settings(secrets_path: Path | None = None, **overrides: Any) -> Setting
     """Settings from the environment and ``.streamlit/secrets.toml``, then ``overrides``.
 
     Environment: MEDRAG_DATA_DIR, MEDRAG_IMAGE_ENCODER, MEDRAG_TEXT_ENCODER, MEDRAG_REASONER,
-    MEDRAG_SUMMARISER, MEDRAG_K, MEDRAG_WEB, SERPAPI_API_KEY, TAVILY_API_KEY, MEDRAG_OPENAI_BASE_URL,
-    MEDRAG_OPENAI_MODEL, OPENAI_API_KEY.
+    MEDRAG_SUMMARISER, MEDRAG_K, MEDRAG_DEMO_CASES, MEDRAG_WEB, SERPAPI_API_KEY, TAVILY_API_KEY,
+    MEDRAG_SERPAPI_BASE_URL, MEDRAG_TAVILY_BASE_URL, MEDRAG_OPENAI_BASE_URL, MEDRAG_OPENAI_MODEL, OPENAI_API_KEY.
     """
     secrets = _read_secrets(secrets_path or REPO_ROOT / ".streamlit" / "secrets.toml")
     env = os.environ
@@ -140,11 +142,14 @@ def load_settings(secrets_path: Path | None = None, **overrides: Any) -> Setting
         "openai_base_url": env.get("MEDRAG_OPENAI_BASE_URL") or secrets.get("MEDRAG_OPENAI_BASE_URL"),
         "openai_model": env.get("MEDRAG_OPENAI_MODEL"),
         "openai_api_key": env.get("OPENAI_API_KEY") or secrets.get("OPENAI_API_KEY"),
+        "serpapi_base_url": env.get("MEDRAG_SERPAPI_BASE_URL"),
+        "tavily_base_url": env.get("MEDRAG_TAVILY_BASE_URL"),
     }
-    if env.get("MEDRAG_K"):
-        try:
-            values["k"] = int(env["MEDRAG_K"])
-        except ValueError as exc:
-            raise ConfigError(f"MEDRAG_K must be an integer, got {env['MEDRAG_K']!r}.") from exc
+    for variable, key in (("MEDRAG_K", "k"), ("MEDRAG_DEMO_CASES", "demo_cases")):
+        if env.get(variable):
+            try:
+                values[key] = int(env[variable])
+            except ValueError as exc:
+                raise ConfigError(f"{variable} must be an integer, got {env[variable]!r}.") from exc
     values.update(overrides)
     return Settings().with_overrides(**values)

@@ -134,7 +134,7 @@ class EvidenceReasoner:
             return ["No similar cases were found (the library may be empty or not indexed)."]
         lines = [f"The {len(neighbours)} most similar library cases:"]
         for n in neighbours:
-            marker = " [synthetic]" if n.synthetic else ""
+            marker = " [synthetic]" if n.synthetic and n.dataset != "synthetic" else ""
             lines.append(f"- #{n.rank}: {n.label or 'unlabelled'} (similarity {n.score:.2f}, {n.dataset}{marker})")
         lines.append("Similarity-weighted label votes: " + ", ".join(f"{label} {share:.0%}" for label, share in votes) + ".")
         return lines
