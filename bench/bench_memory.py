@@ -185,6 +185,26 @@ def index_only(data_dir: Path) -> dict[str, Any]:
     return {"log": log}
 
 
+def embeddings_only(data_dir: Path) -> dict[str, Any]:
+    """RSS of Store.load_embeddings alone (what Workbench.ensure_index reads on every start)."""
+    log: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    from medrag.config import Settings
+    from medrag.encoders.classic import STATE_FILE, ClassicEncoder
+    from medrag.store import Store
+
+    settings = Settings(data_dir=data_dir)
+    encoder = ClassicEncoder()
+    encoder.load_state(settings.models_dir / STATE_FILE)
+    store = Store(settings.db_path)
+    _snap("imports + Store opened", start, log)
+    t0 = time.perf_counter()
+    ids, vectors = store.load_embeddings(encoder.name, encoder.version)
+    took = time.perf_counter() - t0
+    _snap(f"Store.load_embeddings: {len(ids):,} × {vectors.shape[1]} ({took:.1f} s)", start, log)
+    return {"log": log, "load_embeddings_s": took}
+
+
 def _child(mode: str, data_dir: Path, queries: int) -> dict[str, Any]:
     cmd = [sys.executable, str(Path(__file__).resolve()), f"--{mode}", str(data_dir), "--queries", str(queries)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -204,10 +224,16 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="build into this folder and keep it")
     parser.add_argument("--serve", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--index-only", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--embeddings-only", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    if args.serve or args.index_only:
-        result = serve(args.serve, args.queries) if args.serve else index_only(args.index_only)
+    if args.serve or args.index_only or args.embeddings_only:
+        if args.serve:
+            result = serve(args.serve, args.queries)
+        elif args.index_only:
+            result = index_only(args.index_only)
+        else:
+            result = embeddings_only(args.embeddings_only)
         print("@@JSON@@" + json.dumps(result))
         return
 
@@ -224,6 +250,8 @@ def main() -> None:
         served = _child("serve", data_dir, args.queries)
         print("index alone (fresh process):", flush=True)
         alone = _child("index-only", data_dir, args.queries)
+        print("stored vectors alone (fresh process):", flush=True)
+        vectors_alone = _child("embeddings-only", data_dir, args.queries)
 
     print("\n" + common.header() + "\n")
     print(f"{args.n:,} cases; DuckDB file {sizes['duckdb_MiB']:.0f} MiB; index files {sizes['index_dir_MiB']:.0f} MiB "
@@ -233,8 +261,10 @@ def main() -> None:
     rows = [{"phase": "build", **r} for r in built["log"]]
     rows += [{"phase": "serve", **r} for r in served["log"]]
     rows += [{"phase": "index only", **r} for r in alone["log"]]
+    rows += [{"phase": "stored vectors only", **r} for r in vectors_alone["log"]]
     print(common.table(rows, ["phase", "step", "rss_MiB", "peak_MiB", "seconds"]))
-    common.write_json(args.json, {"n": args.n, "sizes": sizes, "build": built, "serve": served, "index_only": alone})
+    common.write_json(args.json, {"n": args.n, "sizes": sizes, "build": built, "serve": served, "index_only": alone,
+                                   "embeddings_only": vectors_alone})
 
 
 if __name__ == "__main__":
