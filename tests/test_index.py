@@ -249,21 +249,25 @@ def test_hnsw_tight_filter_still_exact() -> None:
         assert [c for c, _ in hits] == _exact(vecs[sub], [str(i) for i in sub], vecs[q], 10)
 
 
-def test_ivfpq_builds_searches_filters_and_persists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("kind", "min_recall"), [("ivfpq", 0.2), ("ivfsq8", 0.8)])
+def test_ivf_kinds_build_search_filter_and_persist(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, min_recall: float
+) -> None:
     # Training on the recommended 10k+ vectors takes seconds; 3,000 exercise the same code paths.
     monkeypatch.setattr(index_module, "IVFPQ_MIN_TRAIN", 2_000)
-    dim, n = 30, 3_000  # 30 is padded to 32 for product quantisation (4 sub-vectors of 8)
+    dim, n = 30, 3_000  # 30 is padded to 32 (PQ: 4 sub-vectors of 8; SQ8: the SIMD path)
     vecs = _clustered(n, dim, seed=11, clusters=30, noise=0.3)
     ids = [f"c{i}" for i in range(n)]
-    index = VectorIndex.build(ids, vecs, encoder_name="big", encoder_version="1", kind="ivfpq")
-    assert index.kind == "ivfpq" and index.dim == dim
+    index = VectorIndex.build(ids, vecs, encoder_name="big", encoder_version="1", kind=kind)
+    assert index.kind == kind and index.dim == dim
     flat = VectorIndex.build(ids, vecs, encoder_name="big", encoder_version="1", kind="flat")
     queries = _clustered(50, dim, seed=11, clusters=30, noise=0.3, sample_seed=1)
     recall = np.mean([
         len({c for c, _ in a} & {c for c, _ in b}) / 10
         for a, b in zip(flat.search(queries, 10), index.search(queries, 10))
     ])
-    assert recall >= 0.2  # 4 bytes a vector: lossy (0.31 here), but 60x chance (10 / 3,000)
+    # PQ keeps 4 bytes a vector: lossy (0.31 here) but 60x chance (10 / 3,000); SQ8 keeps 1 byte a dim.
+    assert recall >= min_recall
     allowed = {f"c{i}" for i in range(0, n, 150)}
     assert {c for c, _ in index.search(vecs[0], 30, allowed_ids=allowed)[0]} == allowed
     index.remove(["c0"])
@@ -297,7 +301,8 @@ def test_choose_index_kind() -> None:
     assert choose_index_kind(index_module.FLAT_MAX, 512) == "flat"
     assert choose_index_kind(index_module.FLAT_MAX + 1, 512) == "hnsw"
     assert choose_index_kind(2 * index_module.FLAT_MAX, 256) == "flat"  # cost scales with n × dim
-    assert choose_index_kind(5_000_000, 512) == "ivfpq"
+    assert choose_index_kind(index_module.HNSW_MAX, 274) == "hnsw"
+    assert choose_index_kind(1_000_000, 274) == "ivfsq8"  # float32 HNSW at 1M is over the 1 GB budget
     with pytest.raises(InputError):
         choose_index_kind(10, 0)
     ids, vecs = _random(50)
