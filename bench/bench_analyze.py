@@ -13,6 +13,7 @@ images that are not in the library: fresh phantoms for ``demo``, held-out real i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import csv
 import io
@@ -159,6 +160,8 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="torch.set_num_threads(N) before loading models (default: leave torch's own choice)")
+    parser.add_argument("--hold-store", action="store_true",
+                        help="keep the DuckDB file open during the timed runs (Store.session(), as the app's StoreLease does)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if args.torch_threads:
@@ -186,7 +189,8 @@ def main() -> None:
                 one_run(bench, queries[0], kind)  # first call loads what this kind needs
                 load_s = time.perf_counter() - start
                 print(f"{name}/{kind}: first (cold) analysis {load_s:.2f} s; timing {args.runs} runs...", flush=True)
-                results = measure(bench, queries, kind, args.runs, args.warmup)
+                with bench.store.session() if args.hold_store else contextlib.nullcontext():
+                    results = measure(bench, queries, kind, args.runs, args.warmup)
                 summary = summarise(name, kind, results)
                 for row in summary:
                     row["cold_first_s"] = load_s
@@ -197,7 +201,8 @@ def main() -> None:
             del bench
     import torch
 
-    print("\n" + common.header() + f"; torch threads {torch.get_num_threads()}\n")
+    held = "; DuckDB held open during timed runs" if args.hold_store else ""
+    print("\n" + common.header() + f"; torch threads {torch.get_num_threads()}{held}\n")
     print(common.table(setup, ["library", "cases", "build_s", "index"]) + "\n")
     print(common.table(rows, ["library", "input", "measure", "p50_ms", "p95_ms", "mean_ms", "runs", "cold_first_s"]))
     for title, text in profiles.items():
