@@ -69,7 +69,7 @@ def _store_upload(workbench: "Workbench", image: CXRImage) -> Path:
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
-        Image.fromarray(np.round(np.clip(image.pixels, 0.0, 1.0) * 65535).astype(np.uint16)).save(buffer, format="PNG")
+        Image.fromarray(np.round(np.clip(image.pixels, 0.0, 1.0) * 65535).astype(np.uint16)).save(buffer, format="PNG", compress_level=1)
         atomic_write(target, buffer.getvalue())
     return target
 

@@ -316,8 +316,9 @@ def test_kill_9_of_an_ingest_worker_process(tmp_path: Path) -> None:
 
     folder = tmp_path / "src" / "normal"
     folder.mkdir(parents=True)
-    base = np.round(__import__("medrag.phantoms", fromlist=["x"]).generate_phantom(frozenset(), 5, size=96) * 255).astype(np.uint8)
-    for i in range(260):
+    # 512 px and 600 images keep the workers busy for seconds, so the kill lands while they run.
+    base = np.round(__import__("medrag.phantoms", fromlist=["x"]).generate_phantom(frozenset(), 5, size=512) * 255).astype(np.uint8)
+    for i in range(600):
         marked = base.copy()
         marked[0, 0], marked[0, 1] = i % 256, i // 256
         Image.fromarray(marked).save(folder / f"{i}.png")
@@ -332,9 +333,12 @@ def test_kill_9_of_an_ingest_worker_process(tmp_path: Path) -> None:
     while victim is None and time.monotonic() < deadline and proc.poll() is None:
         workers = [pid for pid, cmd in _children(proc.pid) if "spawn_main" in cmd and "resource_tracker" not in cmd]
         if workers:
-            time.sleep(1.5)  # let it decode a little first
-            victim = workers[0]
-            os.kill(victim, signal.SIGKILL)
+            time.sleep(0.5)  # let it decode a little first
+            try:
+                os.kill(workers[0], signal.SIGKILL)
+                victim = workers[0]
+            except ProcessLookupError:  # that worker already finished: look again
+                continue
         else:
             time.sleep(0.1)
     try:
@@ -349,5 +353,5 @@ def test_kill_9_of_an_ingest_worker_process(tmp_path: Path) -> None:
     present = _check_consistent(settings, set(), log)
     wb = Workbench(settings)
     wb.ingest(folder.parent)
-    assert wb.store.count_cases() == 260 and len(present) <= 260
+    assert wb.store.count_cases() == 600 and len(present) <= 600
     assert out_text or err_text
