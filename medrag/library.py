@@ -26,34 +26,22 @@ import numpy as np
 
 from medrag.config import Settings
 from medrag.errors import LibraryError, MedRAGError
-from medrag.records import Case
+from medrag.ingest_worker import IngestItem, PreparedImage, import_encoder, init_worker, is_two_stage, prepare
 from medrag.store import Store
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".tif", ".tiff", ".bmp"})
 _IMAGE_COLUMNS = ("image", "path", "file", "filename", "image_path")
 _LABEL_COLUMNS = ("label", "finding", "findings_label", "diagnosis")
 _KNOWN_COLUMNS = {"image", "label", "report", "patient_id", "view", "dataset", "synthetic"}
-_BATCH = 64
+#: Write to the database after this many prepared images, or this many seconds, whichever comes first.
+_FLUSH_ITEMS = 512
+_FLUSH_SECONDS = 1.0
+#: Imports this large are spread over worker processes (smaller ones finish before workers would start).
+_PARALLEL_FROM = 200
+#: Items handed to a worker at a time.
+_CHUNK = 16
 
 log = logging.getLogger("medrag")
-
-
-@dataclass(frozen=True)
-class IngestItem:
-    """One image to import, with its metadata. Either ``path`` or ``data`` is set."""
-
-    source_key: str
-    label: str
-    dataset: str
-    path: Path | None = None
-    data: bytes | None = None
-    report: str = ""
-    patient_id: str = ""
-    view: str = ""
-    synthetic: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-    size: int = 0
-    mtime_ns: int = 0
 
 
 @dataclass
@@ -82,9 +70,10 @@ class IngestReport:
 
 
 # --------------------------------------------------------------------------- sources → items
-def _file_item(path: Path, **fields: Any) -> IngestItem:
+def _file_item(path: Path, *, resolved: bool = False, **fields: Any) -> IngestItem:
     stat = path.stat()
-    return IngestItem(source_key=str(path.resolve()), path=path, size=stat.st_size, mtime_ns=stat.st_mtime_ns, **fields)
+    key = str(path if resolved else path.resolve())
+    return IngestItem(source_key=key, path=path, size=stat.st_size, mtime_ns=stat.st_mtime_ns, **fields)
 
 
 def iter_folder(folder: Path) -> Iterator[IngestItem]:
@@ -176,6 +165,7 @@ def iter_labelled_folder(folder: Path, csv_path: Path, report: IngestReport) -> 
         label = _pick(row, _LABEL_COLUMNS) or (Path(relative).parts[0] if len(Path(relative).parts) > 1 else "unlabelled")
         yield _file_item(
             path,
+            resolved=True,
             label=label,
             dataset=row.get("dataset") or folder.name,
             report=row.get("report", ""),
@@ -271,80 +261,6 @@ def _jsonable(value: Any) -> bool:
 
 
 # --------------------------------------------------------------------------- items → store
-@dataclass
-class _Prepared:
-    item: IngestItem
-    case: Case | None = None
-    size: tuple[int, int] = (0, 0)
-    #: the encoder's raw features (two-stage encoders) or its final vector
-    vector: np.ndarray | None = None
-    error: str = ""
-
-
-_WORKER: dict[str, Any] = {}
-
-
-def _import_encoder(settings: Settings) -> Any:
-    """The library's image encoder when it is weight-free (cheap enough to run during import), else None."""
-    from medrag.encoders import build_encoder, get_encoder_spec
-
-    if not get_encoder_spec(settings.image_encoder).weight_free:
-        return None
-    return build_encoder(settings.image_encoder, settings)
-
-
-def _two_stage(encoder: Any) -> bool:
-    """Encoders with ``features`` + ``project`` let workers do the costly part before any fit."""
-    return encoder is not None and hasattr(encoder, "features") and hasattr(encoder, "project")
-
-
-def _init_worker(settings: Settings, embed: bool) -> None:
-    _WORKER["settings"] = settings
-    _WORKER["encoder"] = _import_encoder(settings) if embed else None
-
-
-def _prepare(item: IngestItem) -> _Prepared:
-    from medrag.imaging import load_image, save_thumbnail
-
-    settings: Settings = _WORKER["settings"]
-    try:
-        image = load_image(item.path if item.path is not None else item.data, name=item.source_key)
-        thumb = save_thumbnail(image, settings.thumbs_dir)
-        image_path = str(item.path) if item.path is not None else str(_store_original(settings, image))
-        meta = {k: image.meta[k] for k in ("format", "bit_depth", "converted_from_rgb", "warnings") if k in image.meta}
-        case = Case(
-            case_id=image.pixel_hash, label=item.label.strip() or "unlabelled", dataset=item.dataset,
-            image_path=image_path, thumb_path=str(thumb), report=item.report, patient_id=item.patient_id,
-            view=item.view, synthetic=item.synthetic, extra={**item.extra, "image_meta": meta},
-        )
-        encoder = _WORKER.get("encoder")
-        vector = None
-        if _two_stage(encoder):
-            vector = encoder.features([image.pixels])[0]
-        elif encoder is not None and getattr(encoder, "is_fitted", True):
-            vector = encoder.embed([image.pixels])[0]
-        return _Prepared(item=item, case=case, size=(image.shape[1], image.shape[0]), vector=vector)
-    except MedRAGError as exc:
-        return _Prepared(item=item, error=str(exc))
-    except Exception as exc:  # one broken file must not end a long import
-        return _Prepared(item=item, error=f"unexpected {type(exc).__name__}: {exc}")
-
-
-def _store_original(settings: Settings, image: Any) -> Path:
-    """Content-addressed PNG copy for images that have no file of their own (parquet cells, uploads)."""
-    from PIL import Image
-
-    from medrag.imaging import atomic_write, to_uint8
-
-    target = settings.data_dir / "images" / image.pixel_hash[:2] / f"{image.pixel_hash}.png"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        Image.fromarray(to_uint8(image.pixels)).save(buffer, format="PNG")
-        atomic_write(target, buffer.getvalue())
-    return target
-
-
 #: How many cases an unfitted encoder is fitted on (the workbench uses the same sample size).
 FIT_SAMPLE = 2000
 
@@ -366,6 +282,10 @@ def ingest_items(
     encoder that still needs fitting (the classic one, on a new library) is fitted on the imported
     features at the end and its state saved, so indexing needs no second pass over the images.
     ``encoder`` is the caller's instance (the workbench passes its own so a fit is seen by both).
+
+    Results are written in batches of up to :data:`_FLUSH_ITEMS` cases or :data:`_FLUSH_SECONDS` of
+    work, each in one transaction on one opening of the database: between batches the file is free for
+    another process (the app) to take its turn.
     """
     start = time.perf_counter()
     known = store.known_sources()
@@ -377,10 +297,10 @@ def ingest_items(
         else:
             todo.append(item)
     if encoder is None:
-        encoder = _import_encoder(settings)
+        encoder = import_encoder(settings)
     elif not _is_weight_free(encoder):
         encoder = None
-    workers = workers if workers is not None else (min(2, os.cpu_count() or 1) if len(todo) >= 200 else 0)
+    workers = workers if workers is not None else (min(2, os.cpu_count() or 1) if len(todo) >= _PARALLEL_FROM else 0)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -388,13 +308,26 @@ def ingest_items(
         bar = tqdm(total=len(todo), unit="img", desc="ingest", leave=False)
     done = 0
     pending: list[tuple[str, np.ndarray]] = []
-    for batch in _prepared_batches(todo, settings, encoder is not None, workers, encoder):
-        _write_batch(batch, encoder, store, report, pending)
-        done += len(batch)
-        if bar is not None:
-            bar.update(len(batch))
-        if on_progress is not None:
-            on_progress(done, len(todo))
+    batch: list[PreparedImage] = []
+    last_flush = time.perf_counter()
+
+    def flush() -> None:
+        nonlocal done, batch, last_flush
+        if batch:
+            _write_batch(batch, encoder, store, report, pending)
+            done += len(batch)
+            if bar is not None:
+                bar.update(len(batch))
+            if on_progress is not None:
+                on_progress(done, len(todo))
+        batch = []
+        last_flush = time.perf_counter()
+
+    for prepared in _prepared_stream(todo, settings, encoder is not None, workers, encoder):
+        batch.append(prepared)
+        if len(batch) >= _FLUSH_ITEMS or time.perf_counter() - last_flush >= _FLUSH_SECONDS:
+            flush()
+    flush()
     if bar is not None:
         bar.close()
     if pending:
@@ -423,44 +356,47 @@ def _fit_and_store(encoder: Any, pending: list[tuple[str, np.ndarray]], settings
     report.notes.append(f"fitted the {encoder.name} encoder on {min(len(pending), FIT_SAMPLE)} imported images")
 
 
-def _prepared_batches(
+def _prepared_stream(
     todo: list[IngestItem], settings: Settings, embed: bool, workers: int, encoder: Any = None
-) -> Iterator[list[_Prepared]]:
+) -> Iterator[PreparedImage]:
+    """Every item prepared, in order: in this process, or in ``workers`` spawned processes."""
     if workers <= 1:
-        _init_worker(settings, False)
-        _WORKER["encoder"] = encoder
-        for i in range(0, len(todo), _BATCH):
-            yield [_prepare(item) for item in todo[i : i + _BATCH]]
+        init_worker(settings, False, encoder)
+        yield from map(prepare, todo)
         return
-    import multiprocessing
-
-    context = multiprocessing.get_context("spawn")
+    context = _worker_context()
     received = 0
-    batch: list[_Prepared] = []
     try:
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(settings, embed)) as pool:
-            for prepared in pool.map(_prepare, todo, chunksize=16):
-                batch.append(prepared)
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker, initargs=(settings, embed)) as pool:
+            for prepared in pool.map(prepare, todo, chunksize=_CHUNK):
                 received += 1
-                if len(batch) >= _BATCH:
-                    yield batch
-                    batch = []
+                yield prepared
     except BrokenProcessPool:
         # A worker died (killed, out of memory): finish the rest in this process rather than fail the import.
         log.warning("an import worker stopped unexpectedly; continuing in the main process")
-        _init_worker(settings, False)
-        _WORKER["encoder"] = encoder
-        for item in todo[received:]:
-            batch.append(_prepare(item))
-            if len(batch) >= _BATCH:
-                yield batch
-                batch = []
-    if batch:
-        yield batch
+        init_worker(settings, False, encoder)
+        yield from map(prepare, todo[received:])
+
+
+def _worker_context() -> Any:
+    """forkserver where the platform has it, else spawn; never a plain fork.
+
+    A plain fork would copy the parent's DuckDB, torch and Streamlit threads mid-state. The fork server
+    is a clean single-threaded process that imports the worker module once and forks each worker from
+    it, so a worker starts in a few milliseconds instead of re-importing numpy, PIL and the encoder
+    (about 0.45 s of CPU per worker with spawn), and a second import in the same app pays nothing.
+    """
+    import multiprocessing
+
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["medrag.ingest_worker", "medrag.imaging", "medrag.encoders.classic"])
+        return context
+    return multiprocessing.get_context("spawn")
 
 
 def _write_batch(
-    batch: list[_Prepared], encoder: Any, store: Store, report: IngestReport, pending: list[tuple[str, np.ndarray]]
+    batch: list[PreparedImage], encoder: Any, store: Store, report: IngestReport, pending: list[tuple[str, np.ndarray]]
 ) -> None:
     cases, sizes, sources, ids, vectors = [], [], [], [], []
     in_batch: set[str] = set()
@@ -478,25 +414,26 @@ def _write_batch(
         if prepared.vector is not None:
             ids.append(case.case_id)
             vectors.append(prepared.vector)
-    existing = store.existing_case_ids(c.case_id for c in cases)
-    new_cases = [(c, s) for c, s in zip(cases, sizes) if c.case_id not in existing]
-    report.duplicates += len(batch) - len([p for p in batch if p.case is None]) - len(new_cases)
-    new_ids = {c.case_id for c, _ in new_cases}
-    keep = [i for i, cid in enumerate(ids) if cid in new_ids]
-    embeddings = None
-    if keep and encoder is not None:
-        matrix = np.stack([vectors[i] for i in keep])
-        kept_ids = [ids[i] for i in keep]
-        if _two_stage(encoder) and not encoder.is_fitted:
-            pending.extend(zip(kept_ids, matrix))
-        else:
-            if _two_stage(encoder):
-                matrix = encoder.project(matrix)
-            embeddings = (encoder.name, encoder.version, kept_ids, matrix)
-            report.embedded += len(keep)
-    report.added += store.add_ingest_batch(
-        [c for c, _ in new_cases], [s for _, s in new_cases], sources, embeddings
-    )
+    with store.session():  # one opening of the file for the look-up and the insert
+        existing = store.existing_case_ids(c.case_id for c in cases)
+        new_cases = [(c, s) for c, s in zip(cases, sizes) if c.case_id not in existing]
+        report.duplicates += len(batch) - len([p for p in batch if p.case is None]) - len(new_cases)
+        new_ids = {c.case_id for c, _ in new_cases}
+        keep = [i for i, cid in enumerate(ids) if cid in new_ids]
+        embeddings = None
+        if keep and encoder is not None:
+            matrix = np.stack([vectors[i] for i in keep])
+            kept_ids = [ids[i] for i in keep]
+            if is_two_stage(encoder) and not encoder.is_fitted:
+                pending.extend(zip(kept_ids, matrix))
+            else:
+                if is_two_stage(encoder):
+                    matrix = encoder.project(matrix)
+                embeddings = (encoder.name, encoder.version, kept_ids, matrix)
+                report.embedded += len(keep)
+        report.added += store.add_ingest_batch(
+            [c for c, _ in new_cases], [s for _, s in new_cases], sources, embeddings
+        )
 
 
 def ingest_path(

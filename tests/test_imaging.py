@@ -151,6 +151,16 @@ def test_pixel_hash_follows_pixels_not_file_bytes() -> None:
     assert compute_pixel_hash(np.zeros((32, 64))) != compute_pixel_hash(np.zeros((64, 32)))
 
 
+def test_pixel_hash_is_stable_across_versions() -> None:
+    """Case ids are pixel hashes: a change in to_uint8 or the hash would re-import every existing library."""
+    pixels = np.random.default_rng(42).random((40, 56)).astype(np.float32)
+    pixels[0, :4] = [np.nan, np.inf, -0.5, 1.5]
+    pixels[1, :3] = [0.5 / 255, 1.5 / 255, 2.5 / 255]  # exact halves round to even
+    # computed with the first released to_uint8 (nan_to_num, clip, *255, np.round)
+    assert compute_pixel_hash(pixels) == "53884f57156a8051244e53a68365261c24be09bb96cf210dc7301405d9ee3047"
+    assert to_uint8(pixels)[1, :3].tolist() == [0, 2, 2] and to_uint8(pixels)[0, :4].tolist() == [0, 255, 0, 255]
+
+
 def test_png_16bit_is_min_max_normalised() -> None:
     raw = np.linspace(1000, 3000, 64 * 64).reshape(64, 64).astype(np.uint16)
     image = load_image(_encode(Image.fromarray(raw), "PNG"))
@@ -478,8 +488,9 @@ def test_make_thumbnail_longer_side(shape: tuple[int, int], expected: tuple[int,
 def test_save_thumbnail_is_content_addressed_atomic_and_idempotent(tmp_path: Path) -> None:
     image = from_array(np.random.default_rng(0).random((64, 96)).astype(np.float32))
     path = save_thumbnail(image, tmp_path)
-    assert path == tmp_path / image.pixel_hash[:2] / f"{image.pixel_hash}.png"
-    assert Image.open(path).size == (256, 171)
+    assert path == tmp_path / image.pixel_hash[:2] / f"{image.pixel_hash}.jpg"
+    with Image.open(path) as thumb:
+        assert (thumb.format, thumb.mode, thumb.size) == ("JPEG", "L", (256, 171))
     before = path.stat().st_mtime_ns
     time.sleep(0.01)
     assert save_thumbnail(image, tmp_path) == path

@@ -14,7 +14,7 @@ from PIL import Image
 
 from medrag.config import Settings
 from medrag.errors import LibraryError
-from medrag.library import ingest_path, read_labels_csv, resolve_inside
+from medrag.library import ingest_items, ingest_path, iter_folder, read_labels_csv, resolve_inside
 from medrag.store import Store
 
 
@@ -41,7 +41,7 @@ def test_folder_ingest_is_incremental_and_dedups_pixels(tmp_path: Path, env) -> 
     assert (first.seen, first.added, first.duplicates) == (5, 4, 1)
     # Files are visited in sorted order, so effusion/copy.png claims the shared pixels first.
     assert store.label_counts() == {"effusion": 3, "normal": 1}
-    thumbs = list(settings.thumbs_dir.rglob("*.png"))
+    thumbs = list(settings.thumbs_dir.rglob("*.jpg"))
     assert len(thumbs) == 4
     again = ingest_path(folder, settings, store)
     assert (again.added, again.unchanged) == (0, 5)
@@ -49,6 +49,55 @@ def test_folder_ingest_is_incremental_and_dedups_pixels(tmp_path: Path, env) -> 
     third = ingest_path(folder, settings, store)
     assert (third.added, third.unchanged) == (1, 5)
     assert store.count_cases() == 5
+
+
+def test_worker_processes_import_exactly_what_the_main_process_imports(tmp_path: Path) -> None:
+    """Same cases, thumbnails and vectors whether images are prepared in workers (fork server) or in-process."""
+    from medrag.library import IngestReport
+
+    folder = tmp_path / "src"
+    for i in range(40):
+        _png(folder / ("normal" if i % 2 else "effusion") / f"{i}.png", seed=i, size=96)
+    _png(folder / "normal" / "copy.png", seed=0, size=96)  # a duplicate of effusion/0.png
+    results = {}
+    for workers in (0, 2):
+        settings = Settings(data_dir=tmp_path / f"data{workers}", image_encoder="classic")
+        store = Store(settings.db_path)
+        steps: list[tuple[int, int]] = []
+        report = ingest_items(
+            iter_folder(folder), settings, store, IngestReport(source=str(folder)), workers=workers,
+            on_progress=lambda done, total: steps.append((done, total)),
+        )
+        assert (report.seen, report.added, report.duplicates, report.errors) == (41, 40, 1, [])
+        assert steps and steps[-1] == (41, 41) and [d for d, _ in steps] == sorted(d for d, _ in steps)
+        frame = store.cases_frame()
+        from medrag.encoders import build_encoder
+
+        ids, vectors = store.load_embeddings("classic", build_encoder("classic", settings).version)
+        results[workers] = (
+            dict(zip(frame["case_id"], frame["label"])),
+            sorted(Path(t).name for t in frame["thumb_path"]),
+            dict(zip(ids, vectors.tolist())),
+        )
+        assert all(Path(t).is_file() for t in frame["thumb_path"])
+    assert results[0][0] == results[2][0] and results[0][1] == results[2][1]
+    assert len(results[0][2]) == 40 and results[0][2].keys() == results[2][2].keys()
+    for case_id, vector in results[0][2].items():
+        assert np.allclose(vector, results[2][2][case_id], atol=1e-6)
+
+
+def test_the_worker_module_does_not_import_the_database() -> None:
+    """Workers start fast because medrag.ingest_worker pulls in neither DuckDB nor pandas."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, medrag.ingest_worker as w; from medrag.config import Settings; "
+        "w.init_worker(Settings(), True); "
+        "print(sorted(m for m in ('duckdb', 'pandas', 'torch', 'streamlit') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
 
 
 def test_labels_csv_hostile_rows_are_reported_not_fatal(tmp_path: Path, env) -> None:  # type: ignore[no-untyped-def]

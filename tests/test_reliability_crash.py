@@ -112,9 +112,9 @@ def _check_consistent(settings: Settings, committed_before: set[str], log: Crash
     log.rows_lost += len(lost)
     assert not lost, f"{len(lost)} committed cases disappeared after a kill"
     # Files under their final names are complete (temp files may be left over, never renamed half-done).
-    for png in settings.thumbs_dir.rglob("*.png"):
-        with Image.open(png) as im:
-            im.verify()
+    for thumb in settings.thumbs_dir.rglob("*.jpg"):
+        with Image.open(thumb) as im:
+            im.load()  # a truncated JPEG raises here (verify() checks nothing for JPEG)
     log.tmp_leftovers += sum(1 for p in settings.data_dir.rglob("*") if ".tmp" in p.name)
     # The saved index: either its two files agree, or load says so and it is rebuilt.
     encoder = build_encoder(settings.image_encoder, settings)
@@ -274,7 +274,7 @@ def test_leftover_temp_files_break_nothing(tmp_path: Path) -> None:
 
     settings = _small_library(tmp_path, n=12)
     junk = [
-        settings.thumbs_dir / "ab" / ".abcdef.png.x1y2.tmp",
+        settings.thumbs_dir / "ab" / ".abcdef.jpg.x1y2.tmp",
         settings.index_dir / ".classic.faiss.k3j4.tmp",
         settings.index_dir / ".classic.json.k3j4.tmp",
         settings.models_dir / ".classic.npz.zz.tmp",
@@ -307,6 +307,19 @@ def _children(pid: int) -> list[tuple[int, str]]:
     return found
 
 
+def _import_workers(pid: int) -> list[int]:
+    """Worker processes of an import in process ``pid``: spawned children, or children of its fork server."""
+    workers = []
+    for child, cmd in _children(pid):
+        if "resource_tracker" in cmd:
+            continue
+        if "forkserver" in cmd:
+            workers.extend(grandchild for grandchild, _ in _children(child))
+        elif "spawn_main" in cmd:
+            workers.append(child)
+    return workers
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the worker processes")
@@ -331,7 +344,7 @@ def test_kill_9_of_an_ingest_worker_process(tmp_path: Path) -> None:
     victim = None
     deadline = time.monotonic() + 120
     while victim is None and time.monotonic() < deadline and proc.poll() is None:
-        workers = [pid for pid, cmd in _children(proc.pid) if "spawn_main" in cmd and "resource_tracker" not in cmd]
+        workers = _import_workers(proc.pid)
         if workers:
             time.sleep(0.5)  # let it decode a little first
             try:
