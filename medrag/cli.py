@@ -115,6 +115,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         elif isinstance(event, ev.SummaryReady):
             summary = event.summary
             print(f"\nSummary: {printable(summary.label)}")
+            for note in summary.notes:
+                print(f"  note: {printable(note, keep_newlines=False)}")
             flagged = {k: v for k, v in summary.findings.items() if v != "absent"}
             print("Findings: " + (", ".join(f"{k} ({v})" for k, v in flagged.items()) or "none flagged"))
         elif isinstance(event, ev.WebResultsReady):

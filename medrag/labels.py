@@ -601,7 +601,7 @@ def _make_label(findings: dict[str, FindingStatus], best: dict[str, _Mention], o
     return "No findings stated"
 
 
-def _summarise(docs: Iterable[Any]) -> Summary:
+def _summarise(docs: Iterable[Any], notes: tuple[str, ...] = ()) -> Summary:
     mentions, others, described = _mentions(docs)
     findings: dict[str, FindingStatus] = {name: "absent" for name in FINDINGS}
     best: dict[str, _Mention] = {}
@@ -615,16 +615,22 @@ def _summarise(docs: Iterable[Any]) -> Summary:
     )
     if described and not abnormal and not others:
         findings["no finding"] = "present"
-    return Summary(label=_make_label(findings, best, others), findings=findings, backend="rules")
+    return Summary(label=_make_label(findings, best, others), findings=findings, backend="rules", notes=notes)
 
 
-def _prepare(text: str) -> str:
+def _prepare(text: str) -> tuple[str, tuple[str, ...]]:
+    """The text the labeler reads, and the caveats to show with its result."""
     if not isinstance(text, str):
         text = str(text)
     clipped, truncated = truncate_for_labeling(text)
-    if truncated:
-        log.warning("Labeler read only %d of %d characters (head and last impression).", len(clipped), len(text))
-    return strip_skipped_sections(_sanitise(clipped))
+    if not truncated:
+        return strip_skipped_sections(_sanitise(clipped)), ()
+    log.warning("Labeler read only %d of %d characters (head and last impression).", len(clipped), len(text))
+    note = (
+        f"The labeler read {len(clipped):,} of {len(text):,} characters (the start and the last impression); "
+        "findings described only in the part it skipped are not in the table."
+    )
+    return strip_skipped_sections(_sanitise(clipped)), (note,)
 
 
 _CHUNK_CHARS = 600
@@ -668,17 +674,18 @@ def label_texts(texts: Iterable[str], batch_size: int = 64) -> list[Summary]:
     nlp = _get_nlp()
     owners: list[int] = []
     pieces: list[str] = []
-    n_texts = 0
+    notes: list[tuple[str, ...]] = []
     for index, text in enumerate(texts):
-        n_texts = index + 1
-        for chunk in _chunks(_prepare(text)):
+        prepared, caveats = _prepare(text)
+        notes.append(caveats)
+        for chunk in _chunks(prepared):
             owners.append(index)
             pieces.append(chunk)
-    docs: list[list[Any]] = [[] for _ in range(n_texts)]
+    docs: list[list[Any]] = [[] for _ in notes]
     with _NLP_LOCK:
         for owner, doc in zip(owners, nlp.pipe(pieces, batch_size=batch_size)):
             docs[owner].append(doc)
-        return [_summarise(group) for group in docs]
+        return [_summarise(group, caveats) for group, caveats in zip(docs, notes)]
 
 
 class RulesSummariser:

@@ -265,7 +265,10 @@ def analyze(
                 web_results=[dataclasses.asdict(r) for r in results],
                 web_status=status,
                 guard=dataclasses.asdict(verdict),
-                meta=_json_safe(image.meta) if image else {},
+                meta={
+                    **(_json_safe(image.meta) if image else {}),
+                    **({"summary_notes": list(summary.notes)} if summary and summary.notes else {}),
+                },
                 timings=dict(timings),
                 errors=errors,
                 total_seconds=time.perf_counter() - t_all,

@@ -88,6 +88,8 @@ class Summary:
     label: str
     findings: dict[str, FindingStatus]
     backend: str = "rules"
+    #: caveats a reader should see beside the label (text cut for labelling, model label missing, ...)
+    notes: tuple[str, ...] = ()
 
     def present(self) -> list[str]:
         """Names of findings marked present."""

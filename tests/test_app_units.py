@@ -145,7 +145,8 @@ def test_view_from_record_matches_the_live_view() -> None:
         "neighbours": [n.__dict__ for n in live.neighbours],
         "web_results": [{"title": "T", "url": "https://nih.gov/a", "domain": "nih.gov", "snippet": "s"}],
         "web_status": "1 result from serpapi", "guard": {"allowed": True, "reason": "ok", "score": 0.5, "kind": "image"},
-        "meta": {"format": "png"}, "timings": {"input": 0.1, "reasoning": 0.2}, "errors": [{"stage": "web", "message": "m"}],
+        "meta": {"format": "png", "summary_notes": ["the labeler read part of the text"]},
+        "timings": {"input": 0.1, "reasoning": 0.2}, "errors": [{"stage": "web", "message": "m"}],
         "total_seconds": 0.9,
     }
     view = view_from_record(record)
@@ -154,6 +155,7 @@ def test_view_from_record_matches_the_live_view() -> None:
     assert view.web_results == [WebResult("T", "https://nih.gov/a", "nih.gov", "s")]
     assert view.stages == ["input", "reasoning", "web"]
     assert view.failures == {"web": "m"}
+    assert view.summary_notes == ["the labeler read part of the text"]
 
 
 # ---------------------------------------------------------------------------------------------- viewer

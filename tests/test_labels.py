@@ -180,6 +180,9 @@ def test_truncation_keeps_the_head_and_the_last_impression(caplog: pytest.LogCap
         summary = label_text(text)
     assert summary.findings["pneumothorax"] == "present"
     assert any("read only" in r.message for r in caplog.records)
+    # the caveat travels with the result, for the app and the CLI to show
+    assert len(summary.notes) == 1 and f"of {len(text):,} characters" in summary.notes[0]
+    assert label_text("IMPRESSION: Large right pneumothorax.").notes == ()
 
 
 def test_megabyte_run_on_text_gives_a_valid_summary() -> None:

@@ -10,6 +10,7 @@ import pytest
 from medrag import events as ev
 from medrag.pipeline import impression_of, run_to_completion
 from medrag.reasoners import ReasoningRequest
+from medrag.records import Summary
 
 
 def _first_demo_image(workbench) -> tuple[Path, str]:  # type: ignore[no-untyped-def]
@@ -93,6 +94,27 @@ def test_failing_reasoner_does_not_stop_independent_stages(demo_workbench, monke
     assert result["neighbours"] and result["summary"].label  # summary falls back to the similar cases
     row = demo_workbench.store.get_analysis(result["analysis_id"])
     assert row["errors"][0]["stage"] == "reasoning"
+
+
+class _CautiousSummariser:
+    name = "cautious"
+
+    def summarise(self, text: str) -> Summary:
+        return Summary(label="Cardiomegaly", findings={"cardiomegaly": "present"}, backend=self.name,
+                       notes=("the labeler read 20,000 of 90,000 characters",))
+
+
+def test_summary_notes_reach_the_events_the_history_and_the_reopened_view(demo_workbench, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    from medrag.ui.analysis import view_from_record
+
+    path, _ = _first_demo_image(demo_workbench)
+    monkeypatch.setitem(demo_workbench._members, "summariser", _CautiousSummariser())
+    result = run_to_completion(demo_workbench.analyze(path, web=False))
+    assert result["summary"].notes == ("the labeler read 20,000 of 90,000 characters",)
+    row = demo_workbench.store.get_analysis(result["analysis_id"])
+    assert row["meta"]["summary_notes"] == ["the labeler read 20,000 of 90,000 characters"]
+    assert row["meta"]["format"] == "png"  # the image metadata is still there beside the notes
+    assert view_from_record(row).summary_notes == ["the labeler read 20,000 of 90,000 characters"]
 
 
 def test_impression_extraction() -> None:

@@ -256,3 +256,15 @@ def test_summariser(settings: Settings) -> None:
     assert generated.strip() and summary.label == clean_label(generated)
     assert summary.findings == labels.label_text(reasoning).findings
     assert summary.findings["effusion"] == "present"
+    assert summary.notes == ()
+
+
+def test_summariser_without_a_model_label_says_so(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    labels = pytest.importorskip("medrag.labels", reason="medrag.labels (rule labeler) is not in this checkout yet")
+    from medrag.reasoners.openai import NO_MODEL_LABEL
+
+    summariser = build_summariser("hf", settings)
+    monkeypatch.setattr(summariser, "generate_label", lambda text: "\n  \n")  # a model that answers nothing
+    reasoning = "### Impression\n- Cardiomegaly."
+    summary = summariser.summarise(reasoning)
+    assert summary.label == labels.label_text(reasoning).label and summary.notes == (NO_MODEL_LABEL,)

@@ -19,6 +19,7 @@ from medrag.config import Settings
 from medrag.errors import BackendUnavailableError, ConfigError
 from medrag.reasoners.base import ReasoningRequest, build_reasoner, build_summariser, reasoner_names, summariser_names
 from medrag.reasoners.openai import (
+    NO_MODEL_LABEL,
     OpenAIChatClient,
     OpenAIReasoner,
     OpenAISummariser,
@@ -280,7 +281,18 @@ def test_summariser_uses_server_label_and_rule_findings() -> None:
         body = server.requests[0].json()
     assert summary.label == "Cardiomegaly" and summary.backend == "openai"
     assert summary.findings == labels.label_text(reasoning).findings
+    assert summary.notes == ()
     assert body["temperature"] == 0.0 and body["messages"][1]["content"].count("</reasoning>") == 1
+
+
+def test_an_empty_model_label_falls_back_to_the_rules_with_a_note() -> None:
+    labels = needs_label_text()
+    reasoning = "### Impression\n- Cardiomegaly."
+    reply = Reply(chunks=sse(chat_chunk("   "), chat_chunk(None, "stop")))
+    with FakeServer({ROUTE: lambda req: reply}) as server:
+        summary = OpenAISummariser(client(server.url)).summarise(reasoning)
+    assert summary.label == labels.label_text(reasoning).label
+    assert summary.notes == (NO_MODEL_LABEL,)
 
 
 def test_summariser_errors_are_backend_unavailable() -> None:

@@ -300,11 +300,12 @@ class HFSummariser:
             raise BackendUnavailableError(
                 "The hf summariser needs medrag.labels for findings; reinstall MedRAG (`pip install -r requirements.txt`)."
             ) from exc
-        from medrag.reasoners.openai import clean_label
+        from medrag.reasoners.openai import NO_MODEL_LABEL, clean_label
 
         rules = label_text(text)
         label = clean_label(self.generate_label(text))
-        return Summary(label=label or rules.label, findings=dict(rules.findings), backend=self.name)
+        notes = rules.notes if label else (*rules.notes, NO_MODEL_LABEL)
+        return Summary(label=label or rules.label, findings=dict(rules.findings), backend=self.name, notes=notes)
 
 
 def _require_packages(weights: ResolvedWeights) -> None:

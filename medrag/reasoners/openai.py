@@ -411,6 +411,10 @@ class OpenAIReasoner:
         yield from self.client.stream_chat(messages, max_tokens=self.max_tokens, temperature=self.temperature)
 
 
+#: Shown with the label when a model summariser returned nothing usable and the rule label stands in.
+NO_MODEL_LABEL = "The model gave no usable label; the rule-based label is shown."
+
+
 def clean_label(text: str, max_chars: int = 120) -> str:
     """The first meaningful line of a model's label answer, without quotes, markdown or a ``Label:`` prefix."""
     for line in text.splitlines():
@@ -447,7 +451,9 @@ class OpenAISummariser:
         rules = label_text(text)
         messages = to_openai_messages(build_summary_messages(text), None)
         answer = self.client.complete(messages, max_tokens=self.max_tokens, temperature=0.0)
-        return Summary(label=clean_label(answer) or rules.label, findings=rules.findings, backend=self.name)
+        label = clean_label(answer)
+        notes = rules.notes if label else (*rules.notes, NO_MODEL_LABEL)
+        return Summary(label=label or rules.label, findings=rules.findings, backend=self.name, notes=notes)
 
 
 def _client_from(settings: "Settings", what: str) -> OpenAIChatClient:

@@ -60,6 +60,7 @@ class AnalysisView:
     reasoner_backend: str = ""
     reasoner_model: str = ""
     summariser_backend: str = ""
+    summary_notes: list[str] = field(default_factory=list)
     label: str = ""
     findings: dict[str, str] = field(default_factory=dict)
     web_results: list[WebResult] = field(default_factory=list)
@@ -100,6 +101,7 @@ class AnalysisView:
             self.label = event.summary.label
             self.findings = dict(event.summary.findings)
             self.summariser_backend = event.summary.backend
+            self.summary_notes = list(event.summary.notes)
         elif isinstance(event, WebResultsReady):
             self.web_results = list(event.results)
             self.web_status = event.status
@@ -189,6 +191,7 @@ def view_from_record(record: dict[str, Any]) -> AnalysisView:
         reasoner_backend=str(record.get("reasoner_backend") or ""),
         reasoner_model=str(record.get("reasoner_model") or ""),
         summariser_backend=str(record.get("summariser_backend") or ""),
+        summary_notes=[str(n) for n in (record.get("meta") or {}).get("summary_notes") or []],
         label=str(record.get("label") or ""),
         findings={str(k): str(v) for k, v in (record.get("findings") or {}).items()},
         web_results=[_web_result(r) for r in record.get("web_results") or []],

@@ -201,6 +201,8 @@ def render_label_and_findings(view: AnalysisView) -> None:
     st.caption("Label" + (f" · {escape_markdown(view.summariser_backend)}" if view.summariser_backend else ""),
                help="Condensed from the reasoning's impression by the summariser")
     st.subheader(escape_markdown(view.label or "—"), anchor=False)
+    for note in view.summary_notes:
+        st.caption(f":material/info: {escape_markdown(note)}")
     rows = view.findings_rows()
     if not rows:
         st.caption("No findings were extracted.")
