@@ -52,6 +52,10 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: f
     raise AssertionError(f"streamlit did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
+#: url of a running test server → its log file
+_LOGS: dict[str, Path] = {}
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A `streamlit run streamlit_app.py` on a free port with a fresh data folder; killed afterwards."""
@@ -78,6 +82,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc, log)
+        _LOGS[url] = log
         yield url
     finally:
         if proc.poll() is None:
@@ -189,3 +194,41 @@ def test_upload_analyze_and_find_it_in_history(server: str, tmp_path: Path) -> N
             assert errors == [], errors
         finally:
             browser.close()
+
+
+def test_library_import_runs_its_workers_inside_the_server(server: str, tmp_path: Path) -> None:
+    """An import large enough for worker processes (fork server) works from the Streamlit server process.
+
+    Under Streamlit the __main__ module is the page script; a worker that re-ran it would start its own
+    import. The log must not show the fallback to a single process either.
+    """
+    from PIL import Image
+    from playwright.sync_api import expect, sync_playwright
+
+    from medrag.library import _PARALLEL_FROM
+    from medrag.phantoms import generate_phantom
+
+    folder = tmp_path / "teaching-set" / "effusion"
+    folder.mkdir(parents=True)
+    count = _PARALLEL_FROM + 20
+    for i in range(count):
+        pixels = generate_phantom(frozenset({"effusion"}), seed=90_000 + i, size=192)
+        Image.fromarray((pixels.clip(0, 1) * 255).round().astype("uint8")).save(folder / f"{i:03d}.png")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(f"{server}/Library")
+            wait_idle(page, timeout_s=180)
+            page.get_by_role("tab", name="Import and re-index").click()
+            wait_idle(page)
+            page.get_by_label("Folder (or .parquet / Open-i .tgz) on this machine").fill(str(folder.parent))
+            page.get_by_role("button", name="Import").click()
+            expect(page.get_by_text(f"{count} seen, {count} added")).to_be_visible(timeout=180_000)
+            wait_idle(page)
+            _shot(page, "2_library_import")
+            assert not page.get_by_text("Traceback").count()
+        finally:
+            browser.close()
+    log = _LOGS[server].read_text(errors="replace")
+    assert "worker stopped unexpectedly" not in log and "Traceback" not in log, log[-3000:]

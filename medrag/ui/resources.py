@@ -57,11 +57,12 @@ def get_workbench() -> Workbench:
 
 @contextmanager
 def spawn_safe_main() -> Iterator[None]:
-    """Hide the page script from worker processes started with "spawn" while the block runs.
+    """Hide the page script from worker processes started while the block runs.
 
-    A spawned worker re-runs the file of ``sys.modules["__main__"]``; under Streamlit that module is the
-    page script itself, so each import worker would re-run the page (and start its own import).
-    Without a ``__file__`` on ``__main__`` the worker imports nothing extra.
+    A spawned worker, and the fork server that imports start from, re-run the file of
+    ``sys.modules["__main__"]``; under Streamlit that module is the page script itself, so each would
+    re-run the page (and start its own import). Without a ``__file__`` on ``__main__`` they import
+    nothing extra. (tests/test_browser_e2e.py imports 220 images from the Library page of a real server.)
     """
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
