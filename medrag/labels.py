@@ -594,6 +594,8 @@ def _make_label(findings: dict[str, FindingStatus], best: dict[str, _Mention], o
         return _capitalise(head + (" with " + _join(rest) if rest else "") + devices)
     if findings["no finding"] == "present":
         return "No acute cardiopulmonary abnormality" + devices
+    if findings["no finding"] == "uncertain":
+        return "Indeterminate; no definite abnormality" + devices
     if others:
         return _capitalise(others[0]) + "; no acute cardiopulmonary abnormality" + devices
     if devices:
@@ -601,7 +603,12 @@ def _make_label(findings: dict[str, FindingStatus], best: dict[str, _Mention], o
     return "No findings stated"
 
 
+#: A reading that calls itself indeterminate: with nothing abnormal named, "normal" is not a finding of it.
+_HEDGED_READING = re.compile(r"\b(?:indeterminate|equivocal|inconclusive)\b", re.IGNORECASE)
+
+
 def _summarise(docs: Iterable[Any], notes: tuple[str, ...] = ()) -> Summary:
+    docs = list(docs)
     mentions, others, described = _mentions(docs)
     findings: dict[str, FindingStatus] = {name: "absent" for name in FINDINGS}
     best: dict[str, _Mention] = {}
@@ -614,7 +621,8 @@ def _summarise(docs: Iterable[Any], notes: tuple[str, ...] = ()) -> Summary:
         status != "absent" for name, status in findings.items() if name not in ("no finding", "support devices")
     )
     if described and not abnormal and not others:
-        findings["no finding"] = "present"
+        hedged = any(_HEDGED_READING.search(doc.text) for doc in docs)
+        findings["no finding"] = "uncertain" if hedged else "present"
     return Summary(label=_make_label(findings, best, others), findings=findings, backend="rules", notes=notes)
 
 

@@ -226,3 +226,17 @@ def test_rules_summariser_is_registered(tmp_path) -> None:  # type: ignore[no-un
     assert isinstance(summariser, RulesSummariser)
     assert (summariser.name, summariser.model) == ("rules", "medspacy-context")
     assert summariser.summarise("Cardiomegaly.").findings["cardiomegaly"] == "present"
+
+
+def test_an_indeterminate_reading_is_not_labelled_normal() -> None:
+    """The evidence reasoner's mixed-neighbour impression must not become 'No acute abnormality'."""
+    mixed = label_text(
+        "Indeterminate: the similar cases are mixed; the largest group is normal "
+        "(weighted vote 46% of 5 cases). Verify against the image."
+    )
+    assert mixed.findings["no finding"] == "uncertain" and mixed.label == "Indeterminate; no definite abnormality"
+    assert mixed.present() == []
+    # a plain normal reading is still normal, and a hedged finding is still that finding
+    assert label_text("Heart size normal. Lungs clear.").findings["no finding"] == "present"
+    nodule = label_text("Indeterminate nodule in the right upper lobe.")
+    assert nodule.findings["nodule/mass"] == "uncertain" and nodule.findings["no finding"] == "absent"
