@@ -376,6 +376,11 @@ def _prepared_stream(
         log.warning("an import worker stopped unexpectedly; continuing in the main process")
         init_worker(settings, False, encoder)
         yield from map(prepare, todo[received:])
+    except OSError as exc:
+        # No worker could be started (process limit, no /dev/shm or sockets in a sandbox): slower, not failed.
+        log.warning("import workers could not start (%s); importing in the main process", exc)
+        init_worker(settings, False, encoder)
+        yield from map(prepare, todo[received:])
 
 
 def _worker_context() -> Any:

@@ -188,3 +188,28 @@ def test_openi_reports_join_their_images(tmp_path: Path, env) -> None:  # type: 
     assert report.added == 1
     case = store.cases_frame().iloc[0]
     assert case["dataset"] == "openi" and "cardiomegaly" in case["label"] and "enlarged" in case["report"]
+
+
+def test_an_import_whose_workers_cannot_start_finishes_in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A machine that refuses new processes (limits, sandboxes) gets a slower import, not a failed one."""
+    import logging
+    import multiprocessing
+
+    from medrag import library
+
+    class _NoProcesses(type(multiprocessing.get_context("spawn"))):  # type: ignore[misc]
+        def Process(self, *args, **kwargs):  # type: ignore[no-untyped-def] # noqa: N802 - multiprocessing's name
+            raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(library, "_worker_context", lambda: _NoProcesses())
+    folder = tmp_path / "src"
+    for i in range(6):
+        _png(folder / "normal" / f"{i}.png", seed=i)
+    settings = Settings(data_dir=tmp_path / "data", image_encoder="classic")
+    store = Store(settings.db_path)
+    with caplog.at_level(logging.WARNING, logger="medrag"):
+        report = ingest_items(iter_folder(folder), settings, store, library.IngestReport(source="x"), workers=2)
+    assert (report.added, report.errors) == (6, []) and store.count_cases() == 6
+    assert any("could not start" in r.getMessage() for r in caplog.records)
