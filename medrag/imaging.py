@@ -87,8 +87,11 @@ def to_uint8(pixels: np.ndarray) -> np.ndarray:
 
 
 def compute_pixel_hash(pixels: np.ndarray) -> str:
-    """sha256 hex of the 8-bit pixels plus the shape: identical-looking images share it."""
-    u8 = np.ascontiguousarray(to_uint8(pixels))
+    """sha256 hex of the 8-bit pixels plus the shape: identical-looking images share it.
+
+    ``pixels`` are floats in [0, 1], or already 8-bit (``uint8``, as :func:`to_uint8` would give).
+    """
+    u8 = np.ascontiguousarray(pixels if pixels.dtype == np.uint8 else to_uint8(pixels))
     digest = hashlib.sha256(f"{u8.shape[0]}x{u8.shape[1]};".encode())
     digest.update(u8.tobytes())
     return digest.hexdigest()
@@ -105,12 +108,17 @@ def from_array(pixels: np.ndarray, *, name: str = "", fmt: str = "array") -> CXR
     meta = _base_meta(name, fmt)
     meta.update(width=int(arr.shape[1]), height=int(arr.shape[0]), bit_depth=32)
     _finish_meta(arr, meta, warnings)
-    return CXRImage(pixels=arr, meta=meta, pixel_hash=compute_pixel_hash(arr), file_hash="")
+    image = CXRImage(pixels=arr, meta=meta, file_hash="")
+    image.pixel_hash = compute_pixel_hash(image.uint8_pixels())
+    return image
 
 
 def make_thumbnail(pixels: np.ndarray, size: int = 256) -> Image.Image:
-    """A grayscale ("L") PIL image whose longer side is ``size`` pixels (aspect kept)."""
-    img = Image.fromarray(to_uint8(pixels), mode="L")
+    """A grayscale ("L") PIL image whose longer side is ``size`` pixels (aspect kept).
+
+    ``pixels`` are floats in [0, 1] or already 8-bit (``CXRImage.uint8_pixels()``).
+    """
+    img = Image.fromarray(pixels if pixels.dtype == np.uint8 else to_uint8(pixels), mode="L")
     if max(img.size) >= 2 * size:
         # An integer box reduction first: the LANCZOS pass then works on a small image (4x faster).
         img = img.reduce(max(img.size) // size)
@@ -137,7 +145,7 @@ def save_thumbnail(image: CXRImage, thumbs_dir: Path, size: int = 256) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
-    make_thumbnail(image.pixels, size).save(buf, format="JPEG", quality=THUMBNAIL_JPEG_QUALITY)
+    make_thumbnail(image.uint8_pixels(), size).save(buf, format="JPEG", quality=THUMBNAIL_JPEG_QUALITY)
     atomic_write(target, buf.getvalue(), durable=False)
     return target
 
@@ -209,19 +217,24 @@ def load_image(source: str | Path | bytes, *, name: str = "") -> CXRImage:
                 pixels = _decode_pillow(data, kind, meta, warnings, name)
         else:
             pixels = _decode_pillow(data, kind, meta, warnings, name)
-    pixels = _clipped_float32(pixels)
+    eight_bit = pixels if pixels.dtype == np.uint8 else None
+    pixels = _to_unit_float32(pixels)
     meta["width"], meta["height"] = int(pixels.shape[1]), int(pixels.shape[0])
     _finish_meta(pixels, meta, warnings)
-    return CXRImage(
-        pixels=pixels,
-        meta=meta,
-        pixel_hash=compute_pixel_hash(pixels),
-        file_hash=hashlib.sha256(data).hexdigest(),
-    )
+    image = CXRImage(pixels=pixels, meta=meta, file_hash=hashlib.sha256(data).hexdigest())
+    if eight_bit is not None:
+        image._uint8 = eight_bit  # the file's own 8-bit pixels: to_uint8(pixels) would give them back exactly
+    image.pixel_hash = compute_pixel_hash(image.uint8_pixels())
+    return image
 
 
-def _clipped_float32(pixels: np.ndarray) -> np.ndarray:
-    """C-contiguous float32 clipped to [0, 1]; in place when the decoder handed over an array of its own."""
+def _to_unit_float32(pixels: np.ndarray) -> np.ndarray:
+    """C-contiguous float32 in [0, 1]: 8-bit input scaled by 1/255, floats clipped (in place when the
+    decoder handed over an array of its own)."""
+    if pixels.dtype == np.uint8:
+        out = pixels.astype(np.float32)
+        out /= np.float32(255.0)
+        return out
     if pixels.dtype == np.float32 and pixels.flags.c_contiguous and pixels.flags.writeable and pixels.flags.owndata:
         return np.clip(pixels, 0.0, 1.0, out=pixels)
     return np.ascontiguousarray(np.clip(pixels, 0.0, 1.0), dtype=np.float32)
@@ -417,11 +430,12 @@ def _decode_pillow(
 def _pillow_pixels(img: Image.Image, meta: dict[str, Any], warnings: list[str], what: str) -> np.ndarray:
     mode = img.mode
     meta["mode"] = mode
+    # 8-bit grey comes back as uint8: load_image scales it and keeps it for the hash and the thumbnail.
     if mode == "1":
         meta["bit_depth"] = 1
-        return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+        return np.ascontiguousarray(np.asarray(img.convert("L"), dtype=np.uint8))
     if mode == "L":
-        return np.asarray(img, dtype=np.float32) / 255.0
+        return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
     if mode in ("LA", "La"):
         warnings.append("alpha channel dropped.")
         return np.asarray(img.getchannel(0), dtype=np.float32) / 255.0

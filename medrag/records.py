@@ -43,11 +43,21 @@ class CXRImage:
     pixel_hash: str = ""
     #: sha256 of the original file bytes ("" for in-memory images).
     file_hash: str = ""
+    #: the 8-bit pixels, kept once computed (or straight from an 8-bit file): hash, thumbnail and upload share it
+    _uint8: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def shape(self) -> tuple[int, int]:
         """(height, width)."""
         return (int(self.pixels.shape[0]), int(self.pixels.shape[1]))
+
+    def uint8_pixels(self) -> np.ndarray:
+        """The pixels as 8-bit (``medrag.imaging.to_uint8``), computed at most once; do not modify it."""
+        if self._uint8 is None:
+            from medrag.imaging import to_uint8
+
+            self._uint8 = to_uint8(self.pixels)
+        return self._uint8
 
 
 @dataclass(frozen=True)
