@@ -238,7 +238,7 @@ def main() -> None:
         print(f"decode only, one core ({n} images)...", flush=True)
         secs = stage_decode(paths)
         rows.append({"stage": "decode only (load_image), 1 core", "seconds": secs, "images_per_s": per_second(n, secs)})
-        print(f"decode + classic embed, one core...", flush=True)
+        print("decode + classic embed, one core...", flush=True)
         secs = stage_decode_embed(paths)
         rows.append({"stage": "decode + classic embed, 1 core", "seconds": secs, "images_per_s": per_second(n, secs)})
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np

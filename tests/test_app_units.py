@@ -242,7 +242,6 @@ def _panels_app() -> None:
     import streamlit as st
 
     from medrag.records import WebResult
-    from medrag.ui.analysis import AnalysisView
     from medrag.ui.panels import render_label_and_findings, render_outcome, render_web
 
     view = AnalysisView(

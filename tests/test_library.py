@@ -66,7 +66,7 @@ def test_worker_processes_import_exactly_what_the_main_process_imports(tmp_path:
         steps: list[tuple[int, int]] = []
         report = ingest_items(
             iter_folder(folder), settings, store, IngestReport(source=str(folder)), workers=workers,
-            on_progress=lambda done, total: steps.append((done, total)),
+            on_progress=lambda done, total, seen=steps: seen.append((done, total)),
         )
         assert (report.seen, report.added, report.duplicates, report.errors) == (41, 40, 1, [])
         assert steps and steps[-1] == (41, 41) and [d for d, _ in steps] == sorted(d for d, _ in steps)

@@ -17,7 +17,7 @@ from skimage.feature import hog
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import load_all, score  # noqa: E402
-from exp04_blocks import BLOCKS, cap, hist, lbp_grid, resize, unit  # noqa: E402
+from exp04_blocks import BLOCKS, hist, lbp_grid, resize, unit  # noqa: E402
 from medrag.evaluation.retrieval import leave_one_patient_out  # noqa: E402
 from medrag.phantoms import demo_mix, generate_phantom, label_for  # noqa: E402
 

@@ -159,7 +159,7 @@ def run_main(before: str) -> None:
     old_enc = module_at(before, "medrag/encoders/classic.py", "classic_before")
     encoders = {"v2 (before)": old_enc, "v3": new_classic}
     nih_scores = {name: nih_p10(embed_fitted(enc, nih()[0])) for name, enc in encoders.items()}
-    print(f"\n| phantoms | encoder | seed | exact P@5 | share P@5 | normal agree | P@10 | nih P@10 |")
+    print("\n| phantoms | encoder | seed | exact P@5 | share P@5 | normal agree | P@10 | nih P@10 |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     per_label: dict[str, dict[str, float]] = {}
     for (ph_name, ph), (enc_name, enc), seed in itertools.product(

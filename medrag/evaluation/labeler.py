@@ -40,7 +40,6 @@ Reports indexed "No Indexing" and reports with neither findings nor impression t
 from __future__ import annotations
 
 import importlib.util
-import io
 import tarfile
 import time
 import xml.etree.ElementTree as ET
