@@ -23,7 +23,7 @@ from medrag.events import (
     SummaryReady,
 )
 from medrag.records import GuardVerdict, Neighbour, Summary, WebResult
-from medrag.ui.analysis import AnalysisView, collect, view_from_record
+from medrag.ui.analysis import collect, view_from_record
 from medrag.ui.figures import library_map_figure, scores_bar, similarity_distribution, votes_frame
 from medrag.ui.safe import defang_markdown, escape_markdown, safe_url, shorten
 from medrag.ui.tables import history_table, neighbour_scores
@@ -242,6 +242,7 @@ def _panels_app() -> None:
     import streamlit as st
 
     from medrag.records import WebResult
+    from medrag.ui.analysis import AnalysisView  # AppTest runs this function's body on its own
     from medrag.ui.panels import render_label_and_findings, render_outcome, render_web
 
     view = AnalysisView(
