@@ -63,6 +63,10 @@ class Settings:
     max_new_tokens: int = 512
     temperature: float = 0.2
     load_in_4bit: bool = False
+    #: where torch models run: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps
+    device: str = "auto"
+    #: the ``openclip`` encoder's model: local-dir:PATH or hf-hub:ORG/REPO (from the local HF cache)
+    openclip_model: str = ""
     demo_cases: int = 240
     save_history: bool = True
 
@@ -75,7 +79,18 @@ class Settings:
             raise ConfigError(
                 f"web_provider {self.web_provider!r} is unknown; use auto, serpapi, tavily or off."
             )
+        device = self.device.strip().lower()
+        kind, _, number = device.partition(":")
+        if kind not in {"auto", "cpu", "cuda", "mps"} or (number and (kind != "cuda" or not number.isdigit())):
+            raise ConfigError(f"device {self.device!r} is unknown; use auto, cpu, cuda, cuda:1 or mps (MEDRAG_DEVICE).")
+        object.__setattr__(self, "device", device)
+        object.__setattr__(self, "openclip_model", self.openclip_model.strip())
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
+
+    @property
+    def torch_device(self) -> str | None:
+        """The device to ask for, or None to let :func:`medrag.devices.select_device` choose."""
+        return None if self.device == "auto" else self.device
 
     # Derived paths: one data folder holds everything, so it moves as one.
     @property
@@ -127,7 +142,8 @@ def load_settings(secrets_path: Path | None = None, **overrides: Any) -> Setting
 
     Environment: MEDRAG_DATA_DIR, MEDRAG_IMAGE_ENCODER, MEDRAG_TEXT_ENCODER, MEDRAG_REASONER,
     MEDRAG_SUMMARISER, MEDRAG_K, MEDRAG_DEMO_CASES, MEDRAG_WEB, SERPAPI_API_KEY, TAVILY_API_KEY,
-    MEDRAG_SERPAPI_BASE_URL, MEDRAG_TAVILY_BASE_URL, MEDRAG_OPENAI_BASE_URL, MEDRAG_OPENAI_MODEL, OPENAI_API_KEY.
+    MEDRAG_SERPAPI_BASE_URL, MEDRAG_TAVILY_BASE_URL, MEDRAG_OPENAI_BASE_URL, MEDRAG_OPENAI_MODEL, OPENAI_API_KEY,
+    MEDRAG_DEVICE, MEDRAG_OPENCLIP_MODEL.
     """
     secrets = _read_secrets(secrets_path or REPO_ROOT / ".streamlit" / "secrets.toml")
     env = os.environ
@@ -144,6 +160,8 @@ def load_settings(secrets_path: Path | None = None, **overrides: Any) -> Setting
         "openai_api_key": env.get("OPENAI_API_KEY") or secrets.get("OPENAI_API_KEY"),
         "serpapi_base_url": env.get("MEDRAG_SERPAPI_BASE_URL"),
         "tavily_base_url": env.get("MEDRAG_TAVILY_BASE_URL"),
+        "device": env.get("MEDRAG_DEVICE") or None,
+        "openclip_model": env.get("MEDRAG_OPENCLIP_MODEL") or None,
     }
     for variable, key in (("MEDRAG_K", "k"), ("MEDRAG_DEMO_CASES", "demo_cases")):
         if env.get(variable):

@@ -10,7 +10,7 @@ import streamlit as st
 from medrag.ui import state
 from medrag.ui.page import error_boundary, setup_page
 from medrag.ui.safe import escape_markdown
-from medrag.ui.tables import backends_frame, key_presence, web_search_line
+from medrag.ui.tables import backends_frame, compute_line, key_presence, web_search_line
 
 workbench = setup_page("Settings", "settings")
 settings = workbench.settings
@@ -38,6 +38,7 @@ with error_boundary():
         "Choose backends with MEDRAG_IMAGE_ENCODER, MEDRAG_TEXT_ENCODER, MEDRAG_REASONER and MEDRAG_SUMMARISER; "
         "a backend whose weights are missing falls back to the offline default."
     )
+    st.markdown(compute_line(settings))
 
 st.subheader("Models")
 with error_boundary():

@@ -329,3 +329,18 @@ def test_store_lease_holds_the_file_while_used_and_lets_go_when_idle(tmp_path) -
     assert workbench.store.count_cases() == 0
     con = duckdb.connect(str(workbench.settings.db_path))  # nobody holds the file now
     con.close()
+
+
+def test_compute_line_names_the_device_and_the_openclip_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from medrag.config import Settings
+    from medrag.ui.tables import compute_line
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same answer on a GPU machine
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.delenv("MEDRAG_DEVICE", raising=False)
+    line = compute_line(Settings(data_dir=tmp_path))
+    assert "`cpu` (chosen automatically)" in line and "model: not set" in line
+    line = compute_line(Settings(data_dir=tmp_path, device="cuda", openclip_model="local-dir:/models/my`clip"))
+    assert "`cuda` is not usable here" in line and "`local-dir:/models/myclip`" in line

@@ -57,3 +57,13 @@ def test_this_machine_without_gpu_is_cpu() -> None:
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA GPU")
     assert select_device() in {"cpu", "mps"}
+
+
+def test_settings_device_is_validated_without_torch() -> None:
+    from medrag.config import Settings
+
+    assert Settings().device == "auto" and Settings().torch_device is None
+    assert Settings(device=" CUDA:1 ").torch_device == "cuda:1"
+    for bad in ("gpu", "cuda:x", "cpu:0", "tpu"):
+        with pytest.raises(ConfigError, match="MEDRAG_DEVICE"):
+            Settings(device=bad)

@@ -131,3 +131,17 @@ def test_biomedclip_imported(tiny_clip: Path, settings: Settings) -> None:
     assert status.ready
     enc = build_encoder("biomedclip", settings)
     assert enc.model_dir == settings.models_dir / "hf" / "biomedclip"  # type: ignore[attr-defined]
+
+
+def test_openclip_model_and_device_from_settings(tiny_clip: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings.openclip_model names the model (MEDRAG_OPENCLIP_MODEL through load_settings); device follows Settings."""
+    from medrag.config import load_settings
+
+    monkeypatch.delenv(oc.OPENCLIP_ENV, raising=False)
+    chosen = settings.with_overrides(openclip_model=f"local-dir:{tiny_clip}", device="cpu")
+    enc = build_encoder("openclip", chosen)
+    assert isinstance(enc, oc.OpenClipEncoder) and enc.model_ref == f"local-dir:{tiny_clip}" and enc.device == "cpu"
+    monkeypatch.setenv(oc.OPENCLIP_ENV, f"local-dir:{tiny_clip}")
+    monkeypatch.setenv("MEDRAG_DEVICE", "CPU")
+    loaded = load_settings(data_dir=settings.data_dir)
+    assert loaded.openclip_model == f"local-dir:{tiny_clip}" and loaded.device == "cpu" and loaded.torch_device == "cpu"

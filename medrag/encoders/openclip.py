@@ -185,7 +185,8 @@ class OpenClipEncoder:
 def openclip_encoder(model_ref: str, settings: "Settings | None" = None, *, name: str = "openclip") -> OpenClipEncoder:
     """An encoder for any open_clip reference (``hf-hub:ORG/REPO`` from the local cache, ``local-dir:PATH``)."""
     weight_name = "biomedclip" if model_ref == BIOMEDCLIP_REF else None
-    return OpenClipEncoder(name, model_ref, resolve_openclip_dir(model_ref, settings, weight_name))
+    device = settings.torch_device if settings is not None else None
+    return OpenClipEncoder(name, model_ref, resolve_openclip_dir(model_ref, settings, weight_name), device=device)
 
 
 def _biomedclip_factory(settings: "Settings") -> OpenClipEncoder:
@@ -193,7 +194,7 @@ def _biomedclip_factory(settings: "Settings") -> OpenClipEncoder:
 
 
 def _openclip_factory(settings: "Settings") -> OpenClipEncoder:
-    ref = os.environ.get(OPENCLIP_ENV, "").strip()
+    ref = settings.openclip_model or os.environ.get(OPENCLIP_ENV, "").strip()
     if not ref:
         raise BackendUnavailableError(
             f"The openclip encoder needs {OPENCLIP_ENV}, e.g. {OPENCLIP_ENV}=local-dir:/models/my-clip "

@@ -98,7 +98,7 @@ def xrv_encoder(settings: "Settings | None" = None) -> XRVEncoder:
         raise BackendUnavailableError(
             f"torchxrayvision weights {XRV_WEIGHTS} are not in {path.parent}; {fix_command('xrv-densenet121-all')}."
         )
-    return XRVEncoder(path)
+    return XRVEncoder(path, device=settings.torch_device if settings is not None else None)
 
 
 register_encoder(

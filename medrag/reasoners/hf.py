@@ -327,6 +327,7 @@ def hf_reasoner(settings: "Settings") -> HFReasoner:
         max_new_tokens=settings.max_new_tokens,
         temperature=settings.temperature,
         load_in_4bit=settings.load_in_4bit,
+        device=settings.torch_device,
     )
 
 
@@ -334,7 +335,9 @@ def hf_summariser(settings: "Settings") -> HFSummariser:
     """The hf summariser for ``settings.hf_summariser_model`` (raises BackendUnavailableError if it is not here)."""
     weights = require_generation_model(settings.hf_summariser_model, "medgemma-summariser", settings)
     _require_packages(weights)
-    return HFSummariser(settings.hf_summariser_model, weights, load_in_4bit=settings.load_in_4bit)
+    return HFSummariser(
+        settings.hf_summariser_model, weights, load_in_4bit=settings.load_in_4bit, device=settings.torch_device
+    )
 
 
 register_reasoner(

@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 
 from medrag.config import Settings
+from medrag.ui.safe import escape_markdown
 from medrag.workbench import Workbench
 
 _STAGE_NAMES = {
@@ -42,6 +43,22 @@ def web_search_line(settings: Settings) -> str:
         # search_references answers "off: <reason>" without a provider and without any network call.
         return "Web search: " + search_references("", settings)[1]
     return f"Web search: on via {provider.name} (allowlisted sites only: {len(settings.allowlist)} domains)"
+
+
+def compute_line(settings: Settings) -> str:
+    """Where torch models run and which open_clip model the ``openclip`` encoder uses (markdown)."""
+    from medrag.devices import select_device
+    from medrag.errors import MedRAGError
+
+    try:
+        resolved = select_device(settings.torch_device)
+        where = f"`{resolved}`" + (" (chosen automatically)" if settings.device == "auto" else "")
+    except MedRAGError as exc:
+        where = f"`{settings.device}` is not usable here: {escape_markdown(str(exc))}"
+    # inside a code span markdown is inert; only a backtick could end it early
+    clip = f"`{settings.openclip_model.replace('`', '')}`" if settings.openclip_model else "not set"
+    return (f"Torch models run on {where} (MEDRAG_DEVICE: auto, cpu, cuda, cuda:N or mps). "
+            f"The `openclip` encoder's model: {clip} (MEDRAG_OPENCLIP_MODEL: local-dir:PATH or hf-hub:ORG/REPO).")
 
 
 def key_presence(settings: Settings) -> pd.DataFrame:
