@@ -79,7 +79,7 @@ def to_uint8(pixels: np.ndarray) -> np.ndarray:
     arr = np.asarray(pixels, dtype=np.float32)
     if not np.isfinite(arr).all():
         arr = np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0)
-    # In place on one temporary: this runs twice per imported image (pixel hash, thumbnail).
+    # In place on one temporary: a full-size image passes through here once per import of a non-8-bit file.
     scaled = np.clip(arr, 0.0, 1.0)
     scaled *= np.float32(255.0)
     np.round(scaled, out=scaled)

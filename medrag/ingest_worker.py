@@ -104,12 +104,12 @@ def store_original(settings: Settings, image: Any) -> Path:
     """Content-addressed PNG copy for images that have no file of their own (parquet cells, uploads)."""
     from PIL import Image
 
-    from medrag.imaging import atomic_write, to_uint8
+    from medrag.imaging import atomic_write
 
     target = settings.data_dir / "images" / image.pixel_hash[:2] / f"{image.pixel_hash}.png"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
-        Image.fromarray(to_uint8(image.pixels)).save(buffer, format="PNG")
+        Image.fromarray(image.uint8_pixels()).save(buffer, format="PNG")
         atomic_write(target, buffer.getvalue())
     return target

@@ -359,7 +359,7 @@ def _fit_and_store(encoder: Any, pending: list[tuple[str, np.ndarray]], settings
 def _prepared_stream(
     todo: list[IngestItem], settings: Settings, embed: bool, workers: int, encoder: Any = None
 ) -> Iterator[PreparedImage]:
-    """Every item prepared, in order: in this process, or in ``workers`` spawned processes."""
+    """Every item prepared, in order: in this process, or in ``workers`` worker processes."""
     if workers <= 1:
         init_worker(settings, False, encoder)
         yield from map(prepare, todo)
@@ -371,14 +371,13 @@ def _prepared_stream(
             for prepared in pool.map(prepare, todo, chunksize=_CHUNK):
                 received += 1
                 yield prepared
-    except BrokenProcessPool:
-        # A worker died (killed, out of memory): finish the rest in this process rather than fail the import.
-        log.warning("an import worker stopped unexpectedly; continuing in the main process")
-        init_worker(settings, False, encoder)
-        yield from map(prepare, todo[received:])
-    except OSError as exc:
-        # No worker could be started (process limit, no /dev/shm or sockets in a sandbox): slower, not failed.
-        log.warning("import workers could not start (%s); importing in the main process", exc)
+    except (BrokenProcessPool, OSError) as exc:
+        # A worker died (killed, out of memory) or none could start (process limits, a sandbox without
+        # sockets): finish the rest in this process, slower rather than failed.
+        if isinstance(exc, BrokenProcessPool):
+            log.warning("an import worker stopped unexpectedly; continuing in the main process")
+        else:
+            log.warning("import workers could not start (%s); importing in the main process", exc)
         init_worker(settings, False, encoder)
         yield from map(prepare, todo[received:])
 

@@ -43,7 +43,7 @@ class CXRImage:
     pixel_hash: str = ""
     #: sha256 of the original file bytes ("" for in-memory images).
     file_hash: str = ""
-    #: the 8-bit pixels, kept once computed (or straight from an 8-bit file): hash, thumbnail and upload share it
+    #: the 8-bit pixels, kept once computed (or straight from an 8-bit file): the hash and thumbnail share it
     _uint8: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
