@@ -8,12 +8,12 @@ from __future__ import annotations
 import streamlit as st
 
 from medrag.errors import MedRAGError
-from medrag.ui.tables import backends_frame, history_table, web_search_line
+from medrag.ui import data
 from medrag.ui.page import error_boundary, setup_page
 from medrag.ui.safe import escape_markdown
+from medrag.ui.tables import backends_frame, history_table, web_search_line
 
 workbench = setup_page("MedRAG", "pulmonology")
-store = workbench.store
 settings = workbench.settings
 
 st.markdown(
@@ -24,9 +24,9 @@ st.page_link("pages/1_Analyze.py", label="Start an analysis", icon=":material/pl
 
 st.subheader("Library")
 with error_boundary():
-    labels = store.label_counts()
+    labels = data.label_counts(workbench)
     cols = st.columns(4)
-    cols[0].metric("Cases", f"{store.count_cases():,}")
+    cols[0].metric("Cases", f"{data.count_cases(workbench):,}")
     cols[1].metric("Labels", len(labels))
     try:
         index = workbench.index("image")
@@ -48,7 +48,7 @@ with error_boundary():
 
 st.subheader("Latest analyses")
 with error_boundary():
-    latest = history_table(store.history_frame(limit=5))
+    latest = history_table(data.history_frame(workbench, limit=5))
     if latest.empty:
         st.caption("No analyses yet: start one above.")
     else:

@@ -7,7 +7,12 @@ below are imported on first use.
 from __future__ import annotations
 
 import importlib
+import logging
 from typing import Any
+
+# A library logs; the application decides where (medrag.logsetup). Without this, Python's last-resort
+# handler would print a failed stage's traceback to the user's screen.
+logging.getLogger("medrag").addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"
 
@@ -16,7 +21,8 @@ _EXPORTS = {
     "load_settings": "medrag.config",
     "Workbench": "medrag.workbench",
     "analyze": "medrag.pipeline",
-    "run_to_completion": "medrag.pipeline",
+    "run_analysis": "medrag.pipeline",
+    "Analysis": "medrag.analysis",
     "load_image": "medrag.imaging",
     "label_text": "medrag.labels",
     "Store": "medrag.store",

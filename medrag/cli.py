@@ -44,12 +44,8 @@ def _print_neighbours(neighbours: Sequence[Any]) -> None:
 # ----------------------------------------------------------------------------- commands
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generate the synthetic phantom library and import it."""
-    from medrag.phantoms import build_demo_library
-
     wb = _workbench(args)
-    csv_path = build_demo_library(wb.settings.demo_dir, n=args.n, seed=args.seed)
-    report = wb.ingest(csv_path.parent, labels_csv=csv_path, progress=True)
-    wb.ensure_index(progress=True)
+    report = wb.build_demo(n=args.n, seed=args.seed, progress=True)
     print(f"Synthetic demo library (phantoms, not real patients): {report.summary()}")
     print(f"Library now holds {wb.store.count_cases()} cases; images in {wb.settings.demo_dir}")
     return 0
@@ -96,6 +92,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     status = 0
     for event in wb.analyze(Path(args.image) if args.image else None, question=args.text or "", k=args.k, web=not args.no_web, save=not args.no_save):
         if isinstance(event, ev.InputReady):
+            for note in event.notes:
+                print(f"note: {printable(note, keep_newlines=False)}", file=sys.stderr)
             for warning in event.meta.get("warnings", []):
                 print(f"warning: {printable(str(warning), keep_newlines=False)}", file=sys.stderr)
             if event.meta.get("burned_in_annotation"):
@@ -127,6 +125,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             print(f"\n[{event.stage} failed] {event.message}", file=sys.stderr)
             if event.stage == "input":
                 status = 2
+            elif event.stage == "save":
+                # The analysis is not in the history: a script must not take this run for a saved one.
+                status = 4
         elif isinstance(event, ev.AnalysisSaved):
             print(f"\nSaved to history as analysis #{event.analysis_id}.")
         elif isinstance(event, ev.AnalysisFinished):
@@ -161,14 +162,18 @@ def cmd_history(args: argparse.Namespace) -> int:
     """List, show or export past analyses."""
     wb = _workbench(args)
     if args.show is not None:
-        row = wb.store.get_analysis(args.show)
-        if row is None:
+        analysis = wb.store.get_analysis(args.show)
+        if analysis is None:
             raise MedRAGError(f"No analysis #{args.show}; run `medrag history` to list them.")
-        what = printable(row["input_name"] or row["question"][:60], keep_newlines=False)
-        print(f"#{row['id']} {row['created_at']} {row['input_kind']} {what}")
-        print(f"Label: {printable(row['label'])}   backend: {row['reasoner_backend']} / {row['reasoner_model']}")
-        print(textwrap.indent(printable(row["reasoning"] or "(no reasoning)"), "  "))
-        print("Neighbours: " + ", ".join(f"{printable(n['label'])} ({n['score']:.2f})" for n in row["neighbours"]))
+        what = printable(analysis.input_name or analysis.question[:60], keep_newlines=False)
+        print(f"#{analysis.analysis_id} {analysis.created_at} {analysis.input_kind} {what}")
+        print(f"Label: {printable(analysis.label)}   backend: {analysis.reasoner_backend} / {analysis.reasoner_model}")
+        for note in analysis.all_notes:
+            print(f"  note: {printable(note, keep_newlines=False)}")
+        for stage, message in analysis.failures.items():
+            print(f"  [{stage} failed] {printable(message, keep_newlines=False)}")
+        print(textwrap.indent(printable(analysis.reasoning or "(no reasoning)"), "  "))
+        print("Neighbours: " + ", ".join(f"{printable(n.label)} ({n.score:.2f})" for n in analysis.neighbours))
         return 0
     frame = wb.store.history_frame(limit=args.limit, search=args.search)
     if args.export:
@@ -351,6 +356,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     args = build_parser().parse_args(argv)
+    from medrag.logsetup import log_to_file
+
+    log_to_file(Path(args.data_dir) if getattr(args, "data_dir", None) else None)
     try:
         return int(args.func(args) or 0)
     except MedRAGError as exc:

@@ -2,6 +2,8 @@
 
 One frozen dataclass, built from defaults < environment < ``.streamlit/secrets.toml``
 (keys only) < explicit overrides. Nothing here touches the network or imports heavy libraries.
+This is the only module that reads the environment: the ``default_*`` functions below are the readers, and
+code holding no Settings (``select_device()`` without a device) asks them rather than ``os.environ``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 from medrag.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+#: The variable that names the ``openclip`` encoder's model (quoted in that encoder's messages).
+OPENCLIP_MODEL_ENV = "MEDRAG_OPENCLIP_MODEL"
 
 DEFAULT_ALLOWLIST: tuple[str, ...] = (
     "radiopaedia.org",
@@ -34,6 +38,34 @@ def default_data_dir() -> Path:
     """The data folder: ``$MEDRAG_DATA_DIR`` or ``data/`` beside the package."""
     env = os.environ.get("MEDRAG_DATA_DIR")
     return Path(env).expanduser().resolve() if env else REPO_ROOT / "data"
+
+
+def default_hf_cache_dir() -> Path:
+    """The Hugging Face hub cache: ``$HF_HUB_CACHE`` (or ``$HUGGINGFACE_HUB_CACHE``), ``$HF_HOME/hub``, else
+    ``~/.cache/huggingface/hub`` (the order huggingface_hub itself uses)."""
+    env = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
+    if env:
+        return Path(env).expanduser()
+    home = os.environ.get("HF_HOME")
+    if home:
+        return Path(home).expanduser() / "hub"
+    return Path("~/.cache/huggingface/hub").expanduser()
+
+
+def default_xrv_cache_dir() -> Path:
+    """torchxrayvision's weights folder: ``$MEDRAG_XRV_CACHE`` or ``~/.torchxrayvision/models_data``."""
+    env = os.environ.get("MEDRAG_XRV_CACHE")
+    return Path(env).expanduser() if env else Path("~/.torchxrayvision/models_data").expanduser()
+
+
+def default_device() -> str:
+    """The device ``$MEDRAG_DEVICE`` asks for, or ``"auto"`` (validated by Settings and select_device)."""
+    return (os.environ.get("MEDRAG_DEVICE") or "auto").strip() or "auto"
+
+
+def default_openclip_model() -> str:
+    """The ``openclip`` encoder's model reference from ``$MEDRAG_OPENCLIP_MODEL`` ("" when unset)."""
+    return os.environ.get(OPENCLIP_MODEL_ENV, "").strip()
 
 
 @dataclass(frozen=True)
@@ -67,6 +99,10 @@ class Settings:
     device: str = "auto"
     #: the ``openclip`` encoder's model: local-dir:PATH or hf-hub:ORG/REPO (from the local HF cache)
     openclip_model: str = ""
+    #: the Hugging Face hub cache MedRAG looks in and ``medrag models pull`` fills (HF_HUB_CACHE, HF_HOME)
+    hf_cache_dir: Path = field(default_factory=default_hf_cache_dir)
+    #: torchxrayvision's weights folder (MEDRAG_XRV_CACHE)
+    xrv_cache_dir: Path = field(default_factory=default_xrv_cache_dir)
     demo_cases: int = 240
     save_history: bool = True
 
@@ -86,6 +122,8 @@ class Settings:
         object.__setattr__(self, "device", device)
         object.__setattr__(self, "openclip_model", self.openclip_model.strip())
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
+        object.__setattr__(self, "hf_cache_dir", Path(self.hf_cache_dir).expanduser())
+        object.__setattr__(self, "xrv_cache_dir", Path(self.xrv_cache_dir).expanduser())
 
     @property
     def torch_device(self) -> str | None:
@@ -143,7 +181,7 @@ def load_settings(secrets_path: Path | None = None, **overrides: Any) -> Setting
     Environment: MEDRAG_DATA_DIR, MEDRAG_IMAGE_ENCODER, MEDRAG_TEXT_ENCODER, MEDRAG_REASONER,
     MEDRAG_SUMMARISER, MEDRAG_K, MEDRAG_DEMO_CASES, MEDRAG_WEB, SERPAPI_API_KEY, TAVILY_API_KEY,
     MEDRAG_SERPAPI_BASE_URL, MEDRAG_TAVILY_BASE_URL, MEDRAG_OPENAI_BASE_URL, MEDRAG_OPENAI_MODEL, OPENAI_API_KEY,
-    MEDRAG_DEVICE, MEDRAG_OPENCLIP_MODEL.
+    MEDRAG_DEVICE, MEDRAG_OPENCLIP_MODEL, HF_HUB_CACHE (HUGGINGFACE_HUB_CACHE, HF_HOME), MEDRAG_XRV_CACHE.
     """
     secrets = _read_secrets(secrets_path or REPO_ROOT / ".streamlit" / "secrets.toml")
     env = os.environ
@@ -160,8 +198,10 @@ def load_settings(secrets_path: Path | None = None, **overrides: Any) -> Setting
         "openai_api_key": env.get("OPENAI_API_KEY") or secrets.get("OPENAI_API_KEY"),
         "serpapi_base_url": env.get("MEDRAG_SERPAPI_BASE_URL"),
         "tavily_base_url": env.get("MEDRAG_TAVILY_BASE_URL"),
-        "device": env.get("MEDRAG_DEVICE") or None,
-        "openclip_model": env.get("MEDRAG_OPENCLIP_MODEL") or None,
+        "device": default_device(),
+        "openclip_model": default_openclip_model(),
+        "hf_cache_dir": default_hf_cache_dir(),
+        "xrv_cache_dir": default_xrv_cache_dir(),
     }
     for variable, key in (("MEDRAG_K", "k"), ("MEDRAG_DEMO_CASES", "demo_cases")):
         if env.get(variable):

@@ -1,13 +1,14 @@
 """Where models run: pick cuda / mps / cpu and the dtype that suits it.
 
-``MEDRAG_DEVICE`` (cpu, cuda, cuda:1, mps) overrides the automatic choice. Imports torch lazily.
+``Settings.device`` (``MEDRAG_DEVICE``: cpu, cuda, cuda:1, mps) overrides the automatic choice. Imports torch
+lazily.
 """
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
+from medrag.config import default_device
 from medrag.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -15,10 +16,11 @@ if TYPE_CHECKING:
 
 
 def select_device(preferred: str | None = None) -> str:
-    """The device to run on: ``preferred`` or ``$MEDRAG_DEVICE`` if given, else cuda, then mps, then cpu."""
+    """The device to run on: ``preferred`` (e.g. ``settings.torch_device``), else the environment's
+    ``MEDRAG_DEVICE`` (read by :mod:`medrag.config`), else cuda, then mps, then cpu."""
     import torch
 
-    choice = (preferred or os.environ.get("MEDRAG_DEVICE") or "auto").strip().lower()
+    choice = (preferred or default_device()).strip().lower()
     if choice == "auto":
         if torch.cuda.is_available():
             return "cuda"

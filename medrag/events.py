@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+
 from medrag.records import GuardVerdict, Neighbour, Summary, WebResult
 
 Stage = Literal["input", "guard", "neighbours", "reasoning", "summary", "web", "save"]
@@ -31,13 +33,21 @@ class StageStarted(Event):
 
 @dataclass(frozen=True)
 class InputReady(Event):
-    """The input was decoded: image metadata/measurements or the text question."""
+    """The input was decoded: image metadata/measurements and the (cleaned) question.
+
+    ``upload_path`` is the stored copy of the decoded image the UI shows; ``notes`` are caveats (a question
+    cut to length) that travel with the analysis without failing the stage.
+    """
 
     kind: Literal["image", "text"] = "image"
+    name: str = ""
+    question: str = ""
     image_hash: str = ""
     thumb_path: str = ""
+    upload_path: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
     measurements: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
     seconds: float = 0.0
 
 
@@ -51,10 +61,11 @@ class GuardChecked(Event):
 
 @dataclass(frozen=True)
 class NeighboursFound(Event):
-    """The k most similar library cases."""
+    """The k most similar library cases, and the query's vector (it places the query on the library map)."""
 
     neighbours: tuple[Neighbour, ...] = ()
     encoder: str = ""
+    query_vector: np.ndarray | None = field(default=None, compare=False, repr=False)
     seconds: float = 0.0
 
 

@@ -1,12 +1,7 @@
 """``VectorIndex``: a FAISS inner-product index keyed by case id, stamped with its encoder.
 
-Kinds (pick with :func:`choose_index_kind`, or pass ``kind``):
-
-* ``flat``  — ``IndexFlatIP``: exact; the default for small and mid-sized libraries;
-* ``hnsw``  — ``IndexHNSWFlat`` (M=32, inner product): approximate, fast on big libraries;
-* ``ivfsq8`` — ``IndexIVFScalarQuantizer`` (8-bit): compressed 4x, the automatic choice above
-  ``HNSW_MAX`` vectors (1M classic vectors: recall@10 0.977, p95 1.2 ms, 279 MiB);
-* ``ivfpq`` — ``IndexIVFPQ``: compressed 32x or more, for libraries far too big for memory.
+Kinds (``flat``, ``hnsw``, ``ivfsq8``, ``ivfpq``; see :mod:`medrag.index_kinds`) are picked with
+:func:`choose_index_kind`, or passed as ``kind``.
 
 Every kind keeps FAISS int64 labels of its own and maps them to string ids, so ``add`` and ``remove``
 work incrementally. Adding an id that is already present **replaces** its vector (the id moves to
@@ -14,19 +9,17 @@ the end of :attr:`VectorIndex.ids`). ``search(..., allowed_ids=...)`` filters in
 ``IDSelectorBatch``; where an approximate kind returns fewer hits than the filter allows, it falls
 back to an exact scan of the allowed vectors (flat/hnsw) or to probing every list (ivfsq8/ivfpq).
 
-On disk an index is ``<name>.faiss`` + ``<name>.json`` (the stamp). ``save`` writes each through a temp
-file, fsync and ``os.replace``, the JSON last; the JSON records the ``.faiss`` file's SHA-256, so a crash
-between the two replaces leaves a mismatch that ``load`` detects and reports as
-:class:`IndexMismatchError` (callers rebuild from the stored vectors).
+On disk an index is ``<name>.faiss`` + ``<name>.json`` (the stamp). ``save`` writes each atomically and
+durably (:mod:`medrag.fsutil`: temp file, fsync, ``os.replace``, fsync of the folder), the JSON last;
+the JSON records the ``.faiss`` file's SHA-256, so a crash between the two replaces leaves a mismatch
+that ``load`` detects and reports as :class:`IndexMismatchError` (callers rebuild from the stored vectors).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,34 +29,22 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from medrag.errors import ConfigError, IndexMismatchError, InputError
+from medrag.errors import IndexMismatchError, InputError
+from medrag.fsutil import atomic_write, atomic_writer
+from medrag.index_kinds import (
+    FLAT_MAX,
+    HNSW_MAX,
+    INDEX_KINDS,
+    KINDS,
+    IndexKind,
+    choose_index_kind,
+    get_index_kind,
+    pad_columns,
+)
 
-KINDS: tuple[str, ...] = ("flat", "hnsw", "ivfsq8", "ivfpq")
-#: Inverted-file kinds: they need training vectors and are searched with nprobe.
-_IVF_KINDS = frozenset({"ivfsq8", "ivfpq"})
 FORMAT_VERSION = 1
-
-#: Exact search up to this many vectors (at dim 512; the rule scales with n × dim). Measured on the
-#: 2-core dev machine, one query, k=10, one thread (bench/encoder_experiments/README.md): the
-#: uncontended cost is 1.1 ms at 15k and 1.7 ms at 20k (FACTS.md, idle, 2 threads: 10.4 ms at 100k),
-#: so p95 passes 2 ms at about 20k. Under heavy load p95 is set by CPU scheduling at any n ≥ 7.5k,
-#: which no index kind avoids.
-FLAT_MAX = 20_000
-#: Above this, float32 vectors (plus HNSW links) stop fitting comfortably in memory: compress.
-HNSW_MAX = 500_000
-#: bench/bench_search.py, 1M real-derived classic vectors (274-d, zero-padded to 280): IVF-SQ8 with 4,000
-#: lists and nprobe 64 gave recall@10 0.977, p95 1.24 ms on one core, 279 MiB; float32 HNSW at 1M held
-#: 1.33 GB, over the 1 GB budget. Hence HNSW up to HNSW_MAX, IVF-SQ8 above.
-IVFSQ8_NPROBE = 64
-HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 80
-#: hnsw_recall.py, 50k vectors matched to real classic embeddings: efSearch 32 → recall@10 0.940,
-#: 48 → 0.968, 64 → 0.979 (about 1.5 ms a query on one busy core).
-HNSW_EF_SEARCH = 64
-IVFPQ_MIN_TRAIN = 10_000
-IVFPQ_NPROBE = 16
 #: Batches smaller than this search on one OpenMP thread: with the other core busy, a 2-thread team
-#: stalled a single flat query over 10k × 512 from 0.6 ms to 25 ms median (index_latency.py).
+#: stalled a single flat query over 10k × 512 from 0.6 ms to 25 ms median (docs/encoder-experiments.md).
 _SMALL_BATCH = 16
 
 
@@ -79,20 +60,6 @@ def _omp_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         faiss.omp_set_num_threads(before)
-
-
-def choose_index_kind(n: int, dim: int) -> str:
-    """The index kind for ``n`` vectors of ``dim`` floats: flat (exact) while a query stays ≲ 2 ms p95.
-
-    The threshold scales with dimension because flat search costs n × dim (measured at dim 512).
-    """
-    if n < 0 or dim <= 0:
-        raise InputError(f"choose_index_kind needs n >= 0 and dim > 0, got n={n}, dim={dim}.")
-    if n * dim <= FLAT_MAX * 512:
-        return "flat"
-    if n <= HNSW_MAX:
-        return "hnsw"
-    return "ivfsq8"
 
 
 def _safe_name(name: str) -> str:
@@ -126,24 +93,17 @@ def _check_ids(ids: Sequence[str]) -> list[str]:
     return out
 
 
-def _pq_layout(dim: int) -> tuple[int, int]:
-    """(padded dim, PQ sub-quantisers): pad to a multiple of 8 so each sub-vector has ≥ 8 dims."""
-    padded = -(-dim // 8) * 8
-    m = max(d for d in range(1, 65) if padded % d == 0 and padded // d >= 8)
-    return padded, m
+def _write_faiss(index: faiss.Index, target: Path) -> str:
+    """Write ``index`` to ``target`` atomically and durably, streamed; returns the SHA-256 of its bytes."""
+    digest = hashlib.sha256()
+    with atomic_writer(target) as handle:
 
+        def write(chunk: bytes) -> None:
+            digest.update(chunk)
+            handle.write(chunk)
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        faiss.write_index(index, faiss.PyCallbackIOWriter(write))
+    return digest.hexdigest()
 
 
 def _sha256(path: Path) -> str:
@@ -172,6 +132,7 @@ class VectorIndex:
         """Wrap an existing FAISS index; use :meth:`build` or :meth:`load` rather than this."""
         self._index = index
         self._kind = kind
+        self._spec: IndexKind = get_index_kind(kind)
         self._dim = dim
         self.encoder_name = encoder_name
         self.encoder_version = encoder_version
@@ -182,40 +143,6 @@ class VectorIndex:
         self._lock = threading.RLock()
 
     # -- construction ------------------------------------------------------------------------------
-    @staticmethod
-    def _empty_faiss(kind: str, dim: int, train: np.ndarray | None) -> faiss.Index:
-        if kind == "flat":
-            return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-        if kind == "hnsw":
-            inner = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-            inner.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-            inner.hnsw.efSearch = HNSW_EF_SEARCH
-            return faiss.IndexIDMap2(inner)
-        if kind in _IVF_KINDS:
-            n = 0 if train is None else len(train)
-            if n < IVFPQ_MIN_TRAIN:
-                raise ConfigError(
-                    f"an {kind} index needs at least {IVFPQ_MIN_TRAIN} vectors to train, got {n}; "
-                    "use kind='flat' or 'hnsw' (or 'auto')."
-                )
-            # Both pad to a multiple of 8 dims: PQ needs it, and SQ8's SIMD path is 7x faster with it.
-            padded, m = _pq_layout(dim)
-            # about 4·√n lists, but at least 39 training vectors per list (FAISS's k-means advice)
-            nlist = int(max(1, min(65_536, 4 * np.sqrt(n), n // 39)))
-            quantizer = faiss.IndexFlatIP(padded)
-            if kind == "ivfsq8":
-                index = faiss.IndexIVFScalarQuantizer(
-                    quantizer, padded, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-                )
-                index.nprobe = IVFSQ8_NPROBE
-            else:
-                index = faiss.IndexIVFPQ(quantizer, padded, nlist, m, 8, faiss.METRIC_INNER_PRODUCT)
-                index.nprobe = IVFPQ_NPROBE
-            assert train is not None
-            index.train(_pad(train, padded))
-            return index
-        raise ConfigError(f"index kind {kind!r} is unknown; use one of: auto, {', '.join(KINDS)}.")
-
     @classmethod
     def build(
         cls,
@@ -235,8 +162,9 @@ class VectorIndex:
         if dim == 0:
             raise InputError("vectors have dimension 0; embed the images first.")
         chosen = choose_index_kind(len(id_list), dim) if kind == "auto" else kind
+        spec = get_index_kind(chosen)
         index = cls(
-            cls._empty_faiss(chosen, dim, matrix if chosen in _IVF_KINDS else None),
+            spec.build(dim, matrix if spec.trained else None),
             kind=chosen,
             dim=dim,
             encoder_name=encoder_name,
@@ -307,8 +235,8 @@ class VectorIndex:
             if not gone:
                 return 0
             labels = np.asarray([self._label_of[cid] for cid in gone], dtype=np.int64)
-            if self._kind == "hnsw":
-                self._rebuild_without(labels)  # HNSW graphs do not support deletion
+            if not self._spec.deletes:
+                self._rebuild_without(labels)  # e.g. HNSW graphs do not support deletion
             else:
                 self._index.remove_ids(faiss.IDSelectorBatch(labels))
             for cid, label in zip(gone, labels.tolist()):
@@ -319,13 +247,13 @@ class VectorIndex:
     def _rebuild_without(self, labels: np.ndarray) -> None:
         drop = set(labels.tolist())
         keep = np.asarray([lab for lab in self._label_of.values() if lab not in drop], dtype=np.int64)
-        fresh = self._empty_faiss(self._kind, self._dim, None)
+        fresh = self._spec.build(self._dim, None)
         if keep.size:
             fresh.add_with_ids(self._index.reconstruct_batch(keep), keep)
         self._index = fresh
 
     def _faiss_rows(self, matrix: np.ndarray) -> np.ndarray:
-        return _pad(matrix, self._index.d) if self._index.d != self._dim else matrix
+        return pad_columns(matrix, self._index.d) if self._index.d != self._dim else matrix
 
     # -- search ------------------------------------------------------------------------------------
     def search(
@@ -353,9 +281,8 @@ class VectorIndex:
                 if allowed.size == 0:
                     return [[] for _ in range(len(queries))]
                 want = min(k, int(allowed.size))
-                scores, labels = self._index.search(
-                    self._faiss_rows(queries), want, params=self._params(faiss.IDSelectorBatch(allowed))
-                )
+                params = self._spec.search_params(self._index, faiss.IDSelectorBatch(allowed), False)
+                scores, labels = self._index.search(self._faiss_rows(queries), want, params=params)
             results = [self._hits(s, lab) for s, lab in zip(scores, labels)]
             for row, hits in enumerate(results):
                 if len(hits) < want:  # approximate kinds can come up short (tight filter, k near n)
@@ -364,19 +291,10 @@ class VectorIndex:
                     results[row] = self._search_subset(queries[row], allowed, want)
             return results
 
-    def _params(self, selector: faiss.IDSelector, exhaustive: bool = False) -> faiss.SearchParameters:
-        if self._kind == "hnsw":
-            return faiss.SearchParametersHNSW(sel=selector, efSearch=HNSW_EF_SEARCH)
-        if self._kind in _IVF_KINDS:
-            nprobe = self._index.nlist if exhaustive else self._index.nprobe
-            return faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
-        return faiss.SearchParameters(sel=selector)
-
     def _search_subset(self, query: np.ndarray, allowed: np.ndarray, k: int) -> list[tuple[str, float]]:
-        if self._kind in _IVF_KINDS:
-            scores, labels = self._index.search(
-                self._faiss_rows(query[None, :]), k, params=self._params(faiss.IDSelectorBatch(allowed), True)
-            )
+        if self._spec.trained:  # inverted lists keep no direct map to reconstruct from: probe them all
+            params = self._spec.search_params(self._index, faiss.IDSelectorBatch(allowed), True)
+            scores, labels = self._index.search(self._faiss_rows(query[None, :]), k, params=params)
             return self._hits(scores[0], labels[0])
         vectors = self._index.reconstruct_batch(allowed)
         scores = vectors @ query
@@ -394,17 +312,7 @@ class VectorIndex:
         name = _safe_name(self.encoder_name)
         faiss_path, json_path = directory / f"{name}.faiss", directory / f"{name}.json"
         with self._lock:
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.faiss.", suffix=".tmp", dir=directory)
-            os.close(fd)
-            try:
-                faiss.write_index(self._index, tmp)
-                with open(tmp, "rb+") as fh:
-                    os.fsync(fh.fileno())
-                digest = _sha256(Path(tmp))
-                os.replace(tmp, faiss_path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            digest = _write_faiss(self._index, faiss_path)
             stamp = {
                 "format": FORMAT_VERSION,
                 "encoder_name": self.encoder_name,
@@ -418,8 +326,7 @@ class VectorIndex:
                 "ids": list(self._label_of),
                 "labels": list(self._label_of.values()),
             }
-            _write_atomic(json_path, json.dumps(stamp).encode("utf-8"))
-            _fsync_dir(directory)
+            atomic_write(json_path, json.dumps(stamp).encode("utf-8"))
         return faiss_path, json_path
 
     @classmethod
@@ -449,7 +356,7 @@ class VectorIndex:
                 f"the index in {directory} was built with {stored_name} {stored_version}, the current "
                 f"encoder is {encoder_name} {encoder_version}: {rebuild}."
             )
-        if kind not in KINDS or len(ids) != count or len(labels) != count or len(set(ids)) != count:
+        if kind not in INDEX_KINDS or len(ids) != count or len(labels) != count or len(set(ids)) != count:
             raise IndexMismatchError(f"{json_path} is inconsistent (kind {kind!r}, count {count}); {rebuild}.")
         if _sha256(faiss_path) != digest:
             raise IndexMismatchError(
@@ -468,8 +375,7 @@ class VectorIndex:
             stored = faiss.vector_to_array(index.id_map)
             if sorted(stored.tolist()) != sorted(labels):
                 raise IndexMismatchError(f"{faiss_path.name} and {json_path.name} list different vectors; {rebuild}.")
-        if kind == "hnsw":
-            faiss.downcast_index(index.index).hnsw.efSearch = HNSW_EF_SEARCH
+        INDEX_KINDS.get(kind).restore(index)
         return cls(
             index,
             kind=kind,
@@ -482,20 +388,4 @@ class VectorIndex:
         )
 
 
-def _pad(matrix: np.ndarray, width: int) -> np.ndarray:
-    out = np.zeros((matrix.shape[0], width), dtype=np.float32)
-    out[:, : matrix.shape[1]] = matrix
-    return out
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+__all__ = ["FLAT_MAX", "FORMAT_VERSION", "HNSW_MAX", "KINDS", "VectorIndex", "choose_index_kind"]

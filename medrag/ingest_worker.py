@@ -7,7 +7,6 @@ about 0.25 s of CPU to every worker's start on a 2-core machine.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,14 +101,6 @@ def prepare(item: IngestItem) -> PreparedImage:
 
 def store_original(settings: Settings, image: Any) -> Path:
     """Content-addressed PNG copy for images that have no file of their own (parquet cells, uploads)."""
-    from PIL import Image
+    from medrag.imaging import store_original as write_original
 
-    from medrag.imaging import atomic_write
-
-    target = settings.data_dir / "images" / image.pixel_hash[:2] / f"{image.pixel_hash}.png"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        Image.fromarray(image.uint8_pixels()).save(buffer, format="PNG")
-        atomic_write(target, buffer.getvalue())
-    return target
+    return write_original(image, settings.data_dir / "images")

@@ -26,6 +26,7 @@ import numpy as np
 
 from medrag.config import Settings
 from medrag.errors import LibraryError, MedRAGError
+from medrag.imaging.dicom import looks_like_dicom
 from medrag.ingest_worker import IngestItem, PreparedImage, import_encoder, init_worker, is_two_stage, prepare
 from medrag.store import Store
 
@@ -82,22 +83,13 @@ def iter_folder(folder: Path) -> Iterator[IngestItem]:
     for path in sorted(folder.rglob("*")):
         if not path.is_file() or path.name.startswith("."):
             continue
-        if path.suffix.lower() not in IMAGE_SUFFIXES and not _looks_like_dicom(path):
+        # A file without a suffix is sniffed: DICOM archives often name files by bare UID.
+        is_image = path.suffix.lower() in IMAGE_SUFFIXES or (not path.suffix and looks_like_dicom(path))
+        if not is_image:
             continue
         relative = path.relative_to(folder)
         label = relative.parts[0] if len(relative.parts) > 1 else "unlabelled"
         yield _file_item(path, label=label, dataset=folder.name)
-
-
-def _looks_like_dicom(path: Path) -> bool:
-    if path.suffix:
-        return False
-    try:
-        with path.open("rb") as handle:
-            handle.seek(128)
-            return handle.read(4) == b"DICM"
-    except OSError:
-        return False
 
 
 def _pick(row: dict[str, str], names: Sequence[str]) -> str:
@@ -261,8 +253,6 @@ def _jsonable(value: Any) -> bool:
 
 
 # --------------------------------------------------------------------------- items → store
-#: How many cases an unfitted encoder is fitted on (the workbench uses the same sample size).
-FIT_SAMPLE = 2000
 
 
 def ingest_items(
@@ -346,14 +336,14 @@ def _is_weight_free(encoder: Any) -> bool:
 
 
 def _fit_and_store(encoder: Any, pending: list[tuple[str, np.ndarray]], settings: Settings, store: Store, report: IngestReport) -> None:
+    from medrag.engine.vectors import fit_encoder
+
     features = np.stack([f for _, f in pending])
-    encoder.fit_features(features[:FIT_SAMPLE])
-    settings.models_dir.mkdir(parents=True, exist_ok=True)
-    encoder.save_state(settings.models_dir / f"{encoder.name}.npz")
+    seen = fit_encoder(encoder, settings.models_dir, features=features)
     vectors = encoder.project(features)
     store.put_embeddings(encoder.name, encoder.version, [cid for cid, _ in pending], vectors)
     report.embedded += len(pending)
-    report.notes.append(f"fitted the {encoder.name} encoder on {min(len(pending), FIT_SAMPLE)} imported images")
+    report.notes.append(f"fitted the {encoder.name} encoder on {seen} imported images")
 
 
 def _prepared_stream(

@@ -1,21 +1,22 @@
 """``analyze()``: the one orchestration of an analysis, consumed alike by the CLI, the app and the tests.
 
 input → guard → neighbours → reasoning (streamed) → summary → web → save. Each stage is timed; a failing
-stage yields :class:`StageFailed` and the stages that do not depend on it still run. Only a refused or
-unreadable input ends the stream early.
+stage yields :class:`StageFailed` (and is logged with its traceback) while the stages that do not depend on
+it still run. Only a refused or unreadable input ends the stream early. The events are folded into one
+:class:`~medrag.analysis.Analysis` as they are yielded; that record is what the history saves.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import logging
 import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import TracebackType
 
-import numpy as np
-
+from medrag.analysis import Analysis
+from medrag.engine.protocol import AnalysisEngine
 from medrag.errors import EmptyInputError, MedRAGError
 from medrag.events import (
     AnalysisFinished,
@@ -26,18 +27,17 @@ from medrag.events import (
     NeighboursFound,
     ReasoningDone,
     ReasoningToken,
+    Stage,
     StageFailed,
     StageStarted,
     SummaryReady,
     WebResultsReady,
 )
 from medrag.reasoners import ReasoningRequest
-from medrag.records import CXRImage, GuardVerdict, Neighbour, Summary, WebResult
-from medrag.store import AnalysisRecord
+from medrag.records import CXRImage, GuardVerdict, Neighbour, Summary
 from medrag.textsafe import printable
 
-if TYPE_CHECKING:
-    from medrag.workbench import Workbench
+log = logging.getLogger("medrag.pipeline")
 
 MAX_QUESTION_CHARS = 4000
 _IMPRESSION = re.compile(r"\**\s*impression\s*[.:]?\s*\**\s*[:.]?", re.IGNORECASE)
@@ -52,30 +52,43 @@ def impression_of(reasoning: str) -> str:
     return tail or reasoning
 
 
-def _failed(stage: str, exc: BaseException, started: float) -> StageFailed:
-    message = str(exc) if isinstance(exc, MedRAGError) else f"{type(exc).__name__}: {exc}"
-    return StageFailed(stage=stage, message=message, error_type=type(exc).__name__, seconds=time.perf_counter() - started)  # type: ignore[arg-type]
+class _StageRun:
+    """Times one stage and turns an exception inside it into a :class:`StageFailed` (logged with traceback).
+
+    Used as ``with _StageRun("web") as run: ...``; afterwards ``run.failure`` is the event to yield, if any.
+    ``BaseException``s that are not ``Exception`` (KeyboardInterrupt, GeneratorExit) pass through.
+    """
+
+    def __init__(self, stage: Stage) -> None:
+        self.stage = stage
+        self.started = time.perf_counter()
+        self.failure: StageFailed | None = None
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+    def __enter__(self) -> _StageRun:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
+        if exc is None or not isinstance(exc, Exception):
+            return False
+        expected = isinstance(exc, MedRAGError)
+        log.log(logging.INFO if expected else logging.WARNING, "stage %s failed", self.stage, exc_info=exc)
+        message = str(exc) if expected else f"{type(exc).__name__}: {exc}"
+        self.failure = StageFailed(stage=self.stage, message=message, error_type=type(exc).__name__, seconds=self.seconds)
+        return True
 
 
-def _store_upload(workbench: "Workbench", image: CXRImage) -> Path:
-    """A content-addressed 16-bit PNG of the decoded pixels: never the user's path, never DICOM tags."""
-    import io
+def _store_upload(engine: AnalysisEngine, image: CXRImage) -> Path:
+    from medrag.imaging import store_upload
 
-    from PIL import Image
-
-    from medrag.imaging import atomic_write
-
-    target = workbench.settings.uploads_dir / image.pixel_hash[:2] / f"{image.pixel_hash}.png"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        Image.fromarray(np.round(np.clip(image.pixels, 0.0, 1.0) * 65535).astype(np.uint16)).save(buffer, format="PNG", compress_level=1)
-        atomic_write(target, buffer.getvalue())
-    return target
+    return store_upload(image, engine.settings.uploads_dir)
 
 
 def analyze(
-    workbench: "Workbench",
+    engine: AnalysisEngine,
     source: Path | bytes | str | None = None,
     *,
     question: str = "",
@@ -86,27 +99,37 @@ def analyze(
     label_filter: str | None = None,
     dataset_filter: str | None = None,
     exclude_case_ids: set[str] | None = None,
+    case_id: str = "",
 ) -> Iterator[Event]:
-    """Analyse an image (path or bytes) and/or a text question, yielding events as each stage finishes."""
-    settings = workbench.settings
+    """Analyse an image (path or bytes) and/or a text question, yielding events as each stage finishes.
+
+    ``case_id`` names the library case being analysed (it is excluded from its own neighbours).
+    """
+    settings = engine.settings
     k = k or settings.k
-    timings: dict[str, float] = {}
-    errors: list[dict[str, str]] = []
+    record = Analysis(case_id=case_id)
     t_all = time.perf_counter()
-    question = printable(question or "").strip()
+
+    def emit(event: Event) -> Event:
+        record.apply(event)
+        return event
+
+    def finish(refused: bool = False) -> Event:
+        return emit(AnalysisFinished(stage="save", timings=dict(record.timings), total_seconds=time.perf_counter() - t_all, refused=refused))
 
     # ---- input
-    t0 = time.perf_counter()
-    yield StageStarted(stage="input")
+    yield emit(StageStarted(stage="input"))
     image: CXRImage | None = None
-    thumb = upload = ""
-    measurements: dict[str, float] = {}
-    try:
+    notes: list[str] = []
+    question = printable(question or "").strip()
+    with _StageRun("input") as run:
         if source is None and not question:
             raise EmptyInputError("Nothing to analyse: give an image (PNG, JPEG or DICOM) or type a question.")
         if len(question) > MAX_QUESTION_CHARS:
+            notes.append(f"The question was cut to its first {MAX_QUESTION_CHARS:,} of {len(question):,} characters.")
             question = question[:MAX_QUESTION_CHARS]
-            errors.append({"stage": "input", "message": f"question truncated to {MAX_QUESTION_CHARS} characters"})
+        thumb = upload = ""
+        measurements: dict[str, float] = {}
         if source is not None:
             from medrag.imaging import load_image, measure, save_thumbnail
 
@@ -114,211 +137,127 @@ def analyze(
             image = load_image(raw, name=name or (str(raw) if isinstance(raw, Path) else ""))
             name = name or (raw.name if isinstance(raw, Path) else "upload")
             thumb = str(save_thumbnail(image, settings.thumbs_dir))
-            upload = str(_store_upload(workbench, image))
-            measurements = {k_: float(v) for k_, v in measure(image).items() if isinstance(v, (int, float))}
+            upload = str(_store_upload(engine, image))
+            measurements = {key: float(v) for key, v in measure(image).items() if isinstance(v, (int, float))}
             measurements.setdefault("width", float(image.shape[1]))
             measurements.setdefault("height", float(image.shape[0]))
-    except (MedRAGError, OSError) as exc:
-        yield _failed("input", exc, t0)
-        yield AnalysisFinished(stage="save", timings={"input": time.perf_counter() - t0}, total_seconds=time.perf_counter() - t_all, refused=True)
+    if run.failure is not None:
+        yield emit(run.failure)
+        yield finish(refused=True)
         return
-    timings["input"] = time.perf_counter() - t0
-    yield InputReady(
-        stage="input", kind="image" if image is not None else "text", image_hash=image.pixel_hash if image else "",
-        thumb_path=thumb, meta=dict(image.meta) if image else {}, measurements=measurements, seconds=timings["input"],
-    )
+    yield emit(InputReady(
+        stage="input", kind="image" if image is not None else "text",
+        name=printable(name, keep_newlines=False)[:300], question=question,
+        image_hash=image.pixel_hash if image else "", thumb_path=thumb, upload_path=upload,
+        meta=dict(image.meta) if image else {}, measurements=measurements, notes=tuple(notes), seconds=run.seconds,
+    ))
 
     # ---- guard
-    t0 = time.perf_counter()
-    yield StageStarted(stage="guard")
+    yield emit(StageStarted(stage="guard"))
+    t_guard = time.perf_counter()
+    verdict = _check_domain(engine, question, image)
+    yield emit(GuardChecked(stage="guard", verdict=verdict, seconds=time.perf_counter() - t_guard))
+    if not verdict.allowed:
+        yield finish(refused=True)
+        return
+
+    # ---- neighbours
+    yield emit(StageStarted(stage="neighbours"))
+    neighbours: list[Neighbour] = []
+    with _StageRun("neighbours") as run:
+        filters = {"label": label_filter, "dataset": dataset_filter}
+        if image is not None:
+            kind, encoder_name, vector = "image", engine.image_encoder_name, engine.embed_image(image)
+            exclude = set(exclude_case_ids or ()) | ({case_id} if case_id else set())
+            neighbours = engine.search_vector(kind, vector, k, exclude=exclude or None, **filters)
+        else:
+            encoder_name = engine.text_encoder_name
+            kind, vector = engine.embed_question(question)
+            neighbours = engine.search_vector(kind, vector, k, **filters)
+        found = NeighboursFound(stage="neighbours", neighbours=tuple(neighbours), encoder=encoder_name,
+                                query_vector=vector if kind == "image" else None, seconds=run.seconds)
+    yield emit(run.failure or found)
+
+    # ---- reasoning
+    yield emit(StageStarted(stage="reasoning"))
+    request = ReasoningRequest(image=image, question=question, neighbours=tuple(neighbours), measurements=dict(record.measurements))
+    pieces: list[str] = []
+    with _StageRun("reasoning") as run:
+        reasoner = engine.reasoner
+        first_token = 0.0
+        for piece in reasoner.stream(request):
+            if not pieces:
+                first_token = run.seconds
+            pieces.append(piece)
+            yield emit(ReasoningToken(stage="reasoning", text=piece))
+        done = ReasoningDone(stage="reasoning", text="".join(pieces), backend=reasoner.name, model=reasoner.model,
+                             seconds=run.seconds, first_token_seconds=first_token)
+    yield emit(run.failure or done)
+    reasoning = "".join(pieces) if run.failure is None else ""
+
+    # ---- summary
+    yield emit(StageStarted(stage="summary"))
+    with _StageRun("summary") as run:
+        summary = _summarise(engine, reasoning, request)
+        ready = SummaryReady(stage="summary", summary=summary, seconds=run.seconds)
+    yield emit(run.failure or ready)
+
+    # ---- web
+    yield emit(StageStarted(stage="web"))
+    with _StageRun("web") as run:
+        results: tuple[object, ...] = ()
+        status, query = "web search off for this analysis", ""
+        if web:
+            from medrag.websearch import search_references, web_query_for
+
+            query = web_query_for(record.label, question)
+            found_refs, status = search_references(query, settings, cache=engine.web_cache)
+            results = tuple(found_refs)
+        refs = WebResultsReady(stage="web", results=results, status=status, query=query, seconds=run.seconds)  # type: ignore[arg-type]
+    yield emit(run.failure or refs)
+
+    # ---- save
+    if save and settings.save_history:
+        yield emit(StageStarted(stage="save"))
+        with _StageRun("save") as run:
+            record.total_seconds = time.perf_counter() - t_all
+            analysis_id = engine.save_analysis(record)
+            saved = AnalysisSaved(stage="save", analysis_id=analysis_id, seconds=run.seconds)
+        yield emit(run.failure or saved)
+    yield finish()
+
+
+def _check_domain(engine: AnalysisEngine, question: str, image: CXRImage | None) -> GuardVerdict:
+    """The guard's verdict on the question and the image; a guard that fails refuses (never lets through)."""
     from medrag.guard import check_image, check_text
 
     verdicts: list[GuardVerdict] = []
     try:
         if question:
-            verdicts.append(check_text(question, workbench.text_encoder))
+            verdicts.append(check_text(question, engine.text_encoder))
         if image is not None:
             verdicts.append(check_image(image))
     except Exception as exc:  # the guard itself failing must not let a request through unchecked
+        log.warning("the domain guard failed", exc_info=exc)
         verdicts.append(GuardVerdict(False, f"The domain check failed ({exc}); try again.", kind="text"))
     refusal = next((v for v in verdicts if not v.allowed), None)
-    verdict = refusal or (verdicts[-1] if verdicts else GuardVerdict(True, "ok"))
-    timings["guard"] = time.perf_counter() - t0
-    yield GuardChecked(stage="guard", verdict=verdict, seconds=timings["guard"])
-    if refusal is not None:
-        yield AnalysisFinished(stage="save", timings=timings, total_seconds=time.perf_counter() - t_all, refused=True)
-        return
-
-    # ---- neighbours
-    t0 = time.perf_counter()
-    yield StageStarted(stage="neighbours")
-    neighbours: list[Neighbour] = []
-    encoder_name = ""
-    try:
-        if image is not None:
-            encoder_name = workbench.image_encoder.name
-            neighbours = workbench.search_image(image, k, label=label_filter, dataset=dataset_filter, exclude=exclude_case_ids)
-        else:
-            encoder_name = workbench.text_encoder.name
-            neighbours = workbench.search_text(question, k, label=label_filter, dataset=dataset_filter)
-        timings["neighbours"] = time.perf_counter() - t0
-        yield NeighboursFound(stage="neighbours", neighbours=tuple(neighbours), encoder=encoder_name, seconds=timings["neighbours"])
-    except Exception as exc:
-        timings["neighbours"] = time.perf_counter() - t0
-        failure = _failed("neighbours", exc, t0)
-        errors.append({"stage": "neighbours", "message": failure.message})
-        yield failure
-
-    # ---- reasoning
-    t0 = time.perf_counter()
-    yield StageStarted(stage="reasoning")
-    request = ReasoningRequest(image=image, question=question, neighbours=tuple(neighbours), measurements=measurements)
-    pieces: list[str] = []
-    first_token = 0.0
-    reasoner_name = reasoner_model = ""
-    try:
-        reasoner = workbench.reasoner
-        reasoner_name, reasoner_model = reasoner.name, reasoner.model
-        for piece in reasoner.stream(request):
-            if not pieces:
-                first_token = time.perf_counter() - t0
-            pieces.append(piece)
-            yield ReasoningToken(stage="reasoning", text=piece)
-        timings["reasoning"] = time.perf_counter() - t0
-        yield ReasoningDone(
-            stage="reasoning", text="".join(pieces), backend=reasoner_name, model=reasoner_model,
-            seconds=timings["reasoning"], first_token_seconds=first_token,
-        )
-    except Exception as exc:
-        timings["reasoning"] = time.perf_counter() - t0
-        failure = _failed("reasoning", exc, t0)
-        errors.append({"stage": "reasoning", "message": failure.message})
-        yield failure
-    reasoning = "".join(pieces)
-
-    # ---- summary
-    t0 = time.perf_counter()
-    yield StageStarted(stage="summary")
-    summary: Summary | None = None
-    summariser_name = ""
-    try:
-        if reasoning.strip():
-            summariser = workbench.summariser
-            summariser_name = summariser.name
-            summary = summariser.summarise(impression_of(reasoning))
-        else:
-            # No reasoning (its backend failed): condense the similar-case evidence instead.
-            from medrag.labels import label_text
-            from medrag.reasoners.evidence import EvidenceReasoner
-
-            summariser_name = "rules (similar cases)"
-            summary = label_text(impression_of(EvidenceReasoner().compose(request)))
-        timings["summary"] = time.perf_counter() - t0
-        yield SummaryReady(stage="summary", summary=summary, seconds=timings["summary"])
-    except Exception as exc:
-        timings["summary"] = time.perf_counter() - t0
-        failure = _failed("summary", exc, t0)
-        errors.append({"stage": "summary", "message": failure.message})
-        yield failure
-
-    # ---- web
-    t0 = time.perf_counter()
-    yield StageStarted(stage="web")
-    results: list[WebResult] = []
-    status = "web search off for this analysis"
-    query = ""
-    try:
-        if web:
-            from medrag.websearch import search_references, web_query_for
-
-            query = web_query_for(summary.label if summary else "", question)
-            results, status = search_references(query, settings, cache=workbench.store)
-        timings["web"] = time.perf_counter() - t0
-        yield WebResultsReady(stage="web", results=tuple(results), status=status, query=query, seconds=timings["web"])
-    except Exception as exc:
-        timings["web"] = time.perf_counter() - t0
-        failure = _failed("web", exc, t0)
-        status = failure.message
-        errors.append({"stage": "web", "message": failure.message})
-        yield failure
-
-    # ---- save
-    if save and settings.save_history:
-        t0 = time.perf_counter()
-        yield StageStarted(stage="save")
-        try:
-            record = AnalysisRecord(
-                input_kind="image" if image is not None else "text",
-                input_name=printable(name, keep_newlines=False)[:300],
-                image_hash=image.pixel_hash if image else "",
-                thumb_path=thumb,
-                upload_path=upload,
-                question=question,
-                encoder=encoder_name,
-                reasoner_backend=reasoner_name,
-                reasoner_model=reasoner_model,
-                summariser_backend=summariser_name,
-                reasoning=reasoning,
-                label=summary.label if summary else "",
-                findings=dict(summary.findings) if summary else {},
-                neighbours=[dataclasses.asdict(n) for n in neighbours],
-                web_results=[dataclasses.asdict(r) for r in results],
-                web_status=status,
-                guard=dataclasses.asdict(verdict),
-                meta={
-                    **(_json_safe(image.meta) if image else {}),
-                    **({"summary_notes": list(summary.notes)} if summary and summary.notes else {}),
-                },
-                timings=dict(timings),
-                errors=errors,
-                total_seconds=time.perf_counter() - t_all,
-            )
-            analysis_id = workbench.store.save_analysis(record)
-            timings["save"] = time.perf_counter() - t0
-            yield AnalysisSaved(stage="save", analysis_id=analysis_id, seconds=timings["save"])
-        except Exception as exc:
-            timings["save"] = time.perf_counter() - t0
-            yield _failed("save", exc, t0)
-    yield AnalysisFinished(stage="save", timings=timings, total_seconds=time.perf_counter() - t_all)
+    return refusal or (verdicts[-1] if verdicts else GuardVerdict(True, "ok"))
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
+def _summarise(engine: AnalysisEngine, reasoning: str, request: ReasoningRequest) -> Summary:
+    if reasoning.strip():
+        return engine.summariser.summarise(impression_of(reasoning))
+    # No reasoning (its backend failed): condense the similar-case evidence instead.
+    from medrag.labels import label_text
+    from medrag.reasoners.evidence import EvidenceReasoner
+
+    summary = label_text(impression_of(EvidenceReasoner().compose(request)))
+    return Summary(summary.label, summary.findings, backend="rules (similar cases)", notes=summary.notes)
 
 
-def run_to_completion(events: Iterator[Event]) -> dict[str, Any]:
-    """Consume an analysis and collect its results (for tests, benchmarks and batch use)."""
-    out: dict[str, Any] = {"tokens": [], "failed": []}
-    for event in events:
-        if isinstance(event, ReasoningToken):
-            out["tokens"].append(event.text)
-        elif isinstance(event, StageFailed):
-            out["failed"].append(event)
-        elif isinstance(event, InputReady):
-            out["input"] = event
-        elif isinstance(event, GuardChecked):
-            out["guard"] = event.verdict
-        elif isinstance(event, NeighboursFound):
-            out["neighbours"] = list(event.neighbours)
-        elif isinstance(event, ReasoningDone):
-            out["reasoning"] = event
-        elif isinstance(event, SummaryReady):
-            out["summary"] = event.summary
-        elif isinstance(event, WebResultsReady):
-            out["web"] = event
-        elif isinstance(event, AnalysisSaved):
-            out["analysis_id"] = event.analysis_id
-        elif isinstance(event, AnalysisFinished):
-            out["finished"] = event
-    return out
+def run_analysis(engine: AnalysisEngine, source: Path | bytes | str | None = None, **options: object) -> Analysis:
+    """Run a whole analysis and return its record (CLI batch use, tests, benchmarks)."""
+    return Analysis.fold(analyze(engine, source, **options), into=Analysis(case_id=str(options.get("case_id") or "")))  # type: ignore[arg-type]
 
 
-__all__ = ["analyze", "impression_of", "run_to_completion"]
+__all__ = ["MAX_QUESTION_CHARS", "analyze", "impression_of", "run_analysis"]

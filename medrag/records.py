@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from medrag.pixels import to_uint8
+
 FindingStatus = Literal["present", "absent", "uncertain"]
 
 #: The findings every labeler reports (CheXpert-style), in display order.
@@ -52,10 +54,8 @@ class CXRImage:
         return (int(self.pixels.shape[0]), int(self.pixels.shape[1]))
 
     def uint8_pixels(self) -> np.ndarray:
-        """The pixels as 8-bit (``medrag.imaging.to_uint8``), computed at most once; do not modify it."""
+        """The pixels as 8-bit (:func:`medrag.pixels.to_uint8`), computed at most once; do not modify it."""
         if self._uint8 is None:
-            from medrag.imaging import to_uint8
-
             self._uint8 = to_uint8(self.pixels)
         return self._uint8
 

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from medrag.analysis import Analysis
 from medrag.ui import images, state
-from medrag.ui.analysis import AnalysisView
 from medrag.ui.page import error_boundary, open_workbench, start_page
 from medrag.ui.safe import escape_markdown
 
@@ -56,20 +56,22 @@ with error_boundary():
             help="The file is decoded locally; DICOM tags are de-identified before they are shown or saved.",
         )
         if upload is not None:
-            data = upload.getvalue()
-            pixels, meta = images.decode_upload(data, upload.name)
-            source, name = data, upload.name
+            payload = upload.getvalue()
+            pixels, meta = images.decode_upload(payload, upload.name)
+            source, name = payload, upload.name
     elif mode == "library":
-        store = open_workbench().store
-        labels = ["all labels", *store.label_counts()]
+        from medrag.ui import data  # the workbench opens early for a library case anyway
+
+        library = open_workbench()
+        labels = ["all labels", *data.label_counts(library)]
         pick_left, pick_mid, pick_right = st.columns([2, 3, 1])
         label = pick_left.selectbox("Label", labels, key="analyze_case_label")
-        frame = store.cases_frame(label=None if label == "all labels" else label, limit=CASE_CHOICES)
+        frame = data.cases_frame(library, label=None if label == "all labels" else label, limit=CASE_CHOICES)
         options = list(frame["case_id"])
         labels_by_id = dict(zip(frame["case_id"], frame["label"]))
         chosen = st.session_state[state.ANALYZE_CASE]
         if chosen not in options:
-            known = store.get_case(chosen) if chosen else None
+            known = data.get_case(library, chosen) if chosen else None
             if known is not None:  # sent from the Library page, outside this filter
                 options.insert(0, chosen)
                 labels_by_id[chosen] = known.label
@@ -85,7 +87,7 @@ with error_boundary():
                 key=state.bind_widget("analyze_case", state.ANALYZE_CASE),
                 on_change=state.store_widget, args=("analyze_case", state.ANALYZE_CASE),
             )
-            case = store.get_case(case_id) if case_id else None
+            case = data.get_case(library, case_id) if case_id else None
             if case is not None:
                 pixels, meta = images.load_image_file(case.image_path)
                 source, name = Path(case.image_path), case.case_id
@@ -111,7 +113,7 @@ run = st.button("Analyze", type="primary", disabled=not ready, key="analyze_run"
 
 # Heavy from here on (the inputs above are already on screen).
 workbench = open_workbench()
-store = workbench.store
+from medrag.ui import data  # noqa: E402
 from medrag.ui.panels import (  # noqa: E402 - imported after the first paint on purpose
     render_label_and_findings,
     render_metadata,
@@ -125,7 +127,7 @@ from medrag.ui.panels import (  # noqa: E402 - imported after the first paint on
 from medrag.ui.viewer import PLOTLY_CONFIG, image_figure, view_controls  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------- viewer + reasoning
-last: AnalysisView | None = st.session_state.get(state.LAST_RESULT)
+last: Analysis | None = st.session_state.get(state.LAST_RESULT)
 if pixels is None and last is not None and last.image_path and not run:
     with error_boundary():
         pixels, meta = images.load_image_file(last.image_path)
@@ -144,19 +146,16 @@ with viewer_col:
 
 with reasoning_col:
     if run:
-        fresh = AnalysisView(input_name=name or "question", question=question.strip(), case_id=case_id)
+        # The events carry everything shown afterwards (stored upload, notes, query vector): nothing is re-read.
+        fresh = Analysis(input_name=name or "question", question=question.strip(), case_id=case_id)
         with error_boundary():
             events = workbench.analyze(
                 source, question=question, name=name, k=state.current_k(), web=bool(st.session_state[state.WEB_ON]),
-                save=True, exclude_case_ids={case_id} if case_id else None,
+                save=True, case_id=case_id,
             )
             run_live(events, fresh)
         if fresh.analysis_id is not None:
-            saved = store.get_analysis(fresh.analysis_id) or {}
-            fresh.image_path = str(saved.get("upload_path") or fresh.thumb_path)
-            fresh.created_at = str(saved.get("created_at") or "")
-        elif fresh.input_kind == "image":
-            fresh.image_path = str(source) if isinstance(source, Path) else fresh.thumb_path
+            data.history_changed(workbench)
         st.session_state[state.LAST_RESULT] = fresh
         st.session_state[state.OPEN_NEIGHBOUR] = {**st.session_state[state.OPEN_NEIGHBOUR], "analyze": None}
         last = fresh

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from medrag.ui import images, resources, state
+from medrag.ui import data, images, state
 from medrag.ui.page import error_boundary, setup_page
 from medrag.ui.panels import render_metadata
 from medrag.ui.safe import escape_markdown
@@ -16,27 +16,27 @@ ALL = "all"
 SHOWN = 2000
 
 workbench = setup_page("Library", "photo_library")
-store = workbench.store
 
 browse_tab, import_tab = st.tabs(["Browse", "Import and re-index"], key="library_tabs", on_change="rerun")
 
 if browse_tab.open:  # only the open tab runs
     with browse_tab, error_boundary():
-        labels = store.label_counts()
-        datasets = store.dataset_counts()
+        labels = data.label_counts(workbench)
+        datasets = data.dataset_counts(workbench)
         left, mid, right = st.columns([1, 1, 2])
         label = left.selectbox("Label", [ALL, *labels], key="library_label",
                                format_func=lambda v: v if v == ALL else f"{v} ({labels.get(v, 0)})")
         dataset = mid.selectbox("Dataset", [ALL, *datasets], key="library_dataset",
                                 format_func=lambda v: v if v == ALL else f"{v} ({datasets.get(v, 0)})")
         text = right.text_input("Search reports", key="library_text", placeholder="e.g. effusion, cardiac silhouette")
-        frame = store.cases_frame(
+        frame = data.cases_frame(
+            workbench,
             label=None if label == ALL else label, dataset=None if dataset == ALL else dataset,
             text=text.strip() or None, limit=SHOWN + 1,
         )
         more = len(frame) > SHOWN
         frame = frame.head(SHOWN)
-        st.caption(f"{len(frame):,}{'+' if more else ''} matching cases of {store.count_cases():,}"
+        st.caption(f"{len(frame):,}{'+' if more else ''} matching cases of {data.count_cases(workbench):,}"
                    + (f" (showing the first {SHOWN:,})" if more else ""))
         shown = frame[["case_id", "label", "dataset", "view", "report"]].copy()
         shown["report"] = shown["report"].fillna("").map(lambda r: " ".join(str(r).split())[:160])
@@ -62,7 +62,7 @@ if browse_tab.open:  # only the open tab runs
                 key=state.bind_widget("library_open_select", state.LIBRARY_OPEN),
                 on_change=state.store_widget, args=("library_open_select", state.LIBRARY_OPEN),
             )
-            case = store.get_case(opened)
+            case = data.get_case(workbench, opened)
             if case is not None:
                 viewer, details = st.columns([1, 1], gap="large")
                 with viewer:
@@ -114,8 +114,9 @@ if import_tab.open:  # only the open tab runs
                     def on_progress(done: int, total: int) -> None:
                         bar.progress(min(done / max(total, 1), 1.0), text=f"Imported {done:,} / {total:,} images")
 
-                    with st.spinner("Importing and indexing…"), resources.spawn_safe_main():
-                        report = workbench.ingest(
+                    with st.spinner("Importing and indexing…"):
+                        report = data.import_folder(
+                            workbench,
                             Path(folder.strip()).expanduser(),
                             labels_csv=Path(labels_csv.strip()).expanduser() if labels_csv.strip() else None,
                             on_progress=on_progress,
@@ -132,5 +133,5 @@ if import_tab.open:  # only the open tab runs
         st.markdown("**Re-index**: re-embed every case with the current image encoder and rebuild the index.")
         if st.button("Re-index the library", key="library_reindex"):
             with error_boundary(), st.spinner("Re-embedding and rebuilding the index…"):
-                index = workbench.ensure_index("image", rebuild=True)
+                index = data.reindex(workbench)
                 st.success(f"Index rebuilt: {len(index):,} cases with the {workbench.image_encoder.name} encoder.")

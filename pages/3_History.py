@@ -6,8 +6,7 @@ import io
 
 import streamlit as st
 
-from medrag.ui import images, state
-from medrag.ui.analysis import view_from_record
+from medrag.ui import data, images, state
 from medrag.ui.figures import labels_over_time, similarity_distribution
 from medrag.ui.page import error_boundary, setup_page
 from medrag.ui.panels import (
@@ -23,16 +22,15 @@ from medrag.ui.tables import history_table, neighbour_scores
 from medrag.ui.viewer import PLOTLY_CONFIG, image_figure, view_controls
 
 workbench = setup_page("History", "history")
-store = workbench.store
 
-if store.count_analyses() == 0:
+if data.count_analyses(workbench) == 0:
     st.info("No analyses yet. Every analysis you run is saved here.")
     st.page_link("pages/1_Analyze.py", label="Start an analysis", icon=":material/play_circle:")
     st.stop()
 
 # ---------------------------------------------------------------------------------------------- table
 search = st.text_input("Search", key="history_search", placeholder="label, file name, question, notes or tags")
-history = store.history_frame(search=search.strip() or None)
+history = data.history_frame(workbench, search=search.strip() or None)
 table = history_table(history)
 left, right = st.columns(2)
 label_filter = left.multiselect("Labels", sorted(set(table["label"])), key="history_labels")
@@ -82,55 +80,54 @@ opened = st.selectbox(
     format_func=lambda i: f"#{i} · {table.set_index('id').at[i, 'label'] or '—'} · {table.set_index('id').at[i, 'input']}",
 )
 st.session_state[state.HISTORY_OPEN] = opened
-record = store.get_analysis(opened)
-if record is None:
+analysis = data.get_analysis(workbench, opened)
+if analysis is None:
     st.warning(f"Analysis #{opened} no longer exists.")
     st.stop()
-view = view_from_record(record)
 
-st.subheader(f"Analysis #{view.analysis_id}")
+st.subheader(f"Analysis #{analysis.analysis_id}")
 st.caption(
-    f"{escape_markdown(view.created_at)} UTC · {escape_markdown(view.input_name or view.question)} · "
-    f"{view.total_seconds:.2f} s · encoder {escape_markdown(view.encoder or '—')} · "
-    f"summariser {escape_markdown(view.summariser_backend or '—')}"
+    f"{escape_markdown(analysis.created_at)} UTC · {escape_markdown(analysis.input_name or analysis.question)} · "
+    f"{analysis.total_seconds:.2f} s · encoder {escape_markdown(analysis.encoder or '—')} · "
+    f"summariser {escape_markdown(analysis.summariser_backend or '—')}"
 )
-if view.question:
+if analysis.question:
     st.markdown("**Question**")
-    st.text(view.question)
+    st.text(analysis.question)
 image_col, reasoning_col = st.columns([1, 1], gap="large")
 with image_col:
-    if view.image_path:
+    if analysis.image_path:
         with error_boundary():
-            pixels, meta = images.load_image_file(view.image_path)
-            shown = view_controls("history_view", view.meta or meta)
+            pixels, meta = images.load_image_file(analysis.image_path)
+            shown = view_controls("history_view", analysis.meta or meta)
             st.plotly_chart(image_figure(pixels, shown), config=PLOTLY_CONFIG, key="history_image")
-            render_metadata(view.meta or meta)
+            render_metadata(analysis.meta or meta)
     else:
         st.caption("Text question: no image.")
 with reasoning_col:
-    render_stage_log(view)
-    if render_outcome(view):
-        render_label_and_findings(view)
+    render_stage_log(analysis)
+    if render_outcome(analysis):
+        render_label_and_findings(analysis)
 
     with st.form("history_notes"):
-        notes = st.text_area("Notes", value=str(record.get("notes") or ""), key=f"history_notes_{opened}")
-        tags = st.text_input("Tags (comma-separated)", value=", ".join(record.get("tags") or []), key=f"history_tags_{opened}")
+        notes = st.text_area("Notes", value=analysis.user_notes, key=f"history_notes_{opened}")
+        tags = st.text_input("Tags (comma-separated)", value=", ".join(analysis.tags), key=f"history_tags_{opened}")
         if st.form_submit_button("Save notes and tags"):
             with error_boundary():
-                store.update_analysis_notes(opened, notes, [t.strip() for t in tags.split(",")])
+                data.update_analysis_notes(workbench, opened, notes, [t.strip() for t in tags.split(",")])
                 st.success("Notes and tags saved.")
     confirm = st.checkbox(f"Yes, delete analysis #{opened}", key=f"history_confirm_{opened}")
     if st.button("Delete this analysis", disabled=not confirm, key="history_delete"):
         with error_boundary():
-            store.delete_analysis(opened)
+            data.delete_analysis(workbench, opened)
             st.session_state[state.HISTORY_OPEN] = None
             st.toast(f"Deleted analysis #{opened}")
             st.rerun()
 
-if view.ok:
+if analysis.ok:
     with error_boundary():
-        render_similar(workbench, view, "history")
-    render_web(view)
+        render_similar(workbench, analysis, "history")
+    render_web(analysis)
 
 # ---------------------------------------------------------------------------------------------- plots
 st.subheader("Trends")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from medrag.ui import images, state
-from medrag.ui.analysis import collect
+from medrag.analysis import Analysis
+from medrag.ui import data, images, state
 from medrag.ui.page import error_boundary, setup_page
 from medrag.ui.panels import render_neighbour_grid
 from medrag.ui.safe import defang_markdown, escape_markdown, shorten
@@ -17,16 +17,15 @@ from medrag.ui.viewer import PLOTLY_CONFIG, image_figure, linked_figure, view_co
 CHOICES = 500
 
 workbench = setup_page("Compare", "compare")
-store = workbench.store
 
 compare_tab, quiz_tab = st.tabs(["Side by side", "Quiz"], key="compare_tabs", on_change="rerun")
 
 # ---------------------------------------------------------------------------------------------- side by side
 if compare_tab.open:  # only the open tab runs
     with compare_tab, error_boundary():
-        labels = store.label_counts()
+        labels = data.label_counts(workbench)
         label = st.selectbox("Cases with label", ["all labels", *labels], key="compare_label")
-        frame = store.cases_frame(label=None if label == "all labels" else label, limit=CHOICES)
+        frame = data.cases_frame(workbench, label=None if label == "all labels" else label, limit=CHOICES)
         by_id = frame.set_index("case_id")
         ids = list(frame["case_id"])
         current = [c for c in (st.session_state[state.COMPARE_CASES] or []) if c in ids]
@@ -57,12 +56,12 @@ if compare_tab.open:  # only the open tab runs
 
 # ---------------------------------------------------------------------------------------------- quiz
 def _new_question() -> None:
-    counts = store.label_counts()
+    counts = data.label_counts(workbench)
     if not counts:
         return
     label = random.choice(list(counts))  # every label equally likely, however rare
-    case_id = random.choice(sorted(store.case_ids_where(label=label)))
-    st.session_state[state.QUIZ] = {"case_id": case_id, "truth": label, "answered": False, "answer": None, "view": None}
+    case_id = random.choice(sorted(data.case_ids_where(workbench, label=label)))
+    st.session_state[state.QUIZ] = {"case_id": case_id, "truth": label, "answered": False, "answer": None, "analysis": None}
 
 
 def _submit(answer: str | None) -> None:
@@ -84,7 +83,7 @@ if quiz_tab.open:  # only the open tab runs
         st.button("New quiz case", type="primary", key="quiz_new", on_click=_new_question)
         quiz = st.session_state[state.QUIZ]
         if quiz is not None:
-            case = store.get_case(quiz["case_id"])
+            case = data.get_case(workbench, quiz["case_id"])
             if case is None:
                 st.warning("That case left the library; draw a new one.")
             else:
@@ -93,7 +92,7 @@ if quiz_tab.open:  # only the open tab runs
                     st.plotly_chart(image_figure(images.load_pixels(case.image_path), title="Quiz case"),
                                     config=PLOTLY_CONFIG, key="quiz_image")
                 with answer_col:
-                    choice = st.radio("Your label", sorted(store.label_counts()), index=None, key=f"quiz_answer_{case.case_id}",
+                    choice = st.radio("Your label", sorted(data.label_counts(workbench)), index=None, key=f"quiz_answer_{case.case_id}",
                                       disabled=quiz["answered"])
                     st.button("Reveal", key="quiz_reveal", disabled=quiz["answered"] or choice is None,
                               on_click=_submit, args=(choice,))
@@ -108,18 +107,18 @@ if quiz_tab.open:  # only the open tab runs
                         st.caption(f"Case {escape_markdown(case.case_id[:16])} · {escape_markdown(case.dataset)}")
                         st.text(shorten(case.report, 600) or "(no report)")
                 if quiz["answered"]:
-                    if quiz["view"] is None:
+                    if quiz["analysis"] is None:
                         with st.spinner("Reasoning over the nearest cases…"):
-                            quiz["view"] = collect(workbench.analyze(
+                            quiz["analysis"] = Analysis.fold(workbench.analyze(
                                 Path(case.image_path), k=state.current_k(), web=False, save=False,
-                                exclude_case_ids={case.case_id},
-                            ))
-                    view = quiz["view"]
-                    if view.failures:
-                        for message in view.failures.values():
+                                case_id=case.case_id,
+                            ), into=Analysis(case_id=case.case_id))
+                    analysis = quiz["analysis"]
+                    if analysis.failures:
+                        for message in analysis.failures.values():
                             st.error(defang_markdown(message))
-                    title = f"Reasoning ({view.reasoner_backend or '?'}) · label: {view.label or '—'}"
+                    title = f"Reasoning ({analysis.reasoner_backend or '?'}) · label: {analysis.label or '—'}"
                     with st.expander(escape_markdown(title), expanded=True):
-                        st.markdown(defang_markdown(view.reasoning))
+                        st.markdown(defang_markdown(analysis.reasoning))
                     st.subheader("Nearest cases")
-                    render_neighbour_grid(view, "quiz", openable=False)
+                    render_neighbour_grid(analysis, "quiz", openable=False)

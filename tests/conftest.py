@@ -1,11 +1,15 @@
-"""Shared fixtures: a small synthetic library built once per test session, the real-data folder."""
+"""Shared fixtures: a synthetic library built once per session, the real-data folder, an in-memory store."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from medrag.store import Store
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -19,6 +23,14 @@ def real_data() -> Path:
     if not (REAL_DATA / "labels.csv").is_file():
         pytest.skip(f"real chest X-rays not found at {REAL_DATA} (they live beside the repository, never in it)")
     return REAL_DATA
+
+
+@pytest.fixture()
+def memory_store() -> Store:
+    """A fresh, empty ``Store(":memory:")`` for this test (no file, no lock; gone when the test ends)."""
+    from medrag.store import Store
+
+    return Store(":memory:")
 
 
 @pytest.fixture(scope="session")

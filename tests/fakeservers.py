@@ -258,11 +258,12 @@ def sse(*events: Any, done: bool = True) -> list[str]:
 
 
 def chat_chunk(content: str | None = None, finish_reason: str | None = None) -> dict[str, Any]:
-    """One OpenAI chat.completion.chunk object."""
+    """One OpenAI chat.completion.chunk object (the fields the real API sends)."""
     delta: dict[str, Any] = {} if content is None else {"content": content}
     return {
         "id": "chatcmpl-fake",
         "object": "chat.completion.chunk",
+        "created": 1700000000,
         "model": "fake",
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
     }

@@ -145,7 +145,38 @@ def test_history_reopens_the_analysis(analyze: AppTest, data_dir: Path) -> None:
     from medrag.store import Store
 
     saved = Store(data_dir / "medrag.duckdb").get_analysis(analysis_id)
-    assert saved["notes"] == "teaching file" and saved["tags"] == ["demo", "effusion"]
+    assert saved is not None and saved.user_notes == "teaching file" and saved.tags == ["demo", "effusion"]
+    # A new session shows what was saved: the write dropped the cached copy of the row.
+    fresh = AppTest.from_file(APP, default_timeout=180)
+    fresh.session_state["history_open_id"] = analysis_id
+    fresh.switch_page("pages/3_History.py").run()
+    assert not fresh.exception
+    assert fresh.text_area(key=f"history_notes_{analysis_id}").value == "teaching file"
+
+
+def test_a_question_over_the_limit_reopens_in_history_with_its_results_and_a_note(analyze: AppTest, data_dir: Path) -> None:
+    at = analyze
+    at.button_group[0].set_value("question").run()
+    question = "What are the signs of a pleural effusion on a chest x-ray? " * 80  # > 4,000 characters
+    at.text_input(key="analyze_question").input(question).run()
+    at.button(key="analyze_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    last = at.session_state["last_result"]
+    assert last.ok and last.failures == {} and last.analysis_id is not None
+    assert len(last.notes) == 1 and "cut to its first 4,000" in last.notes[0]
+    assert not at.error, [e.value for e in at.error]
+    assert any("cut to its first 4,000" in _plain(c.value) for c in at.caption)
+    at.button(key="analyze_to_history").click().run()
+    at.switch_page("pages/3_History.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]  # no stage reads as failed
+    assert any(h.value == f"Analysis #{last.analysis_id}" for h in at.subheader)
+    assert any(_plain(h.value) == last.label for h in at.subheader)  # the results are shown, not hidden
+    assert _plain(_stage_box(at, "Reasoning by").markdown[0].value).strip() == _plain(last.reasoning).strip()
+    assert _stage_box(at, "Input: a text question · 1 note").type == "expander"
+    assert any("cut to its first 4,000" in _plain(c.value) for c in at.caption)
+    assert any(h.value.startswith("Similar cases") for h in at.subheader)
+    assert len([b for b in at.button if (b.key or "").startswith("history_open_")]) == len(last.neighbours)
 
 
 def test_quiz_reveals_the_right_label(data_dir: Path) -> None:

@@ -1,4 +1,4 @@
-"""The app's pure helpers: escaping, the analysis view, figures, viewer maths, tables; panels via AppTest."""
+"""The app's pure helpers: escaping, stage lines, figures, viewer maths, tables; panels via AppTest."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ from medrag.events import (
     SummaryReady,
 )
 from medrag.records import GuardVerdict, Neighbour, Summary, WebResult
-from medrag.ui.analysis import collect, view_from_record
+from medrag.analysis import Analysis
+from medrag.ui.analysis import stage_line
 from medrag.ui.figures import library_map_figure, scores_bar, similarity_distribution, votes_frame
 from medrag.ui.safe import defang_markdown, escape_markdown, safe_url, shorten
 from medrag.ui.tables import history_table, neighbour_scores
@@ -100,9 +101,9 @@ def test_shorten_collapses_whitespace_and_cuts() -> None:
     assert len(cut) <= 20 and cut.endswith("…")
 
 
-# ---------------------------------------------------------------------------------------------- analysis view
-def test_view_folds_a_full_event_stream() -> None:
-    view = collect(_events())
+# ---------------------------------------------------------------------------------------------- analysis record
+def test_analysis_folds_a_full_event_stream() -> None:
+    view = Analysis.fold(_events())
     assert view.ok and view.finished
     assert view.reasoning == "**Lungs.** Clear."
     assert view.reasoner_backend == "evidence" and view.label == "effusion"
@@ -112,8 +113,8 @@ def test_view_folds_a_full_event_stream() -> None:
     assert view.web_status == "provider down; try later"
     assert view.stages == ["input", "guard", "neighbours", "reasoning", "summary", "web", "save"]
     assert view.findings_rows()[0] == {"finding": "effusion", "status": "present"}
-    assert view.stage_line("save").startswith("Saved to history as #7")
-    assert "failed" in view.stage_line("web")
+    assert stage_line(view, "save").startswith("Saved to history as #7")
+    assert "failed" in stage_line(view, "web")
 
 
 def test_view_marks_a_refusal() -> None:
@@ -124,20 +125,20 @@ def test_view_marks_a_refusal() -> None:
         GuardChecked(stage="guard", verdict=GuardVerdict(False, "not a medical question", kind="text")),
         AnalysisFinished(stage="save", refused=True),
     ]
-    view = collect(events)
+    view = Analysis.fold(events)
     assert view.refused and not view.ok
-    assert view.stage_line("guard").endswith("refused") or "refused" in view.stage_line("guard")
+    assert "refused" in stage_line(view, "guard")
 
 
 def test_unreadable_input_is_a_failure_not_a_refusal() -> None:
     events = [StageStarted(stage="input"), StageFailed(stage="input", message="not an image"),
               AnalysisFinished(stage="save", refused=True)]
-    view = collect(events)
+    view = Analysis.fold(events)
     assert not view.refused and not view.ok and view.failures["input"] == "not an image"
 
 
-def test_view_from_record_matches_the_live_view() -> None:
-    live = collect(_events())
+def test_a_saved_row_reopens_as_the_live_analysis() -> None:
+    live = Analysis.fold(_events())
     record = {
         "id": 7, "created_at": "2026-01-01 10:00:00", "input_kind": "image", "input_name": "x.png",
         "question": "", "upload_path": "/u/x.png", "thumb_path": "/t/x.png", "encoder": "classic",
@@ -150,13 +151,47 @@ def test_view_from_record_matches_the_live_view() -> None:
         "timings": {"input": 0.1, "reasoning": 0.2}, "errors": [{"stage": "web", "message": "m"}],
         "total_seconds": 0.9,
     }
-    view = view_from_record(record)
+    view = Analysis.from_row(record)
     assert view.ok and view.analysis_id == 7 and view.image_path == "/u/x.png"
     assert view.neighbours == live.neighbours
     assert view.web_results == [WebResult("T", "https://nih.gov/a", "nih.gov", "s")]
     assert view.stages == ["input", "reasoning", "web"]
     assert view.failures == {"web": "m"}
     assert view.summary_notes == ["the labeler read part of the text"]
+
+
+def test_a_cut_question_is_a_note_not_a_failure_and_survives_the_store_row() -> None:
+    note = "The question was cut to its first 4,000 of 5,000 characters."
+    events = _events()
+    events[1] = InputReady(stage="input", kind="text", name="", question="q" * 4000, notes=(note,), seconds=0.01)
+    live = Analysis.fold(events)
+    assert live.ok and "input" not in live.failures and live.notes == [note]
+    assert live.all_notes[0] == note
+    assert stage_line(live, "input").startswith("Input: a text question · 1 note")
+    reopened = Analysis.from_row({**live.to_row(), "id": 7})
+    assert reopened.notes == [note] and reopened.ok and reopened.label == live.label
+
+
+def test_query_position_projects_the_carried_vector_without_embedding_again() -> None:
+    from medrag.engine.search import LibraryMap
+    from medrag.ui.resources import query_position
+
+    library_map = LibraryMap(generation=1, case_ids=["a", "b"], coords=np.zeros((2, 2), np.float32),
+                             mean=np.zeros(3, np.float32), components=np.eye(3, dtype=np.float32)[:2])
+
+    class _Engine:
+        image_encoder_name = "classic"
+
+        def library_map(self) -> LibraryMap:
+            return library_map
+
+        def embed_image(self, image: object) -> np.ndarray:
+            raise AssertionError("a fresh analysis is placed by its own vector, not embedded again")
+
+    fresh = Analysis(input_kind="image", encoder="classic", query_vector=np.array([0.5, -1.0, 9.0], np.float32))
+    assert query_position(_Engine(), fresh) == pytest.approx((0.5, -1.0))  # type: ignore[arg-type]
+    assert query_position(_Engine(), Analysis(input_kind="text")) is None  # type: ignore[arg-type]
+    assert query_position(_Engine(), Analysis(input_kind="image", encoder="classic")) is None  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------- viewer
@@ -243,10 +278,10 @@ def _panels_app() -> None:
     import streamlit as st
 
     from medrag.records import WebResult
-    from medrag.ui.analysis import AnalysisView  # AppTest runs this function's body on its own
+    from medrag.analysis import Analysis  # AppTest runs this function's body on its own
     from medrag.ui.panels import render_label_and_findings, render_outcome, render_web
 
-    view = AnalysisView(
+    view = Analysis(
         label="effusion", findings={"effusion": "present", "pneumothorax": "absent", "edema": "uncertain"},
         finished=True,
         web_results=[
@@ -254,6 +289,8 @@ def _panels_app() -> None:
             WebResult("Evil", "javascript:alert(1)", "nih.gov", "s", image_url="javascript:bad"),
         ],
         web_status="2 results from tavily",
+        notes=["The question was cut to its first 4,000 of 9,000 characters."],
+        summary_notes=["the labeler read part of the text"],
     )
     if st.session_state.get("refuse"):
         view.refused = True
@@ -276,6 +313,8 @@ def test_panels_render_findings_and_only_safe_web_links() -> None:
     titles = [m.value for m in at.markdown if "Pleural" in m.value]
     assert titles and "](javascript" not in titles[0]
     assert any(t.value == "<b>snip</b>" for t in at.text)  # shown as text, not HTML
+    notes = [c.value.replace("\\", "") for c in at.caption if ":material/info:" in c.value]
+    assert len(notes) == 2 and "cut to its first 4,000" in notes[0] and "labeler" in notes[1]
 
 
 def test_panels_show_a_refusal_instead_of_results() -> None:

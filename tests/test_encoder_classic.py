@@ -15,8 +15,6 @@ from medrag.encoders.classic import BLOCKS, DIM, STATE_FILE, ClassicEncoder, lbp
 from medrag.errors import ConfigError, InputError
 from medrag.evaluation.retrieval import leave_one_patient_out
 
-REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cxr-real"
-
 
 def _film(seed: int, shape: tuple[int, int] = (256, 256)) -> np.ndarray:
     """A smooth random 'radiograph' with 8-bit grain (values on the 1/255 grid, as decoded PNGs are)."""
@@ -221,20 +219,18 @@ def test_demo_library_neighbours_share_the_label() -> None:
 
 @pytest.mark.slow
 @pytest.mark.realdata
-def test_nih_normal_vs_pneumonia_precision_at_10() -> None:
+def test_nih_normal_vs_pneumonia_precision_at_10(real_data: Path) -> None:
     """The headline figure: leave-one-patient-out P@10 ≥ 0.76 (chance 0.50, raw thumbnails ≈ 0.64–0.66).
 
     Measured: classic-v2 0.783, classic-v3 0.773 (exp11)."""
-    if not (REAL_DATA / "labels.csv").is_file():
-        pytest.skip(f"real chest X-rays not found at {REAL_DATA} (they live beside the repository, never in it)")
     from medrag.imaging import load_image
 
-    with open(REAL_DATA / "labels.csv", newline="", encoding="utf-8") as fh:
+    with open(real_data / "labels.csv", newline="", encoding="utf-8") as fh:
         rows = [
             r for r in csv.DictReader(fh) if r["dataset"] == "nih" and r["label"] in ("normal", "pneumonia")
         ]
     assert len(rows) == 521
-    images = [load_image(REAL_DATA / r["image"]).pixels for r in rows]
+    images = [load_image(real_data / r["image"]).pixels for r in rows]
     encoder = ClassicEncoder()
     encoder.fit(images)  # unsupervised, on the library itself, as `medrag index` does
     report = leave_one_patient_out(

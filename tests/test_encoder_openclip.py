@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from embedding_checks import assert_embeddings_agree
 from medrag.config import Settings
 from medrag.encoders import ImageEncoder, TextEncoder, build_encoder, encoder_names, get_encoder_spec
 from medrag.encoders import openclip as oc
@@ -79,8 +80,11 @@ def test_text_to_image_search(encoder: oc.OpenClipEncoder) -> None:
 def test_batched_equals_single(encoder: oc.OpenClipEncoder) -> None:
     images, _ = _class_images(9, seed=3)  # 36 images: more than one batch of 32
     together = encoder.embed(images)
-    for i in (0, 17, 35):
-        np.testing.assert_allclose(together[i], encoder.embed([images[i]])[0], atol=1e-4)
+    rows = [0, 17, 35]
+    singles = np.vstack([encoder.embed([images[i]]) for i in rows])
+    # Batch and single passes take different oneDNN/BLAS kernels (1.1e-4 apart per element on an Intel
+    # Xeon): compare what search sees, the cosine and the neighbours found in the batch.
+    assert_embeddings_agree(together[rows], singles, library=together)
 
 
 def test_version_names_ref_and_weights(encoder: oc.OpenClipEncoder, tiny_clip: Path) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from embedding_checks import assert_embeddings_agree
 from medrag.config import Settings
 from medrag.encoders import ImageEncoder, build_encoder, get_encoder_spec
 from medrag.encoders import xrv as xe
@@ -110,4 +111,5 @@ def test_import_then_embed(imported_encoder: xe.XRVEncoder, tiny_xrv_file: Path)
     with torch.no_grad():
         x = torch.from_numpy(xe.preprocess(images[1]))[None]
         pooled = torch.nn.functional.adaptive_avg_pool2d(torch.relu(reference.features(x)), 1).flatten(1)[0].numpy()
-    np.testing.assert_allclose(vectors[1], pooled / np.linalg.norm(pooled), atol=1e-4)
+    # a batch of two and one image take different oneDNN convolution kernels: compare by cosine and ranking
+    assert_embeddings_agree(pooled / np.linalg.norm(pooled), vectors[1], library=vectors)

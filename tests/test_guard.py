@@ -26,8 +26,6 @@ from medrag.guard import (
 from medrag.imaging import colourfulness
 from medrag.records import CXRImage
 
-REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cxr-real"
-
 # None of these were used to set the threshold (the development set is in the guard's notes).
 ON_TOPIC = [
     "what is a rib fracture",
@@ -194,28 +192,26 @@ def test_synthetic_phantoms_pass() -> None:
         assert verdict.allowed, (findings, verdict)
 
 
-def _real_rows() -> list[dict[str, str]]:
-    if not (REAL_DATA / "labels.csv").is_file():
-        pytest.skip(f"real chest X-rays not found at {REAL_DATA} (they live beside the repository, never in it)")
-    with open(REAL_DATA / "labels.csv", newline="") as handle:
+def _real_rows(real_data: Path) -> list[dict[str, str]]:
+    with open(real_data / "labels.csv", newline="") as handle:
         return list(csv.DictReader(handle))
 
 
 @pytest.mark.realdata
-def test_a_sample_of_real_cxrs_pass() -> None:
-    rows = _real_rows()[::50]
+def test_a_sample_of_real_cxrs_pass(real_data: Path) -> None:
+    rows = _real_rows(real_data)[::50]
     for row in rows:
-        pixels = np.asarray(Image.open(REAL_DATA / row["image"]).convert("L"), dtype=np.float32) / 255.0
+        pixels = np.asarray(Image.open(real_data / row["image"]).convert("L"), dtype=np.float32) / 255.0
         assert check_image(CXRImage(pixels, {"colourfulness": 0.0})).allowed, row["image"]
 
 
 @pytest.mark.realdata
 @pytest.mark.slow
-def test_false_refusal_rate_on_all_real_cxrs_is_at_most_one_percent() -> None:
-    rows = _real_rows()
+def test_false_refusal_rate_on_all_real_cxrs_is_at_most_one_percent(real_data: Path) -> None:
+    rows = _real_rows(real_data)
     refused = []
     for row in rows:
-        pixels = np.asarray(Image.open(REAL_DATA / row["image"]).convert("L"), dtype=np.float32) / 255.0
+        pixels = np.asarray(Image.open(real_data / row["image"]).convert("L"), dtype=np.float32) / 255.0
         if not check_image(CXRImage(pixels, {"colourfulness": 0.0, "converted_from_rgb": False})).allowed:
             refused.append(row["image"])
     rate = len(refused) / len(rows)

@@ -37,15 +37,15 @@ from medrag.imaging import (
     from_array,
     invert,
     load_image,
+    looks_like_dicom,
     make_thumbnail,
     measure,
     save_thumbnail,
+    store_original,
+    store_upload,
     to_uint8,
 )
 from medrag.records import CXRImage
-
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cxr-real"
-
 
 # --------------------------------------------------------------------------- builders
 
@@ -512,6 +512,50 @@ def test_save_thumbnail_is_content_addressed_atomic_and_idempotent(tmp_path: Pat
     assert small != path and Image.open(small).size == (64, 43)
 
 
+def test_store_upload_is_a_content_addressed_16_bit_png_of_the_pixels(tmp_path: Path) -> None:
+    pixels = np.random.default_rng(3).random((48, 64)).astype(np.float32)
+    image = from_array(pixels)
+    path = store_upload(image, tmp_path)
+    assert path == tmp_path / image.pixel_hash[:2] / f"{image.pixel_hash}.png"
+    with Image.open(path) as png:
+        stored = np.asarray(png)
+    assert stored.dtype == np.uint16 and stored.shape == (48, 64)
+    assert np.array_equal(stored, np.round(pixels * 65535).astype(np.uint16))  # 16-bit: finer than the hash
+    before = path.stat().st_mtime_ns
+    time.sleep(0.01)
+    assert store_upload(image, tmp_path) == path and path.stat().st_mtime_ns == before
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_store_original_keeps_the_8_bit_pixels_the_case_id_hashes(tmp_path: Path) -> None:
+    image = load_image(_encode(Image.fromarray(_gradient()), "PNG"))
+    path = store_original(image, tmp_path)
+    assert path == tmp_path / image.pixel_hash[:2] / f"{image.pixel_hash}.png"
+    with Image.open(path) as png:
+        assert png.mode == "L" and np.array_equal(np.asarray(png), _gradient())
+    assert load_image(path).pixel_hash == image.pixel_hash
+    assert store_original(image, tmp_path) == path
+
+
+def test_one_dicom_sniffer_for_bytes_paths_and_library_folders(tmp_path: Path) -> None:
+    from medrag.library import iter_folder
+
+    data = _dicom_bytes(_dicom(_dicom_ramp()))
+    assert data[128:132] == b"DICM" and looks_like_dicom(data) and looks_like_dicom(memoryview(data))
+    assert looks_like_dicom(b"DICM" + bytes(200))  # magic at offset 0: no preamble
+    assert not looks_like_dicom(_encode(Image.fromarray(_gradient()), "PNG")) and not looks_like_dicom(b"")
+    folder = tmp_path / "archive"
+    (folder / "normal").mkdir(parents=True)
+    (folder / "normal" / "1.2.840.99").write_bytes(data)  # a bare UID name has a "suffix" too
+    (folder / "normal" / "IM0001").write_bytes(data)
+    (folder / "normal" / "README").write_text("not an image")
+    (folder / "normal" / "notes.txt").write_bytes(data)  # a non-image suffix is never sniffed
+    assert looks_like_dicom(folder / "normal" / "IM0001") and not looks_like_dicom(folder / "normal" / "README")
+    assert not looks_like_dicom(folder / "missing")  # unreadable: not DICOM, no error
+    assert [item.path.name for item in iter_folder(folder) if item.path is not None] == ["IM0001"]
+    assert load_image(folder / "normal" / "IM0001").meta["format"] == "dicom"
+
+
 def test_apply_window_invert_and_enhance() -> None:
     pixels = np.linspace(0, 1, 101, dtype=np.float32).reshape(1, 101).repeat(40, axis=0)
     windowed = apply_window(pixels, center=0.5, width=0.2)
@@ -596,16 +640,14 @@ def test_measure_finds_a_wide_heart_in_a_drawn_chest() -> None:
 
 
 @pytest.mark.realdata
-def test_real_cxrs_load_and_measure() -> None:
-    if not (REAL / "labels.csv").is_file():
-        pytest.skip(f"real CXRs not found at {REAL}")
+def test_real_cxrs_load_and_measure(real_data: Path) -> None:
     import csv
 
-    with open(REAL / "labels.csv", newline="") as fh:
+    with open(real_data / "labels.csv", newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["dataset"] == "nih" and r["label"] == "normal"][:30]
     ctrs = []
     for row in rows:
-        image = load_image(REAL / row["image"])
+        image = load_image(real_data / row["image"])
         assert image.meta["format"] == "png" and image.meta["warnings"] == []
         assert max(image.shape) <= 512
         ctrs.append(measure(image)["ctr"])

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import medrag.index as index_module
+import medrag.index_kinds as kinds_module
 from medrag.errors import ConfigError, IndexMismatchError, InputError
 from medrag.index import VectorIndex, choose_index_kind
 
@@ -185,10 +186,10 @@ def test_crash_between_the_two_replaces_is_detected(tmp_path: Path, monkeypatch:
     VectorIndex.build(ids[:30], vecs[:30], encoder_name="classic", encoder_version="v1").save(tmp_path)
     newer = VectorIndex.build(ids, vecs, encoder_name="classic", encoder_version="v1")
 
-    def crash(path: Path, data: bytes) -> None:
+    def crash(path: Path, data: bytes, **_: object) -> None:
         raise KeyboardInterrupt("power cut before the stamp was written")
 
-    monkeypatch.setattr(index_module, "_write_atomic", crash)
+    monkeypatch.setattr(index_module, "atomic_write", crash)
     with pytest.raises(KeyboardInterrupt):
         newer.save(tmp_path)
     monkeypatch.undo()
@@ -204,8 +205,10 @@ def test_crash_while_writing_faiss_keeps_old_pair(tmp_path: Path, monkeypatch: p
     VectorIndex.build(ids[:30], vecs[:30], encoder_name="classic", encoder_version="v1").save(tmp_path)
     newer = VectorIndex.build(ids, vecs, encoder_name="classic", encoder_version="v1")
 
-    def half_write(index: object, path: str) -> None:
-        Path(path).write_bytes(b"partial")
+    real_write_index = index_module.faiss.write_index
+
+    def half_write(index: object, writer: object) -> None:
+        real_write_index(index, writer)  # the bytes reach the temp file, then the disk fills
         raise OSError("disk full")
 
     monkeypatch.setattr(index_module.faiss, "write_index", half_write)
@@ -254,7 +257,7 @@ def test_ivf_kinds_build_search_filter_and_persist(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str, min_recall: float
 ) -> None:
     # Training on the recommended 10k+ vectors takes seconds; 3,000 exercise the same code paths.
-    monkeypatch.setattr(index_module, "IVFPQ_MIN_TRAIN", 2_000)
+    monkeypatch.setattr(kinds_module, "IVFPQ_MIN_TRAIN", 2_000)
     dim, n = 30, 3_000  # 30 is padded to 32 (PQ: 4 sub-vectors of 8; SQ8: the SIMD path)
     vecs = _clustered(n, dim, seed=11, clusters=30, noise=0.3)
     ids = [f"c{i}" for i in range(n)]

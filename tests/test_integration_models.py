@@ -49,17 +49,20 @@ def test_imported_tiny_medgemma_streams_through_analyze(data_dir: Path, tmp_path
     assert main(["--data-dir", str(data_dir), "models"]) == 0
     listing = capsys.readouterr().out
     assert "medgemma-reasoner" in listing and "ready" in listing.split("medgemma-reasoner")[1].splitlines()[0]
+    from medrag.analysis import Analysis
     from medrag.config import Settings
-    from medrag.pipeline import run_to_completion
+    from medrag.events import ReasoningToken
     from medrag.workbench import Workbench
 
     workbench = Workbench(Settings(data_dir=data_dir, reasoner="hf", summariser="hf", max_new_tokens=16, web_provider="off"))
-    result = run_to_completion(workbench.analyze(Path(_image(data_dir))))
-    assert result["reasoning"].backend == "hf" and len(result["tokens"]) > 1
-    assert "".join(result["tokens"]) == result["reasoning"].text
-    assert result["summary"] is not None and not result["failed"]
-    row = workbench.store.get_analysis(result["analysis_id"])
-    assert row["reasoner_backend"] == "hf" and row["summariser_backend"] == "hf"
+    events = list(workbench.analyze(Path(_image(data_dir))))
+    result = Analysis.fold(events)
+    tokens = [e.text for e in events if isinstance(e, ReasoningToken)]
+    assert result.reasoner_backend == "hf" and len(tokens) > 1
+    assert "".join(tokens) == result.reasoning
+    assert "summary" in result.stages and not result.failures
+    row = workbench.store.get_analysis(result.analysis_id)
+    assert row is not None and row.reasoner_backend == "hf" and row.summariser_backend == "hf"
 
 
 def test_openclip_local_dir_searches_by_image_and_text(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

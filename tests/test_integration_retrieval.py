@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from medrag.config import Settings
+from medrag.engine.vectors import case_pixels
 from medrag.evaluation.retrieval import leave_one_patient_out
 from medrag.workbench import Workbench
 
@@ -19,7 +20,7 @@ def test_phantom_neighbours_share_the_finding_far_above_chance(demo_workbench) -
     counts = Counter(labels.values())
     hits = total = 0
     for case_id, row in zip(frame["case_id"], frame.itertuples()):
-        neighbours = demo_workbench.search_image(demo_workbench._pixels_of(row.image_path, row.thumb_path), 5, exclude={case_id})
+        neighbours = demo_workbench.search_image(case_pixels(row.image_path, row.thumb_path), 5, exclude={case_id})
         hits += sum(n.label == labels[case_id] for n in neighbours)
         total += len(neighbours)
     precision = hits / total

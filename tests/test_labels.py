@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from medrag.labels import MAX_CHARS, RulesSummariser, label_text, label_texts, strip_skipped_sections, truncate_for_labeling
+from medrag.labels import MAX_CHARS, label_text, label_texts, strip_skipped_sections, truncate_for_labeling
+from medrag.reasoners.rules import RulesSummariser
 from medrag.records import FINDINGS, Summary
 
 
@@ -240,3 +242,80 @@ def test_an_indeterminate_reading_is_not_labelled_normal() -> None:
     assert label_text("Heart size normal. Lungs clear.").findings["no finding"] == "present"
     nodule = label_text("Indeterminate nodule in the right upper lobe.")
     assert nodule.findings["nodule/mass"] == "uncertain" and nodule.findings["no finding"] == "absent"
+
+
+# --- the rules as data (medrag/labels/rules.toml) -----------------------------------------------
+
+
+def _shipped_rules() -> dict[str, Any]:
+    import tomllib
+    from importlib import resources
+
+    return tomllib.loads(resources.files("medrag.labels").joinpath("rules.toml").read_text(encoding="utf-8"))
+
+
+def test_the_shipped_rules_load_and_cover_every_finding() -> None:
+    from medrag.labels.rules import load_rules
+
+    rules = load_rules()
+    set_by_targets = {f for findings in rules.category_findings.values() for f in findings}
+    assert set_by_targets == set(FINDINGS) - {"no finding"}
+    assert "{HEART}" not in " ".join(p for p in rules.targets["CARDIOMEGALY"] if isinstance(p, str))
+    assert "indication" in rules.skipped_sections and "impression" in rules.kept_sections
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d["targets"]["EFFUSION"].append(r"\b(?:unclosed"), r"targets\.EFFUSION\[4\].*does not compile"),
+        (lambda d: d["targets"]["EFFUSION"].append(r"\b{NOPE}\b"), r"unknown fragment \{NOPE\}"),
+        (lambda d: d["categories"]["findings"].update(EFFUSION=["effusions"]), r"'effusions' is not a finding"),
+        (lambda d: d["targets"].update(STRAY=[r"\bstray\b"]), r"targets\.STRAY.*exactly one of"),
+        (lambda d: d["categories"]["abnormal_only"].append("GHOST"), r"GHOST.*no \[targets\] entry"),
+        (lambda d: d["context"][0].update(direction="SIDEWAYS"), r"context\[0\]\.direction"),
+        (lambda d: d["context"][0].update(max_scope=0), r"context\[0\]\.max_scope"),
+        (lambda d: d["wording"]["display"].pop("edema"), r"display name \(missing: edema\)"),
+        (lambda d: d.update(extras={}), r"extras: unknown table"),
+    ],
+)
+def test_a_broken_rules_file_is_refused_naming_the_entry(edit, message: str) -> None:  # type: ignore[no-untyped-def]
+    from medrag.errors import ConfigError
+    from medrag.labels.rules import parse_rules
+
+    data = _shipped_rules()
+    edit(data)
+    with pytest.raises(ConfigError, match=message):
+        parse_rules(data)
+
+
+def test_context_groups_with_the_same_key_become_one_rule_set() -> None:
+    from medrag.labels.rules import parse_rules
+
+    data = _shipped_rules()
+    first = dict(data["context"][0])
+    data["context"].append({**first, "patterns": [r"\bnowhere near\b"]})
+    rules = parse_rules(data)
+    group = rules.modifiers[0]
+    assert (group.category, group.direction, group.max_scope) == (first["category"], first["direction"], None)
+    assert group.patterns[-1] == r"\bnowhere near\b" and len(rules.modifiers) == len(parse_rules(_shipped_rules()).modifiers)
+
+
+def test_the_labeler_never_imports_the_reasoners() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, medrag.labels; print(sorted(m for m in sys.modules if m.startswith('medrag.reasoners')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_unknown_backend_names_list_the_registered_ones(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from medrag.config import Settings
+    from medrag.errors import ConfigError
+    from medrag.reasoners.base import build_reasoner, build_summariser, reasoner_names, summariser_names
+
+    assert {"evidence"} <= set(reasoner_names()) and {"rules"} <= set(summariser_names())
+    with pytest.raises(ConfigError, match=r"Unknown summariser 'nope'; choose one of: .*\brules\b"):
+        build_summariser("nope", Settings(data_dir=tmp_path))
+    with pytest.raises(ConfigError, match=r"Unknown reasoner 'nope'; choose one of: .*\bevidence\b"):
+        build_reasoner("nope", Settings(data_dir=tmp_path))

@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from medrag import events as ev
-from medrag.pipeline import impression_of, run_to_completion
+from medrag.analysis import Analysis
+from medrag.pipeline import MAX_QUESTION_CHARS, impression_of, run_analysis
 from medrag.reasoners import ReasoningRequest
 from medrag.records import Summary
+
+
+@pytest.fixture()
+def use_backend(demo_workbench) -> Iterator[Callable[[str, Any], None]]:  # type: ignore[no-untyped-def]
+    """Put a backend into the shared workbench for one test; the originals are put back afterwards."""
+    originals: dict[str, Any] = {}
+
+    def use(stage: str, member: Any) -> None:
+        originals.setdefault(stage, demo_workbench.backends.get(stage))
+        demo_workbench.backends.use(stage, member)
+
+    yield use
+    for stage, member in originals.items():
+        demo_workbench.backends.use(stage, member)
 
 
 def _first_demo_image(workbench) -> tuple[Path, str]:  # type: ignore[no-untyped-def]
@@ -40,40 +56,54 @@ def test_image_analysis_streams_in_order_and_saves_history(demo_workbench) -> No
     saved = next(e for e in events if isinstance(e, ev.AnalysisSaved))
     assert demo_workbench.store.count_analyses() == before + 1
     row = demo_workbench.store.get_analysis(saved.analysis_id)
-    assert row["reasoning"] == done.text and row["reasoner_backend"] == "evidence"
-    assert len(row["neighbours"]) == 5 and set(row["timings"]) >= {"input", "guard", "neighbours", "reasoning", "summary"}
-    assert Path(row["upload_path"]).is_file() and Path(row["upload_path"]).parent.parent.name == "uploads"
+    assert row.reasoning == done.text and row.reasoner_backend == "evidence"
+    assert len(row.neighbours) == 5 and set(row.timings) >= {"input", "guard", "neighbours", "reasoning", "summary"}
+    assert Path(row.upload_path).is_file() and Path(row.upload_path).parent.parent.name == "uploads"
+    # The events already told the app where the upload is: nothing needs re-reading after the save.
+    ready = next(e for e in events if isinstance(e, ev.InputReady))
+    assert ready.upload_path == row.upload_path and ready.name == path.name
+    found = next(e for e in events if isinstance(e, ev.NeighboursFound))
+    assert found.query_vector is not None and found.query_vector.ndim == 1
 
 
 def test_exclusion_finds_same_finding_neighbours(demo_workbench) -> None:  # type: ignore[no-untyped-def]
     path, label = _first_demo_image(demo_workbench)
     own = demo_workbench.store.cases_frame(label=label).iloc[0]["case_id"]
-    result = run_to_completion(demo_workbench.analyze(path, save=False, web=False, exclude_case_ids={own}))
-    assert all(n.case_id != own for n in result["neighbours"])
-    assert result["summary"].label
+    result = run_analysis(demo_workbench, path, save=False, web=False, exclude_case_ids={own})
+    assert result.neighbours and all(n.case_id != own for n in result.neighbours)
+    assert result.label
+
+
+def test_a_library_case_is_left_out_of_its_own_neighbours(demo_workbench) -> None:  # type: ignore[no-untyped-def]
+    path, label = _first_demo_image(demo_workbench)
+    own = str(demo_workbench.store.cases_frame(label=label).iloc[0]["case_id"])
+    result = run_analysis(demo_workbench, path, save=False, web=False, case_id=own)
+    assert result.case_id == own and result.neighbours
+    assert all(n.case_id != own for n in result.neighbours)
 
 
 def test_text_question_is_answered_from_library(demo_workbench) -> None:  # type: ignore[no-untyped-def]
-    result = run_to_completion(demo_workbench.analyze(None, question="What does cardiomegaly look like on a chest x-ray?", save=False, web=False))
-    assert result["guard"].allowed
-    assert result["neighbours"], "text search returns library cases"
-    assert "Question:" in result["reasoning"].text
+    result = run_analysis(demo_workbench, None, question="What does cardiomegaly look like on a chest x-ray?", save=False, web=False)
+    assert result.verdict is not None and result.verdict.allowed
+    assert result.neighbours, "text search returns library cases"
+    assert "Question:" in result.reasoning
+    assert result.query_vector is None  # only an image query is placed on the library map
 
 
 def test_off_topic_question_is_refused_and_not_saved(demo_workbench) -> None:  # type: ignore[no-untyped-def]
     before = demo_workbench.store.count_analyses()
-    result = run_to_completion(demo_workbench.analyze(None, question="What is the best pizza in Rome?"))
-    assert not result["guard"].allowed and result["finished"].refused
-    assert "reasoning" not in result and demo_workbench.store.count_analyses() == before
+    result = run_analysis(demo_workbench, None, question="What is the best pizza in Rome?")
+    assert result.verdict is not None and not result.verdict.allowed and result.refused and result.finished
+    assert "reasoning" not in result.stages and demo_workbench.store.count_analyses() == before
 
 
 def test_unreadable_input_fails_cleanly(demo_workbench, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     bad = tmp_path / "notes.png"
     bad.write_text("this is not an image")
-    result = run_to_completion(demo_workbench.analyze(bad))
-    assert [f.stage for f in result["failed"]] == ["input"]
-    assert "image" in result["failed"][0].message.lower()
-    assert result["finished"].refused
+    result = run_analysis(demo_workbench, bad)
+    assert list(result.failures) == ["input"]
+    assert "image" in result.failures["input"].lower()
+    assert result.finished and not result.ok
 
 
 class _BrokenReasoner:
@@ -85,15 +115,15 @@ class _BrokenReasoner:
         yield ""  # pragma: no cover
 
 
-def test_failing_reasoner_does_not_stop_independent_stages(demo_workbench, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_failing_reasoner_does_not_stop_independent_stages(demo_workbench, use_backend) -> None:  # type: ignore[no-untyped-def]
     path, _ = _first_demo_image(demo_workbench)
-    monkeypatch.setitem(demo_workbench._members, "reasoner", _BrokenReasoner())
-    result = run_to_completion(demo_workbench.analyze(path, web=False))
-    assert [f.stage for f in result["failed"]] == ["reasoning"]
-    assert "server went away" in result["failed"][0].message
-    assert result["neighbours"] and result["summary"].label  # summary falls back to the similar cases
-    row = demo_workbench.store.get_analysis(result["analysis_id"])
-    assert row["errors"][0]["stage"] == "reasoning"
+    use_backend("reasoner", _BrokenReasoner())
+    result = run_analysis(demo_workbench, path, web=False)
+    assert list(result.failures) == ["reasoning"]
+    assert "server went away" in result.failures["reasoning"]
+    assert result.neighbours and result.label  # summary falls back to the similar cases
+    row = demo_workbench.store.get_analysis(result.analysis_id)
+    assert row is not None and list(row.failures) == ["reasoning"]
 
 
 class _CautiousSummariser:
@@ -104,17 +134,33 @@ class _CautiousSummariser:
                        notes=("the labeler read 20,000 of 90,000 characters",))
 
 
-def test_summary_notes_reach_the_events_the_history_and_the_reopened_view(demo_workbench, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
-    from medrag.ui.analysis import view_from_record
-
+def test_summary_notes_reach_the_events_the_history_and_the_reopened_analysis(demo_workbench, use_backend) -> None:  # type: ignore[no-untyped-def]
     path, _ = _first_demo_image(demo_workbench)
-    monkeypatch.setitem(demo_workbench._members, "summariser", _CautiousSummariser())
-    result = run_to_completion(demo_workbench.analyze(path, web=False))
-    assert result["summary"].notes == ("the labeler read 20,000 of 90,000 characters",)
-    row = demo_workbench.store.get_analysis(result["analysis_id"])
-    assert row["meta"]["summary_notes"] == ["the labeler read 20,000 of 90,000 characters"]
-    assert row["meta"]["format"] == "png"  # the image metadata is still there beside the notes
-    assert view_from_record(row).summary_notes == ["the labeler read 20,000 of 90,000 characters"]
+    use_backend("summariser", _CautiousSummariser())
+    events = list(demo_workbench.analyze(path, web=False))
+    ready = next(e for e in events if isinstance(e, ev.SummaryReady))
+    assert ready.summary.notes == ("the labeler read 20,000 of 90,000 characters",)
+    result = Analysis.fold(events)
+    assert result.all_notes == ["the labeler read 20,000 of 90,000 characters"]
+    row = demo_workbench.store.get_analysis(result.analysis_id)
+    assert row is not None and row.summary_notes == ["the labeler read 20,000 of 90,000 characters"]
+    assert row.meta["format"] == "png"  # the image metadata is still there beside the notes
+    assert row.all_notes == result.all_notes
+
+
+def test_a_question_over_the_limit_is_cut_with_a_note_saved_and_reopened(demo_workbench) -> None:  # type: ignore[no-untyped-def]
+    question = "What are the signs of a pleural effusion on a chest x-ray? " * 80
+    assert len(question) > MAX_QUESTION_CHARS + 1
+    result = run_analysis(demo_workbench, None, question=question, web=False)
+    assert result.ok and result.failures == {}, result.failures
+    assert len(result.question) == MAX_QUESTION_CHARS
+    assert len(result.notes) == 1 and f"{MAX_QUESTION_CHARS:,} of {len(question.strip()):,}" in result.notes[0]
+    assert result.neighbours and result.reasoning and result.label and result.analysis_id
+    row = demo_workbench.store.get_analysis(result.analysis_id)
+    assert row is not None and row.ok and row.failures == {}
+    assert row.notes == result.notes and row.question == result.question
+    assert row.reasoning == result.reasoning and row.label == result.label
+    assert [n.case_id for n in row.neighbours] == [n.case_id for n in result.neighbours]
 
 
 def test_impression_extraction() -> None:

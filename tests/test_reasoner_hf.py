@@ -245,7 +245,7 @@ def test_unloadable_folder(settings: Settings, tmp_path: Path, tiny_gemma: Path)
 
 def test_summariser(settings: Settings) -> None:
     labels = pytest.importorskip("medrag.labels", reason="medrag.labels (rule labeler) is not in this checkout yet")
-    from medrag.reasoners.openai import clean_label
+    from medrag.reasoners.summary import clean_label
 
     summariser = build_summariser("hf", settings)
     assert summariser.name == "hf" and summariser.model == settings.hf_summariser_model
@@ -261,10 +261,19 @@ def test_summariser(settings: Settings) -> None:
 
 def test_summariser_without_a_model_label_says_so(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     labels = pytest.importorskip("medrag.labels", reason="medrag.labels (rule labeler) is not in this checkout yet")
-    from medrag.reasoners.openai import NO_MODEL_LABEL
+    from medrag.reasoners.summary import NO_MODEL_LABEL
 
     summariser = build_summariser("hf", settings)
     monkeypatch.setattr(summariser, "generate_label", lambda text: "\n  \n")  # a model that answers nothing
     reasoning = "### Impression\n- Cardiomegaly."
     summary = summariser.summarise(reasoning)
     assert summary.label == labels.label_text(reasoning).label and summary.notes == (NO_MODEL_LABEL,)
+
+
+def test_the_hf_backend_does_not_import_the_openai_backend() -> None:
+    import ast
+
+    tree = ast.parse(Path(hf.__file__).read_text(encoding="utf-8"))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not {name for name in imported if name.startswith(("medrag.reasoners.openai", "openai"))}

@@ -21,9 +21,11 @@ import badinputs
 from badinputs import CSV_CASES, HOSTILE_NAMES, IMAGE_CASES, QUERY_CASES, BadCsv, BadInput
 from leakscan import rows_digest, table_digests
 from medrag import errors as E
+from medrag.analysis import Analysis
 from medrag.config import Settings
+from medrag.events import StageFailed
 from medrag.library import IMAGE_SUFFIXES
-from medrag.pipeline import run_to_completion
+from medrag.pipeline import MAX_QUESTION_CHARS, run_analysis
 
 REPO = Path(__file__).resolve().parents[1]
 REJECTS = [c for c in IMAGE_CASES if c.error is not None]
@@ -50,7 +52,7 @@ def lib(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-de
     wb.ensure_library()
     wb.ensure_index("text")
     first = wb.store.cases_frame(limit=1).iloc[0]["image_path"]
-    assert run_to_completion(wb.analyze(Path(first), web=False)).get("analysis_id")
+    assert run_analysis(wb, Path(first), web=False).analysis_id
     return wb
 
 
@@ -95,30 +97,32 @@ def _write(tmp_path: Path, case: BadInput) -> Path:
 @pytest.mark.parametrize("case", REJECTS, ids=_ids(REJECTS))
 def test_pipeline_rejects_image(lib, case: BadInput) -> None:  # type: ignore[no-untyped-def]
     with stored_unchanged(lib):
-        result = run_to_completion(lib.analyze(case.make(), name=case.filename, web=False))
-    failed = result["failed"]
+        events = list(lib.analyze(case.make(), name=case.filename, web=False))
+    failed = [e for e in events if isinstance(e, StageFailed)]
     assert [f.stage for f in failed] == ["input"], failed
     assert _is_error(failed[0].error_type, case.error), f"{failed[0].error_type} is not a {case.error.__name__}"
     assert case.fragment.lower() in failed[0].message.lower(), failed[0].message
-    assert "Traceback" not in failed[0].message and result["finished"].refused
+    result = Analysis.fold(events)
+    assert "Traceback" not in failed[0].message and result.finished and not result.ok
 
 
 @pytest.mark.parametrize("case", ACCEPTS, ids=_ids(ACCEPTS))
 def test_pipeline_accepts_image(lib, case: BadInput) -> None:  # type: ignore[no-untyped-def]
     refused = case.kind in GUARD_REFUSED
     with stored_unchanged(lib, new_analyses=0 if refused else 1):
-        result = run_to_completion(lib.analyze(case.make(), name=case.filename, web=False))
-    assert result["failed"] == [], [f.message for f in result["failed"]]
-    warnings = " ".join(result["input"].meta["warnings"]).lower()
+        result = run_analysis(lib, case.make(), name=case.filename, web=False)
+    assert result.failures == {}, result.failures
+    warnings = " ".join(result.meta["warnings"]).lower()
     assert case.fragment.lower() in warnings, warnings
     if case.kind == "EXIF-rotated JPEG":
-        assert result["input"].meta.get("orientation_corrected") and result["input"].meta["height"] == 128
+        assert result.meta.get("orientation_corrected") and result.meta["height"] == 128
+    assert result.verdict is not None
     if refused:
-        assert not result["guard"].allowed and result["guard"].reason and result["finished"].refused
+        assert not result.verdict.allowed and result.verdict.reason and result.refused
     else:
-        assert result["guard"].allowed, result["guard"].reason
-        row = lib.store.get_analysis(result["analysis_id"])
-        assert row["reasoning"].strip() and row["neighbours"]
+        assert result.verdict.allowed, result.verdict.reason
+        row = lib.store.get_analysis(result.analysis_id)
+        assert row is not None and row.reasoning.strip() and row.neighbours
 
 
 # ----------------------------------------------------------------------------- images: CLI analyze
@@ -284,15 +288,16 @@ def test_queries(lib, kind: str, value: str) -> None:  # type: ignore[no-untyped
     question = badinputs.query_text(value)
     empty = not question.strip()
     with stored_unchanged(lib, new_analyses=0 if empty else 1):
-        result = run_to_completion(lib.analyze(None, question=question, web=False))
+        result = run_analysis(lib, None, question=question, web=False)
     if empty:
-        assert [f.stage for f in result["failed"]] == ["input"] and "Nothing to analyse" in result["failed"][0].message
+        assert list(result.failures) == ["input"] and "Nothing to analyse" in result.failures["input"]
         return
-    assert result["guard"].allowed, result["guard"].reason
-    row = lib.store.get_analysis(result["analysis_id"])
-    assert len(row["question"]) <= 4000 and row["reasoning"].strip()
+    assert result.verdict is not None and result.verdict.allowed, result.verdict
+    row = lib.store.get_analysis(result.analysis_id)
+    assert row is not None and len(row.question) <= MAX_QUESTION_CHARS and row.reasoning.strip()
+    assert row.failures == {}, row.failures  # a cut question is a note, not a failed stage
     if kind == "1 MB query":
-        assert any("truncated" in e["message"] for e in row["errors"])
+        assert any(f"first {MAX_QUESTION_CHARS:,} of" in note for note in row.notes), row.notes
 
 
 @pytest.mark.slow
@@ -314,9 +319,11 @@ def test_cli_queries(lib, kind: str, value: str) -> None:  # type: ignore[no-unt
 def test_hostile_file_names(lib, name: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / name
     path.write_bytes(badinputs.png_bytes(128, 77))
-    result = run_to_completion(lib.analyze(path, web=False))
-    assert result.get("analysis_id"), [f.message for f in result["failed"]]
-    stored = lib.store.get_analysis(result["analysis_id"])["input_name"]
+    result = run_analysis(lib, path, web=False)
+    assert result.analysis_id, result.failures
+    saved = lib.store.get_analysis(result.analysis_id)
+    assert saved is not None
+    stored = saved.input_name
     assert stored and not _TERMINAL_HOSTILE.search(stored) and all(unicodedata.category(c)[0] != "C" for c in stored)
     code, out, err = cli("--data-dir", str(lib.settings.data_dir), "analyze", str(path), "--no-web")
     assert code == 0 and "Traceback" not in err

@@ -269,7 +269,7 @@ def test_damaged_index_files_are_rebuilt(tmp_path: Path, damage: str) -> None:
 
 def test_leftover_temp_files_break_nothing(tmp_path: Path) -> None:
     """Temp files a kill leaves behind (thumbs, index, models, uploads) are ignored by import, index and analysis."""
-    from medrag.pipeline import run_to_completion
+    from medrag.pipeline import run_analysis
     from medrag.workbench import Workbench
 
     settings = _small_library(tmp_path, n=12)
@@ -289,8 +289,8 @@ def test_leftover_temp_files_break_nothing(tmp_path: Path) -> None:
     report = wb.ingest(tmp_path / "src")
     assert report.unchanged == 12 and not report.errors
     image = wb.store.cases_frame(limit=1).iloc[0]["image_path"]
-    result = run_to_completion(wb.analyze(Path(image), web=False))
-    assert result.get("analysis_id") and not result["failed"], [f.message for f in result["failed"]]
+    result = run_analysis(wb, Path(image), web=False)
+    assert result.analysis_id and not result.failures, result.failures
 
 
 def _children(pid: int) -> list[tuple[int, str]]:

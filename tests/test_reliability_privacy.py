@@ -35,8 +35,8 @@ def _needles() -> list[str]:
 @pytest.fixture(scope="module")
 def phi_run(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
     """Ingest 3 PHI DICOMs (one with burned-in annotation) and analyse 2 more, via the CLI and the pipeline."""
+    from medrag.analysis import Analysis
     from medrag.cli import main
-    from medrag.pipeline import run_to_completion
     from medrag.workbench import Workbench
 
     root = tmp_path_factory.mktemp("phi")
@@ -58,7 +58,7 @@ def phi_run(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[t
     settings = Settings(data_dir=data, web_provider="off")
     wb = Workbench(settings)
     events = list(wb.analyze(badinputs.dicom_with_phi(burned_in=True, seed=11), name="upload.dcm", web=False))
-    result = run_to_completion(iter(events))
+    result = Analysis.fold(events)
     return {"root": root, "settings": settings, "wb": wb, "printed": printed.getvalue(), "codes": codes,
             "events": events, "result": result}
 
@@ -68,7 +68,7 @@ def test_cli_ingest_and_analyze_of_phi_dicoms_succeed(phi_run: dict) -> None:  #
     assert "Traceback" not in phi_run["printed"]
     wb = phi_run["wb"]
     assert wb.store.count_cases() == 3
-    assert phi_run["result"].get("analysis_id"), [f.message for f in phi_run["result"]["failed"]]
+    assert phi_run["result"].analysis_id, phi_run["result"].failures
     assert wb.store.count_analyses() == 2
 
 
@@ -96,8 +96,8 @@ def test_burned_in_annotation_is_flagged(phi_run: dict) -> None:  # type: ignore
     ready = next(e for e in phi_run["events"] if isinstance(e, ev.InputReady))
     assert ready.meta["burned_in_annotation"] is True
     assert any("burned-in" in w for w in ready.meta["warnings"])
-    row = wb.store.get_analysis(phi_run["result"]["analysis_id"])
-    assert row["meta"]["burned_in_annotation"] is True
+    row = wb.store.get_analysis(phi_run["result"].analysis_id)
+    assert row is not None and row.meta["burned_in_annotation"] is True
     frame = wb.store.cases_frame()
     flagged = [extra for extra in frame["extra"] if "burned-in" in extra]
     assert len(flagged) == 1, "the one ingested file with BurnedInAnnotation YES carries the warning"
@@ -109,20 +109,21 @@ def test_cli_analyze_warns_about_burned_in_annotation(phi_run: dict) -> None:  #
 
 
 def test_uploads_are_content_addressed_not_user_paths(phi_run: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
-    from medrag.pipeline import run_to_completion
+    from medrag.pipeline import run_analysis
 
     wb = phi_run["wb"]
     settings: Settings = phi_run["settings"]
     hostile = str(tmp_path / "escape" / ".." / "chosen-by-user.png")
-    result = run_to_completion(wb.analyze(badinputs.png_bytes(96, 5), name=hostile, web=False))
-    row = wb.store.get_analysis(result["analysis_id"])
-    upload = Path(row["upload_path"])
+    result = run_analysis(wb, badinputs.png_bytes(96, 5), name=hostile, web=False)
+    row = wb.store.get_analysis(result.analysis_id)
+    assert row is not None
+    upload = Path(row.upload_path)
     assert upload.is_file() and upload.is_relative_to(settings.uploads_dir)
-    assert upload.stem == result["input"].image_hash and upload.parent.name == upload.stem[:2]
+    assert upload.stem == result.image_hash and upload.parent.name == upload.stem[:2]
     assert not (tmp_path / "chosen-by-user.png").exists() and not (tmp_path / "escape").exists()
-    assert all(p.is_relative_to(settings.data_dir) for p in (Path(row["thumb_path"]), upload))
+    assert all(p.is_relative_to(settings.data_dir) for p in (Path(row.thumb_path), upload))
     # The stored analysis points only inside the data folder.
-    for value in (row["thumb_path"], row["upload_path"]):
+    for value in (row.thumb_path, row.upload_path):
         assert Path(value).resolve().is_relative_to(settings.data_dir)
 
 

@@ -202,7 +202,7 @@ def test_web_results_are_allowlisted_https_text_only(tmp_path: Path) -> None:
 def test_api_key_never_stored_logged_or_shown(tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
     """Analysis (openai reasoner) + web search (serpapi) against failing local servers echoing the key."""
     from medrag import events as ev
-    from medrag.pipeline import run_to_completion
+    from medrag.analysis import Analysis
     from medrag.workbench import Workbench
 
     echo = lambda req: Reply(status=401, json={"error": f"Invalid API key {FAKE_KEY} for {req.path}"})  # noqa: E731
@@ -217,14 +217,14 @@ def test_api_key_never_stored_logged_or_shown(tmp_path: Path, caplog: pytest.Log
         wb.ensure_library()
         image = wb.store.cases_frame(limit=1).iloc[0]["image_path"]
         events = list(wb.analyze(Path(image), k=3, web=True))
-        result = run_to_completion(iter(events))
+        result = Analysis.fold(events)
         assert server.requests, "the local servers were called"
         sent = {f"{r.method} {r.path}" for r in server.requests if FAKE_KEY in r.raw}
         assert {"GET /search", "POST /v1/chat/completions"} <= sent, f"the key really went to both servers: {sent}"
-    failures = {f.stage: f.message for f in result["failed"]}
+    failures = result.failures
     assert "web" in failures and "401" in failures["web"], failures
     assert "reasoning" in failures and "401" in failures["reasoning"], failures
-    assert result.get("analysis_id"), "the analysis is saved despite the failures"
+    assert result.analysis_id, "the analysis is saved despite the failures"
     shown = "\n".join(repr(e) for e in events)
     out = capsys.readouterr()
     assert FAKE_KEY not in shown, "the key is in an event (shown by the app/CLI)"

@@ -19,6 +19,7 @@ from medrag.websearch import (
     allowed_domain,
     build_provider,
     cache_key,
+    install_log_redaction,
     search_references,
     site_query,
     strip_html,
@@ -384,3 +385,21 @@ def test_results_round_trip_through_cache_dicts(serp_server: FakeServer) -> None
     provider = SerpApiProvider(SERP_KEY, allowlist=DEFAULT_ALLOWLIST, base_url=serp_server.url)
     results = provider.search("cardiomegaly", 5)
     assert json.loads(json.dumps([asdict(r) for r in results]))[0]["url"] == results[0].url
+
+
+def test_log_redaction_is_installed_by_providers_not_by_import(caplog: pytest.LogCaptureFixture) -> None:
+    """urllib3 logs SerpAPI's URL (key in the query string) at DEBUG: building a provider masks it, importing does not."""
+    import logging
+    import subprocess
+    import sys
+
+    code = "import logging, medrag.websearch; print(len(logging.getLogger('urllib3.connectionpool').filters))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "0"
+    SerpApiProvider(SERP_KEY, allowlist=DEFAULT_ALLOWLIST)
+    install_log_redaction()  # idempotent: still one filter
+    logger = logging.getLogger("urllib3.connectionpool")
+    assert len(logger.filters) == 1
+    with caplog.at_level(logging.DEBUG, logger=logger.name):
+        logger.debug('"GET /search?q=x&api_key=%s&num=10 HTTP/1.1" 200', SERP_KEY)
+    messages = [r.getMessage() for r in caplog.records if r.name == logger.name]
+    assert messages == ['"GET /search?q=x&api_key=***&num=10 HTTP/1.1" 200']

@@ -207,7 +207,9 @@ def test_pull_reports_network_failure(settings: Settings) -> None:
 
 
 def test_pull_xrv_failure_leaves_no_partial_file(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(W, "_xrv_url", lambda weights: "http://127.0.0.1:9/weights.pt")
+    from medrag.weights import download
+
+    monkeypatch.setattr(download, "xrv_url", lambda weights: "http://127.0.0.1:9/weights.pt")
     with pytest.raises(BackendUnavailableError, match="medrag models import xrv-densenet121-all"):
         W.pull_model("xrv-densenet121-all", settings)
     assert list(W.xrv_cache_dir().iterdir()) == []
@@ -217,6 +219,30 @@ def test_pull_trivial_cases(settings: Settings, tiny_gemma: Path) -> None:
     assert W.pull_model("minilm", settings).ready
     with pytest.raises(ConfigError, match="nothing to pull"):
         W.pull_model("medgemma-reasoner", settings.with_overrides(hf_reasoner_model=str(tiny_gemma)))
+
+
+def test_cache_folders_come_from_settings(
+    settings: Settings, empty_caches: Path, tmp_path: Path, tiny_gemma: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Settings carries the HF and xrv cache folders (from the environment by default); an override wins."""
+    from medrag.config import load_settings
+
+    assert settings.hf_cache_dir == empty_caches and settings.xrv_cache_dir == tmp_path / "xrv-cache"
+    other = tmp_path / "other-hf"
+    other.mkdir()
+    snapshot = make_hf_cache_entry(other, BASE_REPO, tiny_gemma)
+    moved = settings.with_overrides(hf_cache_dir=other, xrv_cache_dir=tmp_path / "other-xrv")
+    assert W.model_status("medgemma-base", moved).path == snapshot
+    assert not W.model_status("medgemma-base", settings).ready
+    assert W.hf_cache_dir(moved) == other and W.xrv_cache_dir(moved) == tmp_path / "other-xrv"
+    assert W.model_status("xrv-densenet121-all", moved).detail.endswith(str(tmp_path / "other-xrv"))
+    no_secrets = tmp_path / "absent-secrets.toml"
+    monkeypatch.delenv("HF_HUB_CACHE")
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+    assert load_settings(no_secrets, data_dir=tmp_path).hf_cache_dir == tmp_path / "hf-home" / "hub"
+    monkeypatch.setenv("HUGGINGFACE_HUB_CACHE", str(tmp_path / "legacy"))
+    assert load_settings(no_secrets, data_dir=tmp_path).hf_cache_dir == tmp_path / "legacy"
 
 
 def test_hub_offline_blocks_requests_and_restores() -> None:

@@ -10,6 +10,7 @@ from medrag.encoders.base import (
     get_encoder_spec,
     l2_normalise,
     register_encoder,
+    registry,
 )
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "get_encoder_spec",
     "l2_normalise",
     "register_encoder",
+    "registry",
 ]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
-from medrag.errors import ConfigError
+from medrag.registry import Registry
 
 if TYPE_CHECKING:
     from medrag.config import Settings
@@ -80,29 +80,25 @@ class EncoderSpec:
     weight_free: bool = True
 
 
-_REGISTRY: dict[str, EncoderSpec] = {}
+#: Built-in encoders register themselves when their module is imported, on the first lookup.
+registry: Registry[EncoderSpec] = Registry(
+    "encoder", [f"medrag.encoders.{module}" for module in ("classic", "text", "openclip", "xrv")]
+)
 
 
 def register_encoder(spec: EncoderSpec) -> None:
     """Add (or replace) an encoder factory."""
-    _REGISTRY[spec.name] = spec
+    registry.register(spec.name, spec)
 
 
 def encoder_names(kind: str | None = None) -> list[str]:
     """Registered names, optionally only those whose kind includes ``kind`` ("image"/"text")."""
-    _load_builtins()
-    return sorted(n for n, s in _REGISTRY.items() if kind is None or kind in s.kind)
+    return registry.names(None if kind is None else (lambda spec: kind in spec.kind))
 
 
 def get_encoder_spec(name: str) -> EncoderSpec:
     """The registry entry for ``name``; the error lists valid names."""
-    _load_builtins()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ConfigError(
-            f"Unknown encoder {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}."
-        ) from None
+    return registry.get(name)
 
 
 def build_encoder(name: str, settings: "Settings") -> object:
@@ -115,22 +111,3 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     v = np.ascontiguousarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(v, axis=1, keepdims=True)
     return np.ascontiguousarray(v / np.maximum(norms, 1e-12), dtype=np.float32)
-
-
-_BUILTINS_LOADED = False
-
-
-def _load_builtins() -> None:
-    # Importing the modules registers them; done lazily so `import medrag` stays light.
-    global _BUILTINS_LOADED
-    if _BUILTINS_LOADED:
-        return
-    _BUILTINS_LOADED = True
-    import importlib
-
-    for module in ("classic", "text", "openclip", "xrv"):
-        try:
-            importlib.import_module(f"medrag.encoders.{module}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"medrag.encoders.{module}":
-                raise

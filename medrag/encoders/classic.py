@@ -1,6 +1,6 @@
 """``classic``: the default weight-free image encoder (CPU, deterministic, ~3 ms a 512-px image).
 
-Five feature blocks, chosen by measurement (bench/encoder_experiments/README.md):
+Five feature blocks, chosen by measurement (docs/encoder-experiments.md):
 
 * ``lbp_global`` (10): rotation-invariant uniform LBP histogram (3×3 neighbours) of the whole image at
   its own resolution (longer side capped at 512 px) — fine texture;
@@ -26,8 +26,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +37,7 @@ from skimage.filters import threshold_otsu
 
 from medrag.encoders.base import EncoderSpec, l2_normalise, register_encoder
 from medrag.errors import ConfigError, InputError
+from medrag.fsutil import atomic_write
 
 if TYPE_CHECKING:
     from medrag.config import Settings
@@ -60,7 +59,7 @@ _LAYOUT_SIDE = 48  # the body crop is resampled to this square
 _LAYOUT_GRID = 6  # cells per side for the mean and standard-deviation grids
 _LAYOUT_CELL = _LAYOUT_SIDE // _LAYOUT_GRID
 _LBP_BINS = 10
-_LBP_ROW_STEP = 2  # every other row of centres: same P@10 (0.814 vs 0.815), half the cost (see README)
+_LBP_ROW_STEP = 2  # every other row of centres: same P@10 (0.814 vs 0.815), half the cost (docs/, exp03)
 
 #: (name, length, weight). From exp04/exp09/exp11: texture carries real films, the body layout the
 #: phantoms. exp11 (demo phantoms, same-label top-5): v2 0.49 → v3 0.65 for nih P@10 0.783 → 0.773;
@@ -271,16 +270,7 @@ class ClassicEncoder:
         path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         np.savez(buffer, mean=self._mean, feature_version=np.array(FEATURE_VERSION))
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(buffer.getvalue())
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, buffer.getvalue())
 
     def load_state(self, path: Path) -> None:
         """Load fitted state written by :meth:`save_state`; ConfigError if unreadable or from another layout."""

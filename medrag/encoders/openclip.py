@@ -2,13 +2,13 @@
 
 A model reference is ``hf-hub:ORG/REPO`` (looked up ONLY in the local Hugging Face cache, then in the
 imported-models folder), ``local-dir:PATH`` or a plain directory holding ``open_clip_config.json`` and
-the weights. ``openclip`` reads its reference from ``$MEDRAG_OPENCLIP_MODEL``. Our 2-D [0, 1] pixels
-become RGB PIL images and go through the model's own preprocessing; vectors are L2-normalised float32.
+the weights. ``openclip`` reads its reference from ``Settings.openclip_model`` (``$MEDRAG_OPENCLIP_MODEL``).
+Our 2-D [0, 1] pixels become RGB PIL images and go through the model's own preprocessing; vectors are
+L2-normalised float32.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from medrag.config import OPENCLIP_MODEL_ENV, default_openclip_model
 from medrag.devices import select_device
 from medrag.encoders.base import EncoderSpec, l2_normalise, register_encoder
 from medrag.errors import BackendUnavailableError, ConfigError
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from medrag.config import Settings
 
 BIOMEDCLIP_REF = f"hf-hub:{WEIGHTS['biomedclip'].source}"
-OPENCLIP_ENV = "MEDRAG_OPENCLIP_MODEL"
+OPENCLIP_ENV = OPENCLIP_MODEL_ENV
 BATCH_SIZE = 32
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt")
 _CHECKPOINT_ORDER = (
@@ -194,7 +195,8 @@ def _biomedclip_factory(settings: "Settings") -> OpenClipEncoder:
 
 
 def _openclip_factory(settings: "Settings") -> OpenClipEncoder:
-    ref = settings.openclip_model or os.environ.get(OPENCLIP_ENV, "").strip()
+    # Settings built before the variable was set (tests, long-lived callers) still see it.
+    ref = settings.openclip_model or default_openclip_model()
     if not ref:
         raise BackendUnavailableError(
             f"The openclip encoder needs {OPENCLIP_ENV}, e.g. {OPENCLIP_ENV}=local-dir:/models/my-clip "

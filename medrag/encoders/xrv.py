@@ -1,6 +1,6 @@
 """``xrv``: torchxrayvision DenseNet121 (``densenet121-res224-all``) image features, 1024-d.
 
-Weights come only from torchxrayvision's cache folder (``$MEDRAG_XRV_CACHE`` or
+Weights come only from torchxrayvision's cache folder (``Settings.xrv_cache_dir``: ``$MEDRAG_XRV_CACHE`` or
 ``~/.torchxrayvision/models_data``); this module never downloads. Preprocessing follows
 torchxrayvision: pixels scaled to [-1024, 1024] (``xrv.utils.normalize`` on our [0, 1] input),
 centre crop to a square (``XRayCenterCrop``), resize to 224 (``XRayResizer``). The vector is the
@@ -93,7 +93,7 @@ class XRVEncoder:
 
 def xrv_encoder(settings: "Settings | None" = None) -> XRVEncoder:
     """The xrv encoder from the torchxrayvision cache, or BackendUnavailableError saying how to get the weights."""
-    path = xrv_weights_path(XRV_WEIGHTS)
+    path = xrv_weights_path(XRV_WEIGHTS, settings.xrv_cache_dir if settings is not None else None)
     if not path.is_file():
         raise BackendUnavailableError(
             f"torchxrayvision weights {XRV_WEIGHTS} are not in {path.parent}; {fix_command('xrv-densenet121-all')}."

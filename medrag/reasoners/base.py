@@ -1,8 +1,9 @@
 """The reasoner and summariser interfaces and their registries.
 
 A reasoner streams step-wise diagnostic reasoning as text pieces; a summariser turns any
-reasoning/report text into a :class:`Summary`. Factories are registered by name and built
-lazily from :class:`Settings`.
+reasoning/report text into a :class:`Summary`. Factories are registered by name (one
+:class:`~medrag.registry.Registry` each; the built-in backends register themselves when the registry
+first imports their modules) and built lazily from :class:`Settings`.
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from medrag.errors import ConfigError
 from medrag.records import CXRImage, Neighbour, Summary
+from medrag.registry import Registry
 
 if TYPE_CHECKING:
     from medrag.config import Settings
@@ -73,63 +74,45 @@ class BackendSpec:
     offline: bool = True
 
 
-_REASONERS: dict[str, BackendSpec] = {}
-_SUMMARISERS: dict[str, BackendSpec] = {}
+_REASONERS: Registry[BackendSpec] = Registry(
+    "reasoner", ("medrag.reasoners.evidence", "medrag.reasoners.hf", "medrag.reasoners.openai")
+)
+_SUMMARISERS: Registry[BackendSpec] = Registry(
+    "summariser", ("medrag.reasoners.rules", "medrag.reasoners.hf", "medrag.reasoners.openai")
+)
 
 
 def register_reasoner(spec: BackendSpec) -> None:
     """Add (or replace) a reasoner backend."""
-    _REASONERS[spec.name] = spec
+    _REASONERS.register(spec.name, spec)
 
 
 def register_summariser(spec: BackendSpec) -> None:
     """Add (or replace) a summariser backend."""
-    _SUMMARISERS[spec.name] = spec
-
-
-def _lookup(table: dict[str, BackendSpec], name: str, what: str) -> BackendSpec:
-    _load_builtins()
-    try:
-        return table[name]
-    except KeyError:
-        raise ConfigError(f"Unknown {what} {name!r}; choose one of: {', '.join(sorted(table))}.") from None
+    _SUMMARISERS.register(spec.name, spec)
 
 
 def build_reasoner(name: str, settings: "Settings") -> Reasoner:
-    """Build reasoner ``name`` (raises BackendUnavailableError when its model is missing)."""
-    return _lookup(_REASONERS, name, "reasoner").factory(settings)  # type: ignore[return-value]
+    """Build reasoner ``name`` (BackendUnavailableError when its model is missing).
+
+    An unknown name raises :class:`ConfigError` listing the registered ones.
+    """
+    return _REASONERS.get(name).factory(settings)  # type: ignore[return-value]
 
 
 def build_summariser(name: str, settings: "Settings") -> Summariser:
-    """Build summariser ``name`` (raises BackendUnavailableError when its model is missing)."""
-    return _lookup(_SUMMARISERS, name, "summariser").factory(settings)  # type: ignore[return-value]
+    """Build summariser ``name`` (BackendUnavailableError when its model is missing).
+
+    An unknown name raises :class:`ConfigError` listing the registered ones.
+    """
+    return _SUMMARISERS.get(name).factory(settings)  # type: ignore[return-value]
 
 
 def reasoner_names() -> list[str]:
-    """Registered reasoner backends."""
-    _load_builtins()
-    return sorted(_REASONERS)
+    """Registered reasoner backends, sorted."""
+    return _REASONERS.names()
 
 
 def summariser_names() -> list[str]:
-    """Registered summariser backends."""
-    _load_builtins()
-    return sorted(_SUMMARISERS)
-
-
-_BUILTINS_LOADED = False
-
-
-def _load_builtins() -> None:
-    global _BUILTINS_LOADED
-    if _BUILTINS_LOADED:
-        return
-    _BUILTINS_LOADED = True
-    import importlib
-
-    for module in ("medrag.reasoners.evidence", "medrag.reasoners.hf", "medrag.reasoners.openai", "medrag.labels"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+    """Registered summariser backends, sorted."""
+    return _SUMMARISERS.names()

@@ -21,6 +21,7 @@ from medrag.devices import select_device, select_dtype
 from medrag.errors import BackendUnavailableError
 from medrag.reasoners.base import BackendSpec, ReasoningRequest, register_reasoner, register_summariser
 from medrag.reasoners.prompts import build_reasoning_messages, build_summary_messages
+from medrag.reasoners.summary import summarise_with_model
 from medrag.records import CXRImage, Summary
 from medrag.weights import ResolvedWeights, hub_offline, require_generation_model
 
@@ -90,18 +91,13 @@ def load_generation_model(
         return _CACHE[key]
 
 
-def clear_model_cache() -> None:
-    """Forget every loaded model (frees memory once no caller holds one)."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
-        _KEY_LOCKS.clear()
-
-
 def _load(weights: ResolvedWeights, device: str, dtype: "torch.dtype", quantize: bool) -> LoadedModel:
     try:
         from transformers import AutoModelForImageTextToText, AutoProcessor
     except ImportError as exc:
-        raise BackendUnavailableError("The hf backend needs transformers; run `pip install -r requirements.txt`.") from exc
+        raise BackendUnavailableError(
+            "The hf backend needs transformers; run `pip install -r requirements.txt`."
+        ) from exc
     model_dir = weights.base_path if weights.kind == "adapter" and weights.base_path else weights.path
     kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
     if quantize:
@@ -137,7 +133,7 @@ def to_pil_rgb(pixels: Any) -> "Image.Image":
     """2-D [0, 1] float pixels as an 8-bit RGB PIL image (grey in all three channels)."""
     from PIL import Image
 
-    from medrag.imaging import to_uint8
+    from medrag.pixels import to_uint8
 
     return Image.fromarray(to_uint8(pixels)).convert("RGB")
 
@@ -294,27 +290,20 @@ class HFSummariser:
 
     def summarise(self, text: str) -> Summary:
         """Label from the model (falls back to the rule label when empty); findings from the rule labeler."""
-        try:
-            from medrag.labels import label_text
-        except ImportError as exc:
-            raise BackendUnavailableError(
-                "The hf summariser needs medrag.labels for findings; reinstall MedRAG (`pip install -r requirements.txt`)."
-            ) from exc
-        from medrag.reasoners.openai import NO_MODEL_LABEL, clean_label
-
-        rules = label_text(text)
-        label = clean_label(self.generate_label(text))
-        notes = rules.notes if label else (*rules.notes, NO_MODEL_LABEL)
-        return Summary(label=label or rules.label, findings=dict(rules.findings), backend=self.name, notes=notes)
+        return summarise_with_model(text, self.generate_label, backend=self.name)
 
 
 def _require_packages(weights: ResolvedWeights) -> None:
     import importlib.util
 
     if importlib.util.find_spec("transformers") is None or importlib.util.find_spec("torch") is None:
-        raise BackendUnavailableError("The hf backend needs torch and transformers; run `pip install -r requirements.txt`.")
+        raise BackendUnavailableError(
+            "The hf backend needs torch and transformers; run `pip install -r requirements.txt`."
+        )
     if weights.kind == "adapter" and importlib.util.find_spec("peft") is None:
-        raise BackendUnavailableError("The model is a LoRA adapter and needs peft; run `pip install -r requirements.txt`.")
+        raise BackendUnavailableError(
+            "The model is a LoRA adapter and needs peft; run `pip install -r requirements.txt`."
+        )
 
 
 def hf_reasoner(settings: "Settings") -> HFReasoner:

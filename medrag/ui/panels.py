@@ -16,11 +16,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from medrag.analysis import Analysis
 from medrag.errors import MedRAGError
 from medrag.events import AnalysisFinished, Event, GuardChecked, ReasoningDone, ReasoningToken, StageFailed, StageStarted
 from medrag.records import Neighbour
 from medrag.ui import images, resources, state
-from medrag.ui.analysis import STAGE_TITLES, AnalysisView
+from medrag.ui.analysis import STAGE_TITLES, stage_line
 from medrag.ui.figures import library_map_figure, scores_bar, votes_frame
 from medrag.ui.safe import defang_markdown, escape_markdown, safe_url, shorten
 from medrag.ui.viewer import PLOTLY_CONFIG, ViewSettings, linked_figure
@@ -33,36 +34,39 @@ STREAM_FLUSH_S = 0.025
 
 
 # ---------------------------------------------------------------------------------------------- stage log
-def _stage_body(view: AnalysisView, stage: str) -> None:
-    if stage in view.failures:
-        st.error(defang_markdown(view.failures[stage]))
-    elif stage == "guard" and view.verdict is not None:
-        if view.verdict.allowed:
-            st.caption(escape_markdown(view.verdict.reason or "accepted"))
+def _stage_body(analysis: Analysis, stage: str) -> None:
+    if stage in analysis.failures:
+        st.error(defang_markdown(analysis.failures[stage]))
+    elif stage == "input":
+        for note in analysis.notes:
+            st.caption(f":material/info: {escape_markdown(note)}")
+    elif stage == "guard" and analysis.verdict is not None:
+        if analysis.verdict.allowed:
+            st.caption(escape_markdown(analysis.verdict.reason or "accepted"))
         else:
-            st.warning(defang_markdown(view.verdict.reason))
+            st.warning(defang_markdown(analysis.verdict.reason))
     elif stage == "reasoning":
-        st.markdown(defang_markdown(view.reasoning))
-    elif stage == "web" and view.web_status:
-        st.caption(escape_markdown(view.web_status))
+        st.markdown(defang_markdown(analysis.reasoning))
+    elif stage == "web" and analysis.web_status:
+        st.caption(escape_markdown(analysis.web_status))
 
 
-def _stage_state(view: AnalysisView, stage: str) -> str:
-    refused = stage == "guard" and view.refused
-    return "error" if stage in view.failures or refused else "complete"
+def _stage_state(analysis: Analysis, stage: str) -> str:
+    refused = stage == "guard" and analysis.refused
+    return "error" if stage in analysis.failures or refused else "complete"
 
 
-def render_stage_log(view: AnalysisView) -> None:
+def render_stage_log(analysis: Analysis) -> None:
     """One closed box per stage that ran (the reasoning and any problem stay open).
 
     Re-renders use ``st.expander`` with a status icon rather than ``st.status``: each ``st.status``
     costs a fixed 50 ms sleep inside Streamlit, which every widget change would pay seven times.
     """
-    for stage in view.stages:
-        problem = _stage_state(view, stage) == "error"
+    for stage in analysis.stages:
+        problem = _stage_state(analysis, stage) == "error"
         icon = ":material/error:" if problem else ":material/check_circle:"
-        with st.expander(escape_markdown(view.stage_line(stage)), expanded=stage == "reasoning" or problem, icon=icon):
-            _stage_body(view, stage)
+        with st.expander(escape_markdown(stage_line(analysis, stage)), expanded=stage == "reasoning" or problem, icon=icon):
+            _stage_body(analysis, stage)
 
 
 _DONE = object()
@@ -100,8 +104,8 @@ def in_background(events: Iterator[Event]) -> Iterator[Event]:
         yield item  # type: ignore[misc]
 
 
-def run_live(events: Iterator[Event], view: AnalysisView) -> AnalysisView:
-    """Drain the pipeline into ``view`` with one ``st.status`` per stage; reasoning streams token by token.
+def run_live(events: Iterator[Event], analysis: Analysis) -> Analysis:
+    """Drain the pipeline into ``analysis`` with one ``st.status`` per stage; reasoning streams token by token.
 
     The pipeline runs in a background thread (:func:`in_background`). The reasoning box is fed by
     ``st.write_stream`` over a generator that yields the ReasoningToken texts and stashes the first
@@ -121,7 +125,7 @@ def run_live(events: Iterator[Event], view: AnalysisView) -> AnalysisView:
             if not isinstance(event, ReasoningToken):
                 held.append(event)
                 break
-            view.apply(event)
+            analysis.apply(event)
             pending.append(defang_markdown(event.text))
             if time.monotonic() - last >= STREAM_FLUSH_S:
                 yield "".join(pending)
@@ -134,7 +138,7 @@ def run_live(events: Iterator[Event], view: AnalysisView) -> AnalysisView:
         event = held.pop(0) if held else next(stream, None)
         if event is None:
             break
-        view.apply(event)
+        analysis.apply(event)
         if isinstance(event, StageStarted):
             title = STAGE_TITLES.get(event.stage, event.stage)
             boxes[event.stage] = st.status(f"{title}…", expanded=event.stage == "reasoning")
@@ -151,13 +155,13 @@ def run_live(events: Iterator[Event], view: AnalysisView) -> AnalysisView:
         keep_open = problem or isinstance(event, ReasoningDone)
         # Update before writing into the box: leaving a still-running st.status sleeps 50 ms.
         box.update(
-            label=escape_markdown(view.stage_line(event.stage)), state="error" if problem else "complete",
+            label=escape_markdown(stage_line(analysis, event.stage)), state="error" if problem else "complete",
             expanded=keep_open,
         )
         if not isinstance(event, ReasoningDone):
             with box:
-                _stage_body(view, event.stage)
-    return view
+                _stage_body(analysis, event.stage)
+    return analysis
 
 
 # ---------------------------------------------------------------------------------------------- image + meta
@@ -183,27 +187,27 @@ def render_metadata(meta: Mapping[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- results
-def render_outcome(view: AnalysisView) -> bool:
+def render_outcome(analysis: Analysis) -> bool:
     """Refusal or unreadable input as a clear message; returns True when there is a result to show."""
-    if "input" in view.failures:
-        st.error(defang_markdown(view.failures["input"]), icon=":material/error:")
+    if "input" in analysis.failures:
+        st.error(defang_markdown(analysis.failures["input"]), icon=":material/error:")
         return False
-    if view.refused:
-        reason = view.verdict.reason if view.verdict else "the request is outside chest X-ray imaging"
+    if analysis.refused:
+        reason = analysis.verdict.reason if analysis.verdict else "the request is outside chest X-ray imaging"
         st.warning(f"Refused by the domain guard: {defang_markdown(reason)}", icon=":material/block:")
         return False
     return True
 
 
-def render_label_and_findings(view: AnalysisView) -> None:
+def render_label_and_findings(analysis: Analysis) -> None:
     """The label and a findings table (present / absent / uncertain)."""
     # A subheader, not st.metric: a metric cuts long labels off with an ellipsis.
-    st.caption("Label" + (f" · {escape_markdown(view.summariser_backend)}" if view.summariser_backend else ""),
+    st.caption("Label" + (f" · {escape_markdown(analysis.summariser_backend)}" if analysis.summariser_backend else ""),
                help="Condensed from the reasoning's impression by the summariser")
-    st.subheader(escape_markdown(view.label or "—"), anchor=False)
-    for note in view.summary_notes:
+    st.subheader(escape_markdown(analysis.label or "—"), anchor=False)
+    for note in analysis.all_notes:
         st.caption(f":material/info: {escape_markdown(note)}")
-    rows = view.findings_rows()
+    rows = analysis.findings_rows()
     if not rows:
         st.caption("No findings were extracted.")
         return
@@ -213,16 +217,16 @@ def render_label_and_findings(view: AnalysisView) -> None:
     st.dataframe(frame, hide_index=True, width="stretch", height=min(36 + 35 * len(frame), 290))
 
 
-def render_saved(view: AnalysisView, key: str) -> None:
+def render_saved(analysis: Analysis, key: str) -> None:
     """Say where the analysis was saved, with a shortcut to History."""
-    if view.analysis_id is None:
-        if "save" in view.failures:
-            st.error(defang_markdown(view.failures["save"]))
+    if analysis.analysis_id is None:
+        if "save" in analysis.failures:
+            st.error(defang_markdown(analysis.failures["save"]))
         return
     left, right = st.columns([3, 1])
-    left.success(f"Saved to history as #{view.analysis_id}", icon=":material/history:")
+    left.success(f"Saved to history as #{analysis.analysis_id}", icon=":material/history:")
     if right.button("Open in History", key=f"{key}_to_history"):
-        st.session_state[state.HISTORY_OPEN] = view.analysis_id
+        st.session_state[state.HISTORY_OPEN] = analysis.analysis_id
         st.switch_page("pages/3_History.py")
 
 
@@ -243,22 +247,22 @@ def neighbour_card(neighbour: Neighbour, key: str, *, openable: bool = True) -> 
             st.button("Open side by side", key=f"{key}_open_{neighbour.rank}", on_click=_open_neighbour, args=(key, neighbour.case_id))
 
 
-def render_neighbour_grid(view: AnalysisView, key: str, *, openable: bool = True) -> None:
+def render_neighbour_grid(analysis: Analysis, key: str, *, openable: bool = True) -> None:
     """The top-k similar cases as cards."""
-    if not view.neighbours:
+    if not analysis.neighbours:
         st.info("No similar cases were found.")
         return
-    for start in range(0, len(view.neighbours), GRID_COLUMNS):
+    for start in range(0, len(analysis.neighbours), GRID_COLUMNS):
         columns = st.columns(GRID_COLUMNS)
-        for column, neighbour in zip(columns, view.neighbours[start : start + GRID_COLUMNS]):
+        for column, neighbour in zip(columns, analysis.neighbours[start : start + GRID_COLUMNS]):
             with column:
                 neighbour_card(neighbour, key, openable=openable)
 
 
-def render_side_by_side(view: AnalysisView, key: str) -> None:
+def render_side_by_side(analysis: Analysis, key: str) -> None:
     """The opened neighbour next to the query, zoom and pan linked."""
     case_id = st.session_state[state.OPEN_NEIGHBOUR].get(key)
-    found = next((n for n in view.neighbours if n.case_id == case_id), None)
+    found = next((n for n in analysis.neighbours if n.case_id == case_id), None)
     if found is None:
         return
     with st.container(border=True):
@@ -267,8 +271,8 @@ def render_side_by_side(view: AnalysisView, key: str) -> None:
         top[1].button("Close", key=f"{key}_close", on_click=_open_neighbour, args=(key, None))
         try:
             pictures, titles = [], []
-            if view.image_path:
-                pictures.append(images.load_pixels(view.image_path))
+            if analysis.image_path:
+                pictures.append(images.load_pixels(analysis.image_path))
                 titles.append("query")
             pictures.append(images.load_pixels(found.image_path or found.thumb_path))
             titles.append(f"#{found.rank} {found.label}")
@@ -278,55 +282,55 @@ def render_side_by_side(view: AnalysisView, key: str) -> None:
         st.text(shorten(found.report, 1200) or "(no report)")
 
 
-def render_votes(view: AnalysisView) -> None:
+def render_votes(analysis: Analysis) -> None:
     """Similarity-weighted label votes among the neighbours."""
     from medrag.reasoners.evidence import label_votes
 
-    frame = votes_frame(label_votes(view.neighbours))
+    frame = votes_frame(label_votes(analysis.neighbours))
     st.dataframe(
         frame, hide_index=True, width="stretch",
         column_config={"share": st.column_config.ProgressColumn("vote share", min_value=0.0, max_value=1.0, format="percent")},
     )
 
 
-def render_map(workbench: Workbench, view: AnalysisView, key: str) -> None:
+def render_map(workbench: Workbench, analysis: Analysis, key: str) -> None:
     """The whole library on the PCA map, query and neighbours highlighted."""
     try:
-        data = resources.library_map_data(workbench)
+        frame = resources.library_map_frame(workbench)
     except MedRAGError as exc:
         st.caption(escape_markdown(f"The library map is unavailable: {exc}"))
         return
-    xy = resources.query_position(workbench, view.image_path) if view.input_kind == "image" else None
-    figure = library_map_figure(data.frame, query_xy=xy, neighbour_ids=[n.case_id for n in view.neighbours])
+    xy = resources.query_position(workbench, analysis)
+    figure = library_map_figure(frame, query_xy=xy, neighbour_ids=[n.case_id for n in analysis.neighbours])
     st.plotly_chart(figure, config=PLOTLY_CONFIG, key=f"{key}_map")
 
 
-def render_similar(workbench: Workbench, view: AnalysisView, key: str) -> None:
+def render_similar(workbench: Workbench, analysis: Analysis, key: str) -> None:
     """Grid, side-by-side, scores chart, votes and the library map."""
-    st.subheader(f"Similar cases (top {len(view.neighbours)})")
-    if "neighbours" in view.failures:
-        st.error(defang_markdown(view.failures["neighbours"]))
-    render_neighbour_grid(view, key)
-    render_side_by_side(view, key)
-    if not view.neighbours:
+    st.subheader(f"Similar cases (top {len(analysis.neighbours)})")
+    if "neighbours" in analysis.failures:
+        st.error(defang_markdown(analysis.failures["neighbours"]))
+    render_neighbour_grid(analysis, key)
+    render_side_by_side(analysis, key)
+    if not analysis.neighbours:
         return
     left, right = st.columns([3, 2])
     with left:
-        st.plotly_chart(scores_bar(view.neighbours), config=PLOTLY_CONFIG, key=f"{key}_scores")
+        st.plotly_chart(scores_bar(analysis.neighbours), config=PLOTLY_CONFIG, key=f"{key}_scores")
     with right:
         st.markdown("**Label votes among the neighbours**")
-        render_votes(view)
-    render_map(workbench, view, key)
+        render_votes(analysis)
+    render_map(workbench, analysis, key)
 
 
-def render_web(view: AnalysisView) -> None:
+def render_web(analysis: Analysis) -> None:
     """Reference cards from allowlisted sites, or why web search is off."""
     st.subheader("Web references")
-    if not view.web_results:
-        st.info(escape_markdown(view.web_status or "No web references for this analysis."), icon=":material/public_off:")
+    if not analysis.web_results:
+        st.info(escape_markdown(analysis.web_status or "No web references for this analysis."), icon=":material/public_off:")
         return
-    st.caption(escape_markdown(view.web_status))
-    for result in view.web_results:
+    st.caption(escape_markdown(analysis.web_status))
+    for result in analysis.web_results:
         with st.container(border=True):
             image = safe_url(result.image_url)
             body = st.columns([1, 5]) if image else [None, st.container()]

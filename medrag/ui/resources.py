@@ -15,14 +15,15 @@ import threading
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
+from medrag.analysis import Analysis
 from medrag.config import Settings
+from medrag.engine.search import LibraryMap
 from medrag.errors import MedRAGError
 from medrag.ui.appconfig import app_settings
 from medrag.ui.images import load_pixels
@@ -33,7 +34,6 @@ log = logging.getLogger("medrag.ui")
 #: Seconds between a page's first run and the background loading of the backends.
 WARM_UP_DELAY_S = 1.0
 
-_BOOTSTRAP_LOCK = threading.Lock()
 # Timers and leases to stop at exit, so no daemon thread wakes up in a half-finalised interpreter.
 _TIMERS: "weakref.WeakSet[threading.Timer]" = weakref.WeakSet()
 _LEASES: "weakref.WeakSet[StoreLease]" = weakref.WeakSet()
@@ -136,31 +136,30 @@ def keep_store_open(workbench: Workbench) -> None:
 
 
 def ensure_library_ready(workbench: Workbench) -> None:
-    """Build the synthetic demo library with a progress bar when the library is empty (first start)."""
+    """Build the synthetic demo library with a progress bar when the library is empty (first start).
+
+    The work is :meth:`Workbench.ensure_library` (the one demo bootstrap, also behind the CLI); this draws it.
+    """
     if workbench.store.count_cases() > 0:
         return
-    with _BOOTSTRAP_LOCK:
-        if workbench.store.count_cases() > 0:
-            return
-        settings = workbench.settings
-        with st.status("First start: building the synthetic demo library…", expanded=True) as box:
-            st.write(
-                f"Drawing {settings.demo_cases} synthetic phantom chest X-rays into {settings.demo_dir}, "
-                "importing them and building the search index. This happens once."
-            )
-            from medrag.phantoms import build_demo_library
+    settings = workbench.settings
+    with st.status("First start: building the synthetic demo library…", expanded=True) as box:
+        st.write(
+            f"Drawing {settings.demo_cases} synthetic phantom chest X-rays into {settings.demo_dir}, "
+            "importing them and building the search index. This happens once."
+        )
+        bar = st.progress(0.0, text="Drawing phantoms…")
 
-            bar = st.progress(0.0, text="Drawing phantoms…")
-            csv_path = build_demo_library(settings.demo_dir, n=settings.demo_cases)
+        def on_progress(done: int, total: int) -> None:
+            text = "Building the index…" if done >= total else f"Importing {done} / {total} cases…"
+            bar.progress(min(done / max(total, 1), 1.0), text=text)
 
-            def on_progress(done: int, total: int) -> None:
-                bar.progress(min(done / max(total, 1), 1.0), text=f"Importing {done} / {total} cases…")
-
-            with spawn_safe_main():
-                report = workbench.ingest(csv_path.parent, labels_csv=csv_path, on_progress=on_progress)
-            bar.progress(1.0, text="Building the index…")
-            workbench.ensure_index("image")
-            box.update(label=f"Demo library ready: {report.added} cases", state="complete", expanded=False)
+        # No cache to clear: the cached library reads are keyed on the case count, which this changes.
+        with spawn_safe_main():
+            report = workbench.ensure_library(on_progress=on_progress)
+        bar.progress(1.0, text="Done")
+        added = report.added if report is not None else workbench.store.count_cases()
+        box.update(label=f"Demo library ready: {added} cases", state="complete", expanded=False)
 
 
 def _warm(workbench: Workbench) -> None:
@@ -189,54 +188,56 @@ def warm_up_in_background(workbench: Workbench) -> None:
     timer.start()
 
 
-@dataclass(frozen=True)
-class MapData:
-    """The library map as plain data: one row per case (x, y, case_id, label, dataset, snippet)."""
-
-    frame: pd.DataFrame
-    mean: np.ndarray
-    components: np.ndarray
-
-    def project(self, vector: np.ndarray) -> tuple[float, float]:
-        """Where an embedding lands on the map."""
-        xy = (np.asarray(vector, dtype=np.float32) - self.mean) @ self.components.T
-        return float(xy[0]), float(xy[1])
-
-
 @st.cache_resource(show_spinner="Computing the library map…", max_entries=8)
-def _map_data(data_dir: str, map_token: tuple[int, int], _workbench: Workbench) -> MapData:
-    library_map = _workbench.library_map()
-    coords = np.asarray(library_map.coords, dtype=np.float32)
-    frame = pd.DataFrame({"case_id": list(library_map.case_ids), "x": coords[:, 0], "y": coords[:, 1]})
+def _map_frame(
+    data_dir: str, map_token: tuple[int, int, int], _library_map: LibraryMap, _workbench: Workbench
+) -> pd.DataFrame:
+    coords = np.asarray(_library_map.coords, dtype=np.float32)
+    frame = pd.DataFrame({"case_id": list(_library_map.case_ids), "x": coords[:, 0], "y": coords[:, 1]})
     cases = _workbench.store.cases_frame()[["case_id", "label", "dataset", "report"]]
     frame = frame.merge(cases, on="case_id", how="left")
     frame["label"] = frame["label"].fillna("unlabelled")
     frame["snippet"] = frame["report"].fillna("").map(lambda text: " ".join(str(text).split())[:120])
-    frame = frame.drop(columns=["report"])
-    return MapData(frame, np.asarray(library_map.mean), np.asarray(library_map.components))
+    return frame.drop(columns=["report"])
 
 
-def library_map_data(workbench: Workbench) -> MapData:
-    """The cached 2-D PCA map of the library (rebuilt when the workbench rebuilds its map)."""
+def _map_token(library_map: LibraryMap) -> tuple[int, int, int]:
+    # generation + id + size: a rebuilt map is a new object of a new generation (and usually a new size).
+    return library_map.generation, id(library_map), len(library_map.case_ids)
+
+
+def library_map_frame(workbench: Workbench) -> pd.DataFrame:
+    """The library map as a table, one row per case: x, y, case_id, label, dataset, snippet (cached per map)."""
     library_map = workbench.library_map()
-    # id + size: a rebuilt map is a new object (and usually a new size).
-    return _map_data(str(workbench.settings.data_dir), (id(library_map), len(library_map.case_ids)), workbench)
+    return _map_frame(str(workbench.settings.data_dir), _map_token(library_map), library_map, workbench)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _embedding_xy(path: str, encoder_version: str, map_token: tuple[int, int], data_dir: str, _workbench: Workbench) -> tuple[float, float]:
+def _embedding_xy(
+    path: str, encoder_version: str, map_token: tuple[int, int, int], data_dir: str, _workbench: Workbench
+) -> tuple[float, float]:
     vector = _workbench.embed_image(load_pixels(path))
-    return library_map_data(_workbench).project(vector)
+    return _workbench.library_map().project(vector)
 
 
-def query_position(workbench: Workbench, image_path: str) -> tuple[float, float] | None:
-    """Where the image at ``image_path`` lands on the library map (None when it cannot be placed)."""
-    if not image_path:
+def query_position(workbench: Workbench, analysis: Analysis) -> tuple[float, float] | None:
+    """Where an analysis's image lands on the library map (None for a text question or when it cannot be placed).
+
+    A fresh analysis carries its query vector and is projected directly; one reopened from the history
+    has none, so its stored image is embedded again (cached per file).
+    """
+    if analysis.input_kind != "image":
         return None
     library_map = workbench.library_map()
+    vector = analysis.query_vector
+    if (vector is not None and analysis.encoder == workbench.image_encoder_name
+            and np.shape(vector)[-1:] == np.shape(library_map.mean)[-1:]):
+        return library_map.project(vector)
+    if not analysis.image_path:
+        return None
     try:
         return _embedding_xy(
-            image_path, str(workbench.image_encoder.version), (id(library_map), len(library_map.case_ids)),
+            analysis.image_path, str(workbench.image_encoder.version), _map_token(library_map),
             str(workbench.settings.data_dir), workbench,
         )
     except MedRAGError:

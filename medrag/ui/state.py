@@ -9,7 +9,7 @@ import streamlit as st
 
 #: Neighbours to retrieve; set on the Settings page, used by Analyze and the quiz.
 K = "k"
-#: The last analysis shown on Analyze (an :class:`medrag.ui.analysis.AnalysisView`).
+#: The last analysis shown on Analyze (a :class:`medrag.analysis.Analysis`).
 LAST_RESULT = "last_result"
 #: The neighbour opened side by side with the query, per result panel: {panel key: case id}.
 OPEN_NEIGHBOUR = "open_neighbour"
@@ -29,7 +29,7 @@ LIBRARY_LAST_PICK = "library_last_pick"
 COMPARE_CASES = "compare_case_ids"
 #: Library: the last import's outcome, shown once after the page refreshes (dict or None).
 LIBRARY_FLASH = "library_flash"
-#: Quiz: the current question (dict: case_id, truth, answered, answer, view) or None.
+#: Quiz: the current question (dict: case_id, truth, answered, answer, analysis) or None.
 QUIZ = "quiz"
 #: Quiz: the session's score.
 QUIZ_SCORE = "quiz_score"

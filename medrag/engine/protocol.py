@@ -1,0 +1,72 @@
+"""The small interface :func:`medrag.pipeline.analyze` needs from an engine (the Workbench is one)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from medrag.config import Settings
+from medrag.records import CXRImage, Neighbour
+from medrag.reasoners import Reasoner, Summariser
+
+if TYPE_CHECKING:
+    from medrag.analysis import Analysis
+
+
+class AnalysisEngine(Protocol):
+    """What one analysis uses: backends, search, the web cache and the history."""
+
+    settings: Settings
+
+    @property
+    def text_encoder(self) -> Any:
+        """The text encoder the domain guard embeds questions with."""
+        ...
+
+    @property
+    def reasoner(self) -> Reasoner:
+        """The reasoning backend that will run."""
+        ...
+
+    @property
+    def summariser(self) -> Summariser:
+        """The summariser backend that will run."""
+        ...
+
+    @property
+    def image_encoder_name(self) -> str:
+        """The name of the image encoder searches use."""
+        ...
+
+    @property
+    def text_encoder_name(self) -> str:
+        """The name of the text encoder text searches use."""
+        ...
+
+    @property
+    def web_cache(self) -> Any:
+        """Where web results are cached (``get(key)`` / ``put(key, provider, results)``), or None."""
+        ...
+
+    def embed_image(self, image: CXRImage | np.ndarray) -> np.ndarray:
+        """The query vector of an image."""
+        ...
+
+    def embed_question(self, text: str) -> tuple[str, np.ndarray]:
+        """(index kind, vector) of a text query."""
+        ...
+
+    def search_vector(
+        self, kind: str, vector: np.ndarray, k: int | None = None, *, label: str | None = None,
+        dataset: str | None = None, exclude: set[str] | None = None,
+    ) -> list[Neighbour]:
+        """The k nearest library cases."""
+        ...
+
+    def save_analysis(self, analysis: Analysis) -> int:
+        """Append the analysis to the history; returns its id."""
+        ...
+
+
+__all__ = ["AnalysisEngine"]

@@ -1,0 +1,189 @@
+"""Keeps the library's vectors and FAISS indexes in sync with the store: the only code that fits an encoder
+or embeds library cases (the import hands its decoded features here instead of fitting on its own).
+
+Vectors live in the store (``embeddings`` table); a FAISS file in ``index_dir`` is a cache stamped with the
+encoder's name and version, extended when only new cases arrived and rebuilt otherwise. Every index save
+renames a file into ``index_dir``, which changes the folder's mtime: one ``stat`` per search tells whether
+another process (a CLI import) has added cases since this one loaded its index.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from medrag.config import Settings
+from medrag.encoders import FittableEncoder
+from medrag.engine.backends import Backends
+from medrag.errors import IndexMismatchError, LibraryError, MedRAGError
+from medrag.store import Store
+
+log = logging.getLogger("medrag")
+
+#: How many cases an unfitted encoder is fitted on (at import and at index time alike).
+FIT_SAMPLE = 2000
+#: Cases embedded per batch when bringing an index up to date.
+EMBED_BATCH = 64
+
+
+def case_text(label: str, report: str) -> str:
+    """The text a case is searched by: its label and its report."""
+    return f"{label}. {report}".strip()
+
+
+def case_pixels(image_path: str, thumb_path: str) -> np.ndarray | None:
+    """A library case's pixels: its image, else its thumbnail, else None when neither can be read."""
+    from medrag.imaging import load_image
+
+    for path in (image_path, thumb_path):
+        if not path:
+            continue
+        try:
+            return load_image(Path(path)).pixels
+        except (MedRAGError, OSError):
+            continue
+    return None
+
+
+def fit_encoder(
+    encoder: Any, models_dir: Path, *, features: np.ndarray | None = None, images: Sequence[np.ndarray] = ()
+) -> int:
+    """Fit a fittable encoder on at most :data:`FIT_SAMPLE` cases and save its state; returns how many it saw.
+
+    ``features`` are pre-computed per-image features (an import already decoded the images); otherwise
+    ``images`` are pixels.
+    """
+    if features is not None:
+        sample = features[:FIT_SAMPLE]
+        encoder.fit_features(sample)
+        seen = len(sample)
+    else:
+        sample_images = list(images)[:FIT_SAMPLE]
+        encoder.fit(sample_images)
+        seen = len(sample_images)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    encoder.save_state(models_dir / f"{encoder.name}.npz")
+    return seen
+
+
+class LibraryVectors:
+    """The up-to-date image and text indexes of one store."""
+
+    def __init__(self, settings: Settings, store: Store, backends: Backends) -> None:
+        self.settings = settings
+        self.store = store
+        self.backends = backends
+        self._lock = threading.RLock()
+        self._indexes: dict[str, Any] = {}
+        self._stamps: dict[str, int] = {}
+        #: bumped whenever an index changes, so derived data (the library map) knows to recompute
+        self.generation = 0
+
+    def encoder_for(self, kind: str) -> Any:
+        """The encoder whose vectors the ``kind`` ("image" or "text") index holds."""
+        return self.backends.image_encoder if kind == "image" else self.backends.text_encoder
+
+    def _fit_if_needed(self, encoder: Any) -> None:
+        if not isinstance(encoder, FittableEncoder) or encoder.is_fitted:
+            return
+        cases = self.store.cases_frame(limit=FIT_SAMPLE)
+        if cases.empty:
+            return
+        images = [case_pixels(row.image_path, row.thumb_path) for row in cases.itertuples()]
+        fit_encoder(encoder, self.settings.models_dir, images=[im for im in images if im is not None])
+
+    def embed_missing(self, kind: str, *, progress: bool = False) -> int:
+        """Embed every case that has no vector for the current encoder; returns how many were missing."""
+        encoder = self.encoder_for(kind)
+        missing = self.store.cases_missing_embeddings(encoder.name, encoder.version)
+        if not missing:
+            return 0
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(missing), unit="case", desc=f"embed {encoder.name}", leave=False)
+        unreadable = 0
+        for start in range(0, len(missing), EMBED_BATCH):
+            batch = missing[start : start + EMBED_BATCH]
+            if kind == "image":
+                pixels = [case_pixels(c.image_path, c.thumb_path) for c in batch]
+                keep = [i for i, p in enumerate(pixels) if p is not None]
+                unreadable += len(batch) - len(keep)
+                vectors = encoder.embed([pixels[i] for i in keep]) if keep else np.zeros((0, encoder.dim), np.float32)
+            else:
+                keep = list(range(len(batch)))
+                vectors = encoder.embed_text([case_text(c.label, c.report) for c in batch])
+            self.store.put_embeddings(encoder.name, encoder.version, [batch[i].case_id for i in keep], vectors)
+            if bar is not None:
+                bar.update(len(batch))
+        if bar is not None:
+            bar.close()
+        if unreadable:
+            log.warning("%d of %d library images could not be read and are not in the index", unreadable, len(missing))
+        return len(missing)
+
+    def ensure_index(self, kind: str = "image", *, progress: bool = False, rebuild: bool = False) -> Any:
+        """The up-to-date index for ``kind``: fits an unfitted encoder, embeds new cases, rebuilds if stale."""
+        from medrag.index import VectorIndex
+
+        with self._lock:
+            encoder = self.encoder_for(kind)
+            if rebuild:
+                self.store.drop_embeddings(encoder.name)
+                self._indexes.pop(kind, None)
+            if kind == "image":
+                self._fit_if_needed(encoder)
+                self.store.drop_embeddings(encoder.name, keep_version=encoder.version)
+            self.embed_missing(kind, progress=progress)
+            ids, vectors = self.store.load_embeddings(encoder.name, encoder.version)
+            current = self._indexes.get(kind)
+            if current is None and not rebuild:
+                try:
+                    current = VectorIndex.load(self.settings.index_dir, encoder.name, encoder.version)
+                except IndexMismatchError as exc:
+                    # A missing index is normal on first use; anything else is worth a warning.
+                    (log.info if str(exc).startswith("no saved") else log.warning)("%s; rebuilding it from the stored vectors", exc)
+                    current = None
+            if not ids:
+                raise LibraryError("The library is empty; run `medrag demo` or `medrag ingest FOLDER` first.")
+            if current is not None and list(current.ids) != ids:
+                known = list(current.ids)
+                if ids[: len(known)] == known:
+                    # New cases only: extend the index instead of rebuilding it.
+                    current.add(ids[len(known):], vectors[len(known):])
+                    current.save(self.settings.index_dir)
+                    self.generation += 1
+                else:
+                    current = None
+            if current is None:
+                current = VectorIndex.build(ids, vectors, encoder_name=encoder.name, encoder_version=encoder.version)
+                current.save(self.settings.index_dir)
+                self.generation += 1
+            if self._indexes.get(kind) is not current:
+                self.generation += 1
+            self._indexes[kind] = current
+            self._stamps[kind] = self._index_dir_stamp()
+            return current
+
+    def _index_dir_stamp(self) -> int:
+        try:
+            return os.stat(self.settings.index_dir).st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    def index(self, kind: str = "image") -> Any:
+        """The cached index for ``kind``, built on first use and refreshed when another process saved one."""
+        found = self._indexes.get(kind)
+        if found is not None and self._stamps.get(kind) == self._index_dir_stamp():
+            return found
+        return self.ensure_index(kind)
+
+
+__all__ = ["EMBED_BATCH", "FIT_SAMPLE", "LibraryVectors", "case_pixels", "case_text", "fit_encoder"]

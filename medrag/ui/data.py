@@ -1,0 +1,205 @@
+"""Every read and write the pages make on the library and the history: pages call these, never the store.
+
+Reads are cached with ``st.cache_data`` under a key that changes when the data does: the number of cases
+(or analyses), which another process (a CLI import) changes too, the index folder's modification time for
+the library, and a generation that every write made through this module bumps (a note edited, a row
+deleted). A write also clears the caches it made stale, so no stale copy lingers in memory.
+Cached values are copies (``st.cache_data`` pickles them), so a page may change what it gets.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import streamlit as st
+
+from medrag.analysis import Analysis
+from medrag.records import Case
+
+if TYPE_CHECKING:
+    from medrag.library import IngestReport
+    from medrag.store import Store
+    from medrag.workbench import Workbench
+
+_LOCK = threading.Lock()
+#: (data folder, "library" | "history") → how many writes this process made through this module
+_GENERATIONS: dict[tuple[str, str], int] = {}
+
+
+def _generation(workbench: Workbench, what: str) -> int:
+    with _LOCK:
+        return _GENERATIONS.get((str(workbench.settings.data_dir), what), 0)
+
+
+def _bump(workbench: Workbench, what: str) -> None:
+    with _LOCK:
+        key = (str(workbench.settings.data_dir), what)
+        _GENERATIONS[key] = _GENERATIONS.get(key, 0) + 1
+
+
+def _index_stamp(workbench: Workbench) -> int:
+    try:
+        return os.stat(workbench.settings.index_dir).st_mtime_ns
+    except OSError:
+        return 0
+
+
+def _library_key(workbench: Workbench) -> tuple[str, int, int, int]:
+    """Changes whenever the library may have: a case count, a saved index, a write from this app."""
+    return (str(workbench.settings.data_dir), workbench.store.count_cases(), _index_stamp(workbench),
+            _generation(workbench, "library"))
+
+
+def _history_key(workbench: Workbench) -> tuple[str, int, int]:
+    return str(workbench.settings.data_dir), workbench.store.count_analyses(), _generation(workbench, "history")
+
+
+# ---------------------------------------------------------------------------------------------- library reads
+@st.cache_data(show_spinner=False, max_entries=32)
+def _label_counts(key: tuple[Any, ...], _store: Store) -> dict[str, int]:
+    return _store.label_counts()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _dataset_counts(key: tuple[Any, ...], _store: Store) -> dict[str, int]:
+    return _store.dataset_counts()
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _cases_frame(key: tuple[Any, ...], label: str | None, dataset: str | None, text: str | None,
+                 limit: int | None, _store: Store) -> pd.DataFrame:
+    return _store.cases_frame(label=label, dataset=dataset, text=text, limit=limit)
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _get_case(key: tuple[Any, ...], case_id: str, _store: Store) -> Case | None:
+    return _store.get_case(case_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _case_ids_where(key: tuple[Any, ...], label: str | None, dataset: str | None, _store: Store) -> set[str]:
+    return _store.case_ids_where(label=label, dataset=dataset)
+
+
+def count_cases(workbench: Workbench) -> int:
+    """How many cases the library holds (asked afresh each time: it is what the other caches are keyed on)."""
+    return workbench.store.count_cases()
+
+
+def label_counts(workbench: Workbench) -> dict[str, int]:
+    """Cases per label, most common first."""
+    return _label_counts(_library_key(workbench), workbench.store)
+
+
+def dataset_counts(workbench: Workbench) -> dict[str, int]:
+    """Cases per dataset, most common first."""
+    return _dataset_counts(_library_key(workbench), workbench.store)
+
+
+def cases_frame(
+    workbench: Workbench, *, label: str | None = None, dataset: str | None = None, text: str | None = None,
+    limit: int | None = None,
+) -> pd.DataFrame:
+    """The library's cases as a table, filtered by label, dataset and report text."""
+    return _cases_frame(_library_key(workbench), label, dataset, text, limit, workbench.store)
+
+
+def get_case(workbench: Workbench, case_id: str) -> Case | None:
+    """One library case, or None when it is not (or no longer) in the library."""
+    return _get_case(_library_key(workbench), case_id, workbench.store)
+
+
+def case_ids_where(workbench: Workbench, *, label: str | None = None, dataset: str | None = None) -> set[str]:
+    """Ids of the cases with this label and/or dataset."""
+    return _case_ids_where(_library_key(workbench), label, dataset, workbench.store)
+
+
+# ---------------------------------------------------------------------------------------------- library writes
+def library_changed(workbench: Workbench) -> None:
+    """Forget every cached library read (after an import, a re-index or the demo bootstrap)."""
+    _bump(workbench, "library")
+    for cached in (_label_counts, _dataset_counts, _cases_frame, _get_case, _case_ids_where):
+        cached.clear()
+
+
+def import_folder(
+    workbench: Workbench, source: Path, *, labels_csv: Path | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> IngestReport:
+    """Import a folder (or parquet / Open-i archive) into the library and index it; returns the report."""
+    from medrag.ui.resources import spawn_safe_main
+
+    try:
+        with spawn_safe_main():
+            return workbench.ingest(source, labels_csv=labels_csv, on_progress=on_progress)
+    finally:
+        library_changed(workbench)
+
+
+def reindex(workbench: Workbench) -> Any:
+    """Re-embed every case with the current image encoder and rebuild the image index; returns the index."""
+    try:
+        return workbench.ensure_index("image", rebuild=True)
+    finally:
+        library_changed(workbench)
+
+
+# ---------------------------------------------------------------------------------------------- history
+@st.cache_data(show_spinner=False, max_entries=64)
+def _history_frame(key: tuple[Any, ...], search: str | None, limit: int | None, _store: Store) -> pd.DataFrame:
+    return _store.history_frame(limit=limit, search=search)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _get_analysis(key: tuple[Any, ...], analysis_id: int, _store: Store) -> Analysis | None:
+    return _store.get_analysis(analysis_id)
+
+
+def count_analyses(workbench: Workbench) -> int:
+    """How many analyses the history holds (asked afresh each time)."""
+    return workbench.store.count_analyses()
+
+
+def history_frame(workbench: Workbench, *, search: str | None = None, limit: int | None = None) -> pd.DataFrame:
+    """Past analyses, newest first (JSON columns as text), optionally searched and limited."""
+    return _history_frame(_history_key(workbench), search, limit, workbench.store)
+
+
+def get_analysis(workbench: Workbench, analysis_id: int) -> Analysis | None:
+    """One saved analysis exactly as it was shown, or None when it was deleted."""
+    return _get_analysis(_history_key(workbench), int(analysis_id), workbench.store)
+
+
+def history_changed(workbench: Workbench) -> None:
+    """Forget every cached history read (after an analysis was saved, annotated or deleted)."""
+    _bump(workbench, "history")
+    _history_frame.clear()
+    _get_analysis.clear()
+
+
+def update_analysis_notes(workbench: Workbench, analysis_id: int, notes: str, tags: Sequence[str]) -> None:
+    """Set the reader's notes and tags of a saved analysis."""
+    try:
+        workbench.store.update_analysis_notes(analysis_id, notes, tags)
+    finally:
+        history_changed(workbench)
+
+
+def delete_analysis(workbench: Workbench, analysis_id: int) -> bool:
+    """Delete a saved analysis; returns whether it existed."""
+    try:
+        return workbench.store.delete_analysis(analysis_id)
+    finally:
+        history_changed(workbench)
+
+
+__all__ = [
+    "case_ids_where", "cases_frame", "count_analyses", "count_cases", "dataset_counts", "delete_analysis",
+    "get_analysis", "get_case", "history_changed", "history_frame", "import_folder", "label_counts",
+    "library_changed", "reindex", "update_analysis_notes",
+]
