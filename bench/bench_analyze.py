@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import common  # first: pins thread counts
-
 import numpy as np
 
 _TEMPLATES = (

@@ -34,7 +34,6 @@ import urllib.request
 from pathlib import Path
 
 import common  # first: pins thread counts
-
 import numpy as np
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import common  # first: pins thread counts
-
 import numpy as np
 
 
@@ -196,9 +195,8 @@ def profile_text(profile: cProfile.Profile, top: int, sort: str) -> str:
 
 def profile_prepare(paths: list[Path], data_dir: Path, top: int) -> str:
     """cProfile of ingest_worker.prepare (decode, thumbnail, embed) over ``paths``, in this process."""
-    from medrag import library
+    from medrag import ingest_worker, library
     from medrag.config import Settings
-    from medrag import ingest_worker
     from medrag.encoders.classic import ClassicEncoder
 
     settings = Settings(data_dir=data_dir, web_provider="off")

@@ -21,9 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import common  # first: pins thread counts
-
 import numpy as np
-
 from vectors import gaussian_mixture
 
 BATCH = 5000
@@ -59,7 +57,7 @@ def _bulk_insert(store: Any, rows: list[dict[str, Any]], encoder: str, version: 
 
     if not rows:
         return
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     cases = pa.table({
         **{key: [r[key] for r in rows] for key in rows[0]},
         "extra": ["{}"] * len(rows), "width": [512] * len(rows), "height": [512] * len(rows), "added_at": [now] * len(rows),
@@ -140,11 +138,11 @@ def serve(data_dir: Path, queries: int) -> dict[str, Any]:
     """Open the library as the app does and search; RSS after each step (run in a fresh process)."""
     log: list[dict[str, Any]] = []
     start = time.perf_counter()
+    import faiss  # noqa: F401  (loaded by the workbench anyway; counted in the baseline)
+
     from medrag.config import Settings
     from medrag.phantoms import demo_mix, generate_phantom
     from medrag.workbench import Workbench
-
-    import faiss  # noqa: F401  (loaded by the workbench anyway; counted in the baseline)
 
     _snap("imports (medrag, faiss, duckdb)", start, log)
     settings = Settings(data_dir=data_dir, web_provider="off")

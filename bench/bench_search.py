@@ -27,10 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import common  # first: pins thread counts before numpy/faiss load
-
 import faiss
 import numpy as np
-
 from vectors import jitter_to_size, mixture_split, real_classic_pool
 
 K = 10

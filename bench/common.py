@@ -137,7 +137,7 @@ def mem_total_gib() -> float:
 def machine_info() -> dict[str, Any]:
     """Date, CPU, cores, memory and library versions for a results header."""
     info: dict[str, Any] = {
-        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "nproc": os.cpu_count(),
         "cpu": cpu_model(),
         "mem_gib": round(mem_total_gib(), 1),

@@ -115,7 +115,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             print(f"\nSummary: {printable(summary.label)}")
             for note in summary.notes:
                 print(f"  note: {printable(note, keep_newlines=False)}")
-            flagged = {k: v for k, v in summary.findings.items() if v != "absent"}
+            flagged = {k: v for k, v in summary.findings.items() if v in ("present", "uncertain")}
             print("Findings: " + (", ".join(f"{k} ({v})" for k, v in flagged.items()) or "none flagged"))
         elif isinstance(event, ev.WebResultsReady):
             print(f"\nReferences: {event.status}")

@@ -161,7 +161,7 @@ class Settings:
         """Fitted state of weight-free models (the classic encoder's library mean) and imported weights (``hf/<name>``)."""
         return self.data_dir / "models"
 
-    def with_overrides(self, **changes: Any) -> "Settings":
+    def with_overrides(self, **changes: Any) -> Settings:
         """A copy with some fields changed (``None`` values are ignored)."""
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
 

@@ -38,7 +38,7 @@ def select_device(preferred: str | None = None) -> str:
     return choice
 
 
-def select_dtype(device: str) -> "torch.dtype":
+def select_dtype(device: str) -> torch.dtype:
     """bfloat16 on GPUs that support it, float32 otherwise (Gemma 3 overflows in float16)."""
     import torch
 

@@ -23,7 +23,7 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import faiss
@@ -102,7 +102,7 @@ def _write_faiss(index: faiss.Index, target: Path) -> str:
             digest.update(chunk)
             handle.write(chunk)
 
-        faiss.write_index(index, faiss.PyCallbackIOWriter(write))
+        faiss.write_index(index, faiss.PyCallbackIOWriter(write))  # type: ignore[attr-defined]  # missing from the stub
     return digest.hexdigest()
 
 
@@ -136,8 +136,8 @@ class VectorIndex:
         self._dim = dim
         self.encoder_name = encoder_name
         self.encoder_version = encoder_version
-        self.created_at = created_at or datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self._label_of: dict[str, int] = dict(zip(ids, (int(x) for x in labels)))
+        self.created_at = created_at or datetime.now(UTC).isoformat(timespec="seconds")
+        self._label_of: dict[str, int] = dict(zip(ids, (int(x) for x in labels), strict=True))
         self._id_of: dict[int, str] = {label: cid for cid, label in self._label_of.items()}
         self._next_label = max(self._id_of, default=-1) + 1
         self._lock = threading.RLock()
@@ -152,7 +152,7 @@ class VectorIndex:
         encoder_name: str,
         encoder_version: str,
         kind: str = "auto",
-    ) -> "VectorIndex":
+    ) -> VectorIndex:
         """A new index over ``vectors`` (n, dim) named by ``ids``; ``kind="auto"`` uses :func:`choose_index_kind`."""
         id_list = _check_ids(ids)
         matrix = _as_matrix(vectors, None, "vectors")
@@ -220,7 +220,7 @@ class VectorIndex:
             labels = np.arange(self._next_label, self._next_label + len(id_list), dtype=np.int64)
             self._index.add_with_ids(self._faiss_rows(matrix), labels)
             self._next_label += len(id_list)
-            for cid, label in zip(id_list, labels.tolist()):
+            for cid, label in zip(id_list, labels.tolist(), strict=True):
                 self._label_of[cid] = label
                 self._id_of[label] = cid
 
@@ -239,7 +239,7 @@ class VectorIndex:
                 self._rebuild_without(labels)  # e.g. HNSW graphs do not support deletion
             else:
                 self._index.remove_ids(faiss.IDSelectorBatch(labels))
-            for cid, label in zip(gone, labels.tolist()):
+            for cid, label in zip(gone, labels.tolist(), strict=True):
                 del self._label_of[cid]
                 del self._id_of[label]
             return len(gone)
@@ -283,7 +283,7 @@ class VectorIndex:
                 want = min(k, int(allowed.size))
                 params = self._spec.search_params(self._index, faiss.IDSelectorBatch(allowed), False)
                 scores, labels = self._index.search(self._faiss_rows(queries), want, params=params)
-            results = [self._hits(s, lab) for s, lab in zip(scores, labels)]
+            results = [self._hits(s, lab) for s, lab in zip(scores, labels, strict=True)]
             for row, hits in enumerate(results):
                 if len(hits) < want:  # approximate kinds can come up short (tight filter, k near n)
                     if allowed is None:
@@ -302,7 +302,7 @@ class VectorIndex:
         return [(self._id_of[int(allowed[i])], float(scores[i])) for i in order]
 
     def _hits(self, scores: np.ndarray, labels: np.ndarray) -> list[tuple[str, float]]:
-        return [(self._id_of[int(lab)], float(s)) for s, lab in zip(scores, labels) if lab >= 0]
+        return [(self._id_of[int(lab)], float(s)) for s, lab in zip(scores, labels, strict=True) if lab >= 0]
 
     # -- persistence -------------------------------------------------------------------------------
     def save(self, directory: Path) -> tuple[Path, Path]:
@@ -321,7 +321,7 @@ class VectorIndex:
                 "kind": self._kind,
                 "count": len(self._label_of),
                 "created_at": self.created_at,
-                "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "saved_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "faiss_sha256": digest,
                 "ids": list(self._label_of),
                 "labels": list(self._label_of.values()),
@@ -330,7 +330,7 @@ class VectorIndex:
         return faiss_path, json_path
 
     @classmethod
-    def load(cls, directory: Path, encoder_name: str, encoder_version: str) -> "VectorIndex":
+    def load(cls, directory: Path, encoder_name: str, encoder_version: str) -> VectorIndex:
         """The index saved for ``encoder_name`` in ``directory``.
 
         Raises :class:`IndexMismatchError` when it is missing, corrupt, inconsistent (the .faiss and

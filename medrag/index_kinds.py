@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from medrag.errors import ConfigError, InputError
+from medrag.errors import ConfigError, IndexMismatchError, InputError
 from medrag.registry import Registry
 
 #: The built-in kinds, smallest library first.
@@ -128,6 +128,7 @@ def _ivf_builder(kind: str) -> Callable[[int, np.ndarray | None], faiss.Index]:
         # about 4·√n lists, but at least 39 training vectors per list (FAISS's k-means advice)
         nlist = int(max(1, min(65_536, 4 * np.sqrt(n), n // 39)))
         quantizer = faiss.IndexFlatIP(padded)
+        index: faiss.IndexIVF
         if kind == "ivfsq8":
             index = faiss.IndexIVFScalarQuantizer(
                 quantizer, padded, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
@@ -143,19 +144,24 @@ def _ivf_builder(kind: str) -> Callable[[int, np.ndarray | None], faiss.Index]:
 
 
 def _plain_params(index: faiss.Index, selector: faiss.IDSelector, exhaustive: bool) -> faiss.SearchParameters:
-    return faiss.SearchParameters(sel=selector)
+    # FAISS's stub omits the keyword constructor its SWIG wrapper adds to every parameter class.
+    return faiss.SearchParameters(sel=selector)  # type: ignore[call-arg]
 
 
 def _hnsw_params(index: faiss.Index, selector: faiss.IDSelector, exhaustive: bool) -> faiss.SearchParameters:
-    return faiss.SearchParametersHNSW(sel=selector, efSearch=HNSW_EF_SEARCH)
+    return faiss.SearchParametersHNSW(sel=selector, efSearch=HNSW_EF_SEARCH)  # type: ignore[attr-defined]
 
 
 def _ivf_params(index: faiss.Index, selector: faiss.IDSelector, exhaustive: bool) -> faiss.SearchParameters:
-    return faiss.SearchParametersIVF(sel=selector, nprobe=index.nlist if exhaustive else index.nprobe)
+    ivf = faiss.extract_index_ivf(index)
+    return faiss.SearchParametersIVF(sel=selector, nprobe=ivf.nlist if exhaustive else ivf.nprobe)  # type: ignore[call-arg]
 
 
 def _restore_hnsw(index: faiss.Index) -> None:
-    faiss.downcast_index(index.index).hnsw.efSearch = HNSW_EF_SEARCH
+    inner = faiss.downcast_index(index.index) if isinstance(index, faiss.IndexIDMap) else index
+    if not isinstance(inner, faiss.IndexHNSW):
+        raise IndexMismatchError(f"an hnsw index holds a {type(inner).__name__}; run `medrag index --rebuild`.")
+    inner.hnsw.efSearch = HNSW_EF_SEARCH
 
 
 INDEX_KINDS.register("flat", IndexKind("flat", _build_flat, _plain_params))

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -77,17 +77,30 @@ def _file_item(path: Path, *, resolved: bool = False, **fields: Any) -> IngestIt
     return IngestItem(source_key=key, path=path, size=stat.st_size, mtime_ns=stat.st_mtime_ns, **fields)
 
 
-def iter_folder(folder: Path) -> Iterator[IngestItem]:
-    """Every image under ``folder`` (recursively); label = the first sub-folder's name, dataset = folder name."""
+def iter_folder(folder: Path, report: IngestReport | None = None) -> Iterator[IngestItem]:
+    """Every image under ``folder`` (recursively); label = the first sub-folder's name, dataset = folder name.
+
+    A symbolic link that leads out of ``folder`` is not followed (:func:`resolve_inside`): it is listed in
+    ``report.errors`` (or just passed over without a report).
+    """
     folder = folder.resolve()
     for path in sorted(folder.rglob("*")):
-        if not path.is_file() or path.name.startswith("."):
-            continue
-        # A file without a suffix is sniffed: DICOM archives often name files by bare UID.
-        is_image = path.suffix.lower() in IMAGE_SUFFIXES or (not path.suffix and looks_like_dicom(path))
-        if not is_image:
+        if path.name.startswith("."):
             continue
         relative = path.relative_to(folder)
+        if path.is_symlink():
+            try:
+                path = resolve_inside(folder, str(relative))
+            except LibraryError as exc:
+                if report is not None:
+                    report.errors.append((str(folder / relative), str(exc)))
+                continue
+        if not path.is_file():
+            continue
+        # A file without a suffix is sniffed: DICOM archives often name files by bare UID.
+        is_image = relative.suffix.lower() in IMAGE_SUFFIXES or (not relative.suffix and looks_like_dicom(path))
+        if not is_image:
+            continue
         label = relative.parts[0] if len(relative.parts) > 1 else "unlabelled"
         yield _file_item(path, label=label, dataset=folder.name)
 
@@ -100,16 +113,34 @@ def _pick(row: dict[str, str], names: Sequence[str]) -> str:
     return ""
 
 
-def resolve_inside(root: Path, relative: str) -> Path:
-    """``root / relative``, refusing absolute paths and paths that escape ``root``."""
+def resolve_inside(root: Path, relative: str, *, folder_name: str = "library folder") -> Path:
+    """``root / relative`` with every link resolved, refusing what would read a file outside ``root``.
+
+    The one containment rule of every importer (folder walk, labels CSV, Open-i image ids): absolute paths
+    (POSIX, Windows drive or UNC), ``..`` that climbs out, and symbolic links (of the file or of a folder
+    on the way) whose target lies outside are all refused with a :class:`LibraryError`. ``folder_name``
+    says what ``root`` is in the message.
+    """
     if not relative:
         raise LibraryError("the image cell is empty")
-    if PurePosixPath(relative).is_absolute() or Path(relative).is_absolute() or (len(relative) > 1 and relative[1] == ":"):
-        raise LibraryError(f"absolute path {relative!r} is not allowed; make it relative to {root}")
-    candidate = (root / relative).resolve()
-    if not candidate.is_relative_to(root.resolve()):
-        raise LibraryError(f"path {relative!r} escapes the library folder {root}; keep images inside it")
-    return candidate
+    if (
+        PurePosixPath(relative).is_absolute() or Path(relative).is_absolute() or PureWindowsPath(relative).anchor
+        or (len(relative) > 1 and relative[1] == ":")
+    ):
+        raise LibraryError(f"absolute path {relative!r} is not allowed; make it relative to the {folder_name} {root}")
+    real_root = root.resolve()
+    try:
+        candidate = (root / relative).resolve()
+    except (RuntimeError, OSError):  # RuntimeError: a symbolic link loop
+        raise LibraryError(f"{relative!r} is a symbolic link that never reaches a file (a loop); remove it") from None
+    if candidate.is_relative_to(real_root):
+        return candidate
+    if Path(os.path.normpath(real_root / relative)).is_relative_to(real_root):
+        raise LibraryError(
+            f"{relative!r} is a symbolic link to a file outside the {folder_name} {root}; it is not followed: "
+            "copy the image into the folder instead"
+        )
+    raise LibraryError(f"path {relative!r} escapes the {folder_name} {root}; keep images inside it")
 
 
 def read_labels_csv(csv_path: Path) -> list[dict[str, str]]:
@@ -188,9 +219,17 @@ def iter_openi(reports: Path, images_dir: Path | None, report: IngestReport) -> 
     for entry in parsed:
         text = "\n".join(part for part in (f"FINDINGS: {entry.findings}" if entry.findings else "",
                                            f"IMPRESSION: {entry.impression}" if entry.impression else "") if part)
-        found = [p for image_id in entry.image_ids for p in _image_candidates(images_dir, image_id) if p.is_file()]
+        found: list[Path] = []
+        refused = False
+        for image_id in entry.image_ids:
+            try:
+                found += [p for p in _image_candidates(images_dir, image_id) if p.is_file()]
+            except LibraryError as exc:
+                refused = True
+                report.errors.append((f"Open-i {entry.uid}", f"image id {image_id!r} refused: {exc}"))
         if not found:
-            report.errors.append((f"Open-i {entry.uid}", "none of its images are in the images folder"))
+            if not refused:
+                report.errors.append((f"Open-i {entry.uid}", "none of its images are in the images folder"))
             continue
         label = _short_label(label_text(text).present()) if text else "unlabelled"
         for path in found:
@@ -201,7 +240,11 @@ def iter_openi(reports: Path, images_dir: Path | None, report: IngestReport) -> 
 
 
 def _image_candidates(images_dir: Path, image_id: str) -> list[Path]:
-    return [images_dir / f"{image_id}{suffix}" for suffix in (".png", ".jpg", ".jpeg", ".dcm")]
+    """The files an Open-i image id may name, each inside ``images_dir`` (a hostile id raises LibraryError)."""
+    return [
+        resolve_inside(images_dir, f"{image_id}{suffix}", folder_name="images folder")
+        for suffix in (".png", ".jpg", ".jpeg", ".dcm")
+    ]
 
 
 def _short_label(present: Sequence[str]) -> str:
@@ -457,7 +500,7 @@ def ingest_path(
         if labels_csv is None and (source / "labels.csv").is_file():
             labels_csv = source / "labels.csv"
             report.notes.append(f"using {labels_csv} for labels")
-        items = list(iter_labelled_folder(source, labels_csv, report) if labels_csv else iter_folder(source))
+        items = list(iter_labelled_folder(source, labels_csv, report) if labels_csv else iter_folder(source, report))
     else:
         raise LibraryError(
             f"{source} is not a folder, .parquet, .tgz or .xml; to analyse a single image use `medrag analyze`."

@@ -9,7 +9,10 @@ import numpy as np
 
 from medrag.pixels import to_uint8
 
-FindingStatus = Literal["present", "absent", "uncertain"]
+FindingStatus = Literal["present", "uncertain", "absent", "not mentioned"]
+#: Every status a finding can have, strongest first: "absent" means explicitly negated, "not mentioned"
+#: means the text (or the reading) says nothing about it — a teaching tool must not call that "absent".
+FINDING_STATUSES: tuple[FindingStatus, ...] = ("present", "uncertain", "absent", "not mentioned")
 
 #: The findings every labeler reports (CheXpert-style), in display order.
 FINDINGS: tuple[str, ...] = (

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medrag.config import Settings, load_settings
-from medrag.engine.backends import BackendStatus, Backends
+from medrag.engine.backends import Backends, BackendStatus
 from medrag.engine.search import LibraryMap, Searcher
 from medrag.engine.vectors import LibraryVectors
 from medrag.events import Event

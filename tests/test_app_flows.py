@@ -86,7 +86,7 @@ def test_analyze_an_uploaded_image(analyze: AppTest, data_dir: Path) -> None:
     label = at.session_state["last_result"].label
     assert label and any(_plain(h.value) == label for h in at.subheader)
     findings = next(d.value for d in at.dataframe if "finding" in d.value.columns)
-    assert set(findings["status"]) <= {"present", "absent", "uncertain"}
+    assert set(findings["status"]) <= {"present", "absent", "uncertain", "not mentioned"}
     # k neighbour cards, each with an Open button.
     k = at.session_state["k"]
     opens = [b for b in at.button if (b.key or "").startswith("analyze_open_")]

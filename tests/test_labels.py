@@ -68,14 +68,33 @@ def test_every_finding_is_detected_when_affirmed(text: str, finding: str) -> Non
         ("The previously seen effusion has resolved.", "effusion"),
         ("Heart size and pulmonary vascular engorgement appear within normal limits.", "edema"),
         ("Heart is not enlarged.", "cardiomegaly"),
+        ("Heart size is normal.", "cardiomegaly"),
+        ("The cardiomediastinal silhouette is within normal limits.", "cardiomegaly"),
         ("No acute fracture is seen.", "fracture"),
         ("Pneumothorax is not identified.", "pneumothorax"),
-        ("Subcutaneous emphysema in the left chest wall.", "emphysema"),
-        ("Pericardial effusion.", "effusion"),
     ],
 )
-def test_negated_or_other_meaning_mentions_are_absent(text: str, finding: str) -> None:
+def test_negated_mentions_are_absent(text: str, finding: str) -> None:
     assert _status(text, finding) == "absent"
+
+
+@pytest.mark.parametrize(
+    ("text", "finding"),
+    [
+        ("Subcutaneous emphysema in the left chest wall.", "emphysema"),
+        ("Pericardial effusion.", "effusion"),
+        ("History of pneumonia.", "pneumonia"),
+        ("Evaluate for pneumothorax.", "pneumothorax"),
+        ("Large right pleural effusion.", "cardiomegaly"),
+    ],
+)
+def test_other_meaning_history_and_unsaid_findings_are_not_mentioned(text: str, finding: str) -> None:
+    # Four statuses: what the text never says about *this* finding is "not mentioned", never "absent".
+    assert _status(text, finding) == "not mentioned"
+
+
+def test_normal_heart_wording_does_not_hide_a_stated_cardiomegaly() -> None:
+    assert _status("Normal heart size. Mild cardiomegaly.", "cardiomegaly") == "present"
 
 
 @pytest.mark.parametrize(
@@ -110,8 +129,9 @@ def test_versus_does_not_spread_to_the_whole_sentence() -> None:
         "Recommend follow-up to assess for pneumonia.",
     ],
 )
-def test_historical_and_hypothetical_mentions_are_absent(text: str) -> None:
-    assert _status(text, "pneumonia") == "absent"
+def test_historical_and_hypothetical_mentions_are_not_mentioned(text: str) -> None:
+    # They say nothing about this image: neither present nor explicitly negated.
+    assert _status(text, "pneumonia") == "not mentioned"
 
 
 def test_pseudo_negation_keeps_the_finding() -> None:
@@ -127,15 +147,15 @@ def test_present_wins_over_a_negated_mention_elsewhere() -> None:
 def test_sections_about_something_else_are_ignored() -> None:
     text = "INDICATION: Fever, rule out pneumonia.\nCOMPARISON: Prior pneumothorax.\nFINDINGS: Lungs are clear."
     summary = label_text(text)
-    assert summary.findings["pneumonia"] == "absent"
-    assert summary.findings["pneumothorax"] == "absent"
+    assert summary.findings["pneumonia"] == "not mentioned"
+    assert summary.findings["pneumothorax"] == "not mentioned"
     assert summary.findings["no finding"] == "present"
     assert "pneumonia" not in strip_skipped_sections(text)
 
 
 def test_similar_case_evidence_section_of_a_reasoning_text_is_ignored() -> None:
     text = "## Lungs\nThe lungs are clear.\n## Similar-case evidence\n4 of 5 neighbours show pneumonia.\n## Impression\nNo acute abnormality."
-    assert _status(text, "pneumonia") == "absent"
+    assert _status(text, "pneumonia") == "not mentioned"
 
 
 def test_findings_always_cover_every_name_with_a_valid_status() -> None:
@@ -143,7 +163,7 @@ def test_findings_always_cover_every_name_with_a_valid_status() -> None:
         summary = label_text(text)
         assert isinstance(summary, Summary) and summary.backend == "rules"
         assert list(summary.findings) == list(FINDINGS)
-        assert set(summary.findings.values()) <= {"present", "absent", "uncertain"}
+        assert set(summary.findings.values()) <= {"present", "absent", "uncertain", "not mentioned"}
 
 
 def test_label_wording() -> None:
@@ -167,8 +187,8 @@ def test_no_finding_rules() -> None:
     # devices are not pathology (CheXpert's convention)
     assert _status("Lungs are clear. Right PICC line in the SVC.", "no finding") == "present"
     # nothing said about the chest is not a normal study
-    assert _status("hello", "no finding") == "absent"
-    assert _status("", "no finding") == "absent"
+    assert _status("hello", "no finding") == "not mentioned"
+    assert _status("", "no finding") == "not mentioned"
 
 
 def test_truncation_keeps_the_head_and_the_last_impression(caplog: pytest.LogCaptureFixture) -> None:
@@ -204,7 +224,7 @@ def test_hostile_characters_do_not_change_the_reading() -> None:
 def test_any_text_gives_valid_findings(text: str) -> None:
     summary = label_text(text)
     assert set(summary.findings) == set(FINDINGS)
-    assert set(summary.findings.values()) <= {"present", "absent", "uncertain"}
+    assert set(summary.findings.values()) <= {"present", "absent", "uncertain", "not mentioned"}
     assert summary.label.strip()
     assert (summary.findings["no finding"] == "present") <= all(
         summary.findings[f] == "absent" for f in FINDINGS if f not in ("no finding", "support devices")

@@ -75,7 +75,7 @@ class EncoderSpec:
 
     name: str
     kind: str  # "image", "text" or "image+text"
-    factory: Callable[["Settings"], object]
+    factory: Callable[[Settings], object]
     description: str = ""
     weight_free: bool = True
 
@@ -101,7 +101,7 @@ def get_encoder_spec(name: str) -> EncoderSpec:
     return registry.get(name)
 
 
-def build_encoder(name: str, settings: "Settings") -> object:
+def build_encoder(name: str, settings: Settings) -> object:
     """Build the encoder called ``name`` (may load weights; raises BackendUnavailableError if missing)."""
     return get_encoder_spec(name).factory(settings)
 

@@ -320,7 +320,7 @@ def _read_state(path: Path) -> tuple[np.ndarray, str]:
         ) from exc
 
 
-def _factory(settings: "Settings") -> ClassicEncoder:
+def _factory(settings: Settings) -> ClassicEncoder:
     encoder = ClassicEncoder()
     state = settings.models_dir / STATE_FILE
     if state.is_file():

@@ -63,7 +63,7 @@ def find_checkpoint(model_dir: Path) -> Path | None:
     return found[0] if found else None
 
 
-def resolve_openclip_dir(model_ref: str, settings: "Settings | None" = None, name: str | None = None) -> Path:
+def resolve_openclip_dir(model_ref: str, settings: Settings | None = None, name: str | None = None) -> Path:
     """The local folder for an open_clip reference, or BackendUnavailableError saying how to get it."""
     from medrag.config import Settings
 
@@ -183,18 +183,18 @@ class OpenClipEncoder:
         return l2_normalise(np.concatenate(out))
 
 
-def openclip_encoder(model_ref: str, settings: "Settings | None" = None, *, name: str = "openclip") -> OpenClipEncoder:
+def openclip_encoder(model_ref: str, settings: Settings | None = None, *, name: str = "openclip") -> OpenClipEncoder:
     """An encoder for any open_clip reference (``hf-hub:ORG/REPO`` from the local cache, ``local-dir:PATH``)."""
     weight_name = "biomedclip" if model_ref == BIOMEDCLIP_REF else None
     device = settings.torch_device if settings is not None else None
     return OpenClipEncoder(name, model_ref, resolve_openclip_dir(model_ref, settings, weight_name), device=device)
 
 
-def _biomedclip_factory(settings: "Settings") -> OpenClipEncoder:
+def _biomedclip_factory(settings: Settings) -> OpenClipEncoder:
     return openclip_encoder(BIOMEDCLIP_REF, settings, name="biomedclip")
 
 
-def _openclip_factory(settings: "Settings") -> OpenClipEncoder:
+def _openclip_factory(settings: Settings) -> OpenClipEncoder:
     # Settings built before the variable was set (tests, long-lived callers) still see it.
     ref = settings.openclip_model or default_openclip_model()
     if not ref:

@@ -78,7 +78,7 @@ class MiniLMTextEncoder:
         return vector
 
 
-def _factory(settings: "Settings") -> MiniLMTextEncoder:
+def _factory(settings: Settings) -> MiniLMTextEncoder:
     return MiniLMTextEncoder()
 
 

@@ -91,7 +91,7 @@ class XRVEncoder:
         return l2_normalise(np.concatenate(out))
 
 
-def xrv_encoder(settings: "Settings | None" = None) -> XRVEncoder:
+def xrv_encoder(settings: Settings | None = None) -> XRVEncoder:
     """The xrv encoder from the torchxrayvision cache, or BackendUnavailableError saying how to get the weights."""
     path = xrv_weights_path(XRV_WEIGHTS, settings.xrv_cache_dir if settings is not None else None)
     if not path.is_file():

@@ -350,7 +350,7 @@ def evaluate_labeler(
     counts = {f: {"tp": 0, "fp": 0, "fn": 0, "support": 0, "uncertain": 0} for f in REPORTED_FINDINGS}
     errors: list[dict[str, Any]] = []
     per_finding_errors: dict[str, int] = {f: 0 for f in REPORTED_FINDINGS}
-    for report, summary in zip(usable, summaries):
+    for report, summary in zip(usable, summaries, strict=True):
         truth = report.truth()
         for finding in REPORTED_FINDINGS:
             predicted = summary.findings[finding] == "present"

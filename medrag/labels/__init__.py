@@ -12,8 +12,8 @@ How a mention becomes a status:
   "possible", "likely", "suggestive of", "versus"...), hypothetical ("if", "evaluate for",
   "recommend") or historical ("history of"). Pseudo-triggers ("no change in", "not only")
   stop "no"/"not" from negating what follows.
-* Across mentions: present beats uncertain beats absent. Negated, hypothetical and historical
-  mentions count as absent; never-mentioned findings are absent.
+* Four statuses. Across mentions: present beats uncertain beats absent (explicitly negated) beats
+  not mentioned. Hypothetical and historical mentions, like never-mentioned findings, are "not mentioned".
 * Sections that do not describe this image (indication, history, comparison, technique,
   similar-case evidence, references) are skipped.
 * "no finding" is present only when nothing abnormal is present or uncertain *and* the text

@@ -2,9 +2,11 @@
 
 How a mention becomes a status:
 
-* Negated, hypothetical, historical and family mentions count as absent (never-mentioned findings
-  are absent too); uncertain mentions are uncertain; the rest are present.
-* Across mentions: present beats uncertain beats absent.
+* Four statuses: negated mentions are "absent"; uncertain mentions "uncertain"; the rest "present".
+  Hypothetical, historical and family mentions do not describe this image, so like never-mentioned
+  findings they stay "not mentioned" (a teaching tool must not call what nobody said "absent").
+* Across mentions: present beats uncertain beats absent beats not mentioned. When anything abnormal is
+  named, "no finding" is "absent".
 * "no finding" is present only when nothing abnormal is present or uncertain *and* the text says
   something about the chest (a negated finding or normal-study wording); a reading that calls itself
   indeterminate makes it uncertain. Abnormalities outside the finding list rule it out; support
@@ -30,7 +32,7 @@ from medrag.records import FINDINGS, FindingStatus, Summary
 log = logging.getLogger(__name__)
 
 _RULES = load_rules()
-_RANK: dict[str, int] = {"absent": 0, "uncertain": 1, "present": 2}
+_RANK: dict[str, int] = {"not mentioned": -1, "absent": 0, "uncertain": 1, "present": 2}
 _HEDGED_READING = re.compile(_RULES.hedged_reading, re.IGNORECASE)
 _CHUNK_CHARS = 600
 _SENTENCE_END = re.compile(r"(?<=[.!?\n])\s+")
@@ -45,6 +47,14 @@ def _mentions(docs: Iterable[Any]) -> tuple[list[Mention], list[str], bool]:
         category = ent.label_
         if category in _RULES.normal:
             described = True
+            continue
+        if category in _RULES.normal_for:
+            described = True
+            # "not enlarged" is part of the normal wording itself, so its own "not" does not negate it.
+            negated = ent._.is_negated and not re.search(r"\bnot\b", ent.text, re.IGNORECASE)
+            if not (negated or ent._.is_uncertain or ent._.is_hypothetical):
+                for finding in _RULES.normal_for[category]:
+                    mentions.append(Mention(finding, "absent", mention_modifiers(ent), ent.text.lower()))
             continue
         if ent._.is_negated:
             described = True
@@ -71,7 +81,7 @@ def _mentions(docs: Iterable[Any]) -> tuple[list[Mention], list[str], bool]:
 def _summarise(docs: Iterable[Any], notes: tuple[str, ...] = ()) -> Summary:
     docs = list(docs)
     mentions, others, described = _mentions(docs)
-    findings: dict[str, FindingStatus] = {name: "absent" for name in FINDINGS}
+    findings: dict[str, FindingStatus] = {name: "not mentioned" for name in FINDINGS}
     best: dict[str, Mention] = {}
     for mention in mentions:
         current = best.get(mention.finding)
@@ -79,11 +89,15 @@ def _summarise(docs: Iterable[Any], notes: tuple[str, ...] = ()) -> Summary:
             best[mention.finding] = mention
             findings[mention.finding] = mention.status
     abnormal = any(
-        status != "absent" for name, status in findings.items() if name not in ("no finding", "support devices")
+        status in ("present", "uncertain")
+        for name, status in findings.items() if name not in ("no finding", "support devices")
     )
     if described and not abnormal and not others:
         hedged = any(_HEDGED_READING.search(doc.text) for doc in docs)
         findings["no finding"] = "uncertain" if hedged else "present"
+    elif abnormal or others:
+        # Something abnormal was named: "no finding" is contradicted, not merely unmentioned.
+        findings["no finding"] = "absent"
     return Summary(label=make_label(findings, best, others), findings=findings, backend="rules", notes=notes)
 
 

@@ -47,6 +47,8 @@ class Rules:
     category_findings: Mapping[str, tuple[str, ...]]
     abnormal_only: frozenset[str]
     normal: frozenset[str]
+    #: categories whose (un-negated) mention says a finding is absent ("heart size is normal")
+    normal_for: Mapping[str, tuple[str, ...]]
     modifiers: tuple[ModifierGroup, ...]
     skipped_sections: frozenset[str]
     kept_sections: tuple[str, ...]
@@ -118,30 +120,39 @@ def _targets(r: _Reader, data: Mapping[str, Any]) -> tuple[dict[str, tuple[Patte
 
 def _categories(
     r: _Reader, data: Mapping[str, Any], targets: Mapping[str, object]
-) -> tuple[dict[str, tuple[str, ...]], frozenset[str], frozenset[str]]:
+) -> tuple[dict[str, tuple[str, ...]], frozenset[str], frozenset[str], dict[str, tuple[str, ...]]]:
     categories = r.table(data, "categories", "")
     abnormal_only = frozenset(r.strings(categories.get("abnormal_only"), "categories.abnormal_only"))
     normal = frozenset(r.strings(categories.get("normal"), "categories.normal"))
     findings_named = [f for f in FINDINGS if f != "no finding"]
-    category_findings: dict[str, tuple[str, ...]] = {}
-    for category, findings in r.table(categories, "findings", "categories.").items():
-        where = f"categories.findings.{category}"
-        category_findings[category] = r.strings(findings, where)
-        for finding in category_findings[category]:
-            if finding not in findings_named:
-                raise r.fail(where, f"{finding!r} is not a finding; use one of {', '.join(findings_named)}")
-    kinds = (category_findings.keys(), abnormal_only, normal)
+    category_findings = _finding_table(r, categories, "findings", findings_named)
+    normal_for = _finding_table(r, categories, "normal_for", findings_named)
+    kinds = (category_findings.keys(), abnormal_only, normal, normal_for.keys())
     for category in targets:
         if sum(category in kind for kind in kinds) != 1:
             raise r.fail(
                 f"targets.{category}",
-                "the category must be in exactly one of categories.findings, categories.abnormal_only "
-                "and categories.normal",
+                "the category must be in exactly one of categories.findings, categories.abnormal_only, "
+                "categories.normal and categories.normal_for",
             )
-    orphans = sorted((set(category_findings) | abnormal_only | normal) - set(targets))
+    orphans = sorted((set(category_findings) | abnormal_only | normal | set(normal_for)) - set(targets))
     if orphans:
         raise r.fail(f"categories ({orphans[0]})", "no [targets] entry has this category")
-    return category_findings, abnormal_only, normal
+    return category_findings, abnormal_only, normal, normal_for
+
+
+def _finding_table(
+    r: _Reader, categories: Mapping[str, Any], name: str, findings_named: list[str]
+) -> dict[str, tuple[str, ...]]:
+    """``[categories.<name>]``: category → the findings it speaks of (each must be a known finding)."""
+    table: dict[str, tuple[str, ...]] = {}
+    for category, findings in (r.table(categories, name, "categories.") if name in categories or name == "findings" else {}).items():
+        where = f"categories.{name}.{category}"
+        table[category] = r.strings(findings, where)
+        for finding in table[category]:
+            if finding not in findings_named:
+                raise r.fail(where, f"{finding!r} is not a finding; use one of {', '.join(findings_named)}")
+    return table
 
 
 def _modifiers(r: _Reader, data: Mapping[str, Any], fragments: Mapping[str, str]) -> tuple[ModifierGroup, ...]:
@@ -179,7 +190,7 @@ def parse_rules(data: Mapping[str, Any], source: str = RULES_FILE) -> Rules:
     if unknown:
         raise r.fail(unknown[0], f"unknown table; expected one of {', '.join(sorted(known))}")
     targets, fragments = _targets(r, data)
-    category_findings, abnormal_only, normal = _categories(r, data, targets)
+    category_findings, abnormal_only, normal, normal_for = _categories(r, data, targets)
     modifiers = _modifiers(r, data, fragments)
 
     sections = r.table(data, "sections", "")
@@ -203,6 +214,7 @@ def parse_rules(data: Mapping[str, Any], source: str = RULES_FILE) -> Rules:
         category_findings=MappingProxyType(category_findings),
         abnormal_only=abnormal_only,
         normal=normal,
+        normal_for=normal_for,
         modifiers=modifiers,
         skipped_sections=frozenset(r.strings(sections.get("skipped"), "sections.skipped")),
         kept_sections=r.strings(sections.get("kept"), "sections.kept"),

@@ -69,7 +69,7 @@ class BackendSpec:
     """A registry entry for a reasoner or summariser backend."""
 
     name: str
-    factory: Callable[["Settings"], object]
+    factory: Callable[[Settings], object]
     description: str = ""
     offline: bool = True
 
@@ -92,7 +92,7 @@ def register_summariser(spec: BackendSpec) -> None:
     _SUMMARISERS.register(spec.name, spec)
 
 
-def build_reasoner(name: str, settings: "Settings") -> Reasoner:
+def build_reasoner(name: str, settings: Settings) -> Reasoner:
     """Build reasoner ``name`` (BackendUnavailableError when its model is missing).
 
     An unknown name raises :class:`ConfigError` listing the registered ones.
@@ -100,7 +100,7 @@ def build_reasoner(name: str, settings: "Settings") -> Reasoner:
     return _REASONERS.get(name).factory(settings)  # type: ignore[return-value]
 
 
-def build_summariser(name: str, settings: "Settings") -> Summariser:
+def build_summariser(name: str, settings: Settings) -> Summariser:
     """Build summariser ``name`` (BackendUnavailableError when its model is missing).
 
     An unknown name raises :class:`ConfigError` listing the registered ones.

@@ -166,7 +166,7 @@ class EvidenceReasoner:
             yield match.group(0)
 
 
-def _factory(settings: "Settings") -> EvidenceReasoner:
+def _factory(settings: Settings) -> EvidenceReasoner:
     return EvidenceReasoner()
 
 

@@ -45,7 +45,7 @@ class LoadedModel:
     model: Any
     processor: Any
     device: str
-    dtype: "torch.dtype"
+    dtype: torch.dtype
     path: Path
     base_path: Path | None = None
     quantized: bool = False
@@ -91,7 +91,7 @@ def load_generation_model(
         return _CACHE[key]
 
 
-def _load(weights: ResolvedWeights, device: str, dtype: "torch.dtype", quantize: bool) -> LoadedModel:
+def _load(weights: ResolvedWeights, device: str, dtype: torch.dtype, quantize: bool) -> LoadedModel:
     try:
         from transformers import AutoModelForImageTextToText, AutoProcessor
     except ImportError as exc:
@@ -129,7 +129,7 @@ def _load(weights: ResolvedWeights, device: str, dtype: "torch.dtype", quantize:
     return LoadedModel(model, processor, device, dtype, weights.path, weights.base_path, quantize)
 
 
-def to_pil_rgb(pixels: Any) -> "Image.Image":
+def to_pil_rgb(pixels: Any) -> Image.Image:
     """2-D [0, 1] float pixels as an 8-bit RGB PIL image (grey in all three channels)."""
     from PIL import Image
 
@@ -306,7 +306,7 @@ def _require_packages(weights: ResolvedWeights) -> None:
         )
 
 
-def hf_reasoner(settings: "Settings") -> HFReasoner:
+def hf_reasoner(settings: Settings) -> HFReasoner:
     """The hf reasoner for ``settings.hf_reasoner_model`` (raises BackendUnavailableError if it is not here)."""
     weights = require_generation_model(settings.hf_reasoner_model, "medgemma-reasoner", settings)
     _require_packages(weights)
@@ -320,7 +320,7 @@ def hf_reasoner(settings: "Settings") -> HFReasoner:
     )
 
 
-def hf_summariser(settings: "Settings") -> HFSummariser:
+def hf_summariser(settings: Settings) -> HFSummariser:
     """The hf summariser for ``settings.hf_summariser_model`` (raises BackendUnavailableError if it is not here)."""
     weights = require_generation_model(settings.hf_summariser_model, "medgemma-summariser", settings)
     _require_packages(weights)

@@ -109,7 +109,7 @@ def error_text(body: object) -> str:
     return body if isinstance(body, str) else ""
 
 
-def _content_type(response: "httpx2.Response") -> str:
+def _content_type(response: httpx2.Response) -> str:
     return response.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
@@ -143,7 +143,7 @@ class OpenAIChatClient:
         """The server, as error messages name it."""
         return f"the OpenAI-compatible server at {self.base_url}"
 
-    def _sdk(self) -> "openai.OpenAI":
+    def _sdk(self) -> openai.OpenAI:
         # Imported on first use: the SDK takes most of a second to import, and listing backends must not.
         import openai
 
@@ -192,7 +192,7 @@ class OpenAIChatClient:
             return f"{where} failed (HTTP {status}{detail}); check the server logs or restart it."
         return f"{where} rejected the request (HTTP {status}{detail}); check the model name and server options."
 
-    def _request_failure(self, exc: "openai.OpenAIError") -> BackendUnavailableError:
+    def _request_failure(self, exc: openai.OpenAIError) -> BackendUnavailableError:
         """The error for a request that got no answer to stream (raised before the first byte)."""
         import openai
 
@@ -249,7 +249,7 @@ class OpenAIChatClient:
         """The whole streamed answer as one string."""
         return "".join(self.stream_chat(messages, max_tokens=max_tokens, temperature=temperature))
 
-    def _from_json(self, response: "httpx2.Response") -> Iterator[str]:
+    def _from_json(self, response: httpx2.Response) -> Iterator[str]:
         import httpx2
 
         try:
@@ -264,7 +264,7 @@ class OpenAIChatClient:
         if isinstance(text, str) and text:
             yield text
 
-    def _from_stream(self, stream: "openai.Stream[ChatCompletionChunk]") -> Iterator[str]:
+    def _from_stream(self, stream: openai.Stream[ChatCompletionChunk]) -> Iterator[str]:
         import openai
 
         finished = False
@@ -355,7 +355,7 @@ class OpenAISummariser:
         return summarise_with_model(text, self.generate_label, backend=self.name)
 
 
-def _client_from(settings: "Settings", what: str) -> OpenAIChatClient:
+def _client_from(settings: Settings, what: str) -> OpenAIChatClient:
     if not settings.openai_base_url:
         raise BackendUnavailableError(
             f"The openai {what} needs an OpenAI-compatible server (vLLM, Ollama, LM Studio): start one "
@@ -364,13 +364,13 @@ def _client_from(settings: "Settings", what: str) -> OpenAIChatClient:
     return OpenAIChatClient(settings.openai_base_url, settings.openai_model, settings.openai_api_key)
 
 
-def _reasoner_factory(settings: "Settings") -> OpenAIReasoner:
+def _reasoner_factory(settings: Settings) -> OpenAIReasoner:
     return OpenAIReasoner(
         _client_from(settings, "reasoner"), max_tokens=settings.max_new_tokens, temperature=settings.temperature
     )
 
 
-def _summariser_factory(settings: "Settings") -> OpenAISummariser:
+def _summariser_factory(settings: Settings) -> OpenAISummariser:
     return OpenAISummariser(_client_from(settings, "summariser"))
 
 

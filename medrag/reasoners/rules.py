@@ -24,7 +24,7 @@ class RulesSummariser:
         return label_text(text)
 
 
-def _factory(settings: "Settings") -> RulesSummariser:
+def _factory(settings: Settings) -> RulesSummariser:
     get_nlp()  # fail here, with the fix in the message, rather than mid-analysis
     return RulesSummariser()
 

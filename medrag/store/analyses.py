@@ -16,6 +16,45 @@ _ANALYSIS_JSON = ("findings", "neighbours", "web_results", "guard", "meta", "tim
 #: Those of them that hold an object (the others hold a list).
 _JSON_OBJECTS = ("findings", "guard", "meta", "timings")
 
+#: The light columns a history list shows: no reasoning text, no neighbours / web-results / meta JSON.
+HISTORY_COLUMNS: tuple[str, ...] = (
+    "id", "created_at", "input_kind", "input_name", "question", "label", "encoder", "reasoner_backend",
+    "reasoner_model", "summariser_backend", "web_status", "total_seconds", "notes", "tags", "errors", "thumb_path",
+)
+#: Columns computed for the rows of one page only: the best match, from the (heavy) neighbours JSON.
+HISTORY_DERIVED: dict[str, str] = {
+    "top_label": "json_extract_string(a.neighbours, '$[0].label')",
+    "top_score": "TRY_CAST(json_extract(a.neighbours, '$[0].score') AS DOUBLE)",
+}
+#: What a history search looks in (case-insensitive substring).
+HISTORY_SEARCHED: tuple[str, ...] = ("label", "input_name", "question", "notes", "tags")
+#: What a history page can be sorted by.
+HISTORY_SORTS: tuple[str, ...] = (
+    "id", "created_at", "input_kind", "input_name", "label", "reasoner_backend", "total_seconds",
+)
+
+
+def _like_pattern(search: str) -> str:
+    """``search`` as an ILIKE substring pattern: its own ``%``, ``_`` and ``\\`` match literally."""
+    escaped = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _history_filter(
+    search: str | None, labels: Sequence[str] | None, backends: Sequence[str] | None
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (or "") and its parameters for a history search and label / backend filters."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if search:
+        clauses.append("(" + " OR ".join(f"{c} ILIKE ? ESCAPE '\\'" for c in HISTORY_SEARCHED) + ")")
+        params += [_like_pattern(search)] * len(HISTORY_SEARCHED)
+    for column, values in (("label", labels), ("reasoner_backend", backends)):
+        if values:
+            clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+            params += [str(v) for v in values]
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
 
 class AnalysisStore(Database):
     """Reads and writes the ``analyses`` table."""
@@ -60,6 +99,62 @@ class AnalysisStore(Database):
             params.append(int(limit))
         with self.cursor() as cur:
             return cur.execute(sql, params).df()
+
+    def history_page(
+        self,
+        offset: int = 0,
+        limit: int = 50,
+        search: str | None = None,
+        sort: str = "id",
+        descending: bool = True,
+        columns: Sequence[str] = HISTORY_COLUMNS,
+        *,
+        labels: Sequence[str] | None = None,
+        backends: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """One page of the history, sorted, searched and filtered in DuckDB: light columns only.
+
+        ``columns`` may name any of :data:`HISTORY_COLUMNS` and :data:`HISTORY_DERIVED` (``top_label``,
+        ``top_score``: the best match, read from the neighbours JSON of this page's rows only). ``search``
+        is a case-insensitive substring of :data:`HISTORY_SEARCHED`; ``labels`` / ``backends`` keep rows
+        whose label / reasoner backend is one of them. Ties in ``sort`` are broken by id, so pages never
+        overlap or skip a row.
+        """
+        unknown = [c for c in columns if c not in HISTORY_COLUMNS and c not in HISTORY_DERIVED]
+        if unknown:
+            raise ValueError(f"Unknown history columns {unknown}; use {list(HISTORY_COLUMNS) + list(HISTORY_DERIVED)}.")
+        if sort not in HISTORY_SORTS:
+            raise ValueError(f"Cannot sort the history by {sort!r}; use one of {list(HISTORY_SORTS)}.")
+        where, params = _history_filter(search, labels, backends)
+        order = "DESC" if descending else "ASC"
+        tie = "" if sort == "id" else f", id {order}"
+        # The page's ids first (a scan of light columns), then only those rows' other columns.
+        selected = ", ".join(HISTORY_DERIVED.get(c, f"a.{c}") + f" AS {c}" for c in columns)
+        sql = (
+            f"WITH page AS (SELECT id, row_number() OVER () AS n FROM "
+            f"(SELECT id FROM analyses{where} ORDER BY {sort} {order} NULLS LAST{tie} LIMIT ? OFFSET ?)) "
+            f"SELECT {selected or 'a.id AS id'} FROM page JOIN analyses a USING (id) ORDER BY page.n"
+        )
+        params += [max(0, int(limit)), max(0, int(offset))]
+        with self.cursor() as cur:
+            return cur.execute(sql, params).df()
+
+    def count_history(
+        self, search: str | None = None, *, labels: Sequence[str] | None = None, backends: Sequence[str] | None = None
+    ) -> int:
+        """How many history rows :meth:`history_page` pages through for this search and these filters."""
+        where, params = _history_filter(search, labels, backends)
+        with self.cursor() as cur:
+            return int(cur.execute(f"SELECT count(*) FROM analyses{where}", params).fetchall()[0][0])
+
+    def history_values(self, column: str, search: str | None = None) -> list[str]:
+        """The distinct ``label`` or ``reasoner_backend`` values among the rows matching ``search`` (for filters)."""
+        if column not in ("label", "reasoner_backend"):
+            raise ValueError(f"history_values lists 'label' or 'reasoner_backend', not {column!r}.")
+        where, params = _history_filter(search, None, None)
+        with self.cursor() as cur:
+            rows = cur.execute(f"SELECT DISTINCT coalesce({column}, '') FROM analyses{where} ORDER BY 1", params).fetchall()
+        return [str(r[0]) for r in rows]
 
     def count_analyses(self) -> int:
         """Number of history rows."""

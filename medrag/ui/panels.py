@@ -17,6 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from medrag.analysis import Analysis
+from medrag.records import FINDING_STATUSES
 from medrag.errors import MedRAGError
 from medrag.events import AnalysisFinished, Event, GuardChecked, ReasoningDone, ReasoningToken, StageFailed, StageStarted
 from medrag.records import Neighbour
@@ -200,7 +201,7 @@ def render_outcome(analysis: Analysis) -> bool:
 
 
 def render_label_and_findings(analysis: Analysis) -> None:
-    """The label and a findings table (present / absent / uncertain)."""
+    """The label and a findings table (present / uncertain / absent / not mentioned)."""
     # A subheader, not st.metric: a metric cuts long labels off with an ellipsis.
     st.caption("Label" + (f" · {escape_markdown(analysis.summariser_backend)}" if analysis.summariser_backend else ""),
                help="Condensed from the reasoning's impression by the summariser")
@@ -212,8 +213,8 @@ def render_label_and_findings(analysis: Analysis) -> None:
         st.caption("No findings were extracted.")
         return
     frame = pd.DataFrame(rows)
-    order = {"present": 0, "uncertain": 1, "absent": 2}
-    frame = frame.sort_values("status", key=lambda s: s.map(lambda v: order.get(v, 3)), kind="stable")
+    order = {status: rank for rank, status in enumerate(FINDING_STATUSES)}
+    frame = frame.sort_values("status", key=lambda s: s.map(lambda v: order.get(v, len(order))), kind="stable")
     st.dataframe(frame, hide_index=True, width="stretch", height=min(36 + 35 * len(frame), 290))
 
 

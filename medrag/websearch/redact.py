@@ -2,6 +2,7 @@
 
 urllib3 logs request URLs at DEBUG, and SerpAPI puts the key in the query string: :func:`install_log_redaction`
 masks such parameters in the HTTP client loggers. It is called where a provider client is built, not on import.
+:func:`reply_detail` is the one way a provider's own reply text reaches an error message: masked, then cut.
 """
 
 from __future__ import annotations
@@ -10,8 +11,12 @@ import logging
 import re
 from collections.abc import Iterable
 
+from medrag.textsafe import printable
+
 _SECRET_PARAM = re.compile(r"((?:api_key|apikey|api-key|key|token)=)[^&\s'\"]+", re.IGNORECASE)
 _HTTP_LOGGERS = ("urllib3.connectionpool", "httpx", "httpcore", "requests")
+#: Longest piece of a provider's own reply text quoted in an error message.
+MAX_DETAIL_CHARS = 200
 
 
 class RedactSecrets(logging.Filter):
@@ -35,11 +40,27 @@ def install_log_redaction() -> None:
 
 
 def redact_secrets(message: str, secrets: Iterable[str | None]) -> str:
-    """``message`` with every non-empty secret replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            message = message.replace(secret, "***")
-    return message
+    """``message`` with every non-empty secret, and every ``api_key=...``-style parameter, replaced by ``***``."""
+    # Longest first: a secret that contains another must not be half-masked by the shorter one.
+    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return _SECRET_PARAM.sub(r"\1***", message) if "=" in message else message
 
 
-__all__ = ["RedactSecrets", "install_log_redaction", "redact_secrets"]
+def reply_detail(text: object, secrets: Iterable[str | None], limit: int = MAX_DETAIL_CHARS) -> str:
+    """A provider's reply text fit to quote in a message: one line, no control characters, secrets masked,
+    then cut to ``limit`` characters (with an ellipsis); ``""`` for anything but a non-blank string.
+
+    Masking comes before every cut: a cut through a key would leave a prefix that no longer matches it.
+    It is done again once control characters are gone, so an escape inside a key cannot hide it.
+    """
+    if not isinstance(text, str):
+        return ""
+    secrets = list(secrets)
+    # The first cut only bounds the work on a huge body; it comes after a first masking of the whole text.
+    line = redact_secrets(text, secrets)[: 64 * limit]
+    line = redact_secrets(" ".join(printable(line, keep_newlines=False).split()), secrets)
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+__all__ = ["MAX_DETAIL_CHARS", "RedactSecrets", "install_log_redaction", "redact_secrets", "reply_detail"]

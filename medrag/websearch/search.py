@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from medrag.errors import MedRAGError
+from medrag.errors import MedRAGError, WebSearchError
 from medrag.records import WebResult
 from medrag.websearch.cache import WebCache, cache_key, results_from_cache
 from medrag.websearch.providers import build_provider, off_status
 
 if TYPE_CHECKING:
     from medrag.config import Settings
+
+log = logging.getLogger("medrag")
 
 
 def _status(count: int, provider: str, cached: bool, note: str = "") -> str:
@@ -25,7 +28,8 @@ def search_references(
     """Trusted references for ``query`` and a one-line status for the UI.
 
     Returns ``([], "web search off: ...")`` when no provider is configured (never raises for
-    that). Provider failures raise :class:`WebSearchError`. Cache failures are not fatal: the
+    that). Provider failures raise :class:`WebSearchError` (an unexpected exception from a provider
+    becomes one too, naming only its type). Cache failures are not fatal: the
     search runs uncached and the status says so.
     """
     provider = build_provider(settings)
@@ -44,7 +48,18 @@ def search_references(
         if hit is not None:
             results = results_from_cache(hit, settings.allowlist, limit)
             return results, _status(len(results), provider.name, cached=True)
-    results = provider.search(query, limit)
+    try:
+        results = provider.search(query, limit)
+    except MedRAGError:
+        raise
+    except Exception as exc:
+        # The last guard against a reply no provider check foresaw. Only the type is named, and the original
+        # is not chained: an HTTP library's error text can hold the request URL, key and all.
+        log.warning("web search via %s failed unexpectedly (%s)", provider.name, type(exc).__name__)
+        raise WebSearchError(
+            f"web search via {provider.name} failed on an unexpected reply ({type(exc).__name__}); "
+            "try again later or set MEDRAG_WEB=off."
+        ) from None
     if cache is not None and not note:
         try:
             cache.put(key, provider.name, [asdict(r) for r in results])

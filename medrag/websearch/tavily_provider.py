@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from medrag.errors import WebSearchError
 from medrag.records import WebResult
 from medrag.websearch.providers import DEFAULT_TIMEOUT, ProviderSpec, register_provider
-from medrag.websearch.redact import install_log_redaction, redact_secrets
+from medrag.websearch.redact import install_log_redaction, reply_detail
 from medrag.websearch.sanitise import allowed_domain, dedupe_results, make_result, minimal_domains, normalise_allowlist
 
 if TYPE_CHECKING:
@@ -67,7 +67,9 @@ class TavilyProvider:
         except tavily_errors.UsageLimitExceededError:
             raise WebSearchError(f"{where} says the usage limit is reached; try later or use SerpAPI.") from None
         except tavily_errors.BadRequestError as exc:
-            raise WebSearchError(redact_secrets(f"{where} refused the request: {exc}", [self._api_key])) from None
+            # The client passes the server's detail on as given: any JSON value, of any length.
+            detail = reply_detail(exc.args[0] if exc.args and isinstance(exc.args[0], str) else "", [self._api_key])
+            raise WebSearchError(f"{where} refused the request{': ' + detail if detail else ''}.") from None
         except requests.HTTPError as exc:
             status = exc.response.status_code if exc.response is not None else "error"
             raise WebSearchError(f"{where} answered HTTP {status}; try again later or set MEDRAG_WEB=off.") from None

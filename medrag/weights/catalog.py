@@ -97,7 +97,7 @@ def get_weight_spec(name: str) -> WeightSpec:
     return registry.get(name)
 
 
-def source_for(name: str, settings: "Settings") -> str:
+def source_for(name: str, settings: Settings) -> str:
     """The repo id or directory that ``name`` means under these settings."""
     spec = get_weight_spec(name)
     if spec.settings_field:

@@ -63,7 +63,7 @@ def _pull_xrv(weights: str, cache_dir: Path) -> None:
         install_xrv_file(part, target)
 
 
-def pull_model(name: str, settings: "Settings", *, endpoint: str | None = None) -> ModelStatus:
+def pull_model(name: str, settings: Settings, *, endpoint: str | None = None) -> ModelStatus:
     """Download the weights called ``name`` (and an adapter's base, BiomedCLIP's tokenizer) into the caches.
 
     Run by ``medrag models pull NAME``, so it goes online even when ``HF_HUB_OFFLINE`` is set (the user asked

@@ -99,7 +99,7 @@ def replace_dir_with_copy(src: Path, target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def import_model(name: str, path: Path | str, settings: "Settings") -> ModelStatus:
+def import_model(name: str, path: Path | str, settings: Settings) -> ModelStatus:
     """Copy local weights for ``name`` where MedRAG looks for them (air-gapped machines).
 
     A Hugging Face model, adapter or open_clip folder goes to ``settings.models_dir/hf/NAME`` (replacing

@@ -49,17 +49,17 @@ class ResolvedWeights:
 # ---------------------------------------------------------------------------------------------- folders
 
 
-def hf_cache_dir(settings: "Settings | None" = None) -> Path:
+def hf_cache_dir(settings: Settings | None = None) -> Path:
     """The Hugging Face hub cache these settings use (the environment's when no settings are given)."""
     return settings.hf_cache_dir if settings is not None else default_hf_cache_dir()
 
 
-def xrv_cache_dir(settings: "Settings | None" = None) -> Path:
+def xrv_cache_dir(settings: Settings | None = None) -> Path:
     """torchxrayvision's weights folder for these settings (the environment's when no settings are given)."""
     return settings.xrv_cache_dir if settings is not None else default_xrv_cache_dir()
 
 
-def imported_dir(name: str, settings: "Settings") -> Path:
+def imported_dir(name: str, settings: Settings) -> Path:
     """Where :func:`medrag.weights.import_model` puts a Hugging Face / open_clip folder for ``name``."""
     return settings.models_dir / "hf" / name
 
@@ -124,7 +124,7 @@ def openclip_text_repos(model_dir: Path) -> list[str]:
     return list(dict.fromkeys(r for r in (text_cfg.get("hf_model_name"), text_cfg.get("hf_tokenizer_name")) if r))
 
 
-def _candidate_dirs(ref: str, name: str | None, settings: "Settings") -> Iterator[tuple[Path, str]]:
+def _candidate_dirs(ref: str, name: str | None, settings: Settings) -> Iterator[tuple[Path, str]]:
     ref = ref.removeprefix("local-dir:")
     local = Path(ref).expanduser()
     if local.is_dir():
@@ -138,7 +138,7 @@ def _candidate_dirs(ref: str, name: str | None, settings: "Settings") -> Iterato
 
 
 def resolve_hf(
-    ref: str, name: str | None, settings: "Settings", *, with_base: bool = True
+    ref: str, name: str | None, settings: Settings, *, with_base: bool = True
 ) -> ResolvedWeights | None:
     """Find a transformers model, PEFT adapter or open_clip folder for ``ref`` locally, or None.
 
@@ -157,7 +157,7 @@ def resolve_hf(
     return None
 
 
-def resolve_base(adapter_dir: Path, settings: "Settings") -> Path | None:
+def resolve_base(adapter_dir: Path, settings: Settings) -> Path | None:
     """The local folder of the base model an adapter needs (its own reference first, then the settings')."""
     refs = [adapter_base_ref(adapter_dir), settings.hf_base_model]
     for ref in dict.fromkeys(r for r in refs if r):
@@ -167,7 +167,7 @@ def resolve_base(adapter_dir: Path, settings: "Settings") -> Path | None:
     return None
 
 
-def require_generation_model(ref: str, name: str, settings: "Settings") -> ResolvedWeights:
+def require_generation_model(ref: str, name: str, settings: Settings) -> ResolvedWeights:
     """Resolve a transformers model or adapter (with its base), or raise a one-line BackendUnavailableError."""
     found = resolve_hf(ref, name, settings)
     if found is None or found.kind == "openclip":

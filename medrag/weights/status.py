@@ -50,7 +50,7 @@ class ModelStatus:
         return f"{line}  ({self.fix})" if self.fix else line
 
 
-def model_status(name: str, settings: "Settings") -> ModelStatus:
+def model_status(name: str, settings: Settings) -> ModelStatus:
     """Whether ``name`` is ready on this machine, where, and how big (never downloads)."""
     spec = get_weight_spec(name)
     source = source_for(name, settings)
@@ -97,7 +97,7 @@ def model_status(name: str, settings: "Settings") -> ModelStatus:
     return status(True, resolved.path, resolved.where)
 
 
-def list_models(settings: "Settings") -> list[ModelStatus]:
+def list_models(settings: Settings) -> list[ModelStatus]:
     """Status of every known weight set, in catalogue order."""
     return [model_status(name, settings) for name in WEIGHTS]
 

@@ -1,0 +1,227 @@
+"""Exporting the analysis history to CSV or Parquet: safe targets, atomic writes, no formula injection.
+
+Used alike by ``medrag history --export`` (:func:`export_history`) and the app's Export buttons
+(:func:`history_export_bytes`, :func:`history_csv_bytes`).
+
+- The target is checked before anything is written (:func:`check_target`): a path that resolves, following
+  symlinks, into the data folder or onto the database is refused (an export once replaced the live
+  database); an existing file only with ``force``; a missing folder or a folder as target get a message.
+- The file is written through :func:`medrag.fsutil.atomic_writer`: a full disk or a kill leaves the old file
+  (or no file), never a 0-byte or half-written one.
+- CSV cells that a spreadsheet would run as a formula (starting with ``= + - @``, tab or CR) get a leading
+  ``'`` (OWASP "CSV injection"). Parquet keeps values as they are: it is not opened as a spreadsheet.
+- Rows are read from DuckDB in batches and written as they come, so a large history is never held whole.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+
+import pandas as pd
+
+from medrag.errors import InputError
+from medrag.fsutil import atomic_writer
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from medrag.store import Store
+
+Format = Literal["csv", "parquet"]
+FORMATS: tuple[str, ...] = ("csv", "parquet")
+#: A cell starting with one of these is a formula (or a DDE call) to Excel, LibreOffice and Sheets.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+#: Rows read and written per batch.
+BATCH_ROWS = 2_000
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What an export wrote."""
+
+    path: Path
+    rows: int
+    format: str
+    bytes: int
+
+
+# ----------------------------------------------------------------------------- cells
+
+
+def neutralise_cell(value: Any) -> Any:
+    """``value`` with a leading ``'`` if it is text a spreadsheet would run as a formula; else unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def neutralise_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` whose text cells are :func:`neutralise_cell`-ed (numbers and dates unchanged)."""
+    out = frame.copy()
+    for column in out.columns:
+        series = out[column]
+        if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
+            out[column] = series.map(neutralise_cell, na_action="ignore")
+    return out
+
+
+def history_csv_bytes(frame: pd.DataFrame) -> bytes:
+    """``frame`` (history rows) as UTF-8 CSV bytes with formula cells neutralised: what a download serves."""
+    return neutralise_frame(frame).to_csv(index=False).encode("utf-8")
+
+
+# ----------------------------------------------------------------------------- targets
+
+
+def export_format(target: Path, fmt: str | None = None) -> Format:
+    """The format to write: ``fmt`` if given, else from the suffix (``.parquet``/``.pq`` → parquet, else CSV)."""
+    chosen = (fmt or ("parquet" if Path(target).suffix.lower() in (".parquet", ".pq") else "csv")).lower()
+    if chosen not in FORMATS:
+        raise InputError(f"Unknown export format {fmt!r}; use csv or parquet.")
+    return "parquet" if chosen == "parquet" else "csv"
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def check_target(target: Path | str, *, protected: Sequence[Path | str] = (), force: bool = False) -> Path:
+    """The real path to write ``target`` to, or an :class:`~medrag.errors.InputError` saying why not.
+
+    ``protected`` are folders (the data folder) and files (the database) an export must never write into
+    or over; ``target`` is resolved first, following symlinks, so a link pointing into them is refused too.
+    """
+    given = Path(target).expanduser()
+    try:
+        real = given.resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop
+        raise InputError(f"Cannot export to {given}: {exc}. Give another file name.") from None
+    for item in protected:
+        guarded = Path(item).expanduser().resolve()
+        if _inside(real, guarded):
+            where = "the data folder" if guarded.is_dir() else "the database"
+            raise InputError(
+                f"Refusing to export to {given}: it is inside {where} ({guarded}), and writing there could "
+                "destroy the library or the history. Export to a file outside it, e.g. ~/medrag-history.csv."
+            )
+    if real.is_dir():
+        raise InputError(f"{given} is a folder; give a file name inside it, e.g. {given / 'medrag-history.csv'}.")
+    if not real.parent.is_dir():
+        raise InputError(f"The folder {given.parent} does not exist; create it first or export somewhere else.")
+    if real.exists() or given.is_symlink():
+        if not real.is_file():
+            raise InputError(f"{given} exists and is not a regular file; export to a new file name.")
+        if not force:
+            raise InputError(f"{given} already exists; pass --force to replace it, or choose another name.")
+    return real
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _batches(store: Store, search: str | None, limit: int | None) -> Iterator[pa.RecordBatch]:
+    """Every history row (newest first; all columns, JSON as text) as Arrow batches, read as they are written."""
+    sql = "SELECT * FROM analyses"
+    params: list[Any] = []
+    if search:
+        # The same search as the history list (store.history_page).
+        from medrag.store.analyses import _history_filter
+
+        where, params = _history_filter(search, None, None)
+        sql += where
+    sql += " ORDER BY id DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(max(0, int(limit)))
+    with store.cursor() as cur:
+        reader = cur.execute(sql, params).to_arrow_reader(BATCH_ROWS)
+        yield from reader
+
+
+def write_history(handle: BinaryIO, batches: Iterator[pa.RecordBatch], fmt: Format) -> int:
+    """Write ``batches`` to ``handle`` as ``fmt``; returns the number of rows written."""
+    rows = 0
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        writer: pq.ParquetWriter | None = None
+        try:
+            for batch in batches:
+                if writer is None:
+                    writer = pq.ParquetWriter(handle, batch.schema)
+                writer.write_batch(batch)
+                rows += batch.num_rows
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:  # no rows: still a valid (empty) file with the table's columns
+            pd.DataFrame().to_parquet(handle, index=False)
+        return rows
+    header = True
+    for batch in batches:
+        frame = batch.to_pandas()
+        text = neutralise_frame(frame).to_csv(index=False, header=header)
+        handle.write(text.encode("utf-8"))
+        header = False
+        rows += len(frame)
+    return rows
+
+
+def export_history(
+    store: Store,
+    target: Path | str,
+    fmt: str | None = None,
+    limit: int | None = None,
+    force: bool = False,
+    *,
+    search: str | None = None,
+    protected: Sequence[Path | str] = (),
+) -> ExportResult:
+    """Write the history (every row, or the newest ``limit``; only rows matching ``search``) to ``target``.
+
+    ``protected`` is what the target must not resolve into: pass the data folder (the store's own file is
+    always protected). Raises :class:`~medrag.errors.InputError` for a refused target or a failed write
+    (full disk, permission); in every failure case ``target`` is as it was before.
+    """
+    guarded = [*protected]
+    if not store.in_memory:
+        db = Path(store.path)
+        guarded += [db, db.with_name(db.name + ".wal")]
+    real = check_target(target, protected=guarded, force=force)
+    chosen = export_format(real, fmt)
+    try:
+        with atomic_writer(real) as handle:
+            rows = write_history(handle, _batches(store, search, limit), chosen)
+    except OSError as exc:
+        reason = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
+        raise InputError(
+            f"Could not write {target}: {reason}. Nothing was written"
+            + (" and the old file is unchanged" if real.exists() else "")
+            + "; free some space or export elsewhere."
+        ) from None
+    return ExportResult(path=real, rows=rows, format=chosen, bytes=os.path.getsize(real))
+
+
+def history_export_bytes(
+    store: Store, fmt: str = "csv", *, search: str | None = None, limit: int | None = None
+) -> bytes:
+    """The history as CSV (formula cells neutralised) or Parquet bytes, for a download button.
+
+    Builds the export only when called: a page should call it when the user asks for the file.
+    """
+    chosen = export_format(Path(f"export.{fmt}"), fmt)
+    buffer = io.BytesIO()
+    write_history(buffer, _batches(store, search, limit), chosen)
+    return buffer.getvalue()
+
+
+__all__ = [
+    "BATCH_ROWS", "FORMATS", "FORMULA_PREFIXES", "ExportResult", "check_target", "export_format", "export_history",
+    "history_csv_bytes", "history_export_bytes", "neutralise_cell", "neutralise_frame", "write_history",
+]
