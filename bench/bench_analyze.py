@@ -121,7 +121,8 @@ def one_run(bench: Any, query: Path | str, kind: str) -> dict[str, float]:
             finished = event
     wall = time.perf_counter() - start
     if finished is None or finished.refused or failures:
-        raise SystemExit(f"analysis of {query} did not complete cleanly: refused={getattr(finished, 'refused', None)} {failures}")
+        refused = getattr(finished, "refused", None)
+        raise SystemExit(f"analysis of {query} did not complete cleanly: refused={refused} {failures}")
     out = {"first_token": first, "total": wall}
     out.update({f"stage:{k}": v for k, v in finished.timings.items()})
     return out
@@ -174,7 +175,8 @@ def main() -> None:
     parser.add_argument("--torch-threads", type=int, default=None,
                         help="torch.set_num_threads(N) before loading models (default: leave torch's own choice)")
     parser.add_argument("--hold-store", action="store_true",
-                        help="keep the DuckDB file open during the timed runs (Store.session(), as the app's StoreLease does)")
+                        help="keep the DuckDB file open during the timed runs "
+                        "(Store.session(), as the app's StoreLease does)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if args.torch_threads:
@@ -209,7 +211,8 @@ def main() -> None:
                 for row in summary:
                     row["cold_first_s"] = load_s
                 rows.extend(summary)
-                print(common.table(summary, ["library", "input", "measure", "p50_ms", "p95_ms", "mean_ms", "runs"]), flush=True)
+                columns = ["library", "input", "measure", "p50_ms", "p95_ms", "mean_ms", "runs"]
+                print(common.table(summary, columns), flush=True)
                 if args.profile_runs:
                     rest = queries[1 + args.warmup + args.runs :] or queries
                     profiles[f"{name}/{kind}"] = profile(bench, rest, kind, args.profile_runs, args.top)

@@ -210,7 +210,10 @@ def main() -> int:
         cpu_median = float(np.median([c[step] for c in cpus]))
         target = TARGETS.get(step)
         verdict = "" if target is None else f"≤ {target} s {'✓' if np.median(values) <= target else '✗'}"
-        print(f"| {step} | {np.median(values):.2f} | {values.min():.2f} | {values.max():.2f} | {cpu_median:.2f} | {verdict} |")
+        print(
+            f"| {step} | {np.median(values):.2f} | {values.min():.2f} | {values.max():.2f} "
+            f"| {cpu_median:.2f} | {verdict} |"
+        )
     print("\nServer CPU s: user+system time of the streamlit process during the step; wall time above it on a busy "
           "machine is waiting for a core (see the load average).")
     return 0

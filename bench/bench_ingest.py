@@ -117,8 +117,7 @@ def components(paths: list[Path], thumbs: Path) -> list[dict[str, Any]]:
         parts[name].append(time.perf_counter() - start)
         return out
 
-    thumbs.mkdir(parents=True, exist_ok=True)
-    for p in paths:
+    def time_one(p: Path) -> None:
         data = clock("read file", p.read_bytes)
         clock("PIL decode → float32", lambda: np.asarray(Image.open(io.BytesIO(data)), dtype=np.float32) / 255.0)
         image = clock("load_image (all of it)", lambda: load_image(p))
@@ -134,7 +133,12 @@ def components(paths: list[Path], thumbs: Path) -> list[dict[str, Any]]:
         u16 = Image.fromarray(np.round(np.clip(image.pixels, 0.0, 1.0) * 65535).astype(np.uint16))
         clock("analysis upload copy: 16-bit PNG encode (as pipeline._store_upload)",
               lambda: u16.save(io.BytesIO(), format="PNG"))
-        clock("  alternative: 16-bit PNG compress_level=1", lambda: u16.save(io.BytesIO(), format="PNG", compress_level=1))
+        clock("  alternative: 16-bit PNG compress_level=1",
+              lambda: u16.save(io.BytesIO(), format="PNG", compress_level=1))
+
+    thumbs.mkdir(parents=True, exist_ok=True)
+    for p in paths:
+        time_one(p)
     rows = []
     for name, samples in parts.items():
         s = common.stats(samples)
@@ -216,7 +220,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", type=Path, default=common.REAL_DATA, help="folder with images/ and labels.csv")
     parser.add_argument("--limit", type=int, default=None, help="use the first N images only")
-    parser.add_argument("--sample", type=int, default=200, help="images for the component breakdown and _prepare profile")
+    parser.add_argument("--sample", type=int, default=200,
+                        help="images for the component breakdown and _prepare profile")
     parser.add_argument("--repeat", type=int, default=3, help="fresh full imports of each kind (median reported)")
     parser.add_argument("--top", type=int, default=14, help="profile rows to print")
     parser.add_argument("--skip-profile", action="store_true")
@@ -256,13 +261,16 @@ def main() -> None:
             shutil.rmtree(warm_dir)
         cold, warm = _median_run(cold_runs), _median_run(warm_runs)
         first = cold_runs[0]
-        rows.append({"stage": f"full ingest, cold: Workbench.ingest (median of {args.repeat})", "seconds": cold["total_s"], "images_per_s": per_second(n, cold["total_s"])})
-        rows.append({"stage": "  of which import (decode, thumbnail, features in workers, DuckDB)", "seconds": cold["import_s"], "images_per_s": per_second(n, cold["import_s"])})
-        rows.append({"stage": "  of which fit + ensure_index (build from stored vectors)", "seconds": cold["ensure_index_s"], "images_per_s": per_second(n, cold["ensure_index_s"])})
-        rows.append({"stage": "  first cold run (includes starting the fork server)", "seconds": first["total_s"], "images_per_s": per_second(n, first["total_s"])})
-        rows.append({"stage": f"full ingest, warm encoder: Workbench.ingest (median of {args.repeat})", "seconds": warm["total_s"], "images_per_s": per_second(n, warm["total_s"])})
-        rows.append({"stage": "  of which import (decode, thumbnail, embed in workers, DuckDB)", "seconds": warm["import_s"], "images_per_s": per_second(n, warm["import_s"])})
-        rows.append({"stage": "  of which ensure_index (build from stored vectors)", "seconds": warm["ensure_index_s"], "images_per_s": per_second(n, warm["ensure_index_s"])})
+        for stage, seconds in (
+            (f"full ingest, cold: Workbench.ingest (median of {args.repeat})", cold["total_s"]),
+            ("  of which import (decode, thumbnail, features in workers, DuckDB)", cold["import_s"]),
+            ("  of which fit + ensure_index (build from stored vectors)", cold["ensure_index_s"]),
+            ("  first cold run (includes starting the fork server)", first["total_s"]),
+            (f"full ingest, warm encoder: Workbench.ingest (median of {args.repeat})", warm["total_s"]),
+            ("  of which import (decode, thumbnail, embed in workers, DuckDB)", warm["import_s"]),
+            ("  of which ensure_index (build from stored vectors)", warm["ensure_index_s"]),
+        ):
+            rows.append({"stage": stage, "seconds": seconds, "images_per_s": per_second(n, seconds)})
         results.update(cold_runs=cold_runs, warm_runs=warm_runs)
         results.update(cold=cold, warm=warm, stages=rows)
 
@@ -278,7 +286,8 @@ def main() -> None:
             profiles["cold ingest, main process, by cumulative time"] = profile_text(profile, args.top, "cumulative")
             profiles["cold ingest, main process, by own time"] = profile_text(profile, args.top, "tottime")
             print(f"profiling ingest_worker.prepare over {len(sample)} images...", flush=True)
-            profiles[f"ingest_worker.prepare × {len(sample)} (one worker's view), by own time"] = profile_prepare(sample, tmp / "prep", args.top)
+            title = f"ingest_worker.prepare × {len(sample)} (one worker's view), by own time"
+            profiles[title] = profile_prepare(sample, tmp / "prep", args.top)
         results["profiles"] = profiles
 
     print("\n" + common.header())

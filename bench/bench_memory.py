@@ -28,8 +28,8 @@ BATCH = 5000
 
 
 def _snap(label: str, start: float, log: list[dict[str, Any]]) -> None:
-    log.append({"step": label, "rss_MiB": common.mib(common.rss_bytes()), "peak_MiB": common.mib(common.peak_rss_bytes()),
-                "seconds": time.perf_counter() - start})
+    log.append({"step": label, "rss_MiB": common.mib(common.rss_bytes()),
+                "peak_MiB": common.mib(common.peak_rss_bytes()), "seconds": time.perf_counter() - start})
     print(f"  {label:55s} RSS {log[-1]['rss_MiB']:7.0f} MiB  peak {log[-1]['peak_MiB']:7.0f} MiB  "
           f"({log[-1]['seconds']:.1f} s)", flush=True)
 
@@ -44,7 +44,8 @@ def _case_row(i: int, seed: int, findings: frozenset[str], reports: list[str]) -
     digest = hashlib.sha256(f"bench-{seed}-{i}".encode()).hexdigest()
     return {
         "case_id": digest, "label": label_for(findings), "dataset": "synthetic-bench",
-        "image_path": f"/nonexistent/images/{digest}.png", "thumb_path": f"/nonexistent/thumbs/{digest[:2]}/{digest}.png",
+        "image_path": f"/nonexistent/images/{digest}.png",
+        "thumb_path": f"/nonexistent/thumbs/{digest[:2]}/{digest}.png",
         "report": reports[i % len(reports)], "patient_id": f"bench-{i}", "view": "PA", "synthetic": True,
     }
 
@@ -60,7 +61,8 @@ def _bulk_insert(store: Any, rows: list[dict[str, Any]], encoder: str, version: 
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     cases = pa.table({
         **{key: [r[key] for r in rows] for key in rows[0]},
-        "extra": ["{}"] * len(rows), "width": [512] * len(rows), "height": [512] * len(rows), "added_at": [now] * len(rows),
+        "extra": ["{}"] * len(rows), "width": [512] * len(rows), "height": [512] * len(rows),
+        "added_at": [now] * len(rows),
     })
     dim = vectors.shape[1]
     emb = pa.table({
@@ -115,7 +117,8 @@ def build(data_dir: Path, n: int, seed: int, api_count: int = 2000) -> dict[str,
         hi = min(api_rows, lo + 500)
         store.put_embeddings(encoder.name, encoder.version, [r["case_id"] for r in case_rows[lo:hi]], vectors[lo:hi])
     api_vectors_s = time.perf_counter() - t0
-    _snap(f"{api_rows:,} rows via Store.add_cases ({api_cases_s:.1f} s) + put_embeddings ({api_vectors_s:.1f} s)", start, log)
+    _snap(f"{api_rows:,} rows via Store.add_cases ({api_cases_s:.1f} s) + put_embeddings ({api_vectors_s:.1f} s)",
+          start, log)
     # The rest in bulk (Arrow → INSERT … SELECT), or 100k rows would take hours through executemany.
     t0 = time.perf_counter()
     _bulk_insert(store, case_rows[api_rows:], encoder.name, encoder.version, vectors[api_rows:])
@@ -130,8 +133,10 @@ def build(data_dir: Path, n: int, seed: int, api_count: int = 2000) -> dict[str,
     index_s = time.perf_counter() - t0
     _snap(f"Workbench.ensure_index: built + saved {index.kind} ({index_s:.0f} s)", start, log)
     return {"log": log, "insert_s": insert_s, "index_build_s": index_s, "index_kind": index.kind,
-            "api_rows": api_rows, "api_cases_per_s": common.fmt(api_rows / api_cases_s if api_cases_s else float("nan")),
-            "api_vectors_per_s": common.fmt(api_rows / api_vectors_s if api_vectors_s else float("nan")), "bulk_s": bulk_s}
+            "api_rows": api_rows,
+            "api_cases_per_s": common.fmt(api_rows / api_cases_s if api_cases_s else float("nan")),
+            "api_vectors_per_s": common.fmt(api_rows / api_vectors_s if api_vectors_s else float("nan")),
+            "bulk_s": bulk_s}
 
 
 def serve(data_dir: Path, queries: int) -> dict[str, Any]:
@@ -218,7 +223,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=100_000, help="cases (default 100000)")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--api-rows", type=int, default=2000, help="rows written through Store.add_cases/put_embeddings (timed); the rest in bulk")
+    parser.add_argument("--api-rows", type=int, default=2000,
+                        help="rows written through Store.add_cases/put_embeddings (timed); the rest in bulk")
     parser.add_argument("--keep", type=Path, default=None, help="build into this folder and keep it")
     parser.add_argument("--serve", type=Path, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--index-only", type=Path, default=None, help=argparse.SUPPRESS)

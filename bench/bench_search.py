@@ -140,7 +140,9 @@ def _ivf(ctx: Ctx, make: Callable[[faiss.Index, int], faiss.IndexIVF], pad: int 
         chunk = np.ascontiguousarray(chunk)
         index.add_core(len(chunk), faiss.swig_ptr(chunk), None, faiss.swig_ptr(ctx.assign[start : start + len(chunk)]))
     sweep = [(f"nprobe={p}", (lambda p=p: setattr(index, "nprobe", p))) for p in NPROBE_SWEEP if p <= ctx.nlist]
-    return Built(_faiss_search(index, pad), sweep, _faiss_bytes(index), keep=[quantizer, index], note=f"nlist={ctx.nlist}")
+    return Built(
+        _faiss_search(index, pad), sweep, _faiss_bytes(index), keep=[quantizer, index], note=f"nlist={ctx.nlist}"
+    )
 
 
 # --------------------------------------------------------------------------- methods
@@ -196,7 +198,9 @@ def _sq_pad(dim: int) -> int:
 
 def build_ivf_sq8(ctx: Ctx) -> Built:
     pad = _sq_pad(ctx.x.shape[1])
-    built = _ivf(ctx, lambda q, d: faiss.IndexIVFScalarQuantizer(q, d, ctx.nlist, faiss.ScalarQuantizer.QT_8bit), pad=pad)
+    built = _ivf(
+        ctx, lambda q, d: faiss.IndexIVFScalarQuantizer(q, d, ctx.nlist, faiss.ScalarQuantizer.QT_8bit), pad=pad
+    )
     built.note += f", zero-padded {ctx.x.shape[1]}→{ctx.x.shape[1] + pad}" if pad else ""
     return built
 
@@ -310,7 +314,7 @@ BUILDERS: dict[str, Callable[[Ctx], Built | None]] = {
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     """Mean |found ∩ truth| / k over queries."""
     k = truth.shape[1]
-    return float(np.mean([len(set(f[:k].tolist()) & set(t.tolist())) / k for f, t in zip(found, truth)]))
+    return float(np.mean([len(set(f[:k].tolist()) & set(t.tolist())) / k for f, t in zip(found, truth, strict=True)]))
 
 
 @dataclass
@@ -355,7 +359,9 @@ def _blas_threads(n: int | None) -> Iterator[None]:
         yield
 
 
-def interleaved_latencies(variants: list[Variant], queries: np.ndarray, per_variant: int, budget_s: float, seed: int) -> None:
+def interleaved_latencies(
+    variants: list[Variant], queries: np.ndarray, per_variant: int, budget_s: float, seed: int
+) -> None:
     """Single-query latencies, measured round-robin in blocks of 10 queries in a shuffled order each round,
     so that machine noise hits every variant alike. A variant stops after ``per_variant`` queries or once
     it has spent ``budget_s`` (with at least 20 queries)."""
@@ -374,7 +380,9 @@ def interleaved_latencies(variants: list[Variant], queries: np.ndarray, per_vari
     faiss.omp_set_num_threads(common.THREADS)
 
 
-def datasets(kinds: list[str], sizes: list[int], dims: list[int], n_queries: int, seed: int, cdim: int) -> Iterator[tuple[str, int, int, np.ndarray, np.ndarray]]:
+def datasets(
+    kinds: list[str], sizes: list[int], dims: list[int], n_queries: int, seed: int, cdim: int
+) -> Iterator[tuple[str, int, int, np.ndarray, np.ndarray]]:
     """(data name, n, dim, base, queries) for each requested combination, one at a time."""
     for kind in kinds:
         if kind == "mix":
@@ -404,7 +412,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     if unknown:
         raise SystemExit(f"unknown methods {unknown}; choose from {', '.join(ALL_METHODS)}")
     rows: list[dict[str, Any]] = []
-    for name, n, dim, x, queries in datasets(args.data.split(","), common.parse_ints(args.sizes), dims, args.queries, args.seed, cdim):
+    sizes = common.parse_ints(args.sizes)
+    for name, n, dim, x, queries in datasets(args.data.split(","), sizes, dims, args.queries, args.seed, cdim):
         print(f"\n### {name} n={n:,} dim={dim} ({len(queries)} queries)", flush=True)
         exact = faiss.IndexFlatIP(dim)
         exact.add(x)
@@ -416,7 +425,10 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         together = x.nbytes * (len(methods) + 1) <= args.interleave_gib * 2**30
         pending: list[tuple[str, Built, dict[str, Any]]] = []
 
-        def measure(group: list[tuple[str, Built, dict[str, Any]]]) -> None:
+        def measure(
+            group: list[tuple[str, Built, dict[str, Any]]],
+            name: str, n: int, dim: int, queries: np.ndarray, truth: np.ndarray,
+        ) -> None:
             variants: list[Variant] = []
             for method, built, info in group:
                 for label, apply in built.sweep:
@@ -438,7 +450,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 }
                 rows.append(row)
                 print(
-                    f"{row['method']:12s} {row['param']:14s} recall@10 {row['recall@10']:.3f}  p50 {row['p50_ms']:.3f} ms  "
+                    f"{row['method']:12s} {row['param']:14s} recall@10 {row['recall@10']:.3f}  "
+                    f"p50 {row['p50_ms']:.3f} ms  "
                     f"p95 {row['p95_ms']:.3f} ms  build {row['build_s']:.1f} s  {row['index_MiB']:.0f} MiB "
                     f"(RSS +{row['rss_delta_MiB']:.0f}) {row['note']}",
                     flush=True,
@@ -462,11 +475,11 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             if together:
                 pending.append((method, built, info))
             else:
-                measure([(method, built, info)])
+                measure([(method, built, info)], name, n, dim, queries, truth)
             del built
             gc.collect()
         if pending:
-            measure(pending)
+            measure(pending, name, n, dim, queries, truth)
         pending.clear()
         if ctx.centroids is not None:
             print(f"(IVF coarse k-means + assignment, shared by the IVF rows: {ctx.coarse_seconds:.1f} s, "
@@ -499,7 +512,8 @@ def best_rows(rows: list[dict[str, Any]], target: float = 0.95) -> list[dict[str
 
 def print_tables(rows: list[dict[str, Any]]) -> None:
     """The full table, then each method's cheapest setting with recall@10 ≥ 0.95."""
-    cols = ["data", "n", "dim", "method", "param", "recall@10", "p50_ms", "p95_ms", "queries", "build_s", "index_MiB", "rss_delta_MiB", "note"]
+    cols = ["data", "n", "dim", "method", "param", "recall@10", "p50_ms", "p95_ms", "queries", "build_s",
+            "index_MiB", "rss_delta_MiB", "note"]
     print(common.table(rows, cols))
     print("\nCheapest setting per method with recall@10 ≥ 0.95 (lowest p95; else its best recall):\n")
     print(common.table(best_rows(rows), cols[:-1]))
@@ -513,12 +527,15 @@ def main() -> None:
     parser.add_argument("--data", default="mix,real", help="mix and/or real (default both)")
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"any of {','.join(ALL_METHODS)}")
     parser.add_argument("--queries", type=int, default=500, help="held-out queries for mix (default 500)")
-    parser.add_argument("--latency-queries", type=int, default=200, help="single queries timed per setting (default 200)")
-    parser.add_argument("--latency-budget", type=float, default=3.0, help="stop a setting after this many seconds of queries (min 20)")
+    parser.add_argument("--latency-queries", type=int, default=200,
+                        help="single queries timed per setting (default 200)")
+    parser.add_argument("--latency-budget", type=float, default=3.0,
+                        help="stop a setting after this many seconds of queries (min 20)")
     parser.add_argument("--omp", default=f"1,{common.THREADS}",
                         help="threads (FAISS OpenMP / numpy BLAS) for single queries; default 1,2 measures both")
     parser.add_argument("--interleave-gib", type=float, default=6.0,
-                        help="keep all structures alive and interleave latency rounds when n·dim·4·(methods+1) fits (GiB)")
+                        help="keep all structures alive and interleave latency rounds "
+                        "when n·dim·4·(methods+1) fits (GiB)")
     parser.add_argument("--max-numpy", type=int, default=2_000_000, help="skip numpy brute force above this n")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write results here")

@@ -181,7 +181,8 @@ def command_line() -> str:
 def header() -> str:
     """Markdown lines naming the command, date and machine."""
     info = machine_info()
-    versions = ", ".join(f"{k} {info[k]}" for k in ("numpy", "faiss", "hnswlib", "usearch", "duckdb", "torch") if k in info)
+    libraries = ("numpy", "faiss", "hnswlib", "usearch", "duckdb", "torch")
+    versions = ", ".join(f"{k} {info[k]}" for k in libraries if k in info)
     return (
         f"Command: `{command_line()}`  \n"
         f"Date: {info['date']}  \n"

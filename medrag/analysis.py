@@ -20,6 +20,7 @@ from medrag.events import (
     AnalysisSaved,
     Event,
     GuardChecked,
+    ImageFindingsReady,
     InputReady,
     NeighboursFound,
     ReasoningDone,
@@ -28,10 +29,11 @@ from medrag.events import (
     SummaryReady,
     WebResultsReady,
 )
+from medrag.reading.base import ImageReading, reading_from_dict, reading_to_dict
 from medrag.records import FINDINGS, GuardVerdict, Neighbour, Summary, WebResult
 
 #: The pipeline's stages in the order they run (the stage log shows them in this order).
-STAGE_ORDER: tuple[str, ...] = ("input", "guard", "neighbours", "reasoning", "summary", "web", "save")
+STAGE_ORDER: tuple[str, ...] = ("input", "guard", "findings", "neighbours", "reasoning", "summary", "web", "save")
 
 #: Old history rows logged a truncated question as an ``input`` error; it is a note, not a failure.
 _LEGACY_NOTE_PREFIXES = ("question truncated",)
@@ -54,6 +56,8 @@ class Analysis:
     measurements: dict[str, float] = field(default_factory=dict)
     verdict: GuardVerdict | None = None
     refused: bool = False
+    #: what the image readers saw (None for a text question or when no reader ran)
+    reading: ImageReading | None = None
     #: stage → message, for stages whose result is missing
     failures: dict[str, str] = field(default_factory=dict)
     #: caveats a reader should see (question cut to length, ...); summary caveats are in ``summary_notes``
@@ -98,6 +102,8 @@ class Analysis:
         elif isinstance(event, GuardChecked):
             self.verdict = event.verdict
             self.refused = not event.verdict.allowed
+        elif isinstance(event, ImageFindingsReady):
+            self.reading = event.reading
         elif isinstance(event, NeighboursFound):
             self.neighbours = list(event.neighbours)
             self.encoder = event.encoder
@@ -184,6 +190,8 @@ class Analysis:
             meta["measurements"] = _json_safe(self.measurements)
         if self.web_query:
             meta["web_query"] = self.web_query
+        if self.reading is not None:
+            meta["reading"] = reading_to_dict(self.reading)
         return {
             "input_kind": self.input_kind,
             "input_name": self.input_name,
@@ -219,6 +227,8 @@ class Analysis:
         case_id = str(meta.pop("case_id", "") or "")
         measurements = {str(k): float(v) for k, v in (meta.pop("measurements", None) or {}).items() if _is_number(v)}
         web_query = str(meta.pop("web_query", "") or "")
+        stored_reading = meta.pop("reading", None)
+        reading = reading_from_dict(stored_reading) if isinstance(stored_reading, dict) else None
         failures: dict[str, str] = {}
         for error in row.get("errors") or []:
             if not isinstance(error, dict):
@@ -229,7 +239,8 @@ class Analysis:
             else:
                 failures[stage] = message
         guard = row.get("guard") or {}
-        verdict = GuardVerdict(**{k: v for k, v in guard.items() if k in GuardVerdict.__dataclass_fields__}) if guard else None
+        fields = GuardVerdict.__dataclass_fields__
+        verdict = GuardVerdict(**{k: v for k, v in guard.items() if k in fields}) if guard else None
         timings = {str(k): float(v) for k, v in (row.get("timings") or {}).items()}
         created = row.get("created_at")
         analysis = cls(
@@ -244,6 +255,7 @@ class Analysis:
             measurements=measurements,
             verdict=verdict,
             refused=bool(verdict is not None and not verdict.allowed),
+            reading=reading,
             failures=failures,
             notes=notes,
             neighbours=[_known_fields(Neighbour, n) for n in row.get("neighbours") or [] if isinstance(n, dict)],

@@ -103,6 +103,8 @@ class Settings:
     hf_cache_dir: Path = field(default_factory=default_hf_cache_dir)
     #: torchxrayvision's weights folder (MEDRAG_XRV_CACHE)
     xrv_cache_dir: Path = field(default_factory=default_xrv_cache_dir)
+    #: the image readers the findings stage runs, in order (MEDRAG_READERS, comma-separated; "" = none)
+    readers: tuple[str, ...] = ("anatomy", "medrag-cnn")
     demo_cases: int = 240
     save_history: bool = True
 
@@ -110,7 +112,9 @@ class Settings:
         if not 1 <= self.k <= 100:
             raise ConfigError(f"k must be between 1 and 100, got {self.k}; pass a value such as --k 5.")
         if self.demo_cases < 1:
-            raise ConfigError(f"demo_cases must be at least 1, got {self.demo_cases}; MEDRAG_DEMO_CASES=240 is the default size.")
+            raise ConfigError(
+                f"demo_cases must be at least 1, got {self.demo_cases}; MEDRAG_DEMO_CASES=240 is the default size."
+            )
         if self.web_provider not in {"auto", "serpapi", "tavily", "off"}:
             raise ConfigError(
                 f"web_provider {self.web_provider!r} is unknown; use auto, serpapi, tavily or off."
@@ -120,6 +124,7 @@ class Settings:
         if kind not in {"auto", "cpu", "cuda", "mps"} or (number and (kind != "cuda" or not number.isdigit())):
             raise ConfigError(f"device {self.device!r} is unknown; use auto, cpu, cuda, cuda:1 or mps (MEDRAG_DEVICE).")
         object.__setattr__(self, "device", device)
+        object.__setattr__(self, "readers", tuple(r.strip() for r in self.readers if r and r.strip()))
         object.__setattr__(self, "openclip_model", self.openclip_model.strip())
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
         object.__setattr__(self, "hf_cache_dir", Path(self.hf_cache_dir).expanduser())
@@ -158,7 +163,8 @@ class Settings:
 
     @property
     def models_dir(self) -> Path:
-        """Fitted state of weight-free models (the classic encoder's library mean) and imported weights (``hf/<name>``)."""
+        """Fitted state of weight-free models (the classic encoder's library mean) and imported weights
+        (``hf/<name>``)."""
         return self.data_dir / "models"
 
     def with_overrides(self, **changes: Any) -> Settings:
@@ -181,12 +187,13 @@ def load_settings(secrets_path: Path | None = None, **overrides: Any) -> Setting
     Environment: MEDRAG_DATA_DIR, MEDRAG_IMAGE_ENCODER, MEDRAG_TEXT_ENCODER, MEDRAG_REASONER,
     MEDRAG_SUMMARISER, MEDRAG_K, MEDRAG_DEMO_CASES, MEDRAG_WEB, SERPAPI_API_KEY, TAVILY_API_KEY,
     MEDRAG_SERPAPI_BASE_URL, MEDRAG_TAVILY_BASE_URL, MEDRAG_OPENAI_BASE_URL, MEDRAG_OPENAI_MODEL, OPENAI_API_KEY,
-    MEDRAG_DEVICE, MEDRAG_OPENCLIP_MODEL, HF_HUB_CACHE (HUGGINGFACE_HUB_CACHE, HF_HOME), MEDRAG_XRV_CACHE.
+    MEDRAG_DEVICE, MEDRAG_OPENCLIP_MODEL, MEDRAG_READERS, HF_HUB_CACHE (HUGGINGFACE_HUB_CACHE, HF_HOME), MEDRAG_XRV_CACHE.
     """
     secrets = _read_secrets(secrets_path or REPO_ROOT / ".streamlit" / "secrets.toml")
     env = os.environ
     values: dict[str, Any] = {
         "image_encoder": env.get("MEDRAG_IMAGE_ENCODER"),
+        "readers": tuple(env["MEDRAG_READERS"].split(",")) if "MEDRAG_READERS" in env else None,
         "text_encoder": env.get("MEDRAG_TEXT_ENCODER"),
         "reasoner": env.get("MEDRAG_REASONER"),
         "summariser": env.get("MEDRAG_SUMMARISER"),

@@ -59,6 +59,22 @@ class StoreLockedError(StoreError):
     """Another process holds the database and did not release it in time."""
 
 
+class StoreDamagedError(StoreError):
+    """The database file is damaged (truncated, overwritten blocks): restore a backup or run ``medrag repair``."""
+
+
+class StoreMovedError(StoreError):
+    """The database file was moved, deleted or replaced while this process was using it: restart."""
+
+
+class DiskFullError(StoreError):
+    """The disk holding the data folder is full; nothing was written, free space and run again."""
+
+
+class BackupError(StoreError):
+    """A backup cannot be made, or a file is not a complete backup that can be restored."""
+
+
 class BackendUnavailableError(MedRAGError):
     """A model backend (weights, server, package) is not available here."""
 

@@ -1,6 +1,6 @@
 """Typed events yielded by :func:`medrag.pipeline.analyze`, in this order:
 
-``StageStarted``/``GuardChecked`` → ``NeighboursFound`` → ``ReasoningToken``* → ``ReasoningDone``
+``StageStarted``/``GuardChecked`` → ``ImageFindingsReady`` (images) → ``NeighboursFound`` → ``ReasoningToken``* → ``ReasoningDone``
 → ``SummaryReady`` → ``WebResultsReady`` → ``AnalysisSaved`` → ``AnalysisFinished``.
 A failing stage yields ``StageFailed`` and the stages that do not depend on it still run.
 Every event except tokens carries the stage's wall time in ``seconds``.
@@ -13,10 +13,11 @@ from typing import Any, Literal
 
 import numpy as np
 
+from medrag.reading.base import ImageReading
 from medrag.records import GuardVerdict, Neighbour, Summary, WebResult
 
-Stage = Literal["input", "guard", "neighbours", "reasoning", "summary", "web", "save"]
-STAGES: tuple[Stage, ...] = ("input", "guard", "neighbours", "reasoning", "summary", "web", "save")
+Stage = Literal["input", "guard", "findings", "neighbours", "reasoning", "summary", "web", "save"]
+STAGES: tuple[Stage, ...] = ("input", "guard", "findings", "neighbours", "reasoning", "summary", "web", "save")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,14 @@ class GuardChecked(Event):
     """The domain guard's verdict. If ``verdict.allowed`` is false the analysis stops here."""
 
     verdict: GuardVerdict = GuardVerdict(True, "")
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class ImageFindingsReady(Event):
+    """What the image readers saw: findings with probabilities, where they are, measurements, overlays."""
+
+    reading: ImageReading = ImageReading()
     seconds: float = 0.0
 
 

@@ -19,6 +19,7 @@ import errno
 import io
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
@@ -27,6 +28,7 @@ import pandas as pd
 
 from medrag.errors import InputError
 from medrag.fsutil import atomic_writer
+from medrag.store.analyses import history_where
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -114,62 +116,48 @@ def check_target(target: Path | str, *, protected: Sequence[Path | str] = (), fo
         raise InputError(f"{given} is a folder; give a file name inside it, e.g. {given / 'medrag-history.csv'}.")
     if not real.parent.is_dir():
         raise InputError(f"The folder {given.parent} does not exist; create it first or export somewhere else.")
-    if real.exists() or given.is_symlink():
-        if not real.is_file():
-            raise InputError(f"{given} exists and is not a regular file; export to a new file name.")
-        if not force:
-            raise InputError(f"{given} already exists; pass --force to replace it, or choose another name.")
+    if real.exists() and not real.is_file():
+        raise InputError(f"{given} exists and is not a regular file; export to a new file name.")
+    if (real.exists() or given.is_symlink()) and not force:
+        raise InputError(f"{given} already exists; pass --force to replace it, or choose another name.")
     return real
 
 
 # ----------------------------------------------------------------------------- writing
 
 
-def _batches(store: Store, search: str | None, limit: int | None) -> Iterator[pa.RecordBatch]:
-    """Every history row (newest first; all columns, JSON as text) as Arrow batches, read as they are written."""
-    sql = "SELECT * FROM analyses"
-    params: list[Any] = []
-    if search:
-        # The same search as the history list (store.history_page).
-        from medrag.store.analyses import _history_filter
-
-        where, params = _history_filter(search, None, None)
-        sql += where
-    sql += " ORDER BY id DESC"
+@contextmanager
+def history_reader(store: Store, search: str | None = None, limit: int | None = None) -> Iterator[pa.RecordBatchReader]:
+    """Every history row matching ``search`` (newest first, the newest ``limit`` if given; all columns, JSON
+    as text) as an Arrow batch reader that DuckDB fills as it is read (the store is held open meanwhile)."""
+    where, params = history_where(search)
+    sql = f"SELECT * FROM analyses{where} ORDER BY id DESC"
     if limit is not None:
         sql += " LIMIT ?"
         params.append(max(0, int(limit)))
     with store.cursor() as cur:
-        reader = cur.execute(sql, params).to_arrow_reader(BATCH_ROWS)
-        yield from reader
+        yield cur.sql(sql, params=params).to_arrow_reader(BATCH_ROWS)
 
 
-def write_history(handle: BinaryIO, batches: Iterator[pa.RecordBatch], fmt: Format) -> int:
-    """Write ``batches`` to ``handle`` as ``fmt``; returns the number of rows written."""
+def write_history(handle: BinaryIO, reader: pa.RecordBatchReader, fmt: Format) -> int:
+    """Write the batches of ``reader`` to ``handle`` as ``fmt`` (CSV cells neutralised); returns the row count."""
     rows = 0
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
-        writer: pq.ParquetWriter | None = None
-        try:
-            for batch in batches:
-                if writer is None:
-                    writer = pq.ParquetWriter(handle, batch.schema)
+        with pq.ParquetWriter(handle, reader.schema) as writer:
+            for batch in reader:
                 writer.write_batch(batch)
                 rows += batch.num_rows
-        finally:
-            if writer is not None:
-                writer.close()
-        if writer is None:  # no rows: still a valid (empty) file with the table's columns
-            pd.DataFrame().to_parquet(handle, index=False)
         return rows
     header = True
-    for batch in batches:
+    for batch in reader:
         frame = batch.to_pandas()
-        text = neutralise_frame(frame).to_csv(index=False, header=header)
-        handle.write(text.encode("utf-8"))
+        handle.write(neutralise_frame(frame).to_csv(index=False, header=header).encode("utf-8"))
         header = False
         rows += len(frame)
+    if header:  # no rows: the header line alone
+        handle.write(pd.DataFrame(columns=reader.schema.names).to_csv(index=False).encode("utf-8"))
     return rows
 
 
@@ -196,8 +184,8 @@ def export_history(
     real = check_target(target, protected=guarded, force=force)
     chosen = export_format(real, fmt)
     try:
-        with atomic_writer(real) as handle:
-            rows = write_history(handle, _batches(store, search, limit), chosen)
+        with atomic_writer(real) as handle, history_reader(store, search, limit) as reader:
+            rows = write_history(handle, reader, chosen)
     except OSError as exc:
         reason = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
         raise InputError(
@@ -217,11 +205,13 @@ def history_export_bytes(
     """
     chosen = export_format(Path(f"export.{fmt}"), fmt)
     buffer = io.BytesIO()
-    write_history(buffer, _batches(store, search, limit), chosen)
+    with history_reader(store, search, limit) as reader:
+        write_history(buffer, reader, chosen)
     return buffer.getvalue()
 
 
 __all__ = [
     "BATCH_ROWS", "FORMATS", "FORMULA_PREFIXES", "ExportResult", "check_target", "export_format", "export_history",
-    "history_csv_bytes", "history_export_bytes", "neutralise_cell", "neutralise_frame", "write_history",
+    "history_csv_bytes", "history_export_bytes", "history_reader", "neutralise_cell", "neutralise_frame",
+    "write_history",
 ]

@@ -69,7 +69,9 @@ MEDICAL_TERMS: frozenset[str] = frozenset(
     """.split()
 ) | frozenset({"shortness of breath", "chest pain", "blood pressure"})
 #: Words whose medical sense needs support ("chest of drawers", "heart of gold").
-AMBIGUOUS_TERMS: frozenset[str] = frozenset({"chest", "shadow", "film", "films", "image", "images", "view", "line", "tube"})
+AMBIGUOUS_TERMS: frozenset[str] = frozenset(
+    {"chest", "shadow", "film", "films", "image", "images", "view", "line", "tube"}
+)
 #: Clearly off-topic words (food, sport, code, money, travel, entertainment, homework).
 OFFTOPIC_TERMS: frozenset[str] = frozenset(
     """
@@ -238,8 +240,8 @@ def check_text(question: str, encoder: TextEncoder | None = None) -> GuardVerdic
     """Is ``question`` a chest-imaging / medical question? ``score`` is in [0, 1] (0.5 = the threshold).
 
     With ``encoder`` the lexicon score is added to the MiniLM similarity margin (a non-MiniLM encoder is
-    replaced by MiniLM, on which the threshold was set); without one, or if MiniLM is missing, the lexicon decides: at least one medical term and
-    fewer off-topic than medical terms. Empty questions and questions over
+    replaced by MiniLM, on which the threshold was set); without one, or if MiniLM is missing, the lexicon
+    decides: at least one medical term and fewer off-topic than medical terms. Empty questions and questions over
     :data:`MAX_QUESTION_CHARS` characters are refused; longer than :data:`CHECK_CHARS` are checked on
     their first :data:`CHECK_CHARS` characters.
     """
@@ -377,7 +379,8 @@ def image_cues(pixels: np.ndarray) -> ImageCues:
     centre = float(small[rows, 58:70].mean())
     lungs = float(np.concatenate([small[rows, 25:45].ravel(), small[rows, 83:103].ravel()]).mean())
     edges = sobel(square)
-    longer = resize(p, (256, max(1, round(256 * w / h))) if h >= w else (max(1, round(256 * h / w)), 256), anti_aliasing=True)
+    shape = (256, max(1, round(256 * w / h))) if h >= w else (max(1, round(256 * h / w)), 256)
+    longer = resize(p, shape, anti_aliasing=True)
     return ImageCues(
         aspect=max(h, w) / max(1, min(h, w)),
         std=float(p.std()),
@@ -412,7 +415,9 @@ def check_image(image: CXRImage) -> GuardVerdict:
     if min(h, w) < MIN_SIDE:
         return _refuse(f"The image is {w}x{h} pixels, too small to be a radiograph.")
     if max(h, w) / min(h, w) > MAX_ASPECT:
-        return _refuse(f"The image is {w}x{h} pixels (aspect {max(h, w) / min(h, w):.1f}:1); chest films are near square.")
+        return _refuse(
+            f"The image is {w}x{h} pixels (aspect {max(h, w) / min(h, w):.1f}:1); chest films are near square."
+        )
     try:
         colour = float(image.meta.get("colourfulness", 0.0) or 0.0)
     except (TypeError, ValueError):
@@ -425,7 +430,9 @@ def check_image(image: CXRImage) -> GuardVerdict:
     if cues.is_document():
         return _refuse("The image looks like a page of text or a document (white with sparse dark strokes).")
     if cues.two_level():
-        return _refuse("The image is almost only black and white (a drawing, mask or scan), not a radiograph's grey scale.")
+        return _refuse(
+            "The image is almost only black and white (a drawing, mask or scan), not a radiograph's grey scale."
+        )
     weak = cues.weak()
     score = 1.0 - len(weak) / 7.0
     if len(weak) >= MIN_WEAK_CUES:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import math
 import os
@@ -34,6 +35,8 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".tif", "
 _IMAGE_COLUMNS = ("image", "path", "file", "filename", "image_path")
 _LABEL_COLUMNS = ("label", "finding", "findings_label", "diagnosis")
 _KNOWN_COLUMNS = {"image", "label", "report", "patient_id", "view", "dataset", "synthetic"}
+#: Longest cell read from a labels CSV (the csv module's default, 131,072, is short for a long report).
+MAX_CSV_FIELD_CHARS = 4 * 2**20
 #: Write to the database after this many prepared images, or this many seconds, whichever comes first.
 _FLUSH_ITEMS = 512
 _FLUSH_SECONDS = 1.0
@@ -137,8 +140,8 @@ def resolve_inside(root: Path, relative: str, *, folder_name: str = "library fol
         return candidate
     if Path(os.path.normpath(real_root / relative)).is_relative_to(real_root):
         raise LibraryError(
-            f"{relative!r} is a symbolic link to a file outside the {folder_name} {root}; it is not followed: "
-            "copy the image into the folder instead"
+            f"{relative!r} is a symbolic link that leads outside the {folder_name} {root}; links out of it are "
+            "not followed: copy the image into the folder instead"
         )
     raise LibraryError(f"path {relative!r} escapes the {folder_name} {root}; keep images inside it")
 
@@ -151,17 +154,49 @@ def read_labels_csv(csv_path: Path) -> list[dict[str, str]]:
         raise LibraryError(f"labels CSV {csv_path} does not exist; check the --labels path.") from None
     except UnicodeDecodeError:
         raise LibraryError(f"labels CSV {csv_path} is not UTF-8 text; save it as UTF-8 CSV.") from None
-    reader = csv.DictReader(io.StringIO(text))
-    columns = [c.strip().lower() for c in (reader.fieldnames or [])]
-    if not any(name in columns for name in _IMAGE_COLUMNS):
-        raise LibraryError(
-            f"labels CSV {csv_path} has no image column (found: {', '.join(columns) or 'nothing'}); "
-            f"add a column named 'image' with paths relative to the folder."
-        )
-    rows = []
-    for raw in reader:
-        rows.append({(k or "").strip().lower(): (v or "").strip() for k, v in raw.items() if k is not None})
+    # strict: a quote left open is an error (not the rest of the file read as one field).
+    reader = csv.DictReader(io.StringIO(text), strict=True)
+    rows: list[dict[str, str]] = []
+    done_line = 0  # the last line of the last record read: a failing record starts on the next one
+    previous_limit = csv.field_size_limit(MAX_CSV_FIELD_CHARS)
+    try:
+        columns = [c.strip().lower() for c in (reader.fieldnames or [])]
+        if not any(name in columns for name in _IMAGE_COLUMNS):
+            raise LibraryError(
+                f"labels CSV {csv_path} has no image column (found: {', '.join(columns) or 'nothing'}); "
+                f"add a column named 'image' with paths relative to the folder."
+            )
+        done_line = reader.line_num
+        for raw in reader:
+            rows.append({(k or "").strip().lower(): (v or "").strip() for k, v in raw.items() if k is not None})
+            done_line = reader.line_num
+    except csv.Error as exc:
+        raise _csv_error(csv_path, done_line + 1, exc) from None
+    finally:
+        csv.field_size_limit(previous_limit)
     return rows
+
+
+def _csv_error(csv_path: Path, line: int, exc: csv.Error) -> LibraryError:
+    """What a malformed labels CSV gets: the file, the line its bad record starts on, and what to do."""
+    where = f"labels CSV {csv_path} line {line}"
+    reason = str(exc)
+    if "field larger than field limit" in reason:
+        return LibraryError(
+            f"{where}: a cell is longer than {MAX_CSV_FIELD_CHARS:,} characters, the most MedRAG reads in one "
+            "cell (a long report fits easily); shorten it, or look on that line for a double quote that is never "
+            'closed and so runs the rest of the file into one cell (write a quote inside a cell as "").'
+        )
+    if "unexpected end of data" in reason:
+        return LibraryError(
+            f"{where}: a double quote opened there is never closed, so the rest of the file would be read as one "
+            'cell; close the quote, or write a quote inside a cell as "" (saving the file again from a '
+            "spreadsheet does this)."
+        )
+    return LibraryError(
+        f"{where} is not valid CSV ({reason}); check the quotes on that line (a quote inside a cell is "
+        'written "") or save the file again from a spreadsheet as UTF-8 CSV.'
+    )
 
 
 def iter_labelled_folder(folder: Path, csv_path: Path, report: IngestReport) -> Iterator[IngestItem]:
@@ -275,24 +310,71 @@ def iter_parquet(parquet_path: Path, report: IngestReport) -> Iterator[IngestIte
         data = cell.get("bytes") if isinstance(cell, dict) else cell
         where = f"{parquet_path.name} row {index}"
         if not isinstance(data, (bytes, bytearray)) or not data:
-            report.errors.append((where, "the image cell holds no bytes"))
+            # A path in the cell is never opened: it could name any file on this machine.
+            path_note = " (its 'path' is not followed: cells must carry the image bytes)" if isinstance(cell, dict) and cell.get("path") else ""
+            report.errors.append((where, f"the image cell holds no bytes{path_note}"))
             continue
-        texts = {k: str(row[k]) for k in ("findings", "impression", "reasoning", "report") if row.get(k)}
+        texts = {k: _cell_text(row[k]) for k in ("findings", "impression", "reasoning", "report") if row.get(k)}
         report_text = "\n".join(f"{k.upper()}: {v}" for k, v in texts.items() if k != "reasoning")
-        label = str(row.get("label") or "") or _short_label(label_text(report_text or texts.get("reasoning", "")).present())
-        extra = {k: v for k, v in row.items() if k not in {image_column, "label", *texts} and _jsonable(v)}
+        label = _label_text(row.get("label")) or _short_label(label_text(report_text or texts.get("reasoning", "")).present())
+        extra: dict[str, Any] = {}
+        for key, value in row.items():
+            if key not in {image_column, "label", *texts}:
+                try:
+                    plain = _json_data(value)
+                except TypeError:  # binary data has no place in the JSON metadata
+                    continue
+                if plain is not None:
+                    extra[key] = plain
         if "reasoning" in texts:
             extra["reasoning"] = texts["reasoning"]
         yield IngestItem(
             source_key=f"parquet:{parquet_path.resolve()}#{index}", data=bytes(data), label=label,
-            dataset=str(row.get("dataset") or parquet_path.stem), report=report_text,
-            patient_id=str(row.get("patient_id") or ""), view=str(row.get("view") or ""), extra=extra,
+            dataset=_cell_text(row.get("dataset")) or parquet_path.stem, report=report_text,
+            patient_id=_cell_text(row.get("patient_id")), view=_cell_text(row.get("view")), extra=extra,
             size=len(data), mtime_ns=0,
         )
 
 
-def _jsonable(value: Any) -> bool:
-    return isinstance(value, (str, int, float, bool)) and not (isinstance(value, float) and math.isnan(value))
+def _json_data(value: Any) -> Any:
+    """A parquet cell (``to_pylist`` form: structs are dicts, lists and maps are lists) as JSON data.
+
+    NaN and infinities become null; dates, decimals and the like become their text. Raises TypeError
+    for binary data, at any depth.
+    """
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError("binary data")
+    if isinstance(value, dict):
+        return {str(k): _json_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_data(v) for v in value]
+    return str(value)
+
+
+def _cell_text(value: Any) -> str:
+    """A cell used as text: strings as they are, nested values as JSON (never Python's repr), null as ""."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    try:
+        data = _json_data(value)
+    except TypeError:
+        return ""
+    if data is None:
+        return ""
+    return json.dumps(data, ensure_ascii=False) if isinstance(data, (dict, list)) else str(data)
+
+
+def _label_text(value: Any) -> str:
+    """A label cell: a list of findings is joined as MedRAG writes combined labels ("a + b")."""
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+        return " + ".join(v.strip() for v in value if v.strip())
+    return _cell_text(value).strip()
 
 
 # --------------------------------------------------------------------------- items → store

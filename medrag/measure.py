@@ -131,7 +131,8 @@ def _cardiothoracic(small: np.ndarray, lungs: float) -> tuple[float, float, floa
     mid = int(0.4 * w) + int(np.argmax(centre_cols))
     mediastinum = float(np.median(smooth[int(0.45 * h) : int(0.65 * h), mid - w // 20 : mid + w // 20 + 1]))
     # The darker part of the lung zones: an enlarged heart or an opacity must not raise it.
-    lungs = min(lungs, float(np.percentile(np.concatenate([_zone_pixels(smooth, _ZONES[k]) for k in ("lung_right", "lung_left")]), 30)))
+    both_lungs = np.concatenate([_zone_pixels(smooth, _ZONES[k]) for k in ("lung_right", "lung_left")])
+    lungs = min(lungs, float(np.percentile(both_lungs, 30)))
     if mediastinum - lungs < 0.05:
         return float("nan"), float("nan"), float("nan")
     # Levels between lung and mediastinum brightness; 0.35-0.8 were tried on phantoms and NIH

@@ -23,6 +23,7 @@ from medrag.events import (
     AnalysisSaved,
     Event,
     GuardChecked,
+    ImageFindingsReady,
     InputReady,
     NeighboursFound,
     ReasoningDone,
@@ -35,7 +36,7 @@ from medrag.events import (
 )
 from medrag.reasoners import ReasoningRequest
 from medrag.records import CXRImage, GuardVerdict, Neighbour, Summary
-from medrag.textsafe import printable
+from medrag.textsafe import one_line, printable
 
 log = logging.getLogger("medrag.pipeline")
 
@@ -76,8 +77,12 @@ class _StageRun:
             return False
         expected = isinstance(exc, MedRAGError)
         log.log(logging.INFO if expected else logging.WARNING, "stage %s failed", self.stage, exc_info=exc)
-        message = str(exc) if expected else f"{type(exc).__name__}: {exc}"
-        self.failure = StageFailed(stage=self.stage, message=message, error_type=type(exc).__name__, seconds=self.seconds)
+        # One line without terminal escapes: the message may quote a server's or a file's text, and it is
+        # printed by the CLI and stored in the history.
+        message = one_line(str(exc) if expected else f"{type(exc).__name__}: {exc}")
+        self.failure = StageFailed(
+            stage=self.stage, message=message, error_type=type(exc).__name__, seconds=self.seconds
+        )
         return True
 
 
@@ -115,7 +120,8 @@ def analyze(
         return event
 
     def finish(refused: bool = False) -> Event:
-        return emit(AnalysisFinished(stage="save", timings=dict(record.timings), total_seconds=time.perf_counter() - t_all, refused=refused))
+        total = time.perf_counter() - t_all
+        return emit(AnalysisFinished(stage="save", timings=dict(record.timings), total_seconds=total, refused=refused))
 
     # ---- input
     yield emit(StageStarted(stage="input"))
@@ -161,26 +167,40 @@ def analyze(
         yield finish(refused=True)
         return
 
+    # ---- findings (what the image readers see; a text question has none)
+    if image is not None:
+        yield emit(StageStarted(stage="findings"))
+        with _StageRun("findings") as run:
+            reading = engine.read_image(image)
+            ready_reading = ImageFindingsReady(stage="findings", reading=reading, seconds=run.seconds) if reading else None
+        if run.failure is not None:
+            yield emit(run.failure)
+        elif ready_reading is not None:
+            yield emit(ready_reading)
+
     # ---- neighbours
     yield emit(StageStarted(stage="neighbours"))
     neighbours: list[Neighbour] = []
     with _StageRun("neighbours") as run:
-        filters = {"label": label_filter, "dataset": dataset_filter}
         if image is not None:
             kind, encoder_name, vector = "image", engine.image_encoder_name, engine.embed_image(image)
             exclude = set(exclude_case_ids or ()) | ({case_id} if case_id else set())
-            neighbours = engine.search_vector(kind, vector, k, exclude=exclude or None, **filters)
+            neighbours = engine.search_vector(
+                kind, vector, k, label=label_filter, dataset=dataset_filter, exclude=exclude or None
+            )
         else:
             encoder_name = engine.text_encoder_name
             kind, vector = engine.embed_question(question)
-            neighbours = engine.search_vector(kind, vector, k, **filters)
+            neighbours = engine.search_vector(kind, vector, k, label=label_filter, dataset=dataset_filter)
         found = NeighboursFound(stage="neighbours", neighbours=tuple(neighbours), encoder=encoder_name,
                                 query_vector=vector if kind == "image" else None, seconds=run.seconds)
     yield emit(run.failure or found)
 
     # ---- reasoning
     yield emit(StageStarted(stage="reasoning"))
-    request = ReasoningRequest(image=image, question=question, neighbours=tuple(neighbours), measurements=dict(record.measurements))
+    request = ReasoningRequest(
+        image=image, question=question, neighbours=tuple(neighbours), measurements=dict(record.measurements)
+    )
     pieces: list[str] = []
     with _StageRun("reasoning") as run:
         reasoner = engine.reasoner
@@ -199,6 +219,10 @@ def analyze(
     yield emit(StageStarted(stage="summary"))
     with _StageRun("summary") as run:
         summary = _summarise(engine, reasoning, request)
+        if reasoning.strip():
+            from medrag.consistency import reconcile
+
+            summary = reconcile(summary, reasoning)
         ready = SummaryReady(stage="summary", summary=summary, seconds=run.seconds)
     yield emit(run.failure or ready)
 

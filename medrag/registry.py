@@ -67,7 +67,8 @@ class Registry(Generic[T]):
             return self._entries[name]
         except KeyError:
             raise ConfigError(
-                f"Unknown {self.what} {name!r}; choose one of: {', '.join(sorted(self._entries)) or '(none registered)'}."
+                f"Unknown {self.what} {name!r}; "
+                f"choose one of: {', '.join(sorted(self._entries)) or '(none registered)'}."
             ) from None
 
     def names(self, where: Callable[[T], bool] | None = None) -> list[str]:

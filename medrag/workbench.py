@@ -18,15 +18,17 @@ import numpy as np
 from medrag.config import Settings, load_settings
 from medrag.engine.backends import Backends, BackendStatus
 from medrag.engine.search import LibraryMap, Searcher
-from medrag.engine.vectors import LibraryVectors
+from medrag.engine.vectors import EmbedReport, LibraryVectors
 from medrag.events import Event
 from medrag.library import IngestReport, ingest_path
 from medrag.reasoners import Reasoner, Summariser
+from medrag.reading.base import ImageReading
 from medrag.records import CXRImage, Neighbour
 from medrag.store import Store
 
 if TYPE_CHECKING:
     from medrag.analysis import Analysis
+    from medrag.engine.thumbnails import ThumbnailReport
 
 
 class Workbench:
@@ -34,12 +36,16 @@ class Workbench:
 
     def __init__(self, settings: Settings | None = None, store: Store | None = None) -> None:
         self.settings = settings or load_settings()
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # The store first: it refuses to re-create a data folder this process used that has since moved away.
         self.store = store or Store(self.settings.db_path)
+        self.store.check_location()
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.backends = Backends(self.settings)
         self.vectors = LibraryVectors(self.settings, self.store, self.backends)
         self.searcher = Searcher(self.store, self.vectors, self.backends, self.settings.k)
         self._library_lock = threading.Lock()
+        #: what the last ``ensure_index(rebuild=True)`` re-created (None before one)
+        self.thumbnail_report: ThumbnailReport | None = None
 
     # ------------------------------------------------------------------ backends
     @property
@@ -106,7 +112,9 @@ class Workbench:
 
         options: dict[str, Any] = {} if seed is None else {"seed": seed}
         csv_path = build_demo_library(self.settings.demo_dir, n=n, **options)
-        return self.ingest(csv_path.parent, labels_csv=csv_path, progress=progress, on_progress=on_progress, reindex=True)
+        return self.ingest(
+            csv_path.parent, labels_csv=csv_path, progress=progress, on_progress=on_progress, reindex=True
+        )
 
     def ingest(
         self,
@@ -118,23 +126,50 @@ class Workbench:
         on_progress: Callable[[int, int], None] | None = None,
         reindex: bool = False,
     ) -> IngestReport:
-        """Import a folder / CSV / Open-i / parquet source, then bring the indexes up to date."""
+        """Import a folder / CSV / Open-i / parquet source, then bring the indexes up to date.
+
+        Any thumbnail missing from the data folder is made again from its image (unchanged sources too).
+        """
+        from medrag.engine.thumbnails import restore_missing_thumbnails
+
+        self.store.check_location()
         report = ingest_path(
             source, self.settings, self.store, labels_csv=labels_csv, images_dir=images_dir,
             progress=progress, on_progress=on_progress, encoder=self.image_encoder,
         )
+        report.notes += restore_missing_thumbnails(self.store, self.settings).notes()
         if reindex or report.added or report.embedded:
             self.ensure_index(progress=progress)
         return report
 
     # ------------------------------------------------------------------ indexes
     def ensure_index(self, kind: str = "image", *, progress: bool = False, rebuild: bool = False) -> Any:
-        """The up-to-date index for ``kind`` ("image" or "text"): embeds new cases, rebuilds if stale."""
+        """The up-to-date index for ``kind`` ("image" or "text"): embeds new cases, rebuilds if stale.
+
+        A rebuild first re-creates missing thumbnails; :meth:`embed_report` then says which cases could not
+        be read (left out, or embedded from their thumbnail).
+        """
+        self.store.check_location()
+        if rebuild and kind == "image":
+            from medrag.engine.thumbnails import restore_missing_thumbnails
+
+            self.thumbnail_report = restore_missing_thumbnails(self.store, self.settings)
         return self.vectors.ensure_index(kind, progress=progress, rebuild=rebuild)
+
+    def embed_report(self, kind: str = "image") -> EmbedReport | None:
+        """What the last :meth:`ensure_index` of ``kind`` found while embedding (None before the first)."""
+        return self.vectors.reports.get(kind)
 
     def index(self, kind: str = "image") -> Any:
         """The cached index for ``kind``, refreshed when another process saved one."""
         return self.vectors.index(kind)
+
+    # ------------------------------------------------------------------ reading
+    def read_image(self, image: CXRImage) -> ImageReading | None:
+        """What the configured image readers see on ``image`` (None when no reader is configured)."""
+        view = str(image.meta.get("view") or image.meta.get("dicom", {}).get("ViewPosition") or "") or None
+        reading: ImageReading | None = self.backends.reader.read(image.pixels, view_hint=view)
+        return reading
 
     # ------------------------------------------------------------------ search
     def embed_image(self, image: CXRImage | np.ndarray) -> np.ndarray:
@@ -159,7 +194,9 @@ class Workbench:
         """The k library cases most similar to an image."""
         return self.searcher.search_image(image, k, label=label, dataset=dataset, exclude=exclude)
 
-    def search_text(self, text: str, k: int | None = None, *, label: str | None = None, dataset: str | None = None) -> list[Neighbour]:
+    def search_text(
+        self, text: str, k: int | None = None, *, label: str | None = None, dataset: str | None = None
+    ) -> list[Neighbour]:
         """The k cases whose label + report best match ``text``."""
         return self.searcher.search_text(text, k, label=label, dataset=dataset)
 
@@ -176,9 +213,17 @@ class Workbench:
         """Append an analysis to the history; returns its id."""
         return self.store.save_analysis(analysis)
 
-    def analyze(self, source: Path | bytes | str | None = None, *, question: str = "", name: str = "", **options: Any) -> Iterator[Event]:
-        """Run the pipeline on this workbench (see :func:`medrag.pipeline.analyze`)."""
+    def analyze(
+        self, source: Path | bytes | str | None = None, *, question: str = "", name: str = "", **options: Any
+    ) -> Iterator[Event]:
+        """Run the pipeline on this workbench (see :func:`medrag.pipeline.analyze`).
+
+        Raises :class:`~medrag.errors.StoreMovedError` at once when the data folder moved away while running
+        (the upload would otherwise re-create it, empty, at the old place).
+        """
         from medrag.pipeline import analyze
+
+        self.store.check_location()
 
         return analyze(self, source, question=question, name=name, **options)
 

@@ -20,13 +20,20 @@ from medrag.ui.safe import escape_markdown
 
 #: Input modes (stored value -> label).
 MODES = {"upload": "Upload an image", "library": "Library case", "question": "Question only"}
-CASE_CHOICES = 300
 
 start_page("Analyze", "radiology")
 
 
 def _pick_case(case_id: str) -> None:
     st.session_state[state.ANALYZE_CASE] = case_id
+
+
+def _filters_changed(widget_key: str, state_key: str) -> None:
+    """A new label (or the real-only switch): the case box moves to the first case of the new list."""
+    if widget_key:
+        state.store_widget(widget_key, state_key)
+    st.session_state[state.ANALYZE_CASE] = None
+    st.session_state[state.ANALYZE_PINNED] = None
 
 
 # ---------------------------------------------------------------------------------------------- input
@@ -46,6 +53,8 @@ name = ""
 case_id = ""
 pixels: np.ndarray | None = None
 meta: dict[str, Any] = {}
+#: What the input is, so a result computed on another input is not shown beside it.
+current_input: tuple[str, str] | None = ("question", "") if mode == "question" else None
 
 with error_boundary():
     if mode == "upload":
@@ -56,55 +65,72 @@ with error_boundary():
             help="The file is decoded locally; DICOM tags are de-identified before they are shown or saved.",
         )
         if upload is not None:
+            current_input = ("upload", str(getattr(upload, "file_id", "") or upload.name))
             payload = upload.getvalue()
             pixels, meta = images.decode_upload(payload, upload.name)
             source, name = payload, upload.name
     elif mode == "library":
-        from medrag.ui import data  # the workbench opens early for a library case anyway
+        from medrag.casenames import case_title  # the workbench opens early for a library case anyway
+        from medrag.ui import data, pickers
 
         library = open_workbench()
-        labels = ["all labels", *data.label_counts(library)]
-        pick_left, pick_mid, pick_right = st.columns([2, 3, 1])
-        label = pick_left.selectbox("Label", labels, key="analyze_case_label")
-        frame = data.cases_frame(library, label=None if label == "all labels" else label, limit=CASE_CHOICES)
-        options = list(frame["case_id"])
-        labels_by_id = dict(zip(frame["case_id"], frame["label"]))
-        chosen = st.session_state[state.ANALYZE_CASE]
-        if chosen not in options:
-            known = data.get_case(library, chosen) if chosen else None
-            if known is not None:  # sent from the Library page, outside this filter
-                options.insert(0, chosen)
-                labels_by_id[chosen] = known.label
-            elif options:
-                st.session_state[state.ANALYZE_CASE] = options[0]
+        pick_left, pick_mid, pick_right = st.columns([2, 4, 1], vertical_alignment="bottom")
+        labels = pickers.label_options(library)
+        if st.session_state[state.ANALYZE_LABEL] not in labels:
+            st.session_state[state.ANALYZE_LABEL] = pickers.ALL_LABELS
+        label = pick_left.selectbox(
+            "Label", labels, key=state.bind_widget("analyze_case_label", state.ANALYZE_LABEL),
+            on_change=_filters_changed, args=("analyze_case_label", state.ANALYZE_LABEL),
+        )
+        with pick_left:
+            real_only = pickers.real_only_toggle(library, "analyze_real", on_change=lambda: _filters_changed("", ""))
+        choices = data.case_choices(library, label=pickers.chosen_label(label), real_only=real_only)
+        options = pickers.limited(choices)
+        pinned = st.session_state[state.ANALYZE_PINNED]
+        if pinned and pinned not in options and data.get_case(library, pinned) is not None:
+            options.insert(0, pinned)  # sent from the Library page: kept until a filter changes
+        if st.session_state[state.ANALYZE_CASE] not in options:
+            st.session_state[state.ANALYZE_CASE] = options[0] if options else None
         if options:
+            titles = pickers.titles_for(library, options, choices)
             pick_right.button(
                 "Random", key="analyze_random", on_click=_pick_case, args=(random.choice(options),),
                 help="Pick a random case from the list",
             )
             case_id = pick_mid.selectbox(
-                "Case", options, format_func=lambda cid: f"{cid[:16]} · {labels_by_id.get(cid, '?')}",
+                "Case", options, format_func=lambda cid: titles.get(cid, "case no longer in the library"),
                 key=state.bind_widget("analyze_case", state.ANALYZE_CASE),
                 on_change=state.store_widget, args=("analyze_case", state.ANALYZE_CASE),
+                help="Type to search by file name, label, dataset, patient, age, view or fine label",
             )
             case = data.get_case(library, case_id) if case_id else None
             if case is not None:
+                current_input = ("library", case.case_id)
                 pixels, meta = images.load_image_file(case.image_path)
-                source, name = Path(case.image_path), case.case_id
+                source, name = Path(case.image_path), case_title(case)
                 st.caption(
                     f"Truth label: **{escape_markdown(case.label)}** · {escape_markdown(case.dataset)}"
-                    + (" · synthetic phantom" if case.synthetic else "")
+                    + (" · synthetic phantom, not a patient" if case.synthetic else "")
                     + " — the case itself is left out of its own neighbours."
                 )
         else:
-            st.info("No cases with that label.")
+            st.info("No cases with that label" + (" among the real cases." if real_only else "."))
 
 options_left, options_right = st.columns([1, 3])
 with options_left:
+    from medrag.ui.appconfig import app_settings
+    from medrag.ui.tables import web_available
+
+    web_ready = web_available(app_settings())
+    if not web_ready:
+        st.session_state[state.WEB_ON] = False  # no provider has its key: nothing to switch on
+    elif st.session_state[state.WEB_ON] is None:
+        st.session_state[state.WEB_ON] = True
     st.toggle(
         "Web search", key=state.bind_widget("analyze_web", state.WEB_ON),
-        on_change=state.store_widget, args=("analyze_web", state.WEB_ON),
-        help="Trusted references from allowlisted sites (needs an API key; see Settings)",
+        on_change=state.store_widget, args=("analyze_web", state.WEB_ON), disabled=not web_ready,
+        help="Trusted references from allowlisted sites" if web_ready
+        else "Off: set SERPAPI_API_KEY or TAVILY_API_KEY to search allowlisted sites (see Settings)",
     )
 options_right.caption(f"k = {state.current_k()} similar cases (change it on the Settings page)")
 
@@ -128,6 +154,14 @@ from medrag.ui.viewer import PLOTLY_CONFIG, image_figure, view_controls  # noqa:
 
 # ---------------------------------------------------------------------------------------------- viewer + reasoning
 last: Analysis | None = st.session_state.get(state.LAST_RESULT)
+last_input = st.session_state.get(state.LAST_INPUT)
+hidden: Analysis | None = None
+if last is not None and not run and last_input is not None:
+    # The last result belongs beside its own input: the same input, or (after a trip to another page,
+    # which empties the upload box) no input yet in the same mode. Another input hides it.
+    same = current_input == tuple(last_input) or (current_input is None and mode == last_input[0])
+    if not same:
+        hidden, last = last, None
 if pixels is None and last is not None and last.image_path and not run:
     with error_boundary():
         pixels, meta = images.load_image_file(last.image_path)
@@ -157,11 +191,16 @@ with reasoning_col:
         if fresh.analysis_id is not None:
             data.history_changed(workbench)
         st.session_state[state.LAST_RESULT] = fresh
+        st.session_state[state.LAST_INPUT] = current_input
         st.session_state[state.OPEN_NEIGHBOUR] = {**st.session_state[state.OPEN_NEIGHBOUR], "analyze": None}
         last = fresh
     elif last is not None:
         st.caption(f"Last analysis: {escape_markdown(last.input_name or last.question or 'question')}")
         render_stage_log(last)
+    elif hidden is not None:
+        where = f" (saved in History as #{hidden.analysis_id})" if hidden.analysis_id else ""
+        st.caption(f"Press Analyze for this input; the previous analysis, of "
+                   f"{escape_markdown(hidden.input_name or hidden.question or 'a question')}, is hidden{where}.")
     if last is not None and render_outcome(last):
         render_label_and_findings(last)
         render_saved(last, "analyze")

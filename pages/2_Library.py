@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
+from medrag.casenames import case_caption, case_facts, case_from_row, case_title
 from medrag.ui import data, images, state
 from medrag.ui.page import error_boundary, setup_page
 from medrag.ui.panels import render_metadata
@@ -38,18 +41,30 @@ if browse_tab.open:  # only the open tab runs
         frame = frame.head(SHOWN)
         st.caption(f"{len(frame):,}{'+' if more else ''} matching cases of {data.count_cases(workbench):,}"
                    + (f" (showing the first {SHOWN:,})" if more else ""))
-        shown = frame[["case_id", "label", "dataset", "view", "report"]].copy()
-        shown["report"] = shown["report"].fillna("").map(lambda r: " ".join(str(r).split())[:160])
+        cases = [case_from_row(row) for row in frame.to_dict("records")]
+        shown = pd.DataFrame({
+            "case_id": [c.case_id for c in cases],
+            "case": [case_title(c) for c in cases],
+            "label": [c.label for c in cases],
+            "dataset": [c.dataset for c in cases],
+            "view": [c.view for c in cases],
+            "report": [case_caption(c, 160) for c in cases],
+        }, columns=["case_id", "case", "label", "dataset", "view", "report"])
+        titles = dict(zip(shown["case_id"], shown["case"]))
+        # The table's key follows the filters: a row picked in one result must not outlive it (a stale
+        # row number would point past the end of a shorter result, or at another case).
+        filters = hashlib.sha1(repr((label, dataset, text.strip())).encode("utf-8")).hexdigest()[:12]
         selection = st.dataframe(
-            shown, hide_index=True, width="stretch", height=320, key="library_table",
+            shown, hide_index=True, width="stretch", height=320, key=f"library_table_{filters}",
             on_select="rerun", selection_mode="single-row",
-            column_config={"case_id": st.column_config.TextColumn("case", width="small"),
-                           "report": st.column_config.TextColumn(width="large")},
+            column_config={"case_id": None,  # the hash id: kept for the selection, never shown
+                           "case": st.column_config.TextColumn("case", width="large"),
+                           "report": st.column_config.TextColumn("report (or what is known)", width="large")},
         )
         rows = selection.selection.rows if selection is not None else []
         ids = list(shown["case_id"])
-        if rows:
-            picked = str(shown.iloc[rows[0]]["case_id"])
+        if rows and 0 <= rows[0] < len(ids):
+            picked = ids[rows[0]]
             if picked != st.session_state[state.LIBRARY_LAST_PICK]:
                 # A newly clicked row wins over the selectbox until another row is clicked.
                 st.session_state[state.LIBRARY_LAST_PICK] = picked
@@ -58,7 +73,8 @@ if browse_tab.open:  # only the open tab runs
             st.session_state[state.LIBRARY_OPEN] = ids[0]
         if ids:
             opened = st.selectbox(
-                "Open case", ids, help="Or click a row in the table",
+                "Open case", ids, help="Or click a row in the table; type to search the names",
+                format_func=lambda cid: titles.get(cid, cid),
                 key=state.bind_widget("library_open_select", state.LIBRARY_OPEN),
                 on_change=state.store_widget, args=("library_open_select", state.LIBRARY_OPEN),
             )
@@ -72,17 +88,18 @@ if browse_tab.open:  # only the open tab runs
                 with details:
                     st.caption("Label")
                     st.subheader(escape_markdown(case.label), anchor=False)
-                    st.caption(
-                        f"{escape_markdown(case.dataset)} · view {escape_markdown(case.view or '?')}"
-                        + (" · synthetic phantom" if case.synthetic else "")
-                        + (f" · patient {escape_markdown(case.patient_id)}" if case.patient_id else "")
-                    )
-                    st.markdown("**Report**")
-                    st.text(case.report or "(no report)")
+                    st.caption(escape_markdown(case_title(case)))
+                    if case.report:
+                        st.markdown("**Report**")
+                        st.text(case.report)
+                    else:
+                        st.markdown("**No report; what is known**")
+                        st.text(case_facts(case))
                     render_metadata(meta)
                     if st.button("Analyze this case", type="primary", key="library_analyze"):
                         st.session_state[state.ANALYZE_MODE] = "library"
                         st.session_state[state.ANALYZE_CASE] = case.case_id
+                        st.session_state[state.ANALYZE_PINNED] = case.case_id  # whatever Analyze's filters
                         st.switch_page("pages/1_Analyze.py")
 
 if import_tab.open:  # only the open tab runs

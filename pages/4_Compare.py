@@ -8,13 +8,12 @@ from pathlib import Path
 import streamlit as st
 
 from medrag.analysis import Analysis
-from medrag.ui import data, images, state
+from medrag.casenames import case_caption, case_title
+from medrag.ui import data, images, pickers, state
 from medrag.ui.page import error_boundary, setup_page
 from medrag.ui.panels import render_neighbour_grid
 from medrag.ui.safe import defang_markdown, escape_markdown, shorten
-from medrag.ui.viewer import PLOTLY_CONFIG, image_figure, linked_figure, view_controls
-
-CHOICES = 500
+from medrag.ui.viewer import PLOTLY_CONFIG, image_figure, linked_figure, needs_windowing, view_controls
 
 workbench = setup_page("Compare", "compare")
 
@@ -23,35 +22,53 @@ compare_tab, quiz_tab = st.tabs(["Side by side", "Quiz"], key="compare_tabs", on
 # ---------------------------------------------------------------------------------------------- side by side
 if compare_tab.open:  # only the open tab runs
     with compare_tab, error_boundary():
-        labels = data.label_counts(workbench)
-        label = st.selectbox("Cases with label", ["all labels", *labels], key="compare_label")
-        frame = data.cases_frame(workbench, label=None if label == "all labels" else label, limit=CHOICES)
-        by_id = frame.set_index("case_id")
-        ids = list(frame["case_id"])
-        current = [c for c in (st.session_state[state.COMPARE_CASES] or []) if c in ids]
+        labels = pickers.label_options(workbench)
+        if st.session_state[state.COMPARE_LABEL] not in labels:
+            st.session_state[state.COMPARE_LABEL] = pickers.ALL_LABELS
+        filter_left, filter_right = st.columns([3, 1], vertical_alignment="bottom")
+        label = filter_left.selectbox(
+            "List cases with label", labels, key=state.bind_widget("compare_label", state.COMPARE_LABEL),
+            on_change=state.store_widget, args=("compare_label", state.COMPARE_LABEL),
+            help="Narrows the list to choose from; the cases already chosen stay",
+        )
+        with filter_right:
+            real_only = pickers.real_only_toggle(workbench, "compare_real")
+        choices = data.case_choices(workbench, label=pickers.chosen_label(label), real_only=real_only)
+        known = set(data.case_index(workbench)["case_id"])
+        current = [c for c in (st.session_state[state.COMPARE_CASES] or []) if c in known]
         if st.session_state[state.COMPARE_CASES] is None:
             # Start with one case of each of the first labels, so the comparison is instructive at once.
-            firsts = frame.drop_duplicates("label")["case_id"].tolist()
-            current = (firsts if len(firsts) >= 2 else ids)[:2]
+            firsts = choices.drop_duplicates("label")["case_id"].tolist()
+            current = (firsts if len(firsts) >= 2 else list(choices["case_id"]))[:2]
         st.session_state[state.COMPARE_CASES] = current
+        # The chosen cases stay choosable whatever the filter, so narrowing the list never drops them.
+        ids = current + [cid for cid in pickers.limited(choices) if cid not in set(current)]
+        titles = pickers.titles_for(workbench, ids, choices)
         chosen = st.multiselect(
-            "Cases (two to four)", ids, max_selections=4,
-            format_func=lambda cid: f"{cid[:16]} · {by_id.at[cid, 'label']}",
+            "Cases (two to four)", ids, max_selections=4, format_func=lambda cid: titles.get(cid, cid),
             key=state.bind_widget("compare_cases", state.COMPARE_CASES),
             on_change=state.store_widget, args=("compare_cases", state.COMPARE_CASES),
+            help="Type to search by file name, label, dataset, patient, age, view or fine label",
         )
         if len(chosen) < 2:
             st.info("Pick at least two cases.")
         else:
-            view = view_controls("compare_view", {"bit_depth": 16})
-            pictures = [images.load_pixels(by_id.at[cid, "image_path"]) for cid in chosen]
-            titles = [f"{cid[:12]} · {by_id.at[cid, 'label']}" for cid in chosen]
-            st.plotly_chart(linked_figure(pictures, titles, view), config=PLOTLY_CONFIG, key="compare_figure")
+            cases = data.get_cases(workbench, chosen)
+            chosen = [cid for cid in chosen if cid in cases]
+            loaded = [images.load_image_file(cases[cid].image_path) for cid in chosen]
+            # Window/level matters only for DICOM or >8-bit images; an 8-bit PNG gets the plain controls.
+            wide = next((meta for _, meta in loaded if needs_windowing(meta)), loaded[0][1])
+            view = view_controls("compare_view", wide)
+            short = [shorten(titles.get(cid, cases[cid].label), 48) for cid in chosen]
+            st.plotly_chart(linked_figure([pixels for pixels, _ in loaded], short, view), config=PLOTLY_CONFIG,
+                            key="compare_figure")
             st.caption("Zoom or pan one image and the others follow; window/level applies to all.")
             for column, cid in zip(st.columns(len(chosen)), chosen):
                 with column:
-                    st.markdown(f"**{escape_markdown(by_id.at[cid, 'label'])}**")
-                    st.text(shorten(by_id.at[cid, "report"], 400) or "(no report)")
+                    case = cases[cid]
+                    st.markdown(f"**{escape_markdown(case.label)}**")
+                    st.caption(escape_markdown(case_title(case)))
+                    st.text(case_caption(case, 400))
 
 
 # ---------------------------------------------------------------------------------------------- quiz
@@ -104,8 +121,8 @@ if quiz_tab.open:  # only the open tab runs
                                 f"Not quite: the label is {escape_markdown(quiz['truth'])} "
                                 f"(you chose {escape_markdown(quiz['answer'])})."
                             )
-                        st.caption(f"Case {escape_markdown(case.case_id[:16])} · {escape_markdown(case.dataset)}")
-                        st.text(shorten(case.report, 600) or "(no report)")
+                        st.caption(escape_markdown(case_title(case)))
+                        st.text(case_caption(case, 600))
                 if quiz["answered"]:
                     if quiz["analysis"] is None:
                         with st.spinner("Reasoning over the nearest cases…"):

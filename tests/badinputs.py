@@ -15,6 +15,7 @@ import struct
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -198,6 +199,36 @@ def exif_rotated_jpeg() -> bytes:
     return _save(Image.fromarray(np.ascontiguousarray(np.rot90(upright, 1))), "JPEG", quality=92, exif=exif.tobytes())
 
 
+def jpeg_12bit() -> bytes:
+    """A real 12-bit JPEG (extended process, SOF1): the frame of pydicom's bundled ``JPGExtended.dcm``."""
+    from pydicom import dcmread
+    from pydicom.data import get_testdata_file
+    from pydicom.encaps import generate_frames
+
+    ds = dcmread(get_testdata_file("JPGExtended.dcm"))
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    assert frame[:4] == b"\xff\xd8\xff\xc1" and frame[6] == 12, "a 12-bit SOF1 JPEG expected"
+    return bytes(frame)
+
+
+def big_gradient(side: int = 7000) -> np.ndarray:
+    """``side`` x ``side`` 8-bit pixels with structure at every scale (not blank), made without float copies."""
+    ramp = (np.arange(side, dtype=np.uint32) * 251 // side).astype(np.uint8)
+    pixels = np.add.outer(ramp // 2, ramp // 2).astype(np.uint8)
+    pixels[::7, ::5] ^= 0x2A
+    return pixels
+
+
+def big_png(side: int = 7000) -> bytes:
+    """A ``side``-squared 8-bit grayscale PNG (7000 -> 49 megapixels, just under the 50-megapixel limit)."""
+    return _save(Image.fromarray(big_gradient(side), mode="L"), "PNG", compress_level=1)
+
+
+def big_jpeg(side: int = 7000) -> bytes:
+    """The same picture as :func:`big_png`, as an 8-bit grayscale JPEG."""
+    return _save(Image.fromarray(big_gradient(side), mode="L"), "JPEG", quality=85)
+
+
 # ----------------------------------------------------------------------------- DICOM
 
 
@@ -304,6 +335,52 @@ def dicom_header_garbage() -> bytes:
     return b"\x00" * 128 + b"DICM" + _rng(5).integers(0, 256, 600, dtype=np.uint8).tobytes()
 
 
+def dicom_window(center: str, width: str) -> bytes:
+    """A valid DICOM whose WindowCenter/WindowWidth (DS) are written as given: "NaN", "inf", "1e308"..."""
+    return dicom_bytes(raw_elements=[(0x00281050, "DS", center), (0x00281051, "DS", width)])
+
+
+def dicom_window_nan() -> bytes:
+    """A valid DICOM whose WindowWidth is NaN."""
+    return dicom_window("2048", "NaN")
+
+
+def dicom_window_huge() -> bytes:
+    """A valid DICOM whose WindowWidth is 1e308 (finite, but it maps every pixel to one grey)."""
+    return dicom_window("2048", "1e308")
+
+
+def dicom_palette(lut_bytes: int = 512, *, entries: int = 256, depth: int = 16) -> bytes:
+    """An 8-bit PALETTE COLOR DICOM whose three colour tables hold ``lut_bytes`` bytes each
+    (512 = a complete 256-entry 16-bit table; fewer = a table cut short)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.7")
+    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=["palette", str(lut_bytes)])
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.Rows, ds.Columns, ds.SamplesPerPixel = "OT", 64, 64, 1
+    ds.PhotometricInterpretation = "PALETTE COLOR"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    table = (np.arange(256, dtype=np.uint16) * 257).astype("<u2").tobytes()[:lut_bytes]
+    for colour in ("Red", "Green", "Blue"):
+        setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [entries, 0, depth])
+        setattr(ds, f"{colour}PaletteColorLookupTableData", table)
+    ds.PixelData = cxr_like(64, 1).tobytes()
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def dicom_palette_short() -> bytes:
+    """A PALETTE COLOR DICOM whose tables declare 256 16-bit entries but hold 2 bytes."""
+    return dicom_palette(2)
+
+
 #: Distinctive PHI strings fed through ingest and analyze; none may appear anywhere afterwards.
 PHI: dict[str, str] = {
     "PatientName": "Zqxwvut^Phiname",
@@ -377,11 +454,16 @@ IMAGE_CASES: tuple[BadInput, ...] = (
     BadInput("DICOM Rows with wrong VR", "vr.dcm", dicom_wrong_vr_rows, E.TruncatedImageError, "rows/columns"),
     BadInput("DICOM cut in pixel data", "cut.dcm", dicom_truncated, E.TruncatedImageError, "truncated"),
     BadInput("DICM preamble then noise", "junk.dcm", dicom_header_garbage, E.ImageError, "dicom"),
+    BadInput("12-bit JPEG", "deep12.jpg", jpeg_12bit, E.UnsupportedImageError, "12-bit jpeg"),
+    BadInput("DICOM palette table cut short", "palette.dcm", dicom_palette_short, E.UnsupportedImageError,
+             "palette colour table is damaged"),
     # Documented accepts: decoded, normalised, with a warning where something was lost.
     BadInput("16-bit PNG", "deep.png", png_16bit, None, "", "min-max normalised, bit_depth 16"),
     BadInput("CMYK JPEG", "cmyk.jpg", cmyk_jpeg, None, "grayscale", "converted to luma"),
     BadInput("TIFF float with NaN/inf", "nan-band.tif", tiff_float_nan, None, "non-finite", "NaN replaced"),
     BadInput("DICOM text tags with wrong VR", "vrtext.dcm", dicom_wrong_vr_text, None, "window", "bad window ignored"),
+    BadInput("DICOM window width NaN", "nanwidth.dcm", dicom_window_nan, None, "window", "bad window ignored"),
+    BadInput("DICOM window width 1e308", "hugewidth.dcm", dicom_window_huge, None, "window", "bad window ignored"),
     BadInput("EXIF-rotated JPEG", "rot.jpg", exif_rotated_jpeg, None, "", "orientation applied"),
     BadInput("RGB photo", "holiday.jpg", rgb_photo, None, "colour", "decoded; the image guard refuses it",
              tags=("guard",)),
@@ -437,6 +519,14 @@ class BadCsv:
     labels: tuple[str, ...] = ()
 
 
+def csv_long_field(chars: int) -> bytes:
+    """A labels CSV for a.png and b.png whose first report cell is ``chars`` characters long."""
+    return b"image,label,report\na.png,normal," + b"x" * chars + b"\nb.png,normal,short\n"
+
+
+#: A quote opened in a label cell on line 2 and never closed.
+CSV_UNBALANCED_QUOTE = b'image,label\na.png,"normal\nb.png,normal\n'
+
 CSV_CASES: tuple[BadCsv, ...] = (
     BadCsv("no image column", b"label,report\nnormal,clear\n", 0, error="no image column"),
     BadCsv("empty CSV", b"", 0, error="no image column"),
@@ -454,6 +544,10 @@ CSV_CASES: tuple[BadCsv, ...] = (
     BadCsv("missing image file", b"image,label\nnothere.png,normal\nb.png,normal\n", 1, row_errors=("not found",)),
     BadCsv("empty image cell", b"image,label\n,normal\nb.png,normal\n", 1, row_errors=("empty",)),
     BadCsv("ragged rows", b"image,label\na.png\nb.png,normal,extra,cells\n", 2),
+    # The csv module's default cell limit is 131,072 characters; MedRAG reads reports up to 4 MiB.
+    BadCsv("report cell of 200,000 characters", csv_long_field(200_000), 2),
+    BadCsv("cell over the 4 MiB limit", csv_long_field(4 * 2**20 + 1), 0, error="line 2: a cell is longer than"),
+    BadCsv("unbalanced quote", CSV_UNBALANCED_QUOTE, 0, error="line 2: a double quote opened there is never closed"),
 )
 
 
@@ -477,3 +571,85 @@ def parquet_corrupt_cell() -> bytes:
 def not_parquet() -> bytes:
     """Text saved with a .parquet name."""
     return b"PAR1 this is not really a parquet file"
+
+
+def parquet_nested() -> bytes:
+    """One row whose label and findings are lists and whose metadata is a struct holding a list, a NaN,
+    a date and binary data (what Hugging Face datasets hold)."""
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({
+        "image": [{"bytes": png_bytes(64, 11), "path": None}, {"bytes": None, "path": "/etc/passwd"}],
+        "label": [["effusion", "edema"], ["normal"]],
+        "findings": [["Small left effusion.", "Interstitial edema."], None],
+        "meta": [{"age": 61, "tags": ["portable", "ICU"], "score": float("nan")}, None],
+        "acquired": [datetime.date(2020, 1, 2), None],
+        "mask": [b"\x00\x01binary", None],
+    })
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------- Open-i reports and archives
+
+
+def openi_xml(uid: str, image_ids: list[str], findings: str = "The heart is enlarged.") -> bytes:
+    """One Open-i (ecgen-radiology) report naming ``image_ids`` as its parentImage ids."""
+    images = "".join(f'<parentImage id="{i}"><url>/x/{i}.jpg</url></parentImage>' for i in image_ids)
+    return (
+        f'<?xml version="1.0" encoding="utf-8"?><eCitation><uId id="{uid}"/><MedlineCitation><Article><Abstract>'
+        f'<AbstractText Label="FINDINGS">{findings}</AbstractText>'
+        f'<AbstractText Label="IMPRESSION">Cardiomegaly.</AbstractText></Abstract></Article></MedlineCitation>'
+        f"{images}</eCitation>"
+    ).encode("utf-8")
+
+
+class _Zeros(io.RawIOBase):
+    """``size`` zero bytes, produced as they are read (never held in memory)."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        count = min(len(buffer), self.left)
+        buffer[:count] = bytes(count)
+        self.left -= count
+        return count
+
+
+def tgz_with_members(path: Path, members: list[tuple[str, bytes | int]]) -> Path:
+    """Write a gzip tar at ``path``: each member is (name, bytes) or (name, size) for ``size`` zero bytes
+    streamed through gzip, so a member of gigabytes takes a few kilobytes on disk and no memory."""
+    import tarfile
+
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        for name, content in members:
+            info = tarfile.TarInfo(name)
+            if isinstance(content, int):
+                info.size = content
+                tar.addfile(info, _Zeros(content))
+            else:
+                info.size = len(content)
+                tar.addfile(info, io.BytesIO(content))
+    return path
+
+
+# ----------------------------------------------------------------------------- provider replies
+
+#: JSON bodies a search provider might answer with that are not the object its client expects.
+ODD_JSON_BODIES: tuple[tuple[str, object], ...] = (
+    ("list", ["a", "list"]),
+    ("string", "an error string"),
+    ("number", 42),
+    ("null", None),
+    ("nested error", {"error": {"message": {"deep": ["x"]}}, "detail": [1, {"error": None}]}),
+    ("error list", {"error": ["x"], "organic_results": None, "results": None}),
+    ("deep nesting", [[[[[[[[[[{"error": "deep"}]]]]]]]]]]),
+)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from medrag.config import Settings
 from medrag.reasoners import SECTIONS, ReasoningRequest, build_reasoner
 from medrag.reasoners.evidence import EvidenceReasoner, label_votes
-from medrag.config import Settings
 from medrag.records import Neighbour
 
 
@@ -50,3 +50,57 @@ def test_no_neighbours_gives_an_honest_empty_impression() -> None:
     text = EvidenceReasoner().compose(ReasoningRequest())
     assert "No similar cases were found" in text
     assert "no similar-case evidence" in text
+
+
+# ---------------------------------------------------------------- with an image reading
+from medrag.consistency import contradictions  # noqa: E402
+from medrag.labels import label_text  # noqa: E402
+from medrag.pipeline import impression_of  # noqa: E402
+from medrag.reading.base import DeviceMark, FindingRead, ImageReading  # noqa: E402
+
+
+def _bedside_pneumonia() -> ImageReading:
+    cnn = "medrag-cnn"
+    return ImageReading(
+        findings={
+            "pneumonia": FindingRead("pneumonia", "present", 0.78, ("right lower zone",), source=cnn),
+            "consolidation": FindingRead("consolidation", "uncertain", 0.41, ("right lower zone",), source=cnn),
+            "effusion": FindingRead("effusion", "absent", 0.08, source=cnn),
+            "pneumothorax": FindingRead("pneumothorax", "absent", 0.02, source=cnn),
+            "cardiomegaly": FindingRead("cardiomegaly", "absent", 0.12, source=cnn),
+            "support devices": FindingRead("support devices", "present", None, evidence="ECG leads", source="anatomy"),
+        },
+        view="AP", view_probability=0.93, ctr=0.58, ctr_reliable=False,
+        zones={"right lower zone": {"mean": 0.6, "z": 2.4}, "left lower zone": {"mean": 0.5, "z": 0.4}},
+        devices=(DeviceMark("ECG lead", 10, 10, 5, 5, 0.9), DeviceMark("line", 50, 60, 5, 90, 0.8)),
+        readers=("anatomy", cnn),
+    )
+
+
+def test_a_reading_is_written_section_by_section_with_places_and_numbers() -> None:
+    text = EvidenceReasoner().compose(ReasoningRequest(reading=_bedside_pneumonia(), neighbours=NEIGHBOURS))
+    lungs = text.split("**Lungs.**")[1].split("**Pleura.**")[0]
+    assert "right lower zone is 2.4 SD more opaque" in lungs
+    assert "Pneumonia in the right lower zone (probability 0.78)" in lungs
+    assert "case 1" not in lungs.lower()  # similar cases are quoted only in their own section
+    assert "unreliable" in text.split("**Heart and mediastinum.**")[1].split("**Bones")[0]  # AP caveat
+    assert "ECG lead" in text.split("**Bones and devices.**")[1].split("**Similar")[0]
+
+
+def test_the_impression_agrees_with_every_statement_above_it() -> None:
+    reading = _bedside_pneumonia()
+    text = EvidenceReasoner().compose(ReasoningRequest(reading=reading, neighbours=NEIGHBOURS))
+    summary = label_text(impression_of(text))
+    for name, read in reading.findings.items():
+        assert summary.findings[name] == read.status, (name, summary)
+    assert contradictions(summary, text) == []
+
+
+def test_a_question_gets_a_direct_answer_first() -> None:
+    request = ReasoningRequest(question="Is there consolidation?", reading=_bedside_pneumonia(), neighbours=NEIGHBOURS)
+    text = EvidenceReasoner().compose(request)
+    answer = text.split("**Answer.**")[1].split("**Technical assessment.**")[0].strip()
+    assert answer.startswith("Possibly: possible consolidation in the right lower zone")
+    assert "Evidence for:" in answer and "Evidence against: classifier probability 0.41" in answer
+    asked_no = ReasoningRequest(question="Is there a pneumothorax?", reading=_bedside_pneumonia())
+    assert "No: no pneumothorax is seen" in EvidenceReasoner().compose(asked_no)

@@ -200,21 +200,23 @@ def _open_elsewhere(path: Path) -> None:
 def test_older_schema_is_migrated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "db.duckdb"
     Store(path).save_analysis(Analysis(input_kind="text", question="before"))
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(schema, "MIGRATIONS", {2: ("ALTER TABLE analyses ADD COLUMN rating INTEGER DEFAULT 0",)})
+    nxt = schema.SCHEMA_VERSION + 1
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", nxt)
+    monkeypatch.setattr(schema, "MIGRATIONS", {nxt: ("ALTER TABLE analyses ADD COLUMN rating INTEGER DEFAULT 0",)})
     store = Store(path)
     with store.cursor() as cur:
-        assert cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+        assert cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(nxt),)
         assert cur.execute("SELECT question, rating FROM analyses").fetchall() == [("before", 0)]
 
 
 def test_a_missing_migration_is_refused_and_changes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "db.duckdb"
     Store(path)
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 3)
-    monkeypatch.setattr(schema, "MIGRATIONS", {2: ("CREATE TABLE extra_table (x INTEGER)",)})
+    current = schema.SCHEMA_VERSION
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", current + 2)
+    monkeypatch.setattr(schema, "MIGRATIONS", {current + 1: ("CREATE TABLE extra_table (x INTEGER)",)})
     with pytest.raises(StoreError, match="No migration to schema version"):
         Store(path)
     monkeypatch.undo()
     with Store(path).cursor() as cur:
-        assert cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("1",)
+        assert cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (str(current),)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from medrag import weights as W
 from medrag.config import Settings
 from medrag.errors import BackendUnavailableError, ConfigError, InputError
-from medrag import weights as W
 from tiny_models import build_tiny_gemma3, build_tiny_lora_adapter, build_tiny_xrv, make_hf_cache_entry
 
 BASE_REPO = "google/medgemma-4b-it"

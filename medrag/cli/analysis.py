@@ -27,7 +27,10 @@ def _show(event: Event) -> int | None:
         for warning in event.meta.get("warnings", []):
             echo(f"warning: {warning}", err=True)
         if event.meta.get("burned_in_annotation"):
-            echo("warning: the DICOM says it has burned-in annotation (text in the pixels may identify the patient).", err=True)
+            echo(
+                "warning: the DICOM says it has burned-in annotation (text in the pixels may identify the patient).",
+                err=True,
+            )
     elif isinstance(event, ev.GuardChecked) and not event.verdict.allowed:
         blank()
         echo(f"Refused: {event.verdict.reason}")
@@ -68,7 +71,8 @@ def _show(event: Event) -> int | None:
         blank()
         echo(f"Saved to history as analysis #{event.analysis_id}.")
     elif isinstance(event, ev.AnalysisFinished):
-        echo(f"Total {event.total_seconds:.2f} s (" + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in event.timings.items()) + ")")
+        stages = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in event.timings.items())
+        echo(f"Total {event.total_seconds:.2f} s ({stages})")
     return None
 
 

@@ -40,14 +40,23 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    """Embed new cases and (re)build the indexes."""
+    """Embed new cases and (re)build the indexes; exit 1 when some cases could not be read into them."""
     wb = workbench(args)
     kinds = ["image", "text"] if args.kind == "all" else [args.kind]
+    status = 0
     for kind in kinds:
         index = wb.ensure_index(kind, progress=True, rebuild=args.rebuild)
         encoder = wb.image_encoder if kind == "image" else wb.text_encoder
         echo(f"{kind} index: {len(index)} vectors, {index.kind}, encoder {encoder.name} {encoder.version}")
-    return 0
+        if kind == "image" and wb.thumbnail_report is not None:
+            for note in wb.thumbnail_report.notes():
+                echo(f"  note: {note}")
+        report = wb.embed_report(kind)
+        for line in report.lines() if report is not None else []:
+            echo(f"  warning: {line}", err=True)
+        if report is not None and report.unreadable:
+            status = 1
+    return status
 
 
 def add_parsers(sub: Subparsers) -> None:

@@ -106,7 +106,9 @@ def _load(model_dir: Path, device: str) -> _Loaded:
 
     checkpoint = find_checkpoint(model_dir)
     if checkpoint is None:
-        raise BackendUnavailableError(f"{model_dir} has no open_clip weights file; import the whole model folder again.")
+        raise BackendUnavailableError(
+            f"{model_dir} has no open_clip weights file; import the whole model folder again."
+        )
     config = json.loads((model_dir / "open_clip_config.json").read_text(encoding="utf-8"))
     try:
         with hub_offline():

@@ -70,7 +70,7 @@ class Backends:
 
     def use(self, stage: str, member: Any, note: str = "") -> None:
         """Put ``member`` in place of the stage's backend (a caller's own instance; tests inject failures)."""
-        if stage not in self._builders:
+        if stage not in self._builders and stage != "reader":
             raise KeyError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
         with self._lock:
             self._members[stage] = member
@@ -99,6 +99,16 @@ class Backends:
         member: Summariser = self.get("summariser")
         return member
 
+    @property
+    def reader(self) -> Any:
+        """The configured image readers, combined (built once; unavailable ones left out with a note)."""
+        with self._lock:
+            if "reader" not in self._members:
+                from medrag.reading.combine import build_readers
+
+                self._members["reader"] = build_readers(self.settings)
+            return self._members["reader"]
+
     def status(self) -> list[BackendStatus]:
         """For each stage: requested vs active backend and why (loads the backends)."""
         statuses = []
@@ -108,7 +118,8 @@ class Backends:
                 active, model = member.name, str(getattr(member, "model", getattr(member, "version", "")))
             except MedRAGError as exc:
                 active, model = "unavailable", str(exc)
-            statuses.append(BackendStatus(stage, getattr(self.settings, stage), active, model, self._notes.get(stage, "")))
+            note = self._notes.get(stage, "")
+            statuses.append(BackendStatus(stage, getattr(self.settings, stage), active, model, note))
         return statuses
 
 

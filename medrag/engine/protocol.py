@@ -8,6 +8,7 @@ import numpy as np
 
 from medrag.config import Settings
 from medrag.reasoners import Reasoner, Summariser
+from medrag.reading.base import ImageReading
 from medrag.records import CXRImage, Neighbour
 
 if TYPE_CHECKING:
@@ -47,6 +48,10 @@ class AnalysisEngine(Protocol):
     @property
     def web_cache(self) -> Any:
         """Where web results are cached (``get(key)`` / ``put(key, provider, results)``), or None."""
+        ...
+
+    def read_image(self, image: CXRImage) -> ImageReading | None:
+        """What the configured image readers see (None when none is configured)."""
         ...
 
     def embed_image(self, image: CXRImage | np.ndarray) -> np.ndarray:

@@ -73,7 +73,9 @@ class Searcher:
         """The k library cases most similar to an image."""
         return self.search_vector("image", self.embed_image(image), k, label=label, dataset=dataset, exclude=exclude)
 
-    def search_text(self, text: str, k: int | None = None, *, label: str | None = None, dataset: str | None = None) -> list[Neighbour]:
+    def search_text(
+        self, text: str, k: int | None = None, *, label: str | None = None, dataset: str | None = None
+    ) -> list[Neighbour]:
         """The k cases whose label + report best match ``text`` (MiniLM, or a CLIP text tower)."""
         kind, vector = self.embed_question(text)
         return self.search_vector(kind, vector, k, label=label, dataset=dataset)

@@ -5,6 +5,9 @@ Vectors live in the store (``embeddings`` table); a FAISS file in ``index_dir`` 
 encoder's name and version, extended when only new cases arrived and rebuilt otherwise. Every index save
 renames a file into ``index_dir``, which changes the folder's mtime: one ``stat`` per search tells whether
 another process (a CLI import) has added cases since this one loaded its index.
+
+A case whose image cannot be read is never dropped from an index silently: it is embedded from its thumbnail
+when that reads (and reported), or left out and reported (:class:`EmbedReport`, printed by ``medrag index``).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ from medrag.encoders import FittableEncoder
 from medrag.engine.backends import Backends
 from medrag.errors import IndexMismatchError, LibraryError, MedRAGError
 from medrag.store import Store
+from medrag.store.health import disk_full_error, is_disk_full
 
 log = logging.getLogger("medrag")
 
@@ -37,18 +42,58 @@ def case_text(label: str, report: str) -> str:
     return f"{label}. {report}".strip()
 
 
-def case_pixels(image_path: str, thumb_path: str) -> np.ndarray | None:
-    """A library case's pixels: its image, else its thumbnail, else None when neither can be read."""
+def read_case_pixels(image_path: str, thumb_path: str) -> tuple[np.ndarray | None, str]:
+    """A library case's pixels and where they came from: ``"image"``, ``"thumbnail"``, or (None, "") for neither."""
     from medrag.imaging import load_image
 
-    for path in (image_path, thumb_path):
+    for path, source in ((image_path, "image"), (thumb_path, "thumbnail")):
         if not path:
             continue
         try:
-            return load_image(Path(path)).pixels
+            return load_image(Path(path)).pixels, source
         except (MedRAGError, OSError):
             continue
-    return None
+    return None, ""
+
+
+def case_pixels(image_path: str, thumb_path: str) -> np.ndarray | None:
+    """A library case's pixels: its image, else its thumbnail, else None when neither can be read."""
+    return read_case_pixels(image_path, thumb_path)[0]
+
+
+#: At most this many cases are named in an :class:`EmbedReport` line (the rest are counted).
+NAMED_CASES = 10
+
+
+@dataclass
+class EmbedReport:
+    """What bringing one index up to date found: how many cases were embedded, and which could not be read."""
+
+    kind: str
+    embedded: int = 0
+    #: "case id (image path)" of cases left out of the index: neither their image nor their thumbnail reads
+    unreadable: list[str] = field(default_factory=list)
+    #: "case id (image path)" of cases whose image is missing or unreadable, embedded from their thumbnail
+    from_thumbnail: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        """The problems as lines for the terminal (none when every case was read from its image)."""
+        found = []
+        for cases, what in (
+            (self.unreadable, f"are not in the {self.kind} index (neither image nor thumbnail reads)"),
+            (self.from_thumbnail, "were embedded from their thumbnail (their image is missing or unreadable)"),
+        ):
+            if cases:
+                more = f" and {len(cases) - NAMED_CASES} more" if len(cases) > NAMED_CASES else ""
+                found.append(
+                    f"{len(cases)} cases could not be read: {', '.join(cases[:NAMED_CASES])}{more}; they {what}. "
+                    "Put the files back (or re-import the folder) and run `medrag index --rebuild`."
+                )
+        return found
+
+
+def _named(case: Any) -> str:
+    return f"{case.case_id[:12]} ({case.image_path or 'no image path'})"
 
 
 def fit_encoder(
@@ -84,6 +129,8 @@ class LibraryVectors:
         self._stamps: dict[str, int] = {}
         #: bumped whenever an index changes, so derived data (the library map) knows to recompute
         self.generation = 0
+        #: per kind, what the last :meth:`ensure_index` found while embedding (unreadable cases)
+        self.reports: dict[str, EmbedReport] = {}
 
     def encoder_for(self, kind: str) -> Any:
         """The encoder whose vectors the ``kind`` ("image" or "text") index holds."""
@@ -95,39 +142,54 @@ class LibraryVectors:
         cases = self.store.cases_frame(limit=FIT_SAMPLE)
         if cases.empty:
             return
-        images = [case_pixels(row.image_path, row.thumb_path) for row in cases.itertuples()]
+        images = [case_pixels(str(row.image_path), str(row.thumb_path)) for row in cases.itertuples()]
         fit_encoder(encoder, self.settings.models_dir, images=[im for im in images if im is not None])
 
-    def embed_missing(self, kind: str, *, progress: bool = False) -> int:
-        """Embed every case that has no vector for the current encoder; returns how many were missing."""
+    def embed_missing(self, kind: str, *, progress: bool = False) -> EmbedReport:
+        """Embed every case that has no vector for the current encoder; reports what could not be read."""
         encoder = self.encoder_for(kind)
+        report = EmbedReport(kind)
         missing = self.store.cases_missing_embeddings(encoder.name, encoder.version)
         if not missing:
-            return 0
+            return report
         bar = None
         if progress:
             from tqdm import tqdm
 
             bar = tqdm(total=len(missing), unit="case", desc=f"embed {encoder.name}", leave=False)
-        unreadable = 0
         for start in range(0, len(missing), EMBED_BATCH):
             batch = missing[start : start + EMBED_BATCH]
             if kind == "image":
-                pixels = [case_pixels(c.image_path, c.thumb_path) for c in batch]
+                read = [read_case_pixels(c.image_path, c.thumb_path) for c in batch]
+                pixels = [p for p, _ in read]
                 keep = [i for i, p in enumerate(pixels) if p is not None]
-                unreadable += len(batch) - len(keep)
+                for case, (found, source) in zip(batch, read, strict=True):
+                    if found is None:
+                        report.unreadable.append(_named(case))
+                    elif source == "thumbnail":
+                        report.from_thumbnail.append(_named(case))
                 vectors = encoder.embed([pixels[i] for i in keep]) if keep else np.zeros((0, encoder.dim), np.float32)
             else:
                 keep = list(range(len(batch)))
                 vectors = encoder.embed_text([case_text(c.label, c.report) for c in batch])
             self.store.put_embeddings(encoder.name, encoder.version, [batch[i].case_id for i in keep], vectors)
+            report.embedded += len(keep)
             if bar is not None:
                 bar.update(len(batch))
         if bar is not None:
             bar.close()
-        if unreadable:
-            log.warning("%d of %d library images could not be read and are not in the index", unreadable, len(missing))
-        return len(missing)
+        for line in report.lines():
+            log.warning("%s", line)
+        return report
+
+    def _save(self, index: Any) -> None:
+        """Save an index; a full disk is said in words (the previous index files stay as they were)."""
+        try:
+            index.save(self.settings.index_dir)
+        except (OSError, RuntimeError) as exc:
+            if is_disk_full(exc):
+                raise disk_full_error(self.settings.index_dir / "index") from exc
+            raise
 
     def ensure_index(self, kind: str = "image", *, progress: bool = False, rebuild: bool = False) -> Any:
         """The up-to-date index for ``kind``: fits an unfitted encoder, embeds new cases, rebuilds if stale."""
@@ -141,7 +203,7 @@ class LibraryVectors:
             if kind == "image":
                 self._fit_if_needed(encoder)
                 self.store.drop_embeddings(encoder.name, keep_version=encoder.version)
-            self.embed_missing(kind, progress=progress)
+            self.reports[kind] = self.embed_missing(kind, progress=progress)
             ids, vectors = self.store.load_embeddings(encoder.name, encoder.version)
             current = self._indexes.get(kind)
             if current is None and not rebuild:
@@ -158,13 +220,13 @@ class LibraryVectors:
                 if ids[: len(known)] == known:
                     # New cases only: extend the index instead of rebuilding it.
                     current.add(ids[len(known):], vectors[len(known):])
-                    current.save(self.settings.index_dir)
+                    self._save(current)
                     self.generation += 1
                 else:
                     current = None
             if current is None:
                 current = VectorIndex.build(ids, vectors, encoder_name=encoder.name, encoder_version=encoder.version)
-                current.save(self.settings.index_dir)
+                self._save(current)
                 self.generation += 1
             if self._indexes.get(kind) is not current:
                 self.generation += 1
@@ -186,4 +248,7 @@ class LibraryVectors:
         return self.ensure_index(kind)
 
 
-__all__ = ["EMBED_BATCH", "FIT_SAMPLE", "LibraryVectors", "case_pixels", "case_text", "fit_encoder"]
+__all__ = [
+    "EMBED_BATCH", "FIT_SAMPLE", "EmbedReport", "LibraryVectors", "case_pixels", "case_text", "fit_encoder",
+    "read_case_pixels",
+]

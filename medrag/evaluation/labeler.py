@@ -40,7 +40,6 @@ Reports indexed "No Indexing" and reports with neither findings nor impression t
 from __future__ import annotations
 
 import importlib.util
-import tarfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -179,7 +178,9 @@ def parse_openi_xml(data: bytes | str) -> OpenIReport:
     try:
         root = ET.fromstring(data)
     except ET.ParseError as exc:
-        raise LibraryError(f"Not a readable Open-i XML report ({exc}); check the file is an ecgen-radiology XML.") from exc
+        raise LibraryError(
+            f"Not a readable Open-i XML report ({exc}); check the file is an ecgen-radiology XML."
+        ) from exc
     uid_node = root.find("uId")
     uid = uid_node.get("id", "") if uid_node is not None else ""
     if not uid:
@@ -202,24 +203,10 @@ def parse_openi_xml(data: bytes | str) -> OpenIReport:
 
 
 def _iter_xml(path: Path) -> Iterator[tuple[str, bytes]]:
-    if path.is_dir():
-        for file in sorted(path.rglob("*.xml")):
-            yield str(file), file.read_bytes()
-        return
-    if path.suffix.lower() == ".xml":
-        yield str(path), path.read_bytes()
-        return
-    try:
-        with tarfile.open(path, "r:*") as tar:
-            for member in tar:
-                if member.isfile() and member.name.lower().endswith(".xml"):
-                    handle = tar.extractfile(member)
-                    if handle is not None:
-                        yield member.name, handle.read()
-    except (tarfile.TarError, OSError) as exc:
-        raise LibraryError(
-            f"Cannot read Open-i reports from {path} ({exc}); pass the NLMCXR_reports.tgz, a folder of XML or one XML."
-        ) from exc
+    # Streamed, with size limits: a small archive can hold a member that inflates to gigabytes.
+    from medrag.archive import iter_xml_documents
+
+    return iter_xml_documents(path)
 
 
 def read_openi_reports(path: Path | str | None = None) -> list[OpenIReport]:

@@ -61,10 +61,13 @@ def rgb_to_gray(rgb: np.ndarray, meta: dict[str, Any], warnings: list[str], what
         warnings.append(f"{what} image with visible colour (colourfulness {colour:.0f}) converted to grayscale.")
     else:
         warnings.append(f"{what} image converted to grayscale (it has almost no colour).")
-    rgbf = rgb[..., :3].astype(np.float32)
-    # ITU-R BT.601 luma, as Pillow's convert("L").
-    gray = rgbf[..., 0] * 0.299 + rgbf[..., 1] * 0.587 + rgbf[..., 2] * 0.114
-    return gray / 255.0
+    # ITU-R BT.601 luma, as Pillow's convert("L"), one channel at a time (no 3-channel float copy);
+    # the float32 sums are the same, bit for bit, as those of the whole-array expression.
+    gray = rgb[..., 0].astype(np.float32) * 0.299
+    gray += rgb[..., 1].astype(np.float32) * 0.587
+    gray += rgb[..., 2].astype(np.float32) * 0.114
+    gray /= np.float32(255.0)
+    return gray
 
 
 def to_unit_float32(pixels: np.ndarray) -> np.ndarray:

@@ -40,7 +40,7 @@ from medrag.errors import (
 )
 from medrag.imaging.convert import minmax, replace_non_finite, rgb_to_gray, to_unit_float32
 from medrag.imaging.dicom import decode_dicom, looks_like_dicom, try_raw_dicom
-from medrag.imaging.limits import MAX_FILE_BYTES, MAX_PIXELS, check_size
+from medrag.imaging.limits import MAX_FILE_BYTES, MAX_PIXELS, MAX_WORKING_PIXELS, check_size, working_factor
 from medrag.pixels import compute_pixel_hash
 from medrag.records import CXRImage
 
@@ -148,9 +148,12 @@ def _base_meta(name: str, fmt: str) -> dict[str, Any]:
 
 
 def _finish_meta(pixels: np.ndarray, meta: dict[str, Any], warnings: list[str]) -> None:
-    std = float(pixels.std())
+    # On at most ~1 megapixel: std makes a full-size float temporary, and a blank image is blank at any step.
+    step = max(1, int((pixels.size / 1e6) ** 0.5))
+    sample = pixels[::step, ::step]
+    std = float(sample.std())
     if std < _BLANK_STD:
-        tone = "black" if float(pixels.mean()) < 0.5 else "white"
+        tone = "black" if float(sample.mean()) < 0.5 else "white"
         warnings.append(f"blank image: nearly uniform {tone} pixels (std {std:.4f}); check the file.")
     meta["warnings"] = list(warnings)
 
@@ -175,6 +178,29 @@ def _looks_like_text(data: bytes) -> bool:
 
 # --------------------------------------------------------------------------- Pillow formats
 
+#: Start-of-frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic coded).
+_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def _jpeg_precision(data: bytes) -> int | None:
+    """Bits per sample declared by a JPEG's start-of-frame segment; None when no frame header is found."""
+    at = 2  # after SOI
+    while at + 4 <= len(data) and data[at] == 0xFF:
+        marker = data[at + 1]
+        if marker == 0xFF:  # fill byte
+            at += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # segments without a length
+            at += 2
+            continue
+        if marker in _JPEG_SOF:
+            return data[at + 4] if at + 4 < len(data) else None
+        if marker in (0xD9, 0xDA):  # end of image, or entropy-coded data: no frame header before it
+            return None
+        at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
+    return None
+
+
 
 def _decode_pillow(
     data: bytes, kind: str | None, meta: dict[str, Any], warnings: list[str], name: str
@@ -188,6 +214,12 @@ def _decode_pillow(
             "downsample it (a chest X-ray needs about 2048 px) and try again."
         ) from exc
     except Exception as exc:
+        precision = _jpeg_precision(data) if kind == "jpeg" else None
+        if precision is not None and precision != 8:
+            raise UnsupportedImageError(
+                f"{what} is a {precision}-bit JPEG, which MedRAG does not support (it reads 8-bit JPEG); "
+                f"convert it to PNG (16-bit PNG keeps all {precision} bits) or to uncompressed DICOM and try again."
+            ) from exc
         if kind is not None:
             raise TruncatedImageError(
                 f"{what} starts like a {kind.upper()} file but its header is damaged or cut short; "
@@ -207,9 +239,15 @@ def _decode_pillow(
             f"{what} has {frames} frames (animated or multi-page {fmt.upper()}); MedRAG analyses one "
             "radiograph: save the frame you want as PNG."
         )
+    source_mode = img.mode
+    factor = working_factor(width, height)
     try:
-        img.load()
+        if factor > 1 and fmt == "jpeg":
+            # JPEG decodes straight at 1/2, 1/4 or 1/8 scale (DCT scaling): the full size never exists.
+            img.draft(None, (-(-width // factor), -(-height // factor)))
         orientation = img.getexif().get(0x0112, 1)
+        img.load()
+        img = _reduce_to_working_size(img, (width, height), meta, warnings)
         if orientation not in (None, 1):
             img = ImageOps.exif_transpose(img)
             meta["orientation_corrected"] = True
@@ -219,17 +257,48 @@ def _decode_pillow(
         raise TruncatedImageError(
             f"{what} is truncated or corrupt ({type(exc).__name__}: {exc}); re-export or re-download it."
         ) from exc
-    return _pillow_pixels(img, meta, warnings)
+    return _pillow_pixels(img, meta, warnings, source_mode)
 
 
-def _pillow_pixels(img: Image.Image, meta: dict[str, Any], warnings: list[str]) -> np.ndarray:
+#: Modes ``Image.reduce`` handles; the others are converted first (1 -> L, P -> RGB(A), I;16 -> I).
+_REDUCIBLE = frozenset({"L", "LA", "La", "RGB", "RGBA", "RGBa", "CMYK", "YCbCr", "I", "F"})
+_REDUCE_AS = {"1": "L", "P": "RGB", "PA": "RGBA", "I;16": "I", "I;16L": "I", "I;16B": "I", "I;16N": "I"}
+
+
+def _reduce_to_working_size(
+    img: Image.Image, original: tuple[int, int], meta: dict[str, Any], warnings: list[str]
+) -> Image.Image:
+    """``img`` box-averaged by the whole factor that brings it to :data:`MAX_WORKING_PIXELS` (a JPEG may
+    arrive already scaled by ``draft``), in its own 8/16-bit mode, so no full-size float copy is ever made."""
+    factor = working_factor(*img.size)
+    if factor > 1:
+        if img.mode not in _REDUCIBLE:
+            img = img.convert(_REDUCE_AS.get(img.mode, "RGB"))
+        img = img.reduce(factor)
+    if img.size != original:
+        meta["original_width"], meta["original_height"] = original
+        warnings.append(
+            f"reduced from {original[0]}x{original[1]} to {img.size[0]}x{img.size[1]} pixels as it was decoded "
+            f"(MedRAG works with at most {MAX_WORKING_PIXELS / 1e6:.1f} megapixels)."
+        )
+    return img
+
+
+
+def _pillow_pixels(
+    img: Image.Image, meta: dict[str, Any], warnings: list[str], source_mode: str | None = None
+) -> np.ndarray:
+    """Pixels of a loaded image; ``source_mode`` is the file's own mode when ``img`` was converted to reduce it."""
     mode = img.mode
-    meta["mode"] = mode
+    source = source_mode or mode
+    meta["mode"] = source
     # 8-bit grey comes back as uint8: load_image scales it and keeps it for the hash and the thumbnail.
     if mode == "1":
         meta["bit_depth"] = 1
         return np.ascontiguousarray(np.asarray(img.convert("L"), dtype=np.uint8))
     if mode == "L":
+        if source == "1":
+            meta["bit_depth"] = 1
         return np.ascontiguousarray(np.asarray(img, dtype=np.uint8))
     if mode in ("LA", "La"):
         warnings.append("alpha channel dropped.")
@@ -247,8 +316,8 @@ def _pillow_pixels(img: Image.Image, meta: dict[str, Any], warnings: list[str]) 
     # Colour: RGB(A), CMYK, YCbCr, LAB, HSV, palette...
     meta["bit_depth"] = 8
     meta["photometric"] = "RGB"
-    rgb = np.asarray(img.convert("RGB"))
-    label = "palette" if mode in ("P", "PA") else mode
+    rgb = np.asarray(img if mode == "RGB" else img.convert("RGB"))
+    label = "palette" if source in ("P", "PA") else source
     return rgb_to_gray(rgb, meta, warnings, label)
 
 

@@ -127,9 +127,16 @@ def _dicom_gray(
     if "VOILUTSequence" in ds or ("WindowCenter" in ds and "WindowWidth" in ds):
         try:
             lut_input = values
-            if "VOILUTSequence" in ds and np.array_equal(values, np.round(values)):
+            if "VOILUTSequence" not in ds:
+                _check_window(ds)
+            elif np.array_equal(values, np.round(values)):
                 lut_input = values.astype(np.int64)  # a LUT is indexed by integers
-            values = np.asarray(apply_voi_lut(lut_input, ds, index=0), dtype=np.float64)
+            windowed = np.asarray(apply_voi_lut(lut_input, ds, index=0), dtype=np.float64)
+            if not np.isfinite(windowed).all():
+                raise ValueError("it gives non-finite values")
+            if windowed.max() == windowed.min() and values.max() > values.min():
+                raise ValueError("it maps every pixel to the same grey level")
+            values = windowed
             if "VOILUTSequence" in ds:
                 meta["window"] = "VOI LUT"
             else:
@@ -148,6 +155,7 @@ def _dicom_colour(
     from pydicom.pixels import apply_color_lut
 
     if photometric == "PALETTE COLOR":
+        _check_palette(ds)
         try:
             arr = apply_color_lut(arr, ds)
         except Exception as exc:
@@ -157,6 +165,39 @@ def _dicom_colour(
     scale = 255.0 / (65535.0 if peak > 255 else 255.0)
     rgb8 = np.clip(rgb * scale, 0, 255).astype(np.uint8)
     return rgb_to_gray(rgb8, meta, warnings, f"DICOM {photometric}")
+
+
+def _check_window(ds: Any) -> None:
+    """Raise ValueError for a window centre/width that is not a finite number (NaN, inf, 1e999)."""
+    center, width = _first(ds.WindowCenter), _first(ds.WindowWidth)
+    if not (np.isfinite(center) and np.isfinite(width)):
+        raise ValueError(f"centre {center:g}, width {width:g}: not finite numbers")
+
+
+def _check_palette(ds: Any) -> None:
+    """Raise UnsupportedImageError when the palette tables do not hold the entries their descriptors declare.
+
+    pydicom derives the entry size from the table's length, so a short table becomes a numpy error
+    ("Alias 'uint0' was removed") instead of a message about the file.
+    """
+    for colour in ("Red", "Green", "Blue"):
+        table = ds.get(f"{colour}PaletteColorLookupTableData")
+        if table is None and f"Segmented{colour}PaletteColorLookupTableData" in ds:
+            continue  # segmented tables are checked by pydicom as it expands them
+        descriptor = ds.get(f"{colour}PaletteColorLookupTableDescriptor")
+        try:
+            # A first value of 0 means 65,536 entries (PS3.3 C.7.6.3.1.5).
+            entries = (int(descriptor[0]) or 2**16) if len(descriptor) == 3 else 0
+        except (TypeError, ValueError):  # a missing (None) or malformed descriptor
+            entries = 0
+        size = len(table) if isinstance(table, (bytes, bytearray)) else 0
+        # 1- or 2-byte entries; an odd count of 1-byte entries is padded to an even length.
+        if not entries or size not in (entries, entries + entries % 2, 2 * entries):
+            raise UnsupportedImageError(
+                f"the DICOM palette colour table is damaged: the {colour.lower()} table should hold "
+                f"{entries or 'a declared number of'} entries of 1 or 2 bytes but has {size} bytes; "
+                "re-export the image, or export it as grayscale."
+            )
 
 
 def _first(value: Any) -> float:

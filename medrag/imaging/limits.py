@@ -10,6 +10,18 @@ MAX_PIXELS = 50_000_000
 MIN_SIDE = 32
 #: Largest file read into memory (an uncompressed 50-megapixel 16-bit DICOM is ~100 MB).
 MAX_FILE_BYTES = 512 * 1024 * 1024
+#: Most pixels MedRAG works with (4096 x 4096, above the largest detectors' 4300 x 3500): a larger
+#: PNG/JPEG/TIFF is reduced by a whole factor as it is decoded, before any float copy exists.
+MAX_WORKING_PIXELS = 4096 * 4096
+
+
+def working_factor(width: int, height: int) -> int:
+    """The smallest whole factor that brings ``width`` x ``height`` to at most :data:`MAX_WORKING_PIXELS`
+    (each side rounded up, as ``PIL.Image.reduce`` does); 1 when it is already small enough."""
+    factor = 1
+    while -(-width // factor) * -(-height // factor) > MAX_WORKING_PIXELS:
+        factor += 1
+    return factor
 
 
 def check_size(width: int, height: int, what: str) -> None:
@@ -27,4 +39,4 @@ def check_size(width: int, height: int, what: str) -> None:
         )
 
 
-__all__ = ["MAX_FILE_BYTES", "MAX_PIXELS", "MIN_SIDE", "check_size"]
+__all__ = ["MAX_FILE_BYTES", "MAX_PIXELS", "MAX_WORKING_PIXELS", "MIN_SIDE", "check_size", "working_factor"]

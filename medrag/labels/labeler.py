@@ -175,9 +175,9 @@ def label_texts(texts: Iterable[str], batch_size: int = 64) -> list[Summary]:
             pieces.append(chunk)
     docs: list[list[Any]] = [[] for _ in notes]
     with NLP_LOCK:
-        for owner, doc in zip(owners, nlp.pipe(pieces, batch_size=batch_size)):
+        for owner, doc in zip(owners, nlp.pipe(pieces, batch_size=batch_size), strict=True):
             docs[owner].append(doc)
-        return [_summarise(group, caveats) for group, caveats in zip(docs, notes)]
+        return [_summarise(group, caveats) for group, caveats in zip(docs, notes, strict=True)]
 
 
 __all__ = ["label_text", "label_texts"]

@@ -36,7 +36,8 @@ def build_nlp(rules: Rules) -> Any:
         ) from exc
     finally:
         # medspaCy's matcher module silences every warning in the process on import; undo that.
-        warnings.filters[:] = saved_filters
+        # (typeshed declares warnings.filters a read-only Sequence; at run time it is the module's list)
+        warnings.filters[:] = saved_filters  # type: ignore[index]
     nlp = medspacy.load(
         medspacy_enable=["medspacy_tokenizer", "medspacy_target_matcher", "medspacy_context"],
         load_rules=False,

@@ -146,7 +146,8 @@ def _finding_table(
 ) -> dict[str, tuple[str, ...]]:
     """``[categories.<name>]``: category → the findings it speaks of (each must be a known finding)."""
     table: dict[str, tuple[str, ...]] = {}
-    for category, findings in (r.table(categories, name, "categories.") if name in categories or name == "findings" else {}).items():
+    present = name in categories or name == "findings"
+    for category, findings in (r.table(categories, name, "categories.") if present else {}).items():
         where = f"categories.{name}.{category}"
         table[category] = r.strings(findings, where)
         for finding in table[category]:

@@ -30,7 +30,8 @@ _HEADING_NAMES = sorted({*SKIPPED_SECTIONS, *load_rules().kept_sections}, key=la
 _HEADING_RE = re.compile(
     r"(?:^|(?<=[.\n]))[ \t>#*_-]*(?P<name>"
     + "|".join(re.escape(n).replace(r"\ ", r"\s+").replace(r"\-", r"[- ]?") for n in _HEADING_NAMES)
-    + r")[ \t*_]*(?::|(?=\n)|$)",
+    # "**Similar-case evidence.**" (MedRAG's own reasoning) ends its heading with a full stop inside the bold
+    + r")[ \t*_]*(?:\.[ \t*_]*(?=\n)|:|(?=\n)|$)",
     re.IGNORECASE | re.MULTILINE,
 )
 _IMPRESSION_RE = re.compile(

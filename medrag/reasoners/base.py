@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, runtime_checkable
 
+from medrag.reading.base import ImageReading
 from medrag.records import CXRImage, Neighbour, Summary
 from medrag.registry import Registry
 
@@ -38,6 +39,8 @@ class ReasoningRequest:
     question: str = ""
     neighbours: tuple[Neighbour, ...] = ()
     measurements: dict[str, float] = field(default_factory=dict)
+    #: what the image readers saw (None for a text question or when no reader ran)
+    reading: ImageReading | None = None
 
 
 @runtime_checkable
@@ -64,30 +67,34 @@ class Summariser(Protocol):
         ...
 
 
+#: what a spec's factory builds (a Reasoner or a Summariser)
+B = TypeVar("B")
+
+
 @dataclass(frozen=True)
-class BackendSpec:
+class BackendSpec(Generic[B]):
     """A registry entry for a reasoner or summariser backend."""
 
     name: str
-    factory: Callable[[Settings], object]
+    factory: Callable[[Settings], B]
     description: str = ""
     offline: bool = True
 
 
-_REASONERS: Registry[BackendSpec] = Registry(
+_REASONERS: Registry[BackendSpec[Reasoner]] = Registry(
     "reasoner", ("medrag.reasoners.evidence", "medrag.reasoners.hf", "medrag.reasoners.openai")
 )
-_SUMMARISERS: Registry[BackendSpec] = Registry(
+_SUMMARISERS: Registry[BackendSpec[Summariser]] = Registry(
     "summariser", ("medrag.reasoners.rules", "medrag.reasoners.hf", "medrag.reasoners.openai")
 )
 
 
-def register_reasoner(spec: BackendSpec) -> None:
+def register_reasoner(spec: BackendSpec[Reasoner]) -> None:
     """Add (or replace) a reasoner backend."""
     _REASONERS.register(spec.name, spec)
 
 
-def register_summariser(spec: BackendSpec) -> None:
+def register_summariser(spec: BackendSpec[Summariser]) -> None:
     """Add (or replace) a summariser backend."""
     _SUMMARISERS.register(spec.name, spec)
 
@@ -97,7 +104,7 @@ def build_reasoner(name: str, settings: Settings) -> Reasoner:
 
     An unknown name raises :class:`ConfigError` listing the registered ones.
     """
-    return _REASONERS.get(name).factory(settings)  # type: ignore[return-value]
+    return _REASONERS.get(name).factory(settings)
 
 
 def build_summariser(name: str, settings: Settings) -> Summariser:
@@ -105,7 +112,7 @@ def build_summariser(name: str, settings: Settings) -> Summariser:
 
     An unknown name raises :class:`ConfigError` listing the registered ones.
     """
-    return _SUMMARISERS.get(name).factory(settings)  # type: ignore[return-value]
+    return _SUMMARISERS.get(name).factory(settings)
 
 
 def reasoner_names() -> list[str]:

@@ -1,9 +1,11 @@
-"""``evidence``: the offline, weight-free reasoner.
+"""``evidence``: the offline reasoner.
 
-It does not read the image the way a radiologist or a vision-language model would. It reports simple
-image measurements and what the most similar library cases say (their labels and report sentences,
-weighted by similarity), section by section, and says so plainly. Text is streamed word by word so
-every front end shows it the same way a model's output would appear.
+With an image reading (``request.reading``: lung and heart outlines, zone opacities, costophrenic angles,
+the view, devices and the trained classifier's calibrated probabilities) each section says what was
+measured where and how sure it is, the impression restates exactly those findings, and similar cases are
+quoted only in the similar-case section. Without one (a text question, or no reader configured) it falls
+back to what the most similar library cases say, and says so. A question gets a direct answer first, with
+the evidence for and against. Text is streamed word by word, as a model's output would appear.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from medrag.reading.base import ImageReading
+from medrag.reasoners.answer import answer_from_neighbours, answer_lines
 from medrag.reasoners.base import SECTIONS, BackendSpec, ReasoningRequest, register_reasoner
+from medrag.reasoners.reading_text import impression, section_lines
 from medrag.records import Neighbour
 
 if TYPE_CHECKING:
@@ -23,6 +28,11 @@ DISCLAIMER = (
     "This reading is retrieval-based: it combines simple image measurements with the labels and reports "
     "of the most similar cases in the local library. It is not a model's reading of the image and not a "
     "diagnosis (education and research only)."
+)
+READING_DISCLAIMER = (
+    "This reading comes from MedRAG's offline image readers (segmentation, measurements and a small "
+    "classifier trained on a few thousand NIH films) plus the most similar library cases. It is a teaching "
+    "aid with known error rates, not a diagnosis (education and research only)."
 )
 
 # Which report sentences belong to which section (first match wins, in this order).
@@ -71,7 +81,9 @@ def _measurement_lines(m: dict[str, float]) -> dict[str, list[str]]:
             exposure = "dark (possibly over-penetrated)"
         elif m["mean_intensity"] > 0.75:
             exposure = "bright (possibly under-penetrated)"
-        tech.append(f"Exposure looks {exposure}: mean intensity {m['mean_intensity']:.2f}, contrast {m['contrast']:.2f}.")
+        tech.append(
+            f"Exposure looks {exposure}: mean intensity {m['mean_intensity']:.2f}, contrast {m['contrast']:.2f}."
+        )
     if "clipped_fraction" in m and m["clipped_fraction"] > 0.05:
         tech.append(f"{m['clipped_fraction']:.0%} of pixels are clipped, which hides detail.")
     if "sharpness" in m:
@@ -81,13 +93,22 @@ def _measurement_lines(m: dict[str, float]) -> dict[str, list[str]]:
         side = "no marked difference between the lung fields"
         if abs(asym) > 0.08:
             # measure() reports left minus right (patient's sides): positive means the left field is whiter.
-            side = f"the patient's {'left' if asym > 0 else 'right'} lung field is whiter (more opaque) than the other (asymmetry {asym:+.2f})"
+            side = (
+                f"the patient's {'left' if asym > 0 else 'right'} lung field is whiter (more opaque) than the other "
+                f"(asymmetry {asym:+.2f})"
+            )
         lines["Lungs"].append(f"Measured brightness: {side}.")
     if "ctr" in m and 0.2 < m["ctr"] < 0.9:
         ctr = m["ctr"]
         # The image estimate reads high (median 0.54 on NIH normals), so 0.6 rather than the textbook 0.5.
-        verdict = "within the usual range for this estimate" if ctr <= 0.6 else "high, which on a PA film suggests an enlarged cardiac silhouette"
-        lines["Heart and mediastinum"].append(f"Estimated cardiothoracic ratio {ctr:.2f}, {verdict} (rough image estimate).")
+        verdict = (
+            "within the usual range for this estimate"
+            if ctr <= 0.6
+            else "high, which on a PA film suggests an enlarged cardiac silhouette"
+        )
+        lines["Heart and mediastinum"].append(
+            f"Estimated cardiothoracic ratio {ctr:.2f}, {verdict} (rough image estimate)."
+        )
     return lines
 
 
@@ -95,10 +116,47 @@ class EvidenceReasoner:
     """Step-wise reasoning from measurements and similar cases; offline and deterministic."""
 
     name = "evidence"
-    model = "retrieval-evidence-v1"
+    model = "evidence-v2"
 
     def compose(self, request: ReasoningRequest) -> str:
         """The whole reasoning text (``stream`` yields it in pieces)."""
+        if request.reading is not None and request.reading.findings:
+            return self._compose_from_reading(request, request.reading)
+        return self._compose_from_neighbours(request)
+
+    def _compose_from_reading(self, request: ReasoningRequest, reading: ImageReading) -> str:
+        neighbours = list(request.neighbours)
+        body = section_lines(reading)
+        for section, lines in _measurement_lines(request.measurements).items():
+            if section == "Technical assessment":
+                body[section].extend(lines)
+        parts: list[str] = [READING_DISCLAIMER, ""]
+        if request.question:
+            parts += [f"Question: {request.question.strip()[:500]}", "", "**Answer.**", *answer_lines(request.question, reading), ""]
+        for section in SECTIONS:
+            parts.append(f"**{section}.**")
+            if section == "Similar-case evidence":
+                parts.extend(self._evidence_lines(neighbours, label_votes(neighbours)))
+                parts.extend(self._quotes(neighbours))
+            elif section == "Impression":
+                parts.append(impression(reading))
+            else:
+                parts.extend(body.get(section) or ["Nothing measured or found for this section."])
+            parts.append("")
+        for note in reading.notes:
+            parts.append(f"Note: {note}")
+        return "\n".join(parts).strip() + "\n"
+
+    @staticmethod
+    def _quotes(neighbours: Sequence[Neighbour]) -> list[str]:
+        quoted = []
+        for n in neighbours[:3]:
+            sentence = next(iter(_sentences(n.report)), "")
+            if sentence:
+                quoted.append(f"Case {n.rank} ({n.score:.2f}) report: “{sentence[:200]}”")
+        return quoted
+
+    def _compose_from_neighbours(self, request: ReasoningRequest) -> str:
         neighbours = list(request.neighbours)
         by_section: dict[str, list[str]] = defaultdict(list)
         for section, lines in _measurement_lines(request.measurements).items():
@@ -113,7 +171,8 @@ class EvidenceReasoner:
         votes = label_votes(neighbours)
         parts: list[str] = [DISCLAIMER, ""]
         if request.question:
-            parts += [f"Question: {request.question.strip()[:500]}", ""]
+            parts += [f"Question: {request.question.strip()[:500]}", "", "**Answer.**",
+                      answer_from_neighbours(request.question, votes, has_image=request.image is not None), ""]
         for section in SECTIONS:
             parts.append(f"**{section}.**")
             if section == "Technical assessment" and request.image is None:
@@ -136,7 +195,8 @@ class EvidenceReasoner:
         for n in neighbours:
             marker = " [synthetic]" if n.synthetic and n.dataset != "synthetic" else ""
             lines.append(f"- #{n.rank}: {n.label or 'unlabelled'} (similarity {n.score:.2f}, {n.dataset}{marker})")
-        lines.append("Similarity-weighted label votes: " + ", ".join(f"{label} {share:.0%}" for label, share in votes) + ".")
+        shares = ", ".join(f"{label} {share:.0%}" for label, share in votes)
+        lines.append(f"Similarity-weighted label votes: {shares}.")
         return lines
 
     @staticmethod
@@ -149,7 +209,9 @@ class EvidenceReasoner:
         # The wording carries the strength of the evidence, so the labeler reads it as present or uncertain.
         if label.lower() in {"normal", "no finding", "no findings"}:
             if share >= 0.6:
-                text = f"Similar cases suggest a normal chest radiograph: no acute cardiopulmonary abnormality {weight}."
+                text = (
+                    f"Similar cases suggest a normal chest radiograph: no acute cardiopulmonary abnormality {weight}."
+                )
             else:
                 text = f"Indeterminate: the similar cases are mixed; the largest group is normal {weight}."
         elif share >= 0.6:

@@ -110,7 +110,9 @@ def _load(weights: ResolvedWeights, device: str, dtype: torch.dtype, quantize: b
         kwargs["device_map"] = {"": device}
     try:
         with hub_offline():
-            model = AutoModelForImageTextToText.from_pretrained(model_dir, **kwargs)
+            # Any, as in LoadedModel: a transformers model or a PeftModel around one, whose merge_and_unload
+            # is reached through attribute forwarding that the type stubs cannot follow.
+            model: Any = AutoModelForImageTextToText.from_pretrained(model_dir, **kwargs)
             if weights.kind == "adapter":
                 from peft import PeftModel
 

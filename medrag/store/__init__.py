@@ -10,6 +10,7 @@ work). All SQL is parameterised. The package, one job per module:
 - :mod:`~medrag.store.ingest`: source fingerprints and the all-or-nothing ingest batch
 - :mod:`~medrag.store.analyses`: the analysis history (:class:`~medrag.analysis.Analysis` rows)
 - :mod:`~medrag.store.webcache`: the web-result cache
+- :mod:`~medrag.store.teaching`: lesson sets, quiz answers and annotations
 
 Each table's class is a :class:`~medrag.store.connection.Database` that can be opened alone; :class:`Store`
 is all of them on one database.
@@ -23,10 +24,11 @@ from medrag.store.connection import Database
 from medrag.store.embeddings import EmbeddingStore
 from medrag.store.ingest import IngestStore
 from medrag.store.schema import SCHEMA_VERSION
+from medrag.store.teaching import TeachingStore
 from medrag.store.webcache import WebCacheStore
 
 __all__ = ["SCHEMA_VERSION", "Database", "Store"]
 
 
-class Store(CaseStore, IngestStore, EmbeddingStore, AnalysisStore, WebCacheStore):
+class Store(CaseStore, IngestStore, EmbeddingStore, AnalysisStore, WebCacheStore, TeachingStore):
     """Cases, embeddings, analyses (history) and the web cache in one DuckDB file (or ``:memory:``)."""

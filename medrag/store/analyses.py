@@ -10,6 +10,14 @@ import pandas as pd
 
 from medrag.analysis import Analysis
 from medrag.store.connection import Database, utcnow
+from medrag.store.paths import (
+    PATH_COLUMNS,
+    neighbours_resolved,
+    neighbours_stored,
+    resolve_frame,
+    to_absolute,
+    to_stored,
+)
 
 #: JSON-typed columns of ``analyses`` (stored as text, decoded on read).
 _ANALYSIS_JSON = ("findings", "neighbours", "web_results", "guard", "meta", "timings", "errors", "tags")
@@ -40,8 +48,8 @@ def _like_pattern(search: str) -> str:
     return f"%{escaped}%"
 
 
-def _history_filter(
-    search: str | None, labels: Sequence[str] | None, backends: Sequence[str] | None
+def history_where(
+    search: str | None, labels: Sequence[str] | None = None, backends: Sequence[str] | None = None
 ) -> tuple[str, list[Any]]:
     """The WHERE clause (or "") and its parameters for a history search and label / backend filters."""
     clauses: list[str] = []
@@ -62,6 +70,10 @@ class AnalysisStore(Database):
     def save_analysis(self, analysis: Analysis) -> int:
         """Append one analysis to the history; returns its id."""
         values = analysis.to_row()
+        # Paths under the data folder are stored relative to it, so the folder can move (medrag.store.paths).
+        for key in PATH_COLUMNS["analyses"]:
+            values[key] = to_stored(self.data_root, values[key])
+        values["neighbours"] = neighbours_stored(self.data_root, values["neighbours"])
         for key in _ANALYSIS_JSON:
             values[key] = json.dumps(values[key], default=str)
         columns = ["created_at", *values]
@@ -84,6 +96,9 @@ class AnalysisStore(Database):
         for key in _ANALYSIS_JSON:
             row[key] = json.loads(row[key]) if row.get(key) else ({} if key in _JSON_OBJECTS else [])
         row["id"] = int(row["id"])
+        for key in PATH_COLUMNS["analyses"]:
+            row[key] = to_absolute(self.data_root, row.get(key))
+        row["neighbours"] = neighbours_resolved(self.data_root, row["neighbours"])
         return Analysis.from_row(row)
 
     def history_frame(self, limit: int | None = None, search: str | None = None) -> pd.DataFrame:
@@ -98,7 +113,8 @@ class AnalysisStore(Database):
             sql += " LIMIT ?"
             params.append(int(limit))
         with self.cursor() as cur:
-            return cur.execute(sql, params).df()
+            frame = cur.execute(sql, params).df()
+        return resolve_frame(frame, self.data_root, PATH_COLUMNS["analyses"])
 
     def history_page(
         self,
@@ -125,25 +141,25 @@ class AnalysisStore(Database):
             raise ValueError(f"Unknown history columns {unknown}; use {list(HISTORY_COLUMNS) + list(HISTORY_DERIVED)}.")
         if sort not in HISTORY_SORTS:
             raise ValueError(f"Cannot sort the history by {sort!r}; use one of {list(HISTORY_SORTS)}.")
-        where, params = _history_filter(search, labels, backends)
+        where, params = history_where(search, labels, backends)
         order = "DESC" if descending else "ASC"
-        tie = "" if sort == "id" else f", id {order}"
-        # The page's ids first (a scan of light columns), then only those rows' other columns.
-        selected = ", ".join(HISTORY_DERIVED.get(c, f"a.{c}") + f" AS {c}" for c in columns)
+        key = f"{sort} {order} NULLS LAST" + ("" if sort == "id" else f", id {order}")
+        # The page's ids first (a scan of one or two light columns), then only those rows' other columns.
+        selected = ", ".join(HISTORY_DERIVED.get(c, f"a.{c}") + f" AS {c}" for c in columns) or "a.id AS id"
         sql = (
-            f"WITH page AS (SELECT id, row_number() OVER () AS n FROM "
-            f"(SELECT id FROM analyses{where} ORDER BY {sort} {order} NULLS LAST{tie} LIMIT ? OFFSET ?)) "
-            f"SELECT {selected or 'a.id AS id'} FROM page JOIN analyses a USING (id) ORDER BY page.n"
+            f"SELECT {selected} FROM (SELECT id FROM analyses{where} ORDER BY {key} LIMIT ? OFFSET ?) AS page "
+            f"JOIN analyses a USING (id) ORDER BY a.{key.replace(', id', ', a.id')}"
         )
         params += [max(0, int(limit)), max(0, int(offset))]
         with self.cursor() as cur:
-            return cur.execute(sql, params).df()
+            frame = cur.execute(sql, params).df()
+        return resolve_frame(frame, self.data_root, PATH_COLUMNS["analyses"])
 
     def count_history(
         self, search: str | None = None, *, labels: Sequence[str] | None = None, backends: Sequence[str] | None = None
     ) -> int:
         """How many history rows :meth:`history_page` pages through for this search and these filters."""
-        where, params = _history_filter(search, labels, backends)
+        where, params = history_where(search, labels, backends)
         with self.cursor() as cur:
             return int(cur.execute(f"SELECT count(*) FROM analyses{where}", params).fetchall()[0][0])
 
@@ -151,9 +167,10 @@ class AnalysisStore(Database):
         """The distinct ``label`` or ``reasoner_backend`` values among the rows matching ``search`` (for filters)."""
         if column not in ("label", "reasoner_backend"):
             raise ValueError(f"history_values lists 'label' or 'reasoner_backend', not {column!r}.")
-        where, params = _history_filter(search, None, None)
+        where, params = history_where(search, None, None)
         with self.cursor() as cur:
-            rows = cur.execute(f"SELECT DISTINCT coalesce({column}, '') FROM analyses{where} ORDER BY 1", params).fetchall()
+            sql = f"SELECT DISTINCT coalesce({column}, '') FROM analyses{where} ORDER BY 1"
+            rows = cur.execute(sql, params).fetchall()
         return [str(r[0]) for r in rows]
 
     def count_analyses(self) -> int:

@@ -1,15 +1,21 @@
-"""The library's cases: adding them, looking them up, filtering and counting them (the ``cases`` table)."""
+"""The library's cases: adding them, looking them up, filtering and counting them (the ``cases`` table).
+
+Image and thumbnail paths under the data folder are stored relative to it (:mod:`medrag.store.paths`) and
+come back absolute: callers never see the stored form.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from medrag.records import Case
 from medrag.store.connection import Database, utcnow
+from medrag.store.paths import PATH_COLUMNS, resolve_frame, to_absolute, to_stored
 
 #: Columns of ``cases`` in table order (what an insert writes).
 CASE_COLUMNS = (
@@ -26,20 +32,22 @@ def case_select(prefix: str = "") -> str:
     return ", ".join(prefix + name for name in CASE_FIELDS)
 
 
-def case_row(case: Case, size: tuple[int | None, int | None], added_at: Any) -> list[Any]:
-    """One ``cases`` row (in :data:`CASE_COLUMNS` order) for a case and its pixel size."""
+def case_row(case: Case, size: tuple[int | None, int | None], added_at: Any, root: Path | None = None) -> list[Any]:
+    """One ``cases`` row (in :data:`CASE_COLUMNS` order) for a case and its pixel size; paths stored under ``root``."""
     width, height = size
     return [
-        case.case_id, case.label, case.dataset, case.image_path, case.thumb_path, case.report, case.patient_id,
-        case.view, case.synthetic, json.dumps(case.extra, default=str), width, height, added_at,
+        case.case_id, case.label, case.dataset, to_stored(root, case.image_path), to_stored(root, case.thumb_path),
+        case.report, case.patient_id, case.view, case.synthetic, json.dumps(case.extra, default=str), width, height,
+        added_at,
     ]
 
 
-def row_to_case(row: Sequence[Any]) -> Case:
-    """A :class:`Case` from a row selected with :func:`case_select`."""
+def row_to_case(row: Sequence[Any], root: Path | None = None) -> Case:
+    """A :class:`Case` from a row selected with :func:`case_select`, its stored paths resolved under ``root``."""
     return Case(
-        case_id=row[0], label=row[1], dataset=row[2], image_path=row[3], thumb_path=row[4], report=row[5] or "",
-        patient_id=row[6] or "", view=row[7] or "", synthetic=bool(row[8]), extra=json.loads(row[9] or "{}"),
+        case_id=row[0], label=row[1], dataset=row[2], image_path=to_absolute(root, row[3]),
+        thumb_path=to_absolute(root, row[4]), report=row[5] or "", patient_id=row[6] or "", view=row[7] or "",
+        synthetic=bool(row[8]), extra=json.loads(row[9] or "{}"),
     )
 
 
@@ -63,7 +71,8 @@ class CaseStore(Database):
         if not cases:
             return 0
         now = utcnow()
-        rows = [case_row(case, sizes[i] if sizes else (None, None), now) for i, case in enumerate(cases)]
+        root = self.data_root
+        rows = [case_row(case, sizes[i] if sizes else (None, None), now, root) for i, case in enumerate(cases)]
         with self.transaction() as cur:
             before = cur.execute("SELECT count(*) FROM cases").fetchall()[0][0]
             cur.executemany(
@@ -101,7 +110,7 @@ class CaseStore(Database):
             rows = cur.execute(
                 f"SELECT {case_select()} FROM cases WHERE list_contains(?, case_id)", [list(case_ids)]
             ).fetchall()
-        return {r[0]: row_to_case(r) for r in rows}
+        return {r[0]: row_to_case(r, self.data_root) for r in rows}
 
     def cases_frame(
         self,
@@ -121,7 +130,31 @@ class CaseStore(Database):
             sql += " LIMIT ?"
             params.append(int(limit))
         with self.cursor() as cur:
-            return cur.execute(sql, params).df()
+            frame = cur.execute(sql, params).df()
+        return resolve_frame(frame, self.data_root, PATH_COLUMNS["cases"])
+
+    def case_files(self) -> list[tuple[str, str, str]]:
+        """(case_id, image path, thumbnail path) of every case, paths absolute, in library order."""
+        with self.cursor() as cur:
+            rows = cur.execute(
+                "SELECT case_id, image_path, thumb_path FROM cases ORDER BY added_at, case_id"
+            ).fetchall()
+        root = self.data_root
+        return [(r[0], to_absolute(root, r[1]), to_absolute(root, r[2])) for r in rows]
+
+    def set_thumb_paths(self, thumbs: Mapping[str, str]) -> None:
+        """Point cases (case_id → thumbnail path) at re-created thumbnails, in one transaction."""
+        if not thumbs:
+            return
+        frame = pd.DataFrame(
+            [(cid, to_stored(self.data_root, path)) for cid, path in thumbs.items()], columns=["case_id", "thumb_path"]
+        )
+        with self.transaction() as cur:
+            cur.register("new_thumbs", frame)
+            cur.execute(
+                "UPDATE cases SET thumb_path = n.thumb_path FROM new_thumbs n WHERE cases.case_id = n.case_id"
+            )
+            cur.unregister("new_thumbs")
 
     def label_counts(self) -> dict[str, int]:
         """Cases per label, most common first."""

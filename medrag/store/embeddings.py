@@ -44,7 +44,7 @@ class EmbeddingStore(Database):
                 "WHERE e.case_id IS NULL ORDER BY c.added_at, c.case_id",
                 [encoder, version],
             ).fetchall()
-        return [row_to_case(r) for r in rows]
+        return [row_to_case(r, self.data_root) for r in rows]
 
     def put_embeddings(self, encoder: str, version: str, case_ids: Sequence[str], vectors: np.ndarray) -> None:
         """Store vectors (replacing any older version's) in one transaction."""

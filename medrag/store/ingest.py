@@ -12,6 +12,7 @@ from medrag.records import Case
 from medrag.store.cases import CASE_COLUMNS, case_row
 from medrag.store.connection import Database, utcnow
 from medrag.store.embeddings import insert_embeddings
+from medrag.store.paths import is_absolute, to_absolute, to_stored
 
 
 class IngestStore(Database):
@@ -27,15 +28,21 @@ class IngestStore(Database):
         """Cases, their source fingerprints and (optionally) vectors in ONE transaction; returns new cases.
 
         ``sources`` rows are (source_key, size, mtime_ns, case_id); ``embeddings`` is
-        (encoder, version, case_ids, vectors). A crash leaves either all of a batch or none of it.
+        (encoder, version, case_ids, vectors). A crash leaves either all of a batch or none of it. Source
+        files under the data folder (the demo library) are keyed relative to it, so a moved folder's files
+        are still known as unchanged.
         """
         if len(cases) != len(sizes):
             raise StoreError("add_ingest_batch: cases and sizes differ in length (a bug: please report it).")
         now = utcnow()
         case_frame = pd.DataFrame(
-            [case_row(case, size, now) for case, size in zip(cases, sizes, strict=True)], columns=list(CASE_COLUMNS)
+            [case_row(case, size, now, self.data_root) for case, size in zip(cases, sizes, strict=True)],
+            columns=list(CASE_COLUMNS),
         )
-        source_frame = pd.DataFrame(list(sources), columns=["source_key", "size", "mtime_ns", "case_id"])
+        source_frame = pd.DataFrame(
+            [(_stored_key(self, key), size, mtime, cid) for key, size, mtime, cid in sources],
+            columns=["source_key", "size", "mtime_ns", "case_id"],
+        )
         columns = ", ".join(CASE_COLUMNS)
         # Whole-frame inserts: executemany costs about 4 ms a row in DuckDB, a frame a few ms in all.
         with self.transaction() as cur:
@@ -61,4 +68,13 @@ class IngestStore(Database):
         """source_key → (size, mtime_ns) of every file already ingested (to skip unchanged files)."""
         with self.cursor() as cur:
             rows = cur.execute("SELECT source_key, size, mtime_ns FROM sources").fetchall()
-        return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+        return {_absolute_key(self, r[0]): (int(r[1]), int(r[2])) for r in rows}
+
+
+def _stored_key(store: Database, key: str) -> str:
+    # Only plain file paths are keys to relativise ("parquet:<file>#<row>" keys stay as they are).
+    return to_stored(store.data_root, key) if is_absolute(key) else key
+
+
+def _absolute_key(store: Database, key: str) -> str:
+    return key if ":" in key.split("/", 1)[0] else to_absolute(store.data_root, key)

@@ -19,6 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from medrag.analysis import Analysis
+from medrag.casenames import case_caption, case_from_row, case_title, is_synthetic
 from medrag.records import Case
 
 if TYPE_CHECKING:
@@ -86,6 +87,31 @@ def _case_ids_where(key: tuple[Any, ...], label: str | None, dataset: str | None
     return _store.case_ids_where(label=label, dataset=dataset)
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _get_cases(key: tuple[Any, ...], case_ids: tuple[str, ...], _store: Store) -> dict[str, Case]:
+    return _store.get_cases(list(case_ids))
+
+
+#: Columns of :func:`case_index`.
+CASE_INDEX_COLUMNS = ("case_id", "title", "caption", "label", "dataset", "synthetic", "image_path", "thumb_path")
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _case_index(key: tuple[Any, ...], _store: Store) -> pd.DataFrame:
+    # A resource, not data: one shared, read-only table (a 100k-case library would be pickled every call).
+    cases = [case_from_row(row) for row in _store.cases_frame().to_dict("records")]
+    return pd.DataFrame({
+        "case_id": [c.case_id for c in cases],
+        "title": [case_title(c) for c in cases],
+        "caption": [case_caption(c, 400) for c in cases],
+        "label": [c.label for c in cases],
+        "dataset": [c.dataset for c in cases],
+        "synthetic": [is_synthetic(c) for c in cases],
+        "image_path": [c.image_path for c in cases],
+        "thumb_path": [c.thumb_path for c in cases],
+    }, columns=list(CASE_INDEX_COLUMNS))
+
+
 def count_cases(workbench: Workbench) -> int:
     """How many cases the library holds (asked afresh each time: it is what the other caches are keyed on)."""
     return workbench.store.count_cases()
@@ -114,6 +140,40 @@ def get_case(workbench: Workbench, case_id: str) -> Case | None:
     return _get_case(_library_key(workbench), case_id, workbench.store)
 
 
+def get_cases(workbench: Workbench, case_ids: Sequence[str]) -> dict[str, Case]:
+    """Library cases by id (ids no longer in the library are simply absent)."""
+    return _get_cases(_library_key(workbench), tuple(case_ids), workbench.store)
+
+
+def case_index(workbench: Workbench) -> pd.DataFrame:
+    """Every case with its readable name: case_id, title, caption, label, dataset, synthetic, image and thumb path.
+
+    Shared and read-only (filter it into a new frame; never change it in place).
+    """
+    return _case_index(_library_key(workbench), workbench.store)
+
+
+def case_choices(
+    workbench: Workbench, *, label: str | None = None, real_only: bool = False, dataset: str | None = None,
+) -> pd.DataFrame:
+    """The rows of :func:`case_index` with this label and dataset, synthetic phantoms left out when ``real_only``."""
+    index = case_index(workbench)
+    keep = pd.Series(True, index=index.index)
+    if label:
+        keep &= index["label"] == label
+    if dataset:
+        keep &= index["dataset"] == dataset
+    if real_only:
+        keep &= ~index["synthetic"]
+    return index[keep]
+
+
+def library_kinds(workbench: Workbench) -> tuple[int, int]:
+    """(real cases, synthetic phantoms) in the library."""
+    synthetic = int(case_index(workbench)["synthetic"].sum())
+    return len(case_index(workbench)) - synthetic, synthetic
+
+
 def case_ids_where(workbench: Workbench, *, label: str | None = None, dataset: str | None = None) -> set[str]:
     """Ids of the cases with this label and/or dataset."""
     return _case_ids_where(_library_key(workbench), label, dataset, workbench.store)
@@ -123,7 +183,7 @@ def case_ids_where(workbench: Workbench, *, label: str | None = None, dataset: s
 def library_changed(workbench: Workbench) -> None:
     """Forget every cached library read (after an import, a re-index or the demo bootstrap)."""
     _bump(workbench, "library")
-    for cached in (_label_counts, _dataset_counts, _cases_frame, _get_case, _case_ids_where):
+    for cached in (_label_counts, _dataset_counts, _cases_frame, _get_case, _get_cases, _case_ids_where, _case_index):
         cached.clear()
 
 
@@ -132,13 +192,14 @@ def import_folder(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> IngestReport:
     """Import a folder (or parquet / Open-i archive) into the library and index it; returns the report."""
-    from medrag.ui.resources import spawn_safe_main
+    from medrag.ui.resources import refresh_text_index, spawn_safe_main
 
     try:
         with spawn_safe_main():
             return workbench.ingest(source, labels_csv=labels_csv, on_progress=on_progress)
     finally:
         library_changed(workbench)
+        refresh_text_index(workbench)  # embed the new reports now, not on the first text question
 
 
 def reindex(workbench: Workbench) -> Any:
@@ -160,6 +221,50 @@ def _get_analysis(key: tuple[Any, ...], analysis_id: int, _store: Store) -> Anal
     return _store.get_analysis(analysis_id)
 
 
+@st.cache_data(show_spinner=False, max_entries=64)
+def _history_page(key: tuple[Any, ...], offset: int, limit: int, search: str | None, labels: tuple[str, ...],
+                  backends: tuple[str, ...], columns: tuple[str, ...], _store: Store) -> pd.DataFrame:
+    return _store.history_page(offset, limit, search, columns=columns, labels=labels or None,
+                               backends=backends or None)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _count_history(key: tuple[Any, ...], search: str | None, labels: tuple[str, ...], backends: tuple[str, ...],
+                   _store: Store) -> int:
+    return _store.count_history(search, labels=labels or None, backends=backends or None)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _history_values(key: tuple[Any, ...], column: str, search: str | None, _store: Store) -> list[str]:
+    return _store.history_values(column, search)
+
+
+#: The history columns a page of the History table needs (light: no reasoning or neighbour lists).
+HISTORY_PAGE_COLUMNS = ("id", "created_at", "input_kind", "input_name", "question", "label", "reasoner_backend",
+                        "total_seconds", "top_label", "top_score")
+
+
+def history_page(
+    workbench: Workbench, *, offset: int, limit: int, search: str | None = None,
+    labels: Sequence[str] = (), backends: Sequence[str] = (),
+) -> pd.DataFrame:
+    """One page of past analyses, newest first, searched and filtered in the database (light columns)."""
+    return _history_page(_history_key(workbench), int(offset), int(limit), search, tuple(labels), tuple(backends),
+                         HISTORY_PAGE_COLUMNS, workbench.store)
+
+
+def count_history(
+    workbench: Workbench, *, search: str | None = None, labels: Sequence[str] = (), backends: Sequence[str] = ()
+) -> int:
+    """How many past analyses match the search and the filters."""
+    return _count_history(_history_key(workbench), search, tuple(labels), tuple(backends), workbench.store)
+
+
+def history_values(workbench: Workbench, column: str, search: str | None = None) -> list[str]:
+    """The distinct labels (``column="label"``) or reasoner backends among the matching analyses."""
+    return _history_values(_history_key(workbench), column, search, workbench.store)
+
+
 def count_analyses(workbench: Workbench) -> int:
     """How many analyses the history holds (asked afresh each time)."""
     return workbench.store.count_analyses()
@@ -178,8 +283,8 @@ def get_analysis(workbench: Workbench, analysis_id: int) -> Analysis | None:
 def history_changed(workbench: Workbench) -> None:
     """Forget every cached history read (after an analysis was saved, annotated or deleted)."""
     _bump(workbench, "history")
-    _history_frame.clear()
-    _get_analysis.clear()
+    for cached in (_history_frame, _get_analysis, _history_page, _count_history, _history_values):
+        cached.clear()
 
 
 def update_analysis_notes(workbench: Workbench, analysis_id: int, notes: str, tags: Sequence[str]) -> None:
@@ -199,7 +304,8 @@ def delete_analysis(workbench: Workbench, analysis_id: int) -> bool:
 
 
 __all__ = [
-    "case_ids_where", "cases_frame", "count_analyses", "count_cases", "dataset_counts", "delete_analysis",
-    "get_analysis", "get_case", "history_changed", "history_frame", "import_folder", "label_counts",
-    "library_changed", "reindex", "update_analysis_notes",
+    "CASE_INDEX_COLUMNS", "HISTORY_PAGE_COLUMNS", "case_choices", "case_ids_where", "case_index", "cases_frame",
+    "count_analyses", "count_cases", "count_history", "dataset_counts", "delete_analysis", "get_analysis",
+    "get_case", "get_cases", "history_changed", "history_frame", "history_page", "history_values",
+    "import_folder", "label_counts", "library_changed", "library_kinds", "reindex", "update_analysis_notes",
 ]

@@ -7,6 +7,7 @@ hover boxes understand a little HTML.
 from __future__ import annotations
 
 import html
+import zlib
 from collections.abc import Sequence
 
 import pandas as pd
@@ -25,27 +26,77 @@ def _plain(text: object, limit: int = 120) -> str:
 
 #: Above this many points the map draws with WebGL; below, SVG is lighter (software GL is slow).
 WEBGL_POINTS = 5000
-_PALETTE = px.colors.qualitative.Dark24  # 24 distinct, none too pale on a light background
+
+#: Fixed colours for the labels a chest X-ray library usually holds: the same label is drawn the same
+#: colour in every chart, and normal / pneumonia / covid19 (most of the real images) are far apart.
+LABEL_COLOURS: dict[str, str] = {
+    "normal": "#1f77b4",  # blue
+    "no finding": "#1f77b4",
+    "pneumonia": "#ff7f0e",  # orange
+    "covid19": "#2ca02c",  # green
+    "covid-19": "#2ca02c",
+    "effusion": "#9467bd",  # purple
+    "cardiomegaly": "#d62728",  # red
+    "edema": "#8c564b",  # brown
+    "pneumothorax": "#e377c2",  # pink
+    "consolidation": "#bcbd22",  # olive
+    "nodule/mass": "#17becf",  # cyan
+    "atelectasis": "#7f7f7f",  # grey
+    "opacity": "#393b79",  # indigo
+    "unlabelled": "#aaaaaa",
+    "(none)": "#aaaaaa",
+}
+#: Any other label (combinations such as "effusion + edema", a CSV's own labels) gets one of these,
+#: chosen from a hash of its name, so it too keeps its colour from chart to chart and run to run.
+_SPARE = [c for c in px.colors.qualitative.Dark24 + px.colors.qualitative.Alphabet
+          if c.lower() not in {v.lower() for v in LABEL_COLOURS.values()}]
+#: Marker of real images and of synthetic phantoms on the map.
+REAL_SYMBOL, SYNTHETIC_SYMBOL = "circle", "diamond-open"
 
 
-def _colours(labels: Sequence[str]) -> dict[str, str]:
-    """A stable colour per label (sorted order), shared by the bar chart and the map."""
-    return {label: _PALETTE[i % len(_PALETTE)] for i, label in enumerate(sorted(set(labels)))}
+def label_colour(label: object) -> str:
+    """The colour of a label in every chart (fixed for the usual labels, a stable hash pick for the rest)."""
+    name = " ".join(str(label or "unlabelled").split()).lower()
+    known = LABEL_COLOURS.get(name)
+    if known is not None:
+        return known
+    return _SPARE[zlib.crc32(name.encode("utf-8")) % len(_SPARE)]
+
+
+def label_colours(labels: Sequence[object]) -> dict[str, str]:
+    """{label: colour} for these labels (a ``color_discrete_map`` for plotly express)."""
+    return {str(label): label_colour(label) for label in dict.fromkeys(labels)}
+
+
+def zoomed_range(values: Sequence[float], *, floor: float = 0.0, ceiling: float = 1.0) -> tuple[float, float]:
+    """A y range around ``values`` with a little room (within [floor, ceiling]), so close scores look different."""
+    low, high = min(values), max(values)
+    spread = max(high - low, 0.01)
+    return max(floor, low - 0.6 * spread), min(ceiling, high + 0.25 * spread)
 
 
 def scores_bar(neighbours: Sequence[Neighbour]) -> go.Figure:
-    """Similarity of each neighbour (rank order), coloured by label."""
+    """Similarity of each neighbour (rank order), coloured by label; the axis is zoomed to the scores."""
     labels = [_plain(n.label or "unlabelled", 40) for n in neighbours]
-    colours = _colours(labels)
+    scores = [float(n.score) for n in neighbours]
     fig = go.Figure(go.Bar(
         x=[f"#{n.rank}" for n in neighbours],
-        y=[float(n.score) for n in neighbours],
-        marker_color=[colours[label] for label in labels],
+        y=scores,
+        marker_color=[label_colour(n.label) for n in neighbours],
         customdata=[[label, _plain(n.case_id, 40)] for label, n in zip(labels, neighbours)],
         hovertemplate="%{x} · %{customdata[0]}<br>similarity %{y:.3f}<br>%{customdata[1]}<extra></extra>",
         text=labels, textposition="inside", insidetextanchor="start", textangle=-90,
     ))
     fig.update_layout(title="Similarity of the nearest cases", height=300, yaxis_title="similarity", **_LAYOUT)
+    if scores:
+        low, high = zoomed_range(scores, floor=min(0.0, min(scores)))
+        fig.update_yaxes(range=[low, high], tickformat=".3f")
+        if low > 0:
+            # Bars start at the axis floor, not at 0: say so where the eye reads the bars.
+            fig.add_annotation(
+                text=f"axis from {low:.3f}, not 0", xref="paper", yref="paper", x=1, y=1.0, xanchor="right",
+                yanchor="bottom", showarrow=False, font=dict(size=11, color="#555"),
+            )
     return fig
 
 
@@ -58,29 +109,38 @@ def library_map_figure(
 ) -> go.Figure:
     """Every library case on its 2-D PCA coordinates, coloured by label; neighbours ringed, query starred.
 
-    ``frame`` needs columns x, y, case_id, label, dataset, snippet.
+    ``frame`` needs columns x, y, case_id, label, dataset, snippet; optional ``synthetic`` (phantoms get
+    their own marker and legend entries) and ``title`` (the readable name shown on hover).
     """
     scatter = go.Scattergl if len(frame) > WEBGL_POINTS else go.Scatter
-    labels = frame["label"].astype(str).map(lambda v: _plain(v, 40))
-    colours = _colours(list(labels))
+    labels = frame["label"].astype(str)
+    synthetic = (frame["synthetic"].fillna(False).astype(bool) if "synthetic" in frame
+                 else pd.Series(False, index=frame.index))
+    names = frame["title"] if "title" in frame else frame["case_id"]
     hover = (
-        frame["case_id"].map(lambda v: _plain(v, 60)) + "<br>" + labels + " · " + frame["dataset"].map(lambda v: _plain(v, 40))
-        + "<br>" + frame["snippet"].map(_plain)
+        names.map(lambda v: _plain(v, 90)) + "<br>" + labels.map(lambda v: _plain(v, 40)) + " · "
+        + frame["dataset"].map(lambda v: _plain(v, 40)) + "<br>" + frame["snippet"].map(_plain)
     )
     fig = go.Figure()
-    for label in sorted(colours):
-        rows = (labels == label).to_numpy()
-        fig.add_trace(scatter(
-            x=frame["x"].to_numpy()[rows], y=frame["y"].to_numpy()[rows], mode="markers", name=label,
-            marker=dict(size=7, color=colours[label], opacity=0.8), text=hover.to_numpy()[rows],
-            hovertemplate="%{text}<extra></extra>",
-        ))
+    for label in sorted(set(labels)):
+        for fake in (False, True):
+            rows = ((labels == label) & (synthetic == fake)).to_numpy()
+            if not rows.any():
+                continue
+            fig.add_trace(scatter(
+                x=frame["x"].to_numpy()[rows], y=frame["y"].to_numpy()[rows], mode="markers",
+                name=_plain(label, 40) + (" (synthetic)" if fake else ""),
+                marker=dict(size=7 if not fake else 8, color=label_colour(label), opacity=0.8,
+                            symbol=SYNTHETIC_SYMBOL if fake else REAL_SYMBOL),
+                text=hover.to_numpy()[rows], hovertemplate="%{text}<extra></extra>",
+            ))
     wanted = list(neighbour_ids)
     if wanted:
-        picked = frame.assign(hover=hover).set_index("case_id").reindex(wanted).dropna(subset=["x"])
+        picked = frame.assign(hover=hover).drop_duplicates("case_id").set_index("case_id").reindex(wanted)
+        picked = picked.dropna(subset=["x"])
         fig.add_trace(go.Scatter(
             x=picked["x"], y=picked["y"], mode="markers", name="nearest cases",
-            marker=dict(size=14, color="rgba(0,0,0,0)", line=dict(width=2.5, color="#d1495b")),
+            marker=dict(size=14, color="rgba(0,0,0,0)", line=dict(width=2.5, color="#111111")),
             text=picked["hover"], hovertemplate="%{text}<extra>neighbour</extra>",
         ))
     if query_xy is not None:
@@ -107,13 +167,25 @@ def labels_over_time(history: pd.DataFrame) -> go.Figure:
         "label": history["label"].fillna("").map(lambda v: _plain(v or "(none)", 40)),
     })
     counts = frame.groupby(["day", "label"]).size().reset_index(name="analyses")
-    fig = px.bar(counts, x="day", y="analyses", color="label", title="Labels over time")
+    fig = px.bar(counts, x="day", y="analyses", color="label", title="Labels over time",
+                 color_discrete_map=label_colours(list(counts["label"])))
     fig.update_layout(height=320, xaxis_title=None, **_LAYOUT)
     return fig
 
 
 def similarity_distribution(scores: pd.DataFrame) -> go.Figure:
-    """Histogram of neighbour similarities (``scores`` needs score and a ``which`` column: top match / all)."""
-    fig = px.histogram(scores, x="score", color="which", barmode="overlay", nbins=30, title="Similarity distribution")
-    fig.update_layout(height=320, xaxis_title="similarity", **_LAYOUT)
+    """Histograms of neighbour similarities, image and text queries apart (their scales differ).
+
+    ``scores`` needs score and ``which`` (top match / all neighbours); an optional ``query`` column
+    (image / text) puts each kind of query in its own panel.
+    """
+    facet = "query" if "query" in scores and scores["query"].nunique() > 1 else None
+    fig = px.histogram(
+        scores, x="score", color="which", barmode="overlay", nbins=30, title="Similarity distribution",
+        facet_col=facet, category_orders={"query": ["image", "text"]} if facet else None,
+    )
+    fig.update_layout(height=320, **_LAYOUT)
+    fig.update_xaxes(title="similarity", matches=None)
+    if facet:
+        fig.for_each_annotation(lambda a: a.update(text=a.text.replace("query=", "") + " queries"))
     return fig

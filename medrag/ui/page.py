@@ -31,6 +31,8 @@ PAGES: tuple[tuple[str, str, str], ...] = (
     ("pages/2_Library.py", "Library", "photo_library"),
     ("pages/3_History.py", "History", "history"),
     ("pages/4_Compare.py", "Compare", "compare"),
+    ("pages/6_Lessons.py", "Lessons", "school"),
+    ("pages/7_Quiz.py", "Quiz", "quiz"),
     ("pages/5_Settings.py", "Settings", "settings"),
 )
 
@@ -77,12 +79,36 @@ def error_boundary() -> Iterator[None]:
         )
 
 
+_FAVICON: list[object] = []
+
+
+def favicon() -> object:
+    """The app's tab icon, drawn here (a teal disc with a white cross) and served by the app itself.
+
+    A ``:material/...:`` page icon would make the browser fetch an SVG from fonts.gstatic.com on every
+    page: the app must not talk to any host but its own server.
+    """
+    if not _FAVICON:
+        import numpy as np
+
+        side = 64
+        yy, xx = np.mgrid[:side, :side]
+        disc = (xx - 31.5) ** 2 + (yy - 31.5) ** 2 <= 31.0**2
+        cross = ((abs(xx - 31.5) < 6) & (abs(yy - 31.5) < 20)) | ((abs(yy - 31.5) < 6) & (abs(xx - 31.5) < 20))
+        icon = np.zeros((side, side, 4), dtype=np.uint8)
+        icon[disc] = (0x2C, 0x7A, 0x7B, 255)  # the theme's primary colour
+        icon[disc & cross] = (255, 255, 255, 255)
+        _FAVICON.append(icon)
+    return _FAVICON[0]
+
+
 def start_page(title: str, icon: str) -> None:
     """Configure the page, draw the menu, title and disclaimer, and initialise session state.
 
-    ``icon`` is a Material Symbols name (no emoji: headless browsers often lack an emoji font).
+    ``icon`` is a Material Symbols name (no emoji: headless browsers often lack an emoji font); it is
+    drawn with the title from the bundled icon font. The tab icon is :func:`favicon` (nothing remote).
     """
-    st.set_page_config(page_title=f"{title} · MedRAG", page_icon=f":material/{icon}:", layout="wide")
+    st.set_page_config(page_title=f"{title} · MedRAG", page_icon=favicon(), layout="wide")
     sidebar_menu()
     st.title(f":material/{icon}: {title}")
     disclaimer()
@@ -107,6 +133,7 @@ def open_workbench() -> "Workbench":
         resources.keep_store_open(workbench)
         resources.ensure_library_ready(workbench)
         resources.warm_up_in_background(workbench)
+        resources.refresh_text_index(workbench)  # the library may have grown (an import, the CLI)
     except MedRAGError as exc:
         show_error(exc)
         st.stop()

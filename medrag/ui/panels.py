@@ -21,7 +21,9 @@ from medrag.records import FINDING_STATUSES
 from medrag.errors import MedRAGError
 from medrag.events import AnalysisFinished, Event, GuardChecked, ReasoningDone, ReasoningToken, StageFailed, StageStarted
 from medrag.records import Neighbour
-from medrag.ui import images, resources, state
+from medrag.casenames import SYNTHETIC_MARK, case_caption
+from medrag.records import Case
+from medrag.ui import data, images, resources, state
 from medrag.ui.analysis import STAGE_TITLES, stage_line
 from medrag.ui.figures import library_map_figure, scores_bar, votes_frame
 from medrag.ui.safe import defang_markdown, escape_markdown, safe_url, shorten
@@ -42,14 +44,12 @@ def _stage_body(analysis: Analysis, stage: str) -> None:
         for note in analysis.notes:
             st.caption(f":material/info: {escape_markdown(note)}")
     elif stage == "guard" and analysis.verdict is not None:
+        # A refusal's reason is shown once, under the stage log (render_outcome), not in its box too.
         if analysis.verdict.allowed:
             st.caption(escape_markdown(analysis.verdict.reason or "accepted"))
-        else:
-            st.warning(defang_markdown(analysis.verdict.reason))
     elif stage == "reasoning":
         st.markdown(defang_markdown(analysis.reasoning))
-    elif stage == "web" and analysis.web_status:
-        st.caption(escape_markdown(analysis.web_status))
+    # The web stage's status is its box's label already (stage_line): no second copy inside.
 
 
 def _stage_state(analysis: Analysis, stage: str) -> str:
@@ -66,7 +66,8 @@ def render_stage_log(analysis: Analysis) -> None:
     for stage in analysis.stages:
         problem = _stage_state(analysis, stage) == "error"
         icon = ":material/error:" if problem else ":material/check_circle:"
-        with st.expander(escape_markdown(stage_line(analysis, stage)), expanded=stage == "reasoning" or problem, icon=icon):
+        expanded = stage == "reasoning" or stage in analysis.failures  # a refusal's reason is below the log
+        with st.expander(escape_markdown(stage_line(analysis, stage)), expanded=expanded, icon=icon):
             _stage_body(analysis, stage)
 
 
@@ -153,7 +154,7 @@ def run_live(events: Iterator[Event], analysis: Analysis) -> Analysis:
         if box is None:
             continue
         problem = isinstance(event, StageFailed) or (isinstance(event, GuardChecked) and not event.verdict.allowed)
-        keep_open = problem or isinstance(event, ReasoningDone)
+        keep_open = isinstance(event, (StageFailed, ReasoningDone))  # a refusal's reason is shown below
         # Update before writing into the box: leaving a still-running st.status sleeps 50 ms.
         box.update(
             label=escape_markdown(stage_line(analysis, event.stage)), state="error" if problem else "complete",
@@ -224,9 +225,10 @@ def render_saved(analysis: Analysis, key: str) -> None:
         if "save" in analysis.failures:
             st.error(defang_markdown(analysis.failures["save"]))
         return
-    left, right = st.columns([3, 1])
+    left, right = st.columns([3, 2], vertical_alignment="center")
     left.success(f"Saved to history as #{analysis.analysis_id}", icon=":material/history:")
-    if right.button("Open in History", key=f"{key}_to_history"):
+    # Wide enough for its label: in a quarter of the result column it was cut off.
+    if right.button("Open in History", key=f"{key}_to_history", icon=":material/open_in_new:", width="stretch"):
         st.session_state[state.HISTORY_OPEN] = analysis.analysis_id
         st.switch_page("pages/3_History.py")
 
@@ -235,15 +237,30 @@ def _open_neighbour(panel: str, case_id: str | None) -> None:
     st.session_state[state.OPEN_NEIGHBOUR] = {**st.session_state[state.OPEN_NEIGHBOUR], panel: case_id}
 
 
-def neighbour_card(neighbour: Neighbour, key: str, *, openable: bool = True) -> None:
-    """Thumbnail, label, similarity, report snippet and (when ``openable``) an Open button."""
+def neighbour_text(neighbour: Neighbour, case: Case | None, limit: int = 160) -> str:
+    """A card's text: the report snippet, else the case's fine label and demographics (never "(no report)")."""
+    if case is not None:
+        return case_caption(case, limit)
+    return shorten(neighbour.report, limit) or "No report"
+
+
+def _cases_of(analysis: Analysis) -> dict[str, Case]:
+    try:
+        return data.get_cases(resources.get_workbench(), [n.case_id for n in analysis.neighbours])
+    except MedRAGError:
+        return {}  # cards fall back to what the neighbour carries
+
+
+def neighbour_card(neighbour: Neighbour, key: str, *, openable: bool = True, case: Case | None = None) -> None:
+    """Thumbnail, label, similarity, report snippet (or fine label and demographics) and an Open button."""
     with st.container(border=True):
         if neighbour.thumb_path and Path(neighbour.thumb_path).is_file():
             st.image(neighbour.thumb_path, width="stretch")
         st.markdown(f"**#{neighbour.rank} · {escape_markdown(neighbour.label or 'unlabelled')}**")
-        synthetic = " · synthetic" if neighbour.synthetic and neighbour.dataset != "synthetic" else ""
-        st.caption(f"similarity {neighbour.score:.3f} · {escape_markdown(neighbour.dataset)}{synthetic}")
-        st.text(shorten(neighbour.report, 160) or "(no report)")
+        fake = neighbour.synthetic or neighbour.dataset == "synthetic"
+        source = SYNTHETIC_MARK if fake else escape_markdown(neighbour.dataset)
+        st.caption(f"similarity {neighbour.score:.3f} · {source}")
+        st.text(neighbour_text(neighbour, case))
         if openable:
             st.button("Open side by side", key=f"{key}_open_{neighbour.rank}", on_click=_open_neighbour, args=(key, neighbour.case_id))
 
@@ -253,11 +270,12 @@ def render_neighbour_grid(analysis: Analysis, key: str, *, openable: bool = True
     if not analysis.neighbours:
         st.info("No similar cases were found.")
         return
+    cases = _cases_of(analysis)
     for start in range(0, len(analysis.neighbours), GRID_COLUMNS):
         columns = st.columns(GRID_COLUMNS)
         for column, neighbour in zip(columns, analysis.neighbours[start : start + GRID_COLUMNS]):
             with column:
-                neighbour_card(neighbour, key, openable=openable)
+                neighbour_card(neighbour, key, openable=openable, case=cases.get(neighbour.case_id))
 
 
 def render_side_by_side(analysis: Analysis, key: str) -> None:
@@ -280,7 +298,7 @@ def render_side_by_side(analysis: Analysis, key: str) -> None:
             st.plotly_chart(linked_figure(pictures, titles, ViewSettings()), config=PLOTLY_CONFIG, key=f"{key}_pair")
         except MedRAGError as exc:
             st.error(defang_markdown(str(exc)))
-        st.text(shorten(found.report, 1200) or "(no report)")
+        st.text(neighbour_text(found, _cases_of(analysis).get(found.case_id), 1200))
 
 
 def render_votes(analysis: Analysis) -> None:
@@ -301,6 +319,10 @@ def render_map(workbench: Workbench, analysis: Analysis, key: str) -> None:
     except MedRAGError as exc:
         st.caption(escape_markdown(f"The library map is unavailable: {exc}"))
         return
+    from medrag.ui.pickers import real_only_toggle
+
+    if real_only_toggle(workbench, f"{key}_map_real"):
+        frame = frame[~frame["synthetic"]]
     xy = resources.query_position(workbench, analysis)
     figure = library_map_figure(frame, query_xy=xy, neighbour_ids=[n.case_id for n in analysis.neighbours])
     st.plotly_chart(figure, config=PLOTLY_CONFIG, key=f"{key}_map")
@@ -325,11 +347,10 @@ def render_similar(workbench: Workbench, analysis: Analysis, key: str) -> None:
 
 
 def render_web(analysis: Analysis) -> None:
-    """Reference cards from allowlisted sites, or why web search is off."""
-    st.subheader("Web references")
+    """Reference cards from allowlisted sites; nothing when there are none (the stage log says why)."""
     if not analysis.web_results:
-        st.info(escape_markdown(analysis.web_status or "No web references for this analysis."), icon=":material/public_off:")
         return
+    st.subheader("Web references")
     st.caption(escape_markdown(analysis.web_status))
     for result in analysis.web_results:
         with st.container(border=True):

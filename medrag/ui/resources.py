@@ -168,10 +168,60 @@ def _warm(workbench: Workbench) -> None:
         workbench.index("image")
         workbench.library_map()
         workbench.text_encoder.embed_text(["chest x-ray"])  # MiniLM loads on first use (~5 s)
+        _text_in_background(workbench)  # the reports' vectors, so the first text question does not wait
     except MedRAGError:
         pass  # the page that needs the backend shows the error when it asks
     except Exception as exc:  # noqa: BLE001 - e.g. the interpreter shutting down mid-load; the page retries
         log.debug("background warm-up stopped: %s", exc)
+
+
+#: data folder → the case count the text index was last brought up to date for
+_TEXT_FRESH: dict[str, int] = {}
+_TEXT_LOCK = threading.Lock()
+
+
+def _build_text_index(workbench: Workbench) -> None:
+    """Embed the reports of cases the text index lacks (what a first text question would otherwise wait for)."""
+    key = str(workbench.settings.data_dir)
+    count = workbench.store.count_cases()
+    if count == 0 or _TEXT_FRESH.get(key) == count:
+        return
+    workbench.ensure_index("text")
+    _TEXT_FRESH[key] = count
+
+
+def _text_in_background(workbench: Workbench) -> None:
+    if not _TEXT_LOCK.acquire(blocking=False):
+        return  # one build at a time; the next page run looks again
+    try:
+        _build_text_index(workbench)
+    except MedRAGError:
+        pass  # a text question shows the error when it asks
+    except Exception as exc:  # noqa: BLE001 - e.g. the interpreter shutting down; the next page run retries
+        log.debug("text index refresh stopped: %s", exc)
+    finally:
+        _TEXT_LOCK.release()
+
+
+def refresh_text_index(workbench: Workbench) -> None:
+    """Bring the text index up to date in a daemon thread when the library grew (an import here or by the CLI).
+
+    Cheap when nothing changed (one count query); the warm-up does the first build.
+    """
+    key = str(workbench.settings.data_dir)
+    if key not in _WARMED or _TEXT_LOCK.locked():
+        return  # the warm-up has not run yet (it builds it), or a build is under way
+    if _TEXT_FRESH.get(key) == workbench.store.count_cases():
+        return
+    timer = threading.Timer(0.0, _text_in_background, args=(workbench,))
+    timer.name, timer.daemon = "medrag-text-index", True
+    _TIMERS.add(timer)
+    timer.start()
+
+
+def text_index_ready(workbench: Workbench) -> bool:
+    """Whether a text question would find the text index up to date (no reports left to embed first)."""
+    return _TEXT_FRESH.get(str(workbench.settings.data_dir)) == workbench.store.count_cases()
 
 
 def warm_up_in_background(workbench: Workbench) -> None:
@@ -194,11 +244,21 @@ def _map_frame(
 ) -> pd.DataFrame:
     coords = np.asarray(_library_map.coords, dtype=np.float32)
     frame = pd.DataFrame({"case_id": list(_library_map.case_ids), "x": coords[:, 0], "y": coords[:, 1]})
-    cases = _workbench.store.cases_frame()[["case_id", "label", "dataset", "report"]]
-    frame = frame.merge(cases, on="case_id", how="left")
+    from medrag.casenames import case_caption, case_from_row, case_title, is_synthetic
+
+    rows = _workbench.store.cases_frame().to_dict("records")
+    cases = [case_from_row(row) for row in rows]
+    named = pd.DataFrame({
+        "case_id": [c.case_id for c in cases], "label": [c.label for c in cases],
+        "dataset": [c.dataset for c in cases], "synthetic": [is_synthetic(c) for c in cases],
+        "title": [case_title(c) for c in cases], "snippet": [case_caption(c, 120) for c in cases],
+    })
+    frame = frame.merge(named, on="case_id", how="left")
     frame["label"] = frame["label"].fillna("unlabelled")
-    frame["snippet"] = frame["report"].fillna("").map(lambda text: " ".join(str(text).split())[:120])
-    return frame.drop(columns=["report"])
+    frame["synthetic"] = frame["synthetic"].fillna(False).astype(bool)
+    for column in ("dataset", "title", "snippet"):
+        frame[column] = frame[column].fillna("")
+    return frame
 
 
 def _map_token(library_map: LibraryMap) -> tuple[int, int, int]:
@@ -207,7 +267,8 @@ def _map_token(library_map: LibraryMap) -> tuple[int, int, int]:
 
 
 def library_map_frame(workbench: Workbench) -> pd.DataFrame:
-    """The library map as a table, one row per case: x, y, case_id, label, dataset, snippet (cached per map)."""
+    """The library map as a table, one row per case (cached per map): x, y, case_id, label, dataset,
+    synthetic, title (the readable name) and snippet (the report, else the fine label and demographics)."""
     library_map = workbench.library_map()
     return _map_frame(str(workbench.settings.data_dir), _map_token(library_map), library_map, workbench)
 

@@ -33,8 +33,22 @@ LIBRARY_FLASH = "library_flash"
 QUIZ = "quiz"
 #: Quiz: the session's score.
 QUIZ_SCORE = "quiz_score"
-#: Whether Analyze runs a web search (mirrors the toggle across page switches).
+#: Whether Analyze runs a web search (mirrors the toggle across page switches); None until the page
+#: decides (on when a provider has its key, else off).
 WEB_ON = "web_on"
+#: Analyze: the label the case picker is filtered by.
+ANALYZE_LABEL = "analyze_label_value"
+#: Analyze: a case sent from another page (Library), kept in the picker whatever the filters until they change.
+ANALYZE_PINNED = "analyze_pinned_case"
+#: Analyze: what the last result was run on, (mode, input id), so a different input hides it.
+LAST_INPUT = "last_input"
+#: "Real cases only" for the pickers and the map (shared by every page); None until the library decides
+#: (on once it holds real cases).
+REAL_ONLY = "real_only"
+#: Compare: the label the case picker is filtered by.
+COMPARE_LABEL = "compare_label_value"
+#: History: the page of the table shown (0-based).
+HISTORY_PAGE = "history_page_no"
 
 _DEFAULTS: dict[str, Any] = {
     LAST_RESULT: None,
@@ -49,7 +63,13 @@ _DEFAULTS: dict[str, Any] = {
     LIBRARY_FLASH: None,
     QUIZ: None,
     QUIZ_SCORE: {"right": 0, "asked": 0},
-    WEB_ON: True,
+    WEB_ON: None,
+    ANALYZE_LABEL: None,
+    ANALYZE_PINNED: None,
+    LAST_INPUT: None,
+    REAL_ONLY: None,
+    COMPARE_LABEL: None,
+    HISTORY_PAGE: 0,
 }
 
 

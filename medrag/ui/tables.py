@@ -34,6 +34,13 @@ def backends_frame(workbench: Workbench) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["stage", "in use", "requested", "model", "why"])
 
 
+def web_available(settings: Settings) -> bool:
+    """Whether a web-search provider is configured with its key (so the Analyze toggle can be on)."""
+    from medrag.websearch import build_provider
+
+    return build_provider(settings) is not None
+
+
 def web_search_line(settings: Settings) -> str:
     """Whether web search is on, with which provider, or why it is off."""
     from medrag.websearch import build_provider, search_references
@@ -83,19 +90,37 @@ def _top_match(neighbours_json: Any) -> tuple[str, float | None]:
     return str(first.get("label", "")), float(first.get("score", 0.0))
 
 
+def short_time(value: object) -> str:
+    """A timestamp to the second ("2026-12-01 23:11:03"), without microseconds; "" when there is none."""
+    if value is None or value == "":
+        return ""
+    try:
+        return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M:%S")
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def history_table(history: pd.DataFrame) -> pd.DataFrame:
-    """Past analyses for display: id, date, input, label, backend, top match, similarity, seconds."""
+    """Past analyses for display: id, date, input, label, backend, top match, similarity, seconds.
+
+    ``history`` is a :meth:`history_frame` (with the neighbours JSON) or a :meth:`history_page` with the
+    derived ``top_label`` / ``top_score`` columns.
+    """
     columns = ["id", "date", "input", "label", "backend", "top match", "similarity", "seconds"]
     if history.empty:
         return pd.DataFrame(columns=columns)
-    tops = [_top_match(value) for value in history["neighbours"]]
+    if "neighbours" in history:
+        tops = [_top_match(value) for value in history["neighbours"]]
+    else:
+        tops = [("" if pd.isna(label) else str(label), None if pd.isna(score) else float(score))
+                for label, score in zip(history["top_label"], history["top_score"])]
     inputs = [
         (name or "") + (f" — {question}" if question else "") if kind == "image" else f"“{question}”"
         for kind, name, question in zip(history["input_kind"], history["input_name"], history["question"])
     ]
     return pd.DataFrame({
         "id": history["id"].astype(int),
-        "date": pd.to_datetime(history["created_at"]),
+        "date": pd.to_datetime(history["created_at"]).dt.floor("s"),  # no microseconds on screen
         "input": inputs,
         "label": history["label"].fillna(""),
         "backend": history["reasoner_backend"].fillna(""),
@@ -106,16 +131,22 @@ def history_table(history: pd.DataFrame) -> pd.DataFrame:
 
 
 def neighbour_scores(history: pd.DataFrame) -> pd.DataFrame:
-    """Every saved neighbour similarity, tagged "top match" (rank 1) or "all neighbours"."""
+    """Every saved neighbour similarity, tagged "top match" (rank 1) or "all neighbours", and by query kind.
+
+    ``query`` is "image" or "text" (the ``input_kind`` of the analysis): image and text similarities come
+    from different encoders and scales, so they are never pooled.
+    """
     rows: list[dict[str, Any]] = []
-    for value in history.get("neighbours", []):
+    kinds = history["input_kind"] if "input_kind" in history else ["image"] * len(history)
+    for value, kind in zip(history.get("neighbours", []), kinds):
         try:
             neighbours = json.loads(value) if isinstance(value, str) else list(value or [])
         except (TypeError, ValueError):
             continue
+        query = "text" if str(kind) == "text" else "image"
         for item in neighbours:
             score = float(item.get("score", 0.0))
-            rows.append({"score": score, "which": "all neighbours"})
+            rows.append({"score": score, "which": "all neighbours", "query": query})
             if int(item.get("rank", 0)) == 1:
-                rows.append({"score": score, "which": "top match"})
-    return pd.DataFrame(rows, columns=["score", "which"])
+                rows.append({"score": score, "which": "top match", "query": query})
+    return pd.DataFrame(rows, columns=["score", "which", "query"])

@@ -52,10 +52,11 @@ class SerpApiProvider:
         payload = self._fetch(query)
         organic = payload.get("organic_results", [])
         error = payload.get("error")
-        if isinstance(error, str) and not organic:
-            if "hasn't returned any results" in error or "no results" in error.lower():
+        if error and not organic:
+            if isinstance(error, str) and ("hasn't returned any results" in error or "no results" in error.lower()):
                 return []
-            raise WebSearchError(f"{self._where} reported an error: {reply_detail(error, [self._api_key])}")
+            detail = reply_detail(error, [self._api_key]) or "no description"
+            raise WebSearchError(f"{self._where} reported an error: {detail}; try again later or set MEDRAG_WEB=off.")
         if not isinstance(organic, list):
             raise WebSearchError(f"{self._where} returned malformed results ('organic_results' is not a list).")
         return dedupe_results(

@@ -82,7 +82,9 @@ for _spec in CATALOG:
 #: (tests check them against ``torchxrayvision.models.model_urls``).
 XRV_FILENAMES: Mapping[str, str] = MappingProxyType(
     {
-        "densenet121-res224-all": "nih-pc-chex-mimic_ch-google-openi-kaggle-densenet121-d121-tw-lr001-rot45-tr15-sc15-seed0-best.pt",
+        "densenet121-res224-all": (
+            "nih-pc-chex-mimic_ch-google-openi-kaggle-densenet121-d121-tw-lr001-rot45-tr15-sc15-seed0-best.pt"
+        ),
     }
 )
 

@@ -33,7 +33,9 @@ def _snapshot(
 
     try:
         with hub_online():
-            path = snapshot_download(repo_id, cache_dir=str(cache_dir), endpoint=endpoint, allow_patterns=allow_patterns)
+            path = snapshot_download(
+                repo_id, cache_dir=str(cache_dir), endpoint=endpoint, allow_patterns=allow_patterns
+            )
     except Exception as exc:  # network, auth, gated repo, disk: all end the same way for the user
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BackendUnavailableError(
@@ -78,7 +80,9 @@ def pull_model(name: str, settings: Settings, *, endpoint: str | None = None) ->
         return model_status(name, settings)
     ref = source_for(name, settings).removeprefix("hf-hub:")
     if Path(ref).expanduser().is_dir():
-        raise ConfigError(f"{name} is set to the local folder {ref}; nothing to pull. Check it with `medrag models list`.")
+        raise ConfigError(
+            f"{name} is set to the local folder {ref}; nothing to pull. Check it with `medrag models list`."
+        )
     cache = settings.hf_cache_dir
     path = _snapshot(name, ref, cache, endpoint)
     kind = hf_dir_kind(path)

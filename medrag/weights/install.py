@@ -30,7 +30,9 @@ def validate_xrv_file(path: Path) -> None:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # torch raises many types for a bad file
-        raise InputError(f"{path} does not load with torch.load ({type(exc).__name__}: {exc}); use the official .pt file.") from exc
+        raise InputError(
+            f"{path} does not load with torch.load ({type(exc).__name__}: {exc}); use the official .pt file."
+        ) from exc
     if not isinstance(obj, torch.nn.Module):
         raise InputError(
             f"{path} holds a {type(obj).__name__}, not a pickled model; torchxrayvision needs the full pickled "
@@ -38,7 +40,9 @@ def validate_xrv_file(path: Path) -> None:
         )
     keys = obj.state_dict().keys()
     if "classifier.weight" not in keys or not any(k.startswith("features.denseblock") for k in keys):
-        raise InputError(f"{path} is a {type(obj).__name__}, not a torchxrayvision DenseNet; use the official .pt file.")
+        raise InputError(
+            f"{path} is a {type(obj).__name__}, not a torchxrayvision DenseNet; use the official .pt file."
+        )
 
 
 def install_xrv_file(src: Path, target: Path) -> None:

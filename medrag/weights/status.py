@@ -78,7 +78,9 @@ def model_status(name: str, settings: Settings) -> ModelStatus:
 
     resolved = resolve_hf(source, name, settings)
     if resolved is None:
-        return status(False, None, f"not in the HF cache ({settings.hf_cache_dir}) nor in {imported_dir(name, settings)}")
+        return status(
+            False, None, f"not in the HF cache ({settings.hf_cache_dir}) nor in {imported_dir(name, settings)}"
+        )
     if spec.kind == "openclip":
         if resolved.kind != "openclip":
             return status(False, resolved.path, "folder holds no open_clip_config.json and weights")

@@ -1,0 +1,246 @@
+"""medrag-cnn: the project's own multi-label chest X-ray classifier (EfficientNet-Lite0) with class heatmaps.
+
+The network is timm's ``efficientnet_lite0`` fine-tuned from ImageNet weights on NIH films by
+:mod:`medrag.training.cnn_train`. Its weights live in the repository (``weights/medrag-cnn.safetensors``
+with ``medrag-cnn.json`` beside them: classes, input size, normalisation, per-class Platt calibration,
+thresholds, the training data's checksum and the held-out metrics). :class:`CnnReader` loads them lazily
+from there and only from there — it never downloads anything.
+
+The heatmap is a class-activation map on the last conv block. The head is global average pooling and one
+linear layer, so Grad-CAM's channel weights are exactly the classifier's row for the class: the map needs
+no backward pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from medrag.errors import BackendUnavailableError, InputError
+
+if TYPE_CHECKING:
+    import torch
+
+#: The classes, in output order (NIH Nodule and Mass are merged into "nodule/mass").
+CLASSES: tuple[str, ...] = (
+    "no finding", "pneumonia", "effusion", "atelectasis", "edema", "cardiomegaly",
+    "consolidation", "pneumothorax", "infiltration", "nodule/mass",
+)
+#: NIH ``Finding Labels`` (and the ``Infiltrate`` spelling of its boxes) → class.
+NIH_TO_CLASS: dict[str, str] = {
+    "No Finding": "no finding", "Pneumonia": "pneumonia", "Effusion": "effusion", "Atelectasis": "atelectasis",
+    "Edema": "edema", "Cardiomegaly": "cardiomegaly", "Consolidation": "consolidation",
+    "Pneumothorax": "pneumothorax", "Infiltration": "infiltration", "Infiltrate": "infiltration",
+    "Nodule": "nodule/mass", "Mass": "nodule/mass",
+}
+ARCHITECTURE = "efficientnet_lite0"
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_NAME = "medrag-cnn.safetensors"
+META_NAME = "medrag-cnn.json"
+TRAIN_COMMAND = "python -m medrag.training.cnn_train --out medrag/reading/weights/"
+
+
+def build_network(num_classes: int = len(CLASSES)) -> torch.nn.Module:
+    """An untrained ``efficientnet_lite0`` with ``num_classes`` outputs (no download: ``pretrained=False``)."""
+    import timm
+
+    return timm.create_model(ARCHITECTURE, pretrained=False, num_classes=num_classes)
+
+
+def as_gray(pixels: np.ndarray) -> np.ndarray:
+    """2-D float32 pixels in [0, 1] from float [0, 1] or 8-bit input (an RGB(A) array is averaged to gray)."""
+    arr = np.asarray(pixels)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        arr = arr[..., :3].mean(axis=-1) if arr.dtype != np.uint8 else arr[..., :3].mean(axis=-1) / 255.0
+    elif arr.dtype == np.uint8:
+        arr = arr / 255.0
+    if arr.ndim != 2 or min(arr.shape) < 8:
+        raise InputError(f"medrag-cnn needs a 2-D grayscale image of at least 8x8 pixels, got shape {arr.shape}")
+    return np.clip(np.nan_to_num(arr.astype(np.float32), nan=0.0), 0.0, 1.0)
+
+
+def resize_gray(gray: torch.Tensor, size: int) -> torch.Tensor:
+    """(H, W) or (N, 1, H, W) gray in [0, 1] → (N, 1, size, size), antialiased bilinear (the whole film, squashed)."""
+    import torch.nn.functional as F
+
+    x = gray if gray.ndim == 4 else gray[None, None]
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp_(0, 1)
+
+
+def normalise(gray: torch.Tensor, mean: tuple[float, ...] = IMAGENET_MEAN,
+              std: tuple[float, ...] = IMAGENET_STD) -> torch.Tensor:
+    """(N, 1, S, S) gray in [0, 1] → (N, 3, S, S): the gray channel replicated, then ImageNet-normalised."""
+    import torch
+
+    m = torch.tensor(mean, dtype=gray.dtype).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=gray.dtype).view(1, 3, 1, 1)
+    return (gray.expand(-1, 3, -1, -1) - m) / s
+
+
+def platt(logits: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Calibrated probabilities ``sigmoid(a * logit + b)`` per class (the arrays broadcast over images)."""
+    z = np.clip(a * logits + b, -60.0, 60.0)
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def class_activation(features: torch.Tensor, weight: torch.Tensor, out_hw: tuple[int, int]) -> np.ndarray:
+    """ReLU(w · A) of one class over a (1, C, h, w) feature map, upsampled to ``out_hw`` and scaled to [0, 1]."""
+    import torch
+    import torch.nn.functional as F
+
+    cam = torch.einsum("c,chw->hw", weight, features[0]).clamp_(min=0)[None, None]
+    up = F.interpolate(cam, size=out_hw, mode="bilinear", align_corners=False)[0, 0]
+    top = float(up.max())
+    out = (up / top) if top > 0 else torch.zeros_like(up)
+    return out.clamp_(0, 1).numpy().astype(np.float32)
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 hex of a file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class CnnOutput:
+    """One forward pass: raw logits, calibrated probabilities, and the last conv block's features."""
+
+    logits: dict[str, float]
+    probabilities: dict[str, float]
+    features: Any  # torch.Tensor (1, 1280, h, w); Any so this module imports without torch
+
+
+class CnnReader:
+    """The trained medrag-cnn, loaded lazily from ``weights_dir`` (the repository's copy by default)."""
+
+    name = "medrag-cnn"
+
+    def __init__(self, weights_dir: Path | str | None = None) -> None:
+        self.weights_dir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
+        self._model: torch.nn.Module | None = None
+        self._meta: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+        self._last: tuple[bytes, CnnOutput] | None = None
+
+    @property
+    def weights_path(self) -> Path:
+        """Where the weights file is expected."""
+        return self.weights_dir / WEIGHTS_NAME
+
+    def available(self) -> bool:
+        """True when both the weights and their JSON stamp are present (does not load them)."""
+        return self.weights_path.is_file() and (self.weights_dir / META_NAME).is_file()
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The JSON stamp written by the training script (loads it on first use)."""
+        if self._meta is None:
+            path = self.weights_dir / META_NAME
+            if not path.is_file():
+                raise BackendUnavailableError(
+                    f"medrag-cnn metadata not found at {path}; train the model with `{TRAIN_COMMAND}`")
+            self._meta = json.loads(path.read_text(encoding="utf-8"))
+        return self._meta
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The output classes, in order."""
+        return tuple(self.meta["classes"])
+
+    @property
+    def size(self) -> int:
+        """The network's square input size in pixels."""
+        return int(self.meta["input_size"])
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Per-class decision thresholds on the calibrated probability (chosen for F1 at training time)."""
+        return {k: float(v) for k, v in self.meta["thresholds"].items()}
+
+    def load(self) -> torch.nn.Module:
+        """Build the network and load the committed weights after checking their sha256 against the JSON."""
+        with self._lock:
+            if self._model is None:
+                self._model = self._load_model()
+            return self._model
+
+    def _load_model(self) -> torch.nn.Module:
+        from safetensors.torch import load_file
+
+        meta = self.meta
+        if not self.weights_path.is_file():
+            raise BackendUnavailableError(
+                f"medrag-cnn weights not found at {self.weights_path}; train them with `{TRAIN_COMMAND}`")
+        digest = file_sha256(self.weights_path)
+        if digest != meta.get("weights_sha256"):
+            raise BackendUnavailableError(
+                f"{self.weights_path} has sha256 {digest[:12]}…, but {META_NAME} expects "
+                f"{str(meta.get('weights_sha256'))[:12]}…; restore both files from the repository or retrain "
+                f"with `{TRAIN_COMMAND}`")
+        state = {k: v.float() for k, v in load_file(str(self.weights_path)).items()}
+        model = build_network(len(meta["classes"]))
+        model.load_state_dict(state)
+        return model.eval()
+
+    def _input(self, pixels: np.ndarray) -> torch.Tensor:
+        import torch
+
+        norm = self.meta["normalisation"]
+        gray = torch.from_numpy(as_gray(pixels))
+        return normalise(resize_gray(gray, self.size), tuple(norm["mean"]), tuple(norm["std"]))
+
+    def forward(self, pixels: np.ndarray) -> CnnOutput:
+        """Logits, calibrated probabilities and last-block features of one image (the last result is cached)."""
+        import torch
+
+        x = self._input(pixels)
+        key = hashlib.sha1(x.numpy().tobytes()).digest()
+        last = self._last
+        if last is not None and last[0] == key:
+            return last[1]
+        model = self.load()
+        with self._lock, torch.inference_mode():
+            features = model.forward_features(x)
+            logits = model.forward_head(features)[0].numpy().astype(np.float64)
+        cal = self.meta["calibration"]
+        a = np.array([cal["a"][c] for c in self.classes])
+        b = np.array([cal["b"][c] for c in self.classes])
+        probs = platt(logits, a, b)
+        out = CnnOutput(
+            logits={c: float(v) for c, v in zip(self.classes, logits, strict=True)},
+            probabilities={c: float(v) for c, v in zip(self.classes, probs, strict=True)},
+            features=features,
+        )
+        self._last = (key, out)
+        return out
+
+    def predict(self, pixels: np.ndarray) -> dict[str, float]:
+        """Class → calibrated probability in [0, 1], for every class."""
+        return dict(self.forward(pixels).probabilities)
+
+    def heatmap(self, pixels: np.ndarray, class_name: str) -> np.ndarray:
+        """Where the network sees ``class_name``: a map in [0, 1] with the input pixels' (H, W) shape."""
+        if class_name not in self.classes:
+            raise InputError(f"medrag-cnn has no class {class_name!r}; choose one of: {', '.join(self.classes)}")
+        out = self.forward(pixels)
+        weight = self.load().get_classifier().weight[self.classes.index(class_name)].detach()  # type: ignore[operator]
+        shape = np.asarray(pixels).shape[:2]
+        return class_activation(out.features, weight, (int(shape[0]), int(shape[1])))
+
+
+__all__ = [
+    "ARCHITECTURE", "CLASSES", "IMAGENET_MEAN", "IMAGENET_STD", "META_NAME", "NIH_TO_CLASS", "TRAIN_COMMAND",
+    "WEIGHTS_DIR", "WEIGHTS_NAME", "CnnOutput", "CnnReader", "as_gray", "build_network", "class_activation",
+    "file_sha256", "normalise", "platt", "resize_gray",
+]

@@ -1,0 +1,127 @@
+"""Runs the configured image readers and merges what they saw into one :class:`ImageReading`.
+
+Merging: the anatomy reader's measurements, zones, view, devices and overlays are kept as they are; each
+finding takes the status of the reader that gives a calibrated probability (the classifier), and the
+measured evidence and places of the others (the anatomy reader). Where only one reader speaks of a finding,
+its word stands. A reader that cannot load (missing weights) is skipped with a note; a reader that fails on
+one image is skipped for that image with a note, so one broken reader never hides the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from medrag.errors import BackendUnavailableError, ConfigError
+from medrag.reading.base import FindingRead, ImageReading, Overlays, Reader, readers
+
+if TYPE_CHECKING:
+    from medrag.config import Settings
+
+log = logging.getLogger("medrag.reading")
+
+#: Status strength, for merging two readers' word on one finding.
+_STRENGTH = {"present": 3, "uncertain": 2, "absent": 1, "not mentioned": 0}
+
+
+class CombinedReader:
+    """The configured readers, run in order on each image."""
+
+    name = "readers"
+
+    def __init__(self, members: Sequence[Reader], notes: Sequence[str] = ()) -> None:
+        self.members = list(members)
+        self.notes = tuple(notes)
+
+    @property
+    def model(self) -> str:
+        """The readers that will run, e.g. "anatomy + medrag-cnn"."""
+        return " + ".join(f"{m.name}" for m in self.members) or "none"
+
+    def read(self, pixels: np.ndarray, *, view_hint: str | None = None) -> ImageReading | None:
+        """Every reader's view of one image, merged (None when no reader is configured)."""
+        if not self.members:
+            return None
+        started = time.perf_counter()
+        readings: list[ImageReading] = []
+        notes = list(self.notes)
+        for member in self.members:
+            try:
+                readings.append(member.read(pixels, view_hint=view_hint))
+            except Exception as exc:  # one reader failing must not hide what the others saw
+                log.warning("image reader %s failed", member.name, exc_info=exc)
+                notes.append(f"The {member.name} reader failed on this image ({type(exc).__name__}); its findings are missing.")
+        merged = merge_readings(readings)
+        return replace(merged, notes=(*merged.notes, *notes), seconds=time.perf_counter() - started)
+
+
+def build_readers(settings: Settings) -> CombinedReader:
+    """The readers ``settings.readers`` names; unavailable ones are left out with a note saying why."""
+    members: list[Reader] = []
+    notes: list[str] = []
+    for name in settings.readers:
+        try:
+            members.append(readers.get(name).factory(settings))
+        except (BackendUnavailableError, ConfigError) as exc:
+            log.warning("image reader %s unavailable: %s", name, exc)
+            notes.append(f"The {name} reader is unavailable: {exc}")
+    return CombinedReader(members, notes)
+
+
+def merge_readings(readings: Sequence[ImageReading]) -> ImageReading:
+    """One reading from several: a probability-bearing reader's status wins, the others add evidence and place."""
+    if not readings:
+        return ImageReading()
+    base = readings[0]
+    findings: dict[str, FindingRead] = {}
+    for reading in readings:
+        for name, read in reading.findings.items():
+            findings[name] = _merge_finding(findings.get(name), read)
+    measurements: dict[str, float] = {}
+    zones: dict[str, dict[str, float]] = {}
+    contours: dict[str, list[tuple[float, float]]] = {}
+    zone_boxes: dict[str, tuple[float, float, float, float]] = {}
+    heatmap, heatmap_finding = None, ""
+    for reading in readings:
+        measurements.update(reading.measurements)
+        zones.update(reading.zones)
+        contours.update(reading.overlays.contours)
+        zone_boxes.update(reading.overlays.zone_boxes)
+        if reading.overlays.heatmap is not None and heatmap is None:
+            heatmap, heatmap_finding = reading.overlays.heatmap, reading.overlays.heatmap_finding
+    with_view = next((r for r in readings if r.view), base)
+    with_ctr = next((r for r in readings if r.ctr is not None), base)
+    devices = next((r.devices for r in readings if r.devices), ())
+    return ImageReading(
+        findings=findings, measurements=measurements, view=with_view.view, view_probability=with_view.view_probability,
+        ctr=with_ctr.ctr, ctr_reliable=with_ctr.ctr_reliable, zones=zones, devices=devices,
+        overlays=Overlays(contours=contours, zone_boxes=zone_boxes, heatmap=heatmap,
+                          heatmap_finding=heatmap_finding, devices=devices),
+        readers=tuple(name for r in readings for name in r.readers),
+        notes=tuple(note for r in readings for note in r.notes),
+    )
+
+
+def _merge_finding(current: FindingRead | None, new: FindingRead) -> FindingRead:
+    if current is None:
+        return new
+    # The calibrated reader decides the status; ties go to the stronger statement.
+    if (new.probability is not None) != (current.probability is not None):
+        decider, other = (new, current) if new.probability is not None else (current, new)
+    else:
+        decider, other = (new, current) if _STRENGTH[new.status] > _STRENGTH[current.status] else (current, new)
+    if decider.status == "absent" and other.status in ("present", "uncertain"):
+        # A measurement points to it though the classifier does not: say "possible", not "no".
+        decider = replace(decider, status="uncertain")
+    evidence = "; ".join(e for e in (decider.evidence, other.evidence) if e)
+    where = decider.where or other.where
+    sources = " + ".join(s for s in (decider.source, other.source) if s)
+    return replace(decider, evidence=evidence, where=where, source=sources)
+
+
+__all__ = ["CombinedReader", "build_readers", "merge_readings"]

