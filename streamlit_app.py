@@ -48,9 +48,12 @@ with error_boundary():
 
 st.subheader("Latest analyses")
 with error_boundary():
-    latest = history_table(data.history_frame(workbench, limit=5))
+    latest = history_table(data.history_page(workbench, offset=0, limit=5))
     if latest.empty:
         st.caption("No analyses yet: start one above.")
     else:
-        st.dataframe(latest, hide_index=True, width="stretch")
+        st.dataframe(latest, hide_index=True, width="stretch", column_config={
+            "date": st.column_config.DatetimeColumn("date (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+            "similarity": st.column_config.NumberColumn(format="%.3f"),
+        })
         st.page_link("pages/3_History.py", label="All history", icon=":material/history:")

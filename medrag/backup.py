@@ -27,7 +27,7 @@ import duckdb
 
 from medrag.config import Settings
 from medrag.errors import BackupError, StoreLockedError
-from medrag.fsutil import atomic_write_text, fsync_dir
+from medrag.fsutil import fsync_dir
 from medrag.store import schema
 from medrag.store.connection import Database, forget_file
 from medrag.store.health import quoted, table_counts
@@ -179,7 +179,11 @@ def backup(settings: Settings, target: Path | None = None, *, force: bool = Fals
             size=tmp.stat().st_size, sha256=_sha256(tmp),
         )
         # The manifest first, the file last: whatever exists under the backup's name is complete.
-        atomic_write_text(manifest_path(target), json.dumps(asdict(manifest), indent=2))
+        sidecar = manifest_path(target)
+        sidecar_tmp = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
+        sidecar_tmp.write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
+        fsync_file(sidecar_tmp)
+        os.replace(sidecar_tmp, sidecar)
         os.replace(tmp, target)
         fsync_dir(target.parent)
     except OSError as exc:
@@ -189,7 +193,9 @@ def backup(settings: Settings, target: Path | None = None, *, force: bool = Fals
     except duckdb.Error as exc:
         raise BackupError(f"Could not copy the database into {target}: {exc}.") from exc
     finally:
-        for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+        for leftover in (tmp, tmp.with_name(tmp.name + ".wal"), manifest_path(target).with_name(
+            f".{manifest_path(target).name}.{os.getpid()}.tmp"
+        )):
             leftover.unlink(missing_ok=True)
     return target, manifest
 

@@ -1,7 +1,7 @@
 """Typed events yielded by :func:`medrag.pipeline.analyze`, in this order:
 
-``StageStarted``/``GuardChecked`` → ``ImageFindingsReady`` (images) → ``NeighboursFound`` → ``ReasoningToken``* → ``ReasoningDone``
-→ ``SummaryReady`` → ``WebResultsReady`` → ``AnalysisSaved`` → ``AnalysisFinished``.
+``StageStarted``/``GuardChecked`` → ``ImageFindingsReady`` (images) → ``NeighboursFound`` → ``ReasoningToken``*
+→ ``ReasoningDone`` → ``SummaryReady`` → ``WebResultsReady`` → ``AnalysisSaved`` → ``AnalysisFinished``.
 A failing stage yields ``StageFailed`` and the stages that do not depend on it still run.
 Every event except tokens carries the stage's wall time in ``seconds``.
 """

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
+import duckdb
 import pandas as pd
 
-from medrag.errors import InputError
+from medrag.errors import InputError, StoreError
 from medrag.fsutil import atomic_writer
 from medrag.store.analyses import history_where
 
@@ -182,16 +183,20 @@ def export_history(
         db = Path(store.path)
         guarded += [db, db.with_name(db.name + ".wal")]
     real = check_target(target, protected=guarded, force=force)
-    chosen = export_format(real, fmt)
+    chosen = export_format(Path(target), fmt)  # the name the user gave decides, not a link's target
+    kept = " and the old file is unchanged" if real.exists() else ""
     try:
         with atomic_writer(real) as handle, history_reader(store, search, limit) as reader:
             rows = write_history(handle, reader, chosen)
     except OSError as exc:
-        reason = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else (exc.strerror or str(exc))
-        raise InputError(
-            f"Could not write {target}: {reason}. Nothing was written"
-            + (" and the old file is unchanged" if real.exists() else "")
-            + "; free some space or export elsewhere."
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        reason = "the disk is full" if full else (exc.strerror or str(exc))
+        advice = "free some space or export elsewhere" if full else "check the folder's permissions or export elsewhere"
+        raise InputError(f"Could not write {target}: {reason}. Nothing was written{kept}; {advice}.") from None
+    except duckdb.Error as exc:
+        raise StoreError(
+            f"Could not read the history from {store.path} ({type(exc).__name__}); nothing was written{kept}. "
+            "Run `medrag history` to check the database."
         ) from None
     return ExportResult(path=real, rows=rows, format=chosen, bytes=os.path.getsize(real))
 

@@ -311,12 +311,15 @@ def iter_parquet(parquet_path: Path, report: IngestReport) -> Iterator[IngestIte
         where = f"{parquet_path.name} row {index}"
         if not isinstance(data, (bytes, bytearray)) or not data:
             # A path in the cell is never opened: it could name any file on this machine.
-            path_note = " (its 'path' is not followed: cells must carry the image bytes)" if isinstance(cell, dict) and cell.get("path") else ""
-            report.errors.append((where, f"the image cell holds no bytes{path_note}"))
+            has_path = isinstance(cell, dict) and bool(cell.get("path"))
+            note = " (its 'path' is not followed: cells must carry the image bytes)" if has_path else ""
+            report.errors.append((where, f"the image cell holds no bytes{note}"))
             continue
         texts = {k: _cell_text(row[k]) for k in ("findings", "impression", "reasoning", "report") if row.get(k)}
         report_text = "\n".join(f"{k.upper()}: {v}" for k, v in texts.items() if k != "reasoning")
-        label = _label_text(row.get("label")) or _short_label(label_text(report_text or texts.get("reasoning", "")).present())
+        label = _label_text(row.get("label")) or _short_label(
+            label_text(report_text or texts.get("reasoning", "")).present()
+        )
         extra: dict[str, Any] = {}
         for key, value in row.items():
             if key not in {image_column, "label", *texts}:

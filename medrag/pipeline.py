@@ -172,7 +172,9 @@ def analyze(
         yield emit(StageStarted(stage="findings"))
         with _StageRun("findings") as run:
             reading = engine.read_image(image)
-            ready_reading = ImageFindingsReady(stage="findings", reading=reading, seconds=run.seconds) if reading else None
+            ready_reading = (
+                ImageFindingsReady(stage="findings", reading=reading, seconds=run.seconds) if reading else None
+            )
         if run.failure is not None:
             yield emit(run.failure)
         elif ready_reading is not None:

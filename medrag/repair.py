@@ -2,11 +2,14 @@
 
 The damaged file is opened read-only as it is, else with a damaged header replaced (DuckDB keeps a main
 header and two alternating database headers; a zeroed one is patched from a fresh file or from its twin).
-Each table is copied whole, or in slices of :data:`SLICE_ROWS` rows when some of its blocks are unreadable;
-rows whose case was lost are dropped (a source fingerprint of a lost case would stop a re-import from
-bringing it back); id sequences move past the ids kept. The new file replaces the damaged one with one
-rename, and the damaged file is kept as ``medrag.duckdb.damaged-<time>``. When nothing reads at all, the new
-database is empty and the report says so, table by table.
+Each table is copied whole, or else in slices of :data:`SLICE_ROWS` rows (DuckDB reads a column 2,048 rows
+at a time, so a damaged block costs the slices it overlaps). A slice that does not read whole keeps the
+columns that do read when every required (NOT NULL) one is among them: a history row that lost its
+reasoning text keeps its question, label and findings. Rows whose case was lost are dropped (a source
+fingerprint of a lost case would stop a re-import from bringing it back); id sequences move past the ids
+kept. The new file replaces the damaged one with one rename, and the damaged file is kept as
+``medrag.duckdb.damaged-<time>``. When nothing reads at all, the new database is empty and the report says
+so, table by table.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from medrag.store import schema
 from medrag.store.connection import forget_file
 from medrag.store.health import is_damage, is_lock_error
 
-#: Rows copied per slice when a table cannot be copied whole (DuckDB's vector size).
+#: Rows copied per slice when a table cannot be copied whole (DuckDB's vector size: what one read touches).
 SLICE_ROWS = 2048
 
 
@@ -54,6 +57,8 @@ class RepairReport:
     patched: str = ""
     #: rows dropped after the copy because what they belong to was lost (embeddings, sources of lost cases)
     orphans: dict[str, int] = field(default_factory=dict)
+    #: table → (rows kept without some of their columns, those columns) where a block of a column was lost
+    partial: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
 
     @property
     def lost(self) -> dict[str, int]:
@@ -83,36 +88,72 @@ def _patched_copies(db: Path, work: Path) -> Iterator[tuple[Path, str]]:
         yield candidate, what
 
 
-def _copy_table(con: duckdb.DuckDBPyConnection, table: str) -> tuple[int | None, int]:
-    """Copy ``damaged.table`` into ``main.table``: whole, else slice by slice; returns (rows found, rows copied)."""
-    old = {r[0] for r in con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE database_name = 'damaged' AND table_name = ?", [table]
-    ).fetchall()}
-    new = [r[0] for r in con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() AND table_name = ? "
-        "ORDER BY column_index", [table]
-    ).fetchall()]
-    columns = ", ".join(f'"{c}"' for c in new if c in old)
+def _scalar(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    (value,) = con.execute(sql).fetchone() or (0,)
+    return int(value or 0)
+
+
+def _readable(con: duckdb.DuckDBPyConnection, table: str, column: str, window: list[int]) -> bool:
     try:
-        found: int | None = int(con.execute(f"SELECT count(*) FROM damaged.{table}").fetchone()[0])  # type: ignore[index]
+        con.execute(f'SELECT min(hash("{column}")) FROM damaged.{table} WHERE rowid >= ? AND rowid < ?', window)
+        return True
+    except duckdb.Error:
+        return False
+
+
+def _columns(con: duckdb.DuckDBPyConnection, catalog: str, table: str) -> list[tuple[str, bool]]:
+    """(name, required) of a table's columns in order; required: NOT NULL (primary keys included)."""
+    rows = con.execute(
+        "SELECT column_name, NOT is_nullable FROM duckdb_columns() "
+        "WHERE database_name = coalesce(?, current_database()) AND table_name = ? ORDER BY column_index",
+        [catalog or None, table],
+    ).fetchall()
+    return [(str(r[0]), bool(r[1])) for r in rows]
+
+
+def _copy_table(con: duckdb.DuckDBPyConnection, table: str, report: RepairReport) -> tuple[int | None, int]:
+    """Copy ``damaged.table`` into ``main.table``: whole, else slice by slice; returns (rows found, rows copied)."""
+    old = {name for name, _ in _columns(con, "damaged", table)}
+    new = [(name, required) for name, required in _columns(con, "", table) if name in old]
+    names = [name for name, _ in new]
+    found: int | None
+    try:
+        found = _scalar(con, f"SELECT count(*) FROM damaged.{table}")  # answered from metadata: survives most damage
     except duckdb.Error:
         found = None
-    insert = f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM damaged.{table}"
+
+    def insert(columns: list[str], where: str = "", params: list[int] | None = None) -> None:
+        listed = ", ".join(f'"{c}"' for c in columns)
+        con.execute(f"INSERT INTO main.{table} ({listed}) SELECT {listed} FROM damaged.{table}{where}", params or [])
+
     try:
-        con.execute(insert)
-        return found, int(con.execute(f"SELECT count(*) FROM main.{table}").fetchone()[0])  # type: ignore[index]
+        insert(names)
     except duckdb.Error:
-        pass
-    try:
-        end = int(con.execute(f"SELECT coalesce(max(rowid) + 1, 0) FROM damaged.{table}").fetchone()[0])  # type: ignore[index]
-    except duckdb.Error:
-        end = found or 0
-    for start in range(0, end, SLICE_ROWS):
         try:
-            con.execute(f"{insert} WHERE rowid >= ? AND rowid < ?", [start, start + SLICE_ROWS])
+            end = _scalar(con, f"SELECT coalesce(max(rowid) + 1, 0) FROM damaged.{table}")
         except duckdb.Error:
-            continue  # these rows sit in an unreadable block
-    return found, int(con.execute(f"SELECT count(*) FROM main.{table}").fetchone()[0])  # type: ignore[index]
+            end = found or 0
+        partial, missing = 0, set()
+        for start in range(0, end, SLICE_ROWS):
+            window = [start, start + SLICE_ROWS]
+            try:
+                insert(names, " WHERE rowid >= ? AND rowid < ?", window)
+                continue
+            except duckdb.Error:
+                pass
+            readable = [(name, required) for name, required in new if _readable(con, table, name, window)]
+            if len(readable) == len(new) or any(req and (name, req) not in readable for name, req in new):
+                continue  # a required column is unreadable here: these rows are lost
+            before = _scalar(con, f"SELECT count(*) FROM main.{table}")
+            try:
+                insert([name for name, _ in readable], " WHERE rowid >= ? AND rowid < ?", window)
+            except duckdb.Error:
+                continue
+            partial += _scalar(con, f"SELECT count(*) FROM main.{table}") - before
+            missing |= {name for name, _ in new} - {name for name, _ in readable}
+        if partial:
+            report.partial[table] = (partial, sorted(missing))
+    return found, _scalar(con, f"SELECT count(*) FROM main.{table}")
 
 
 def _advance_sequences(con: duckdb.DuckDBPyConnection) -> None:
@@ -123,7 +164,7 @@ def _advance_sequences(con: duckdb.DuckDBPyConnection) -> None:
     ).fetchall()
     for table, column, default in rows:
         sequence = default.split("'")[1]
-        top = con.execute(f'SELECT coalesce(max("{column}"), 0) FROM main.{table}').fetchone()[0]  # type: ignore[index]
+        top = _scalar(con, f'SELECT coalesce(max("{column}"), 0) FROM main.{table}')
         if top:
             con.execute(f"SELECT max(nextval('{sequence}')) FROM range(?)", [int(top)])
 
@@ -150,7 +191,7 @@ def _salvage(source: Path | None, target: Path, root: Path, report: RepairReport
         except duckdb.Error:
             pass  # nothing but the version lives there today
         for table in ordered_tables(present - {"meta"}):
-            report.tables[table] = _copy_table(con, table)
+            report.tables[table] = _copy_table(con, table, report)
         con.execute("DETACH damaged")
         # What lost its case goes too: a lost case's source fingerprint would stop a re-import bringing it back.
         for table in ("embeddings", "sources"):

@@ -21,8 +21,8 @@ from medrag.engine.search import LibraryMap, Searcher
 from medrag.engine.vectors import EmbedReport, LibraryVectors
 from medrag.events import Event
 from medrag.library import IngestReport, ingest_path
-from medrag.reasoners import Reasoner, Summariser
 from medrag.reading.base import ImageReading
+from medrag.reasoners import Reasoner, Summariser
 from medrag.records import CXRImage, Neighbour
 from medrag.store import Store
 

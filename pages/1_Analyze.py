@@ -140,6 +140,7 @@ run = st.button("Analyze", type="primary", disabled=not ready, key="analyze_run"
 # Heavy from here on (the inputs above are already on screen).
 workbench = open_workbench()
 from medrag.ui import data  # noqa: E402
+from medrag.ui.lessons import add_to_lesson_set  # noqa: E402
 from medrag.ui.panels import (  # noqa: E402 - imported after the first paint on purpose
     render_label_and_findings,
     render_metadata,
@@ -204,6 +205,7 @@ with reasoning_col:
     if last is not None and render_outcome(last):
         render_label_and_findings(last)
         render_saved(last, "analyze")
+        add_to_lesson_set(workbench, last, key="analyze")
 
 if last is not None and last.ok:
     with error_boundary():

@@ -10,9 +10,11 @@ import streamlit as st
 
 from medrag.casenames import case_caption, case_facts, case_from_row, case_title
 from medrag.ui import data, images, state
+from medrag.ui.lessons import add_to_lesson_set
 from medrag.ui.page import error_boundary, setup_page
 from medrag.ui.panels import render_metadata
 from medrag.ui.safe import escape_markdown
+from medrag.ui.upload_import import render_upload_import
 from medrag.ui.viewer import PLOTLY_CONFIG, image_figure, view_controls
 
 ALL = "all"
@@ -96,6 +98,7 @@ if browse_tab.open:  # only the open tab runs
                         st.markdown("**No report; what is known**")
                         st.text(case_facts(case))
                     render_metadata(meta)
+                    add_to_lesson_set(workbench, case, key="library")
                     if st.button("Analyze this case", type="primary", key="library_analyze"):
                         st.session_state[state.ANALYZE_MODE] = "library"
                         st.session_state[state.ANALYZE_CASE] = case.case_id
@@ -146,6 +149,7 @@ if import_tab.open:  # only the open tab runs
                     }
                     st.rerun()
 
+        render_upload_import(workbench)
         st.divider()
         st.markdown("**Re-index**: re-embed every case with the current image encoder and rebuild the index.")
         if st.button("Re-index the library", key="library_reindex"):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import math
 
+import pandas as pd
 import streamlit as st
 
 from medrag.ui import data, images, state
 from medrag.ui.figures import labels_over_time, similarity_distribution
+from medrag.ui.lessons import add_to_lesson_set
 from medrag.ui.page import error_boundary, setup_page
 from medrag.ui.panels import (
     render_label_and_findings,
@@ -18,8 +22,13 @@ from medrag.ui.panels import (
     render_web,
 )
 from medrag.ui.safe import escape_markdown
-from medrag.ui.tables import history_table, neighbour_scores
+from medrag.ui.tables import history_table, neighbour_scores, short_time
 from medrag.ui.viewer import PLOTLY_CONFIG, image_figure, view_controls
+
+#: Analyses listed per page of the table.
+PAGE_ROWS = 50
+#: The trends are drawn over at most this many of the latest matching analyses.
+PLOT_ROWS = 2000
 
 workbench = setup_page("History", "history")
 
@@ -29,21 +38,31 @@ if data.count_analyses(workbench) == 0:
     st.stop()
 
 # ---------------------------------------------------------------------------------------------- table
-search = st.text_input("Search", key="history_search", placeholder="label, file name, question, notes or tags")
-history = data.history_frame(workbench, search=search.strip() or None)
-table = history_table(history)
-left, right = st.columns(2)
-label_filter = left.multiselect("Labels", sorted(set(table["label"])), key="history_labels")
-backend_filter = right.multiselect("Reasoning backends", sorted(set(table["backend"])), key="history_backends")
-keep = table["label"].isin(label_filter) if label_filter else table["label"].notna()
-if backend_filter:
-    keep &= table["backend"].isin(backend_filter)
-table = table[keep]
-history = history[keep.to_numpy()]
+search_col, label_col, backend_col = st.columns([2, 1, 1])
+search = search_col.text_input("Search", key="history_search", placeholder="label, file name, question, notes or tags")
+query = search.strip() or None
+label_filter = label_col.multiselect("Labels", data.history_values(workbench, "label", query), key="history_labels")
+backend_filter = backend_col.multiselect(
+    "Reasoning backends", data.history_values(workbench, "reasoner_backend", query), key="history_backends"
+)
+filters = {"search": query, "labels": label_filter, "backends": backend_filter}
+total = data.count_history(workbench, **filters)
+pages = max(1, math.ceil(total / PAGE_ROWS))
+page_no = min(int(st.session_state[state.HISTORY_PAGE]), pages - 1)
+if pages > 1:
+    page_no = int(st.number_input(
+        f"Page (of {pages:,}; {PAGE_ROWS} analyses a page)", min_value=1, max_value=pages, value=page_no + 1,
+        key=f"history_page_{pages}",
+    )) - 1
+st.session_state[state.HISTORY_PAGE] = page_no
+table = history_table(data.history_page(workbench, offset=page_no * PAGE_ROWS, limit=PAGE_ROWS, **filters))
+st.caption(f"{total:,} matching analyses" + (f" · page {page_no + 1:,} of {pages:,}" if pages > 1 else ""))
 
+# The table's key follows what it lists, so a row picked on one page or search cannot outlive it.
+listed = hashlib.sha1(repr((query, label_filter, backend_filter, page_no)).encode("utf-8")).hexdigest()[:12]
 selection = st.dataframe(
-    table, hide_index=True, width="stretch", height=min(38 + 35 * len(table), 320), key="history_table", on_select="rerun",
-    selection_mode="single-row",
+    table, hide_index=True, width="stretch", height=min(38 + 35 * len(table), 320), key=f"history_table_{listed}",
+    on_select="rerun", selection_mode="single-row",
     column_config={
         "date": st.column_config.DatetimeColumn("date (UTC)", format="YYYY-MM-DD HH:mm:ss"),
         "similarity": st.column_config.NumberColumn(format="%.3f"),
@@ -51,33 +70,52 @@ selection = st.dataframe(
     },
 )
 rows = selection.selection.rows if selection is not None else []
-if rows:
+if rows and 0 <= rows[0] < len(table):
     picked = int(table.iloc[rows[0]]["id"])
     if picked != st.session_state.get(state.HISTORY_LAST_PICK):
         st.session_state[state.HISTORY_LAST_PICK] = picked
         st.session_state[state.HISTORY_OPEN] = picked
 
+
+def _matching(limit: int | None = None) -> pd.DataFrame:
+    """The matching analyses (the latest ``limit``) with all their columns; exports build it when pressed."""
+    everything = data.history_frame(workbench, search=query, limit=limit)
+    keep = pd.Series(True, index=everything.index)
+    if label_filter:
+        keep &= everything["label"].fillna("").isin(label_filter)
+    if backend_filter:
+        keep &= everything["reasoner_backend"].fillna("").isin(backend_filter)
+    return everything[keep]
+
+
+def _parquet() -> bytes:
+    buffer = io.BytesIO()
+    _matching().to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
 export_csv, export_parquet, _ = st.columns([1, 1, 3])
 export_csv.download_button(
-    "Export CSV", history.to_csv(index=False).encode("utf-8"), file_name="medrag-history.csv",
+    "Export CSV", lambda: _matching().to_csv(index=False).encode("utf-8"), file_name="medrag-history.csv",
     mime="text/csv", key="history_csv",
 )
-parquet = io.BytesIO()
-history.to_parquet(parquet, index=False)
 export_parquet.download_button(
-    "Export Parquet", parquet.getvalue(), file_name="medrag-history.parquet",
+    "Export Parquet", _parquet, file_name="medrag-history.parquet",
     mime="application/vnd.apache.parquet", key="history_parquet",
 )
 
 # ---------------------------------------------------------------------------------------------- one analysis
 ids = [int(i) for i in table["id"]]
+wanted = st.session_state.get(state.HISTORY_OPEN)
+if wanted is not None and int(wanted) not in ids and data.get_analysis(workbench, int(wanted)) is not None:
+    ids.insert(0, int(wanted))  # sent from Analyze, or picked before the page changed: still openable
 if not ids:
     st.caption("No analysis matches these filters.")
     st.stop()
-wanted = st.session_state.get(state.HISTORY_OPEN)
+names = {int(r["id"]): f"#{int(r['id'])} · {r['label'] or '—'} · {r['input']}" for r in table.to_dict("records")}
 opened = st.selectbox(
-    "Open analysis", ids, index=ids.index(wanted) if wanted in ids else 0,
-    format_func=lambda i: f"#{i} · {table.set_index('id').at[i, 'label'] or '—'} · {table.set_index('id').at[i, 'input']}",
+    "Open analysis", ids, index=ids.index(int(wanted)) if wanted is not None and int(wanted) in ids else 0,
+    format_func=lambda i: names.get(i, f"#{i}"),
 )
 st.session_state[state.HISTORY_OPEN] = opened
 analysis = data.get_analysis(workbench, opened)
@@ -87,7 +125,7 @@ if analysis is None:
 
 st.subheader(f"Analysis #{analysis.analysis_id}")
 st.caption(
-    f"{escape_markdown(analysis.created_at)} UTC · {escape_markdown(analysis.input_name or analysis.question)} · "
+    f"{short_time(analysis.created_at)} UTC · {escape_markdown(analysis.input_name or analysis.question)} · "
     f"{analysis.total_seconds:.2f} s · encoder {escape_markdown(analysis.encoder or '—')} · "
     f"summariser {escape_markdown(analysis.summariser_backend or '—')}"
 )
@@ -109,6 +147,7 @@ with reasoning_col:
     if render_outcome(analysis):
         render_label_and_findings(analysis)
 
+    add_to_lesson_set(workbench, analysis, key="history")
     with st.form("history_notes"):
         notes = st.text_area("Notes", value=analysis.user_notes, key=f"history_notes_{opened}")
         tags = st.text_input("Tags (comma-separated)", value=", ".join(analysis.tags), key=f"history_tags_{opened}")
@@ -131,12 +170,19 @@ if analysis.ok:
 
 # ---------------------------------------------------------------------------------------------- plots
 st.subheader("Trends")
+recent = _matching(PLOT_ROWS)
+if total > len(recent):
+    st.caption(f"Over the latest {len(recent):,} of the {total:,} matching analyses.")
+if recent.empty:
+    st.caption("No analysis matches these filters.")
+    st.stop()
 plot_left, plot_right = st.columns(2)
 with plot_left:
-    st.plotly_chart(labels_over_time(history), config=PLOTLY_CONFIG, key="history_labels_plot")
+    st.plotly_chart(labels_over_time(recent), config=PLOTLY_CONFIG, key="history_labels_plot")
 with plot_right:
-    scores = neighbour_scores(history)
+    scores = neighbour_scores(recent)
     if scores.empty:
         st.caption("No neighbour similarities saved yet.")
     else:
         st.plotly_chart(similarity_distribution(scores), config=PLOTLY_CONFIG, key="history_scores_plot")
+        st.caption("Image and text questions apart: their similarities come from different encoders.")

@@ -10,6 +10,7 @@ import streamlit as st
 from medrag.analysis import Analysis
 from medrag.casenames import case_caption, case_title
 from medrag.ui import data, images, pickers, state
+from medrag.ui.lessons import add_to_lesson_set
 from medrag.ui.page import error_boundary, setup_page
 from medrag.ui.panels import render_neighbour_grid
 from medrag.ui.safe import defang_markdown, escape_markdown, shorten
@@ -63,6 +64,7 @@ if compare_tab.open:  # only the open tab runs
             st.plotly_chart(linked_figure([pixels for pixels, _ in loaded], short, view), config=PLOTLY_CONFIG,
                             key="compare_figure")
             st.caption("Zoom or pan one image and the others follow; window/level applies to all.")
+            add_to_lesson_set(workbench, chosen, key="compare", label="Add these cases to a lesson set")
             for column, cid in zip(st.columns(len(chosen)), chosen):
                 with column:
                     case = cases[cid]

@@ -56,7 +56,7 @@ with error_boundary():
         with st.form("lesson_new_form", clear_on_submit=True):
             new_name = st.text_input("Name", key="lesson_new_name", placeholder="e.g. Normal vs pneumonia")
             new_description = st.text_area("Description (optional)", key="lesson_new_description", height=68)
-            if st.form_submit_button("Create", type="primary"):
+            if st.form_submit_button("Create", type="primary", key="lesson_create"):
                 with error_boundary():
                     st.session_state["lesson_pending"] = lessons.create_set(workbench, new_name, new_description)
                     st.rerun()
@@ -88,7 +88,7 @@ if edit_tab.open:
             with st.form("lesson_rename_form"):
                 name = st.text_input("Name", value=lesson.name, key=f"lesson_rename_{lesson.set_id}")
                 description = st.text_area("Description", value=lesson.description, key=f"lesson_desc_{lesson.set_id}")
-                if st.form_submit_button("Save"):
+                if st.form_submit_button("Save", key="lesson_rename_save"):
                     with error_boundary():
                         lessons.rename_set(workbench, lesson.set_id, name, description)
                         st.rerun()
@@ -137,7 +137,7 @@ if edit_tab.open:
                                                key=f"lesson_note_{item.item_id}")
                     for index, (item, _view) in enumerate(views)
                 }
-                if st.form_submit_button("Save notes", type="primary"):
+                if st.form_submit_button("Save notes", type="primary", key="lesson_notes_save"):
                     with error_boundary():
                         lessons.save_notes(workbench, notes)
                         st.success("Notes saved.")

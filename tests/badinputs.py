@@ -605,7 +605,7 @@ def openi_xml(uid: str, image_ids: list[str], findings: str = "The heart is enla
         f'<AbstractText Label="FINDINGS">{findings}</AbstractText>'
         f'<AbstractText Label="IMPRESSION">Cardiomegaly.</AbstractText></Abstract></Article></MedlineCitation>'
         f"{images}</eCitation>"
-    ).encode("utf-8")
+    ).encode()
 
 
 class _Zeros(io.RawIOBase):

@@ -1,8 +1,14 @@
 """End to end in a real browser: `streamlit run` on 127.0.0.1, driven by Chromium through Playwright.
 
 Uploads a real chest X-ray (../shared/data/cxr-real, else a demo phantom), waits for the streamed
-reasoning and the neighbour grid, opens History and sees the new row. Screenshots of every page go to
-artifacts/screenshots/ (git-ignored). Skips when /usr/bin/chromium or Playwright is missing.
+reasoning and the neighbour grid, opens History and sees the new row. Then teaches a class with real
+cases: uploads real NIH images with their labels CSV from the browser, builds a five-case lesson set on
+normal vs pneumonia with notes, presents it (arrow key, reveal), exports the handout, runs a two-question
+exam (one "where is it?" click on the image) for two named learners and downloads the results CSV, failing
+on any request to a host other than 127.0.0.1 / localhost.
+
+Screenshots of every step go to $MEDRAG_E2E_ARTIFACTS, else artifacts/screenshots/ (git-ignored), with
+the downloaded handout and CSV. Skips when /usr/bin/chromium or Playwright is missing.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 REAL_DATA = REPO.parent / "shared" / "data" / "cxr-real"
-SCREENSHOTS = REPO / "artifacts" / "screenshots"
+SCREENSHOTS = Path(os.environ.get("MEDRAG_E2E_ARTIFACTS") or REPO / "artifacts" / "screenshots")
 DEMO_CASES = 24
 IDLE = '[data-testid="stStatusWidget"]'
 
@@ -223,7 +229,7 @@ def test_library_import_runs_its_workers_inside_the_server(server: str, tmp_path
             page.get_by_role("tab", name="Import and re-index").click()
             wait_idle(page)
             page.get_by_label("Folder (or .parquet / Open-i .tgz) on this machine").fill(str(folder.parent))
-            page.get_by_role("button", name="Import").click()
+            page.get_by_role("button", name="Import", exact=True).click()
             expect(page.get_by_text(f"{count} seen, {count} added")).to_be_visible(timeout=180_000)
             wait_idle(page)
             _shot(page, "2_library_import")
@@ -232,3 +238,213 @@ def test_library_import_runs_its_workers_inside_the_server(server: str, tmp_path
             browser.close()
     log = _LOGS[server].read_text(errors="replace")
     assert "worker stopped unexpectedly" not in log and "Traceback" not in log, log[-3000:]
+
+
+# ---------------------------------------------------------------------------------------------- teaching a class
+#: Hosts the app may talk to: its own server.
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+#: Schemes that never leave the browser.
+LOCAL_SCHEMES = {"data", "blob", "about"}
+#: The NIH pneumonia image whose expert box the "where is it?" question uses, and that box (x, y, w, h).
+BOXED = "nih_00000193_019.png"
+BOX = (352, 308, 109, 125)
+
+
+def _foreign(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme not in LOCAL_SCHEMES and (parts.hostname or "") not in LOCAL_HOSTS
+
+
+def _class_cases() -> tuple[list[dict[str, str]], list[str]]:
+    """Six real NIH images for the upload (3 normal, 3 pneumonia, one with an expert box) and the set's order.
+
+    The set's order: normal, the boxed pneumonia, normal, normal, a pneumonia without a box — so a two-
+    question exam in the set's order asks the first normal's label, then where the boxed pneumonia is.
+    """
+    with (REAL_DATA / "labels.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    nih = [r for r in rows if r["dataset"] == "nih"]
+    normals = [r for r in nih if r["label"] == "normal"][:3]
+    boxed = next(r for r in nih if r["image"].endswith(BOXED))
+    others = [r for r in nih if r["label"] == "pneumonia" and not r["bbox_xywh_in_output_px"]][:2]
+    chosen = [normals[0], boxed, normals[1], normals[2], others[0], others[1]]
+    order = [Path(r["image"]).stem for r in chosen[:5]]
+    return chosen, order
+
+
+def _key(page, key: str):  # type: ignore[no-untyped-def]
+    """The element of the widget with this Streamlit key (its container has the class ``st-key-<key>``)."""
+    return page.locator(f".st-key-{key}")
+
+
+def _click_image_at(page, chart, x: float, y: float) -> None:  # type: ignore[no-untyped-def]
+    """Click a plotly chart at image pixel (x, y), converted with the figure's own axes."""
+    point = chart.locator(".js-plotly-plot").evaluate(
+        "(gd, [x, y]) => { const r = gd.getBoundingClientRect(), xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;"
+        " return [r.left + xa._offset + xa.l2p(x), r.top + ya._offset + ya.l2p(y)]; }",
+        [x, y],
+    )
+    page.mouse.click(point[0], point[1])
+
+
+def _take_exam(page, learner: str, *, right: bool) -> None:  # type: ignore[no-untyped-def]
+    from playwright.sync_api import expect
+
+    _key(page, "quiz_learner").locator("input").fill(learner)
+    _key(page, "quiz_start").locator("button").click()
+    wait_idle(page)
+    for number in (1, 2):
+        expect(page.get_by_text(f"Question {number} of 2")).to_be_visible()
+        if page.get_by_text("Where is the pneumonia? Click on it.").count():
+            chart = page.locator('[class*="st-key-quiz_click_"]')
+            x, y, w, h = BOX
+            _click_image_at(page, chart, x + w / 2, y + h / 2) if right else _click_image_at(page, chart, 20, 20)
+            wait_idle(page)
+            expect(page.get_by_text("Your click: x =")).to_be_visible()
+            _shot(page, f"16_exam_{learner.lower()}_click")
+            _key(page, "quiz_submit_click").locator("button").click()
+        else:
+            choice = "normal" if right else "pneumonia"
+            page.locator('[class*="st-key-quiz_choice_"]').get_by_text(choice, exact=True).click()
+            wait_idle(page)
+            _key(page, "quiz_submit").locator("button").click()
+        wait_idle(page)
+        if number == 1:  # an exam: nothing revealed before the end
+            assert not page.get_by_text("Right:").count() and not page.get_by_text("Not quite").count()
+
+
+@pytest.mark.timeout(600)
+def test_teach_a_class_with_real_cases(server: str, tmp_path: Path) -> None:
+    """Upload real cases, build a five-case lesson, present it, hand it out, examine two learners, export."""
+    if not (REAL_DATA / "labels.csv").is_file():
+        pytest.skip(f"real chest X-rays not found at {REAL_DATA}")
+    import zipfile
+
+    from playwright.sync_api import expect, sync_playwright
+
+    rows, order = _class_cases()
+    upload = tmp_path / "class.zip"
+    with zipfile.ZipFile(upload, "w") as archive:
+        for row in rows:
+            archive.write(REAL_DATA / row["image"], f"class/{Path(row['image']).name}")
+    labels = tmp_path / "labels.csv"  # the paths as they were on the educator's machine: matched by file name
+    with labels.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            context = browser.new_context(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
+            seen: list[str] = []
+            context.on("request", lambda request: seen.append(request.url))
+            context.route(lambda url: _foreign(url), lambda route: route.abort("blockedbyclient"))
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("websocket", lambda ws: seen.append(ws.url))
+
+            # 1. The educator imports the real images from the browser (a zip and its labels CSV).
+            page.goto(f"{server}/Library")
+            wait_idle(page, timeout_s=180)
+            page.get_by_role("tab", name="Import and re-index").click()
+            wait_idle(page)
+            _key(page, "upload_import_files").locator('input[type="file"]').set_input_files(str(upload))
+            _key(page, "upload_import_csv").locator('input[type="file"]').set_input_files(str(labels))
+            wait_idle(page)
+            _key(page, "upload_import_run").locator("button").click()
+            expect(page.get_by_text(f"{len(rows)} seen, {len(rows)} added")).to_be_visible(timeout=180_000)
+            wait_idle(page)
+            _shot(page, "10_library_upload")
+
+            # 2. A five-case lesson set on normal vs pneumonia, with a note per case.
+            _open_page(page, "Lessons")
+            if not _key(page, "lesson_new_name").locator("input").is_visible():
+                page.get_by_text("New lesson set").click()
+            _key(page, "lesson_new_name").locator("input").fill("Normal vs pneumonia")
+            _key(page, "lesson_create").locator("button").click()
+            wait_idle(page)
+            picker = _key(page, "lesson_add_cases")
+            for stem in order:
+                picker.locator("input").fill(stem)
+                page.wait_for_timeout(300)
+                picker.locator("input").press("Enter")
+                wait_idle(page)
+            _key(page, "lesson_add_button").locator("button").click()
+            wait_idle(page)
+            notes = page.locator('[class*="st-key-lesson_note_"] textarea')
+            expect(notes).to_have_count(5)
+            for index in range(5):
+                notes.nth(index).fill(f"Case {index + 1}: look at the lung bases and the costophrenic angles.")
+            _key(page, "lesson_notes_save").locator("button").click()
+            wait_idle(page)
+            expect(page.get_by_text("Notes saved.")).to_be_visible()
+            _shot(page, "11_lesson_set")
+
+            # 3. Present it: one case per screen, the answer hidden; the right arrow moves on; reveal.
+            page.get_by_role("tab", name="Present").click()
+            wait_idle(page)
+            expect(page.get_by_text("Case 1 of 5")).to_be_visible()
+            expect(page.get_by_text("Answer:")).to_have_count(0)
+            _shot(page, "12_present")
+            page.get_by_role("heading", name="Lessons").first.click()  # focus off any input: the keys go to the app
+            page.keyboard.press("ArrowRight")
+            wait_idle(page)
+            expect(page.get_by_text("Case 2 of 5")).to_be_visible()
+            _key(page, "lesson_present_reveal").locator("button").click()
+            wait_idle(page)
+            expect(page.get_by_text("Answer: pneumonia")).to_be_visible()
+            _shot(page, "13_present_revealed")
+
+            # 4. The handout: one self-contained HTML file.
+            page.get_by_role("tab", name="Share").click()
+            wait_idle(page)
+            _key(page, "lesson_prepare").locator("button").click()
+            wait_idle(page)
+            with page.expect_download() as download:
+                _key(page, "lesson_handout_download").locator("button").click()
+            handout = SCREENSHOTS / "handout.html"
+            download.value.save_as(str(handout))
+            text = handout.read_text(encoding="utf-8")
+            assert text.count("data:image/jpeg;base64,") >= 5 and "look at the lung bases" in text
+            assert "http://" not in text.split("</head>")[1] and "https://" not in text  # nothing to fetch
+            _shot(page, "14_share")
+
+            # 5. A two-question exam in the set's order, one "where is it?" question, for two learners.
+            _open_page(page, "Quiz")
+            _key(page, "quiz_ordered").locator("label").click()
+            _key(page, "quiz_n").locator("input").fill("2")
+            _key(page, "quiz_n").locator("input").press("Enter")
+            wait_idle(page)
+            _shot(page, "15_quiz_setup")
+            _key(page, "quiz_create").locator("button").click()
+            wait_idle(page)
+            _take_exam(page, "Ada", right=True)
+            expect(page.get_by_text("Ada: 2 of 2 right")).to_be_visible()
+            _shot(page, "17_exam_ada_results")
+            _key(page, "quiz_next_learner").locator("button").click()
+            wait_idle(page)
+            _take_exam(page, "Grace", right=False)
+            expect(page.get_by_text("Grace: 0 of 2 right")).to_be_visible()
+            _shot(page, "17_exam_grace_results")
+
+            # 6. The educator's results table and its CSV.
+            page.get_by_role("tab", name="Results").click()
+            wait_idle(page)
+            with page.expect_download() as download:
+                _key(page, "quiz_results_csv").locator("button").click()
+            results = SCREENSHOTS / "quiz-results.csv"
+            download.value.save_as(str(results))
+            table = {r["learner"]: r for r in csv.DictReader(io.StringIO(results.read_text(encoding="utf-8")))}
+            assert table["Ada"]["score %"] == "100.0" and table["Ada"]["located"] == "1 / 1"
+            assert table["Grace"]["score %"] == "0.0" and table["Grace"]["quiz"] == "Normal vs pneumonia"
+            _shot(page, "18_quiz_results")
+            assert not page.get_by_text("Traceback").count()
+            assert errors == [], errors
+        finally:
+            browser.close()
+    foreign = sorted({url for url in seen if _foreign(url)})
+    assert foreign == [], f"the app asked hosts other than its own server: {foreign[:20]}"

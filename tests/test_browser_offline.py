@@ -65,6 +65,14 @@ def test_no_request_leaves_the_machine(server: str, tmp_path: Path) -> None:  # 
                     saved = page.get_by_test_id("stAlertContentSuccess").filter(has_text="Saved to history as #")
                     expect(saved).to_be_visible(timeout=120_000)
                     wait_idle(page)
+                    # The "Open in History" button shows its whole label (it was cut off in a narrow column).
+                    button = page.get_by_role("button", name="Open in History")
+                    expect(button).to_be_visible()
+                    clipped = button.evaluate(
+                        "b => [b, ...b.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1)"
+                    )
+                    assert not clipped, "the Open in History button's label is cut off"
+                    _shot(page, "offline_analyze")
                 if name == "Compare":
                     page.get_by_role("tab", name="Quiz").click()
                     wait_idle(page)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import badinputs
 from medrag.errors import MedRAGError
-from medrag.records import FINDINGS, CXRImage
+from medrag.records import FINDING_STATUSES, FINDINGS, CXRImage
 
 _FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::PIL.Image.DecompressionBombWarning")
@@ -37,7 +37,7 @@ def labeler():  # type: ignore[no-untyped-def]
 def _check_summary(summary: object) -> None:
     findings = summary.findings  # type: ignore[attr-defined]
     assert set(findings) == set(FINDINGS), f"findings keys differ: {set(findings) ^ set(FINDINGS)}"
-    assert set(findings.values()) <= {"present", "absent", "uncertain"}
+    assert set(findings.values()) <= set(FINDING_STATUSES)
     assert isinstance(summary.label, str) and summary.label.strip()  # type: ignore[attr-defined]
 
 

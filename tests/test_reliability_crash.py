@@ -106,7 +106,8 @@ def _check_consistent(settings: Settings, committed_before: set[str], log: Crash
         ).fetchone()[0]
     assert orphan_vectors == 0, "embeddings without a case (half-written batch)"
     assert orphan_sources == 0, "source fingerprints without a case (half-written batch)"
-    missing_thumbs = [cid for cid, thumb in cases.items() if not Path(thumb).is_file()]
+    # Stored paths under the data folder are relative to it (medrag.store.paths).
+    missing_thumbs = [cid for cid, thumb in cases.items() if not (settings.data_dir / thumb).is_file()]
     assert not missing_thumbs, f"{len(missing_thumbs)} case rows without their thumbnail file"
     lost = committed_before - set(cases)
     log.rows_lost += len(lost)

@@ -145,13 +145,14 @@ def test_a_folder_moved_while_running_gives_a_clear_error_and_is_not_recreated(d
     assert any(type(e).__name__ == "AnalysisSaved" for e in first)
     moved = tmp_path / "moved"
     os.rename(data, moved)
+    image = next((moved / "demo" / "images").rglob("*.png"))  # an image analysis writes an upload and a thumbnail
     with pytest.raises(StoreMovedError, match="moved or deleted while MedRAG was running") as caught:
-        list(wb.analyze(None, question="Is there an effusion?", web=False))
+        list(wb.analyze(image, web=False))
     assert "--data-dir" in str(caught.value)
     with pytest.raises(StoreMovedError):
         wb.store.count_analyses()  # never DuckDB's "Table with name … does not exist" from an empty new file
     with pytest.raises(StoreMovedError):
-        wb.ingest(moved / "demo" / "images")
+        wb.ingest(moved / "demo")
     with pytest.raises(StoreMovedError):
         Workbench(_settings(data))  # a new workbench in this process does not make an empty folder either
     assert not data.exists()
@@ -181,7 +182,7 @@ def test_a_truncated_database_is_detected_at_open_and_repair_salvages_it(
     os.truncate(db, 1 << 20)
     with pytest.raises(StoreDamagedError, match="cut short"):
         Store(db)
-    for command in (["history"], ["index"], ["ingest", str(data / "demo" / "images")]):
+    for command in (["history"], ["index"], ["ingest", str(data / "demo")]):
         code, out, err = _cli(capsys, "--data-dir", str(data), *command)
         assert code != 0, command
         _assert_damaged_message(err)
@@ -197,8 +198,7 @@ def test_a_truncated_database_is_detected_at_open_and_repair_salvages_it(
     assert code in (0, 1), err
     assert "kept as" in out and list(data.glob("medrag.duckdb.damaged-*"))
     # What repair could not keep comes back from the images: every case is in the library again.
-    code, out, err = _cli(capsys, "--data-dir", str(data), "ingest", str(data / "demo" / "images"),
-                          "--labels", str(data / "demo" / "labels.csv"))
+    code, out, err = _cli(capsys, "--data-dir", str(data), "ingest", str(data / "demo"))
     assert code == 0, err
     assert Store(db).count_cases() == N
 
@@ -217,15 +217,18 @@ def _damage_a_block_of(db: Path, table: str, column: str) -> None:
         handle.write(bytes(block_size))
 
 
+HISTORY = 20_000
+
+
 def test_zeroed_blocks_are_told_once_and_repair_keeps_every_readable_row(
     data: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = data / "medrag.duckdb"
     store = Store(db)
-    with store.transaction() as cur:  # a long history: 4,000 analyses of ~2 KB each, over several blocks
+    with store.transaction() as cur:  # a long history: 20,000 analyses of ~2 KB each, over many blocks
         cur.execute(
-            "INSERT INTO analyses (created_at, input_kind, question, reasoning) "
-            "SELECT now(), 'text', 'q' || range, repeat(md5(range::VARCHAR), 64) FROM range(4000)"
+            "INSERT INTO analyses (created_at, input_kind, question, label, reasoning) "
+            "SELECT now(), 'text', 'q' || range, 'normal', repeat(md5(range::VARCHAR), 64) FROM range(?)", [HISTORY]
         )
     forget_file(db)
     duckdb.connect(str(db)).execute("CHECKPOINT").close()
@@ -241,17 +244,23 @@ def test_zeroed_blocks_are_told_once_and_repair_keeps_every_readable_row(
     assert code != 0 and not (data.parent / "history.csv").exists()
     _assert_damaged_message(err)
     code, out, err = _cli(capsys, "--data-dir", str(data), "repair")
-    assert code == 1, out + err  # some rows were lost
-    assert f"cases: {N} of {N} rows kept" in out
+    assert code == 1, out + err  # some values were lost
+    assert f"cases: {N:,} of {N:,} rows kept" in out and f"analyses: {HISTORY:,} of {HISTORY:,} rows kept" in out
+    assert "kept without their reasoning" in out
     repaired = Store(db)
-    kept = repaired.count_analyses()
-    assert 0 < kept < 4000, kept
-    assert repaired.count_cases() == N
-    new_id = repaired.save_analysis(Analysis(input_kind="text", question="after the repair"))
+    assert repaired.count_cases() == N and repaired.count_analyses() == HISTORY
     with repaired.cursor() as cur:
-        assert new_id > cur.execute("SELECT max(id) FROM analyses WHERE id <> ?", [new_id]).fetchone()[0]
-    assert len(repaired.history_frame()) == kept + 1
-    print(f"\nzeroed block: {kept} of 4000 analyses and {N} of {N} cases kept by repair")
+        intact, blank = cur.execute(
+            "SELECT count(*) FILTER (reasoning = repeat(md5((id - 1)::VARCHAR), 64)), count(*) FILTER (reasoning = '') "
+            "FROM analyses"
+        ).fetchone()  # type: ignore[misc]
+        assert cur.execute("SELECT count(*) FROM analyses WHERE label <> 'normal' OR question = ''").fetchone() == (0,)
+    assert intact + blank == HISTORY and 0 < blank <= 2 * 2048, (intact, blank)
+    new_id = repaired.save_analysis(Analysis(input_kind="text", question="after the repair"))
+    assert new_id == HISTORY + 1
+    assert len(repaired.history_frame()) == HISTORY + 1
+    assert list(data.glob("medrag.duckdb.damaged-*"))
+    print(f"\nzeroed block: {HISTORY} of {HISTORY} analyses kept, {blank} without their reasoning; {N} of {N} cases")
 
 
 def test_a_zeroed_database_header_is_detected_and_repaired_from_its_twin(
@@ -313,8 +322,7 @@ def test_deleted_thumbnails_are_regenerated_by_ingest_demo_and_rebuild(
 ) -> None:
     assert _thumbs(data) == N
     shutil.rmtree(data / "thumbs")
-    code, out, err = _cli(capsys, "--data-dir", str(data), "ingest", str(data / "demo" / "images"),
-                          "--labels", str(data / "demo" / "labels.csv"))
+    code, out, err = _cli(capsys, "--data-dir", str(data), "ingest", str(data / "demo"))
     assert code == 0, err
     assert f"re-created {N} missing thumbnails" in out and f"{N} unchanged" in out
     assert _thumbs(data) == N

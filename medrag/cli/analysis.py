@@ -12,6 +12,7 @@ from medrag.errors import MedRAGError
 
 if TYPE_CHECKING:
     from medrag.events import Event
+    from medrag.workbench import Workbench
 
 #: Exit codes of ``analyze`` beyond 0 (done) and 2 (unusable input): refused by the guard, not saved.
 EXIT_REFUSED, EXIT_NOT_SAVED = 3, 4
@@ -35,6 +36,24 @@ def _show(event: Event) -> int | None:
         blank()
         echo(f"Refused: {event.verdict.reason}")
         return EXIT_REFUSED
+    elif isinstance(event, ev.ImageFindingsReady):
+        reading = event.reading
+        blank()
+        echo(f"Image readers ({', '.join(reading.readers) or 'none'}, {event.seconds * 1000:.0f} ms):")
+        if reading.view:
+            echo(f"  view {reading.view} ({reading.view_probability:.2f})")
+        if reading.ctr is not None:
+            echo(f"  cardiothoracic ratio {reading.ctr:.2f}" + ("" if reading.ctr_reliable else " (unreliable on this film)"))
+        flagged = reading.flagged_zones()
+        if flagged:
+            echo("  more opaque than normal films: " + ", ".join(flagged))
+        if reading.devices:
+            echo("  devices: " + ", ".join(sorted({d.kind for d in reading.devices})))
+        seen = [f"{r.name} ({r.status}{f', {r.probability:.2f}' if r.probability is not None else ''})"
+                for r in reading.findings.values() if r.status in ("present", "uncertain")]
+        echo("  findings: " + (", ".join(seen) or "nothing abnormal"))
+        for note in reading.notes:
+            echo(f"  note: {note}")
     elif isinstance(event, ev.NeighboursFound):
         blank()
         echo(f"Similar cases ({event.encoder}, {event.seconds * 1000:.0f} ms):")
@@ -52,7 +71,7 @@ def _show(event: Event) -> int | None:
         echo(f"Summary: {summary.label}")
         for note in summary.notes:
             echo(f"  note: {note}")
-        flagged = {k: v for k, v in summary.findings.items() if v != "absent"}
+        flagged = {k: v for k, v in summary.findings.items() if v in ("present", "uncertain")}
         echo("Findings: " + (", ".join(f"{k} ({v})" for k, v in flagged.items()) or "none flagged"))
     elif isinstance(event, ev.WebResultsReady):
         blank()
@@ -80,16 +99,42 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     """Stream an analysis to the terminal."""
     if not args.image and not args.text:
         raise MedRAGError("Give an image path (medrag analyze IMAGE) or a question (--text \"...\").")
+    if args.image and Path(args.image).is_dir():
+        from medrag.cli.reading import analyze_folder
+
+        return analyze_folder(args)
+    if args.out:
+        raise MedRAGError("--out writes a batch of readings: give a folder of images (medrag analyze FOLDER --out x.parquet).")
     wb = workbench(args)
+    source = Path(args.image) if args.image else None
+    if args.json:
+        return _analyze_json(wb, source, args)
     wb.ensure_library(progress=True)
     echo(DISCLAIMER)
     status = 0
-    source = Path(args.image) if args.image else None
     for event in wb.analyze(source, question=args.text or "", k=args.k, web=not args.no_web, save=not args.no_save):
         implied = _show(event)
         if implied is not None:
             status = implied
     return status
+
+
+def _analyze_json(wb: Workbench, source: Path | None, args: argparse.Namespace) -> int:
+    """One analysis as one JSON object on stdout (progress and warnings stay off stdout)."""
+    import json
+
+    from medrag.analysis import Analysis
+    from medrag.cli.reading import analysis_json
+
+    wb.ensure_library(progress=False)
+    analysis = Analysis.fold(wb.analyze(
+        source, question=args.text or "", k=args.k, web=not args.no_web, save=not args.no_save))
+    echo(json.dumps(analysis_json(analysis, source), ensure_ascii=True))
+    if "input" in analysis.failures:
+        return 2
+    if analysis.refused:
+        return EXIT_REFUSED
+    return EXIT_NOT_SAVED if "save" in analysis.failures else 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -137,6 +182,9 @@ def add_parsers(sub: Subparsers) -> None:
     p.add_argument("--k", type=int, default=None, help="number of similar cases (default 5)")
     p.add_argument("--no-web", action="store_true", help="skip the web-reference stage")
     p.add_argument("--no-save", action="store_true", help="do not add a history row")
+    p.add_argument("--json", action="store_true", help="print one JSON object per analysis instead of the stream")
+    p.add_argument("--out", help="with a FOLDER: write every reading to this parquet file")
+    p.add_argument("--force", action="store_true", help="with --out: replace an existing file")
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("search", help="similar cases by image, text or label")

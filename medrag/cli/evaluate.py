@@ -1,4 +1,4 @@
-"""``medrag eval retrieval | labeler``: measure retrieval (leave-one-patient-out) or labeler quality."""
+"""``medrag eval retrieval | labeler | reading``: retrieval (leave-one-patient-out), labeler or reading quality."""
 
 from __future__ import annotations
 
@@ -15,12 +15,16 @@ from medrag.textsafe import one_line
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Measure retrieval (leave-one-patient-out) or labeler quality."""
-    if args.what == "labeler":
+    if args.what == "reading":
+        from medrag.cli.reading import eval_reading
+
+        payload: dict[str, Any] = eval_reading(args)
+    elif args.what == "labeler":
         from medrag.evaluation.labeler import evaluate_labeler
 
         report = evaluate_labeler(Path(args.reports) if args.reports else None, limit=args.limit)
         lines(report.to_table())
-        payload: dict[str, Any] = report.to_dict()
+        payload = report.to_dict()
     else:
         payload = _eval_retrieval(args)
     if args.json:
@@ -74,12 +78,15 @@ def _eval_retrieval(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_parsers(sub: Subparsers) -> None:
     """Add ``eval`` to the ``medrag`` subcommands."""
-    p = sub.add_parser("eval", help="measure retrieval or labeler quality")
-    p.add_argument("what", choices=["retrieval", "labeler"])
+    p = sub.add_parser("eval", help="measure retrieval, labeler or image-reading quality")
+    p.add_argument("what", choices=["retrieval", "labeler", "reading"])
     p.add_argument("--encoder", action="append", help="image encoder(s) to evaluate (default: all available)")
     p.add_argument("--dataset", help="retrieval: only this dataset")
     p.add_argument("--labels", help="retrieval: comma-separated labels to keep, e.g. normal,pneumonia")
     p.add_argument("--reports", help="labeler: NLMCXR_reports.tgz (default: the one torchxrayvision ships)")
-    p.add_argument("--limit", type=int, help="labeler: only the first N reports")
+    p.add_argument("--limit", type=int, help="labeler: only the first N reports; reading: only the first N cases")
+    p.add_argument("--masks", help="reading: a folder of lung masks (labels.csv with image, lungs_mask) for Dice")
+    p.add_argument("--rounds", type=int, default=500, help="reading: bootstrap rounds for the 95%% intervals")
+    p.add_argument("--ignore-view", action="store_true", help="reading: do not pass the cases' view to the readers")
     p.add_argument("--json", help="also write the figures as JSON")
     p.set_defaults(func=cmd_eval)

@@ -59,10 +59,12 @@ def cmd_repair(args: argparse.Namespace) -> int:
         elif found or kept:
             lost = f", {found - kept:,} lost" if found > kept else ""
             echo(f"  {table}: {kept:,} of {found:,} rows kept{lost}")
+    for table, (n, columns) in report.partial.items():
+        echo(f"  {table}: {n:,} of those rows kept without their {', '.join(columns)} (unreadable)")
     for table, n in report.orphans.items():
         echo(f"  {table}: {n:,} rows dropped (their case was lost)")
     echo(f"The repaired database is {settings.db_path}; the damaged file is kept as {report.aside}.")
-    if report.lost or not report.tables:
+    if report.lost or report.partial or not report.tables:
         echo(
             "Some rows were lost: `medrag ingest FOLDER` brings lost cases back from their images, "
             "and `medrag index` re-embeds them."

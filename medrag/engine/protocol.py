@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from medrag.config import Settings
-from medrag.reasoners import Reasoner, Summariser
 from medrag.reading.base import ImageReading
+from medrag.reasoners import Reasoner, Summariser
 from medrag.records import CXRImage, Neighbour
 
 if TYPE_CHECKING:

@@ -171,7 +171,11 @@ class LibraryVectors:
                 vectors = encoder.embed([pixels[i] for i in keep]) if keep else np.zeros((0, encoder.dim), np.float32)
             else:
                 keep = list(range(len(batch)))
-                vectors = encoder.embed_text([case_text(c.label, c.report) for c in batch])
+                # Cases without a report share their text ("pneumonia."): embed each distinct text once.
+                texts = [case_text(c.label, c.report) for c in batch]
+                distinct = list(dict.fromkeys(texts))
+                row = {text: i for i, text in enumerate(distinct)}
+                vectors = np.asarray(encoder.embed_text(distinct))[[row[text] for text in texts]]
             self.store.put_embeddings(encoder.name, encoder.version, [batch[i].case_id for i in keep], vectors)
             report.embedded += len(keep)
             if bar is not None:

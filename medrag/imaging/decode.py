@@ -207,7 +207,7 @@ def _decode_pillow(
 ) -> np.ndarray:
     what = name or "the image"
     try:
-        img = Image.open(io.BytesIO(data))
+        img: Image.Image = Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(
             f"{what} declares far more than {MAX_PIXELS / 1e6:.0f} megapixels, the most MedRAG accepts; "

@@ -44,7 +44,7 @@ class AnatomyReading:
     ctr_reliable: bool
     #: zone → {"mean": opacity, "z": SD above normal films}
     zones: dict[str, dict[str, float]]
-    #: "right"/"left" → {"angle": degrees, "recess_z": SD, "blunted": 0/1}
+    #: "right"/"left" → {"angle": degrees, "recess": opacity, "recess_z": SD, "blunted": 0/1}
     cp_angles: dict[str, dict[str, float]]
     #: area_ratio (right/left), height_ratio, opacity_difference (right - left, image SD units)
     asymmetry: dict[str, float]
@@ -199,11 +199,12 @@ def read_anatomy(pixels: np.ndarray, view_hint: str | None = None, *, norms: Zon
     for side, lung, lateral in (("right", right, -1), ("left", left, 1)):
         found = costophrenic(lung, lateral, aspect)
         if found is None:
-            cp[side] = {"angle": math.nan, "recess_z": math.nan, "blunted": math.nan}
+            cp[side] = {"angle": math.nan, "recess": math.nan, "recess_z": math.nan, "blunted": math.nan}
             continue
         angle, point = found
         recess[f"{side} costophrenic recess"] = recess_opacity(seg.small, lung, point)
-        cp[side] = {"angle": angle, "recess_z": math.nan, "blunted": 0.0}
+        cp[side] = {"angle": angle, "recess": recess[f"{side} costophrenic recess"], "recess_z": math.nan,
+                    "blunted": float(angle > BLUNT_ANGLE)}
     for key, value in norms.z_scores(recess, view.label).items():
         side = key.split()[0]
         cp[side]["recess_z"] = value

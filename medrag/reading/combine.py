@@ -56,7 +56,7 @@ class CombinedReader:
             except Exception as exc:  # one reader failing must not hide what the others saw
                 log.warning("image reader %s failed", member.name, exc_info=exc)
                 notes.append(f"The {member.name} reader failed on this image ({type(exc).__name__}); its findings are missing.")
-        merged = merge_readings(readings)
+        merged = merge_readings(readings, size=(int(pixels.shape[0]), int(pixels.shape[1])))
         return replace(merged, notes=(*merged.notes, *notes), seconds=time.perf_counter() - started)
 
 
@@ -73,8 +73,11 @@ def build_readers(settings: Settings) -> CombinedReader:
     return CombinedReader(members, notes)
 
 
-def merge_readings(readings: Sequence[ImageReading]) -> ImageReading:
-    """One reading from several: a probability-bearing reader's status wins, the others add evidence and place."""
+def merge_readings(readings: Sequence[ImageReading], size: tuple[int, int] | None = None) -> ImageReading:
+    """One reading from several: a probability-bearing reader's status wins, the others add evidence and place.
+
+    ``size`` is the image's (height, width): with it, the heatmap's peak names the lung zone it falls in.
+    """
     if not readings:
         return ImageReading()
     base = readings[0]
@@ -94,6 +97,10 @@ def merge_readings(readings: Sequence[ImageReading]) -> ImageReading:
         zone_boxes.update(reading.overlays.zone_boxes)
         if reading.overlays.heatmap is not None and heatmap is None:
             heatmap, heatmap_finding = reading.overlays.heatmap, reading.overlays.heatmap_finding
+    if heatmap is not None and size is not None and heatmap_finding in findings and not findings[heatmap_finding].where:
+        zone = peak_zone(heatmap, zone_boxes, size)
+        if zone:
+            findings[heatmap_finding] = replace(findings[heatmap_finding], where=(zone,))
     with_view = next((r for r in readings if r.view), base)
     with_ctr = next((r for r in readings if r.ctr is not None), base)
     devices = next((r.devices for r in readings if r.devices), ())
@@ -105,6 +112,19 @@ def merge_readings(readings: Sequence[ImageReading]) -> ImageReading:
         readers=tuple(name for r in readings for name in r.readers),
         notes=tuple(note for r in readings for note in r.notes),
     )
+
+
+def peak_zone(heatmap: np.ndarray, zone_boxes: dict[str, tuple[float, float, float, float]],
+              size: tuple[int, int]) -> str:
+    """The zone whose box holds the heatmap's hottest cell ("" when none does)."""
+    grid = np.asarray(heatmap)
+    row, col = np.unravel_index(int(np.argmax(grid)), grid.shape)
+    y = (row + 0.5) / grid.shape[0] * size[0]
+    x = (col + 0.5) / grid.shape[1] * size[1]
+    for zone, (zx, zy, zw, zh) in zone_boxes.items():
+        if zx <= x <= zx + zw and zy <= y <= zy + zh:
+            return zone
+    return ""
 
 
 def _merge_finding(current: FindingRead | None, new: FindingRead) -> FindingRead:
@@ -124,4 +144,4 @@ def _merge_finding(current: FindingRead | None, new: FindingRead) -> FindingRead
     return replace(decider, evidence=evidence, where=where, source=sources)
 
 
-__all__ = ["CombinedReader", "build_readers", "merge_readings"]
+__all__ = ["CombinedReader", "build_readers", "merge_readings", "peak_zone"]

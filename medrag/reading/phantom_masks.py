@@ -16,8 +16,9 @@ from medrag.phantoms.geometry import Frame, soft
 from medrag.phantoms.plan import anatomy_for, plan_findings
 
 
-def phantom_masks(findings: frozenset[str], seed: int, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """(lungs, heart): soft masks in [0, 1] (float32, ``size`` x ``size``) of ``generate_phantom(findings, seed, size)``.
+def phantom_masks(findings: frozenset[str], seed: int, size: int = 256
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(lungs, heart): soft masks in [0, 1] (float32, ``size`` px square) of ``generate_phantom(findings, seed, size)``.
 
     Threshold at 0.5 for binary masks; the soft edge is the drawing's own.
     """

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,7 @@ from PIL import Image
 from medrag.errors import ConfigError
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 #: Working resolution (square) of the segmenter.
 SEG_SIZE = 128
@@ -65,6 +65,8 @@ class Segmentation:
     small: np.ndarray  # the grey image resized to the working resolution, in [0, 1]
     #: original pixels per working pixel, (rows, cols)
     scale: tuple[float, float]
+    #: the network's pooled bottleneck features (560,), read by the view classifier
+    features: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32), repr=False)
 
 
 class Segmenter:
@@ -86,20 +88,20 @@ class Segmenter:
         self._lock = threading.Lock()
         self.stamp: dict[str, Any] = json.loads(SEGMENT_STAMP.read_text()) if SEGMENT_STAMP.is_file() else {}
 
-    def probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """Sigmoid maps (N, 2, S, S) for standardised inputs (N, S, S)."""
+    def probabilities(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(sigmoid maps (N, 2, S, S), pooled features (N, 560)) for standardised inputs (N, S, S)."""
         torch = self._torch
         with self._lock, torch.inference_mode():
-            logits: torch.Tensor = self.net(torch.from_numpy(np.ascontiguousarray(batch[:, None])))
-            return torch.sigmoid(logits).numpy()
+            logits, feats = self.net.forward_with_features(torch.from_numpy(np.ascontiguousarray(batch[:, None])))
+            return torch.sigmoid(logits).numpy(), feats.numpy()
 
     def segment(self, pixels: np.ndarray) -> Segmentation:
         """Lung and heart probabilities of one image (any size; grey or RGB, uint8 or float)."""
         grey = to_grey(pixels)
         small = resize_square(grey, SEG_SIZE)
-        probs = self.probabilities(standardise(small)[None])[0]
+        probs, feats = self.probabilities(standardise(small)[None])
         scale = (grey.shape[0] / SEG_SIZE, grey.shape[1] / SEG_SIZE)
-        return Segmentation(lungs=probs[0], heart=probs[1], small=small, scale=scale)
+        return Segmentation(lungs=probs[0, 0], heart=probs[0, 1], small=small, scale=scale, features=feats[0])
 
 
 _LOAD_LOCK = threading.Lock()

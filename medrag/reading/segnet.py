@@ -34,11 +34,12 @@ class SegNet(nn.Module):
         stem = nn.Conv2d(1, 32, 3, stride=2, padding=1, bias=False)
         self.stem = nn.Sequential(stem, enc.bn1)
         self.blocks = enc.blocks[:5]
-        self.dec3 = _conv_block(112 + 40, 64)
-        self.dec2 = _conv_block(64 + 24, 32)
-        self.dec1 = _conv_block(32 + 16, 24)
-        self.dec0 = _conv_block(24 + 1, 16)
-        self.head = nn.Conv2d(16, len(CHANNELS), 1)
+        # A lean decoder: on 2 CPU cores its full-resolution stages cost more than the whole encoder.
+        self.dec3 = _conv_block(112 + 40, 48)
+        self.dec2 = _conv_block(48 + 24, 32)
+        self.dec1 = _conv_block(32 + 16, 16)
+        self.dec0 = _conv_block(16 + 1, 8)
+        self.head = nn.Conv2d(8, len(CHANNELS), 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (N, 2, H, W) for standardised grey input (N, 1, H, W); H and W multiples of 16."""

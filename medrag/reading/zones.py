@@ -21,7 +21,6 @@ from scipy import ndimage
 
 from medrag.errors import ConfigError
 from medrag.fsutil import atomic_write_text
-from medrag.reading.base import ZONES
 
 SIDES: tuple[str, ...] = ("right", "left")
 LEVELS: tuple[str, ...] = ("upper", "middle", "lower")
@@ -103,7 +102,10 @@ def zone_opacities(small: np.ndarray, zones: Mapping[str, np.ndarray]) -> dict[s
 
 @dataclass
 class ZoneNorms:
-    """Mean and SD of each zone's opacity on normal films, overall and per view (PA, AP)."""
+    """Mean and SD of each zone's opacity on normal films, overall and per view (PA, AP).
+
+    Any named measurement can be normed the same way (the costophrenic recesses are).
+    """
 
     #: view ("all", "PA", "AP") → zone → (mean, sd, n)
     stats: dict[str, dict[str, tuple[float, float, int]]] = field(default_factory=dict)
@@ -112,7 +114,8 @@ class ZoneNorms:
     @classmethod
     def fit(cls, samples: Sequence[Mapping[str, float]], views: Sequence[str] | None = None,
             source: str = "") -> ZoneNorms:
-        """Fit from normal films' zone opacities (one mapping per film), optionally grouped by view."""
+        """Fit from normal films' zone opacities (one mapping per film), optionally grouped by view
+        (a view needs 10 films to get its own norms)."""
         if not samples:
             raise ConfigError("ZoneNorms.fit needs at least one normal film's zone opacities.")
         groups: dict[str, list[Mapping[str, float]]] = {"all": list(samples)}
@@ -123,7 +126,7 @@ class ZoneNorms:
             if key == "" or len(items) < 10:
                 continue
             per_zone: dict[str, tuple[float, float, int]] = {}
-            for zone in ZONES:
+            for zone in sorted({key for s in items for key in s}):
                 vals = np.array([s[zone] for s in items if zone in s and math.isfinite(s[zone])])
                 if vals.size >= 2:
                     per_zone[zone] = (float(vals.mean()), float(max(vals.std(ddof=1), 1e-3)), int(vals.size))

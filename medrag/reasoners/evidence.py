@@ -132,7 +132,8 @@ class EvidenceReasoner:
                 body[section].extend(lines)
         parts: list[str] = [READING_DISCLAIMER, ""]
         if request.question:
-            parts += [f"Question: {request.question.strip()[:500]}", "", "**Answer.**", *answer_lines(request.question, reading), ""]
+            question = request.question.strip()[:500]
+            parts += [f"Question: {question}", "", "**Answer.**", *answer_lines(request.question, reading), ""]
         for section in SECTIONS:
             parts.append(f"**{section}.**")
             if section == "Similar-case evidence":
@@ -165,9 +166,9 @@ class EvidenceReasoner:
         quoted: dict[str, list[str]] = defaultdict(list)
         for n in neighbours[:5]:
             for sentence in _sentences(n.report)[:12]:
-                section = _section_of(sentence)
-                if section and len(quoted[section]) < 3 and sentence not in quoted[section]:
-                    quoted[section].append(f"case {n.rank} ({n.score:.2f}): “{sentence[:220]}”")
+                where = _section_of(sentence)
+                if where and len(quoted[where]) < 3 and sentence not in quoted[where]:
+                    quoted[where].append(f"case {n.rank} ({n.score:.2f}): “{sentence[:220]}”")
         votes = label_votes(neighbours)
         parts: list[str] = [DISCLAIMER, ""]
         if request.question:

@@ -106,8 +106,11 @@ def pleura_lines(reading: ImageReading) -> list[str]:
         angle = reading.measurements.get(f"cp_angle_{side}")
         if angle is None:
             continue
-        sharp = "sharp" if angle < 60 else "blunted"
-        lines.append(f"The {side} costophrenic angle is {sharp} ({angle:.0f}°).")
+        blunted = reading.measurements.get(f"cp_blunted_{side}", 0.0) >= 1.0
+        if blunted:
+            lines.append(f"The {side} costophrenic angle is blunted ({angle:.0f}°).")
+        else:
+            lines.append(f"The {side} costophrenic angle is sharp ({angle:.0f}°).")
     return lines
 
 

@@ -157,7 +157,7 @@ def render_annotation_editor(workbench: Any, ref: ItemRef, pixels: np.ndarray, a
             col.number_input(name, 0.0, float(limit), float(min(max(value, 0.0), limit)), 1.0, key=f"{key}_{i}")
             for i, (col, name, limit, value) in enumerate(zip(columns, names, limits, defaults))
         ]
-        saved = st.form_submit_button("Save annotation", type="primary")
+        saved = st.form_submit_button("Save annotation", type="primary", key=f"{key}_save")
     if saved:
         save_annotation(workbench, Annotation(ref, shape, *values, label=label))
         st.rerun()

@@ -79,17 +79,20 @@ def scores_bar(neighbours: Sequence[Neighbour]) -> go.Figure:
     """Similarity of each neighbour (rank order), coloured by label; the axis is zoomed to the scores."""
     labels = [_plain(n.label or "unlabelled", 40) for n in neighbours]
     scores = [float(n.score) for n in neighbours]
+    # The label goes under its bar (a tick), not inside it: with the axis zoomed, a bar's foot is off-axis.
+    ticks = [f"#{n.rank}<br>{_plain(n.label or 'unlabelled', 18)}" for n in neighbours]
     fig = go.Figure(go.Bar(
-        x=[f"#{n.rank}" for n in neighbours],
+        x=ticks,
         y=scores,
         marker_color=[label_colour(n.label) for n in neighbours],
-        customdata=[[label, _plain(n.case_id, 40)] for label, n in zip(labels, neighbours)],
-        hovertemplate="%{x} · %{customdata[0]}<br>similarity %{y:.3f}<br>%{customdata[1]}<extra></extra>",
-        text=labels, textposition="inside", insidetextanchor="start", textangle=-90,
+        customdata=[[f"#{n.rank}", label, _plain(n.case_id, 40)] for label, n in zip(labels, neighbours)],
+        hovertemplate="%{customdata[0]} · %{customdata[1]}<br>similarity %{y:.3f}<br>%{customdata[2]}<extra></extra>",
+        text=[f"{score:.3f}" for score in scores], textposition="outside", cliponaxis=False,
     ))
     fig.update_layout(title="Similarity of the nearest cases", height=300, yaxis_title="similarity", **_LAYOUT)
     if scores:
-        low, high = zoomed_range(scores, floor=min(0.0, min(scores)))
+        low, high = zoomed_range(scores, floor=min(0.0, min(scores)), ceiling=max(1.0, max(scores)))
+        high += 0.12 * (high - low)  # room for the score printed above the highest bar
         fig.update_yaxes(range=[low, high], tickformat=".3f")
         if low > 0:
             # Bars start at the axis floor, not at 0: say so where the eye reads the bars.
@@ -131,7 +134,7 @@ def library_map_figure(
                 x=frame["x"].to_numpy()[rows], y=frame["y"].to_numpy()[rows], mode="markers",
                 name=_plain(label, 40) + (" (synthetic)" if fake else ""),
                 marker=dict(size=7 if not fake else 8, color=label_colour(label), opacity=0.8,
-                            symbol=SYNTHETIC_SYMBOL if fake else REAL_SYMBOL),
+                            symbol=SYNTHETIC_SYMBOL if fake else REAL_SYMBOL, line=dict(width=1.5 if fake else 0)),
                 text=hover.to_numpy()[rows], hovertemplate="%{text}<extra></extra>",
             ))
     wanted = list(neighbour_ids)

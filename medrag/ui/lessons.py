@@ -111,9 +111,33 @@ def import_bundle(workbench: Workbench, payload: bytes) -> ImportedSet:
 
 
 # ---------------------------------------------------------------------------------------------- the widget
-def add_to_lesson_set(workbench: Workbench, refs: ItemRef | Sequence[ItemRef], key: str, *, label: str = "Add to lesson set") -> None:
-    """A small popover: pick a lesson set (or name a new one), add a note, add the case(s) to it."""
-    chosen = [refs] if isinstance(refs, ItemRef) else list(refs)
+def as_refs(items: object) -> list[ItemRef]:
+    """Lesson-item references from a case, a saved analysis, a reference, a case id, or a list of these."""
+    from medrag.analysis import Analysis
+    from medrag.records import Case
+
+    if isinstance(items, (ItemRef, Case, Analysis, str)):
+        items = [items]
+    out: list[ItemRef] = []
+    for item in items if isinstance(items, Sequence) else []:
+        if isinstance(item, ItemRef):
+            out.append(item)
+        elif isinstance(item, Case):
+            out.append(ItemRef("case", item.case_id))
+        elif isinstance(item, Analysis) and item.analysis_id is not None:
+            out.append(ItemRef("analysis", str(item.analysis_id)))
+        elif isinstance(item, str) and item:
+            out.append(ItemRef("case", item))
+    return out
+
+
+def add_to_lesson_set(workbench: Workbench, items: object, key: str, *, label: str = "Add to lesson set") -> None:
+    """A small popover: pick a lesson set (or name a new one), add a note, add the case(s) to it.
+
+    ``items``: a library case, a saved analysis (unsaved ones are skipped), an :class:`ItemRef`, a case id,
+    or a list of these. Nothing is drawn when there is nothing to add.
+    """
+    chosen = as_refs(items)
     if not chosen:
         return
     with st.popover(label, icon=":material/playlist_add:"):
@@ -196,7 +220,7 @@ def render_presentation(workbench: Workbench, lesson: LessonSet, key: str = "pre
 
 
 __all__ = [
-    "NEW_SET", "add_items", "add_to_lesson_set", "bundle_zip", "create_set", "delete_set", "handout_html",
+    "NEW_SET", "add_items", "add_to_lesson_set", "as_refs", "bundle_zip", "create_set", "delete_set", "handout_html",
     "import_bundle", "lesson_set", "lesson_sets", "move_item", "remove_item", "rename_set", "render_presentation",
     "save_notes", "set_views",
 ]

@@ -79,10 +79,10 @@ def error_boundary() -> Iterator[None]:
         )
 
 
-_FAVICON: list[object] = []
+_FAVICON: list[bytes] = []
 
 
-def favicon() -> object:
+def favicon() -> bytes:
     """The app's tab icon, drawn here (a teal disc with a white cross) and served by the app itself.
 
     A ``:material/...:`` page icon would make the browser fetch an SVG from fonts.gstatic.com on every
@@ -98,7 +98,13 @@ def favicon() -> object:
         icon = np.zeros((side, side, 4), dtype=np.uint8)
         icon[disc] = (0x2C, 0x7A, 0x7B, 255)  # the theme's primary colour
         icon[disc & cross] = (255, 255, 255, 255)
-        _FAVICON.append(icon)
+        import io
+
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(icon, mode="RGBA").save(buffer, format="PNG")
+        _FAVICON.append(buffer.getvalue())  # PNG bytes: set_page_config compares page_icon with strings
     return _FAVICON[0]
 
 

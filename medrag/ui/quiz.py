@@ -106,7 +106,7 @@ def render_learner_start(workbench: Workbench, plan: QuizPlan) -> None:
     st.markdown(f"**{escape_markdown(plan.name)}** · {plan.mode} · {count} questions")
     with st.form("quiz_learner_form", clear_on_submit=True):
         name = st.text_input("Learner name", key="quiz_learner", placeholder="Your name")
-        start = st.form_submit_button("Start", type="primary")
+        start = st.form_submit_button("Start", type="primary", key="quiz_start")
     if start:
         try:
             session = start_session(workbench.store, plan, name)

@@ -92,7 +92,9 @@ class SerpApiProvider:
         client = serpapi.Client(api_key=self._api_key, timeout=self.timeout)
         client.BASE_DOMAIN = self.base_url
         where = self._where
-        params = {"engine": "google", "q": site_query(query, self.allowlist), "num": 10, "safe": "active", "output": "json"}
+        params = {
+            "engine": "google", "q": site_query(query, self.allowlist), "num": 10, "safe": "active", "output": "json",
+        }
         try:
             response = client.request("GET", "/search", params=params, assert_200=False)
             status = response.status_code

@@ -1,0 +1,162 @@
+"""medrag-cnn: the committed weights, the reader's outputs, the heatmap, and the training loop's reproducibility."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medrag.errors import BackendUnavailableError, InputError
+from medrag.reading.cnn import CLASSES, META_NAME, WEIGHTS_DIR, WEIGHTS_NAME, CnnReader, file_sha256
+
+NIH_TRAIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nih-train"
+
+
+@pytest.fixture(scope="module")
+def reader() -> CnnReader:
+    """The repository's reader, loaded once."""
+    cnn = CnnReader()
+    cnn.load()
+    return cnn
+
+
+@pytest.fixture(scope="module")
+def nih_train() -> Path:
+    """../shared/data/nih-train, or skip with the reason."""
+    if not (NIH_TRAIN / "labels.csv").is_file():
+        pytest.skip(f"NIH training films not found at {NIH_TRAIN} (they live beside the repository, never in it)")
+    return NIH_TRAIN
+
+
+def _film(seed: int = 0, shape: tuple[int, int] = (300, 260)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]] / max(shape)
+    base = 0.3 + 0.4 * np.exp(-((xx - 0.45) ** 2 + (yy - 0.55) ** 2) / 0.05)
+    return np.clip(base + rng.normal(0, 0.03, shape), 0, 1).astype(np.float32)
+
+
+def test_committed_weights_match_their_json_stamp() -> None:
+    meta = json.loads((WEIGHTS_DIR / META_NAME).read_text(encoding="utf-8"))
+    weights = WEIGHTS_DIR / WEIGHTS_NAME
+    assert weights.stat().st_size <= 25 * 1024 * 1024
+    assert file_sha256(weights) == meta["weights_sha256"]
+    assert tuple(meta["classes"]) == CLASSES
+    assert set(meta["calibration"]["a"]) == set(CLASSES) == set(meta["thresholds"])
+    for key in ("sha256", "label_files_sha256", "train_films", "held_out_films"):
+        assert key in meta["data"]
+    assert meta["seed"] == 0 and meta["epochs"] >= 1 and meta["train_seconds"] > 0
+    assert "cnn_train" in meta["command"]
+    auc = meta["metrics"]["held_out"]["per_class"]["effusion"]
+    assert auc["auc_ci95"][0] <= auc["auc"] <= auc["auc_ci95"][1]
+
+
+def test_predict_gives_every_class_a_probability(reader: CnnReader) -> None:
+    probs = reader.predict(_film())
+    assert set(probs) == set(CLASSES)
+    assert all(0.0 <= p <= 1.0 for p in probs.values())
+    # 8-bit input and float input are the same image
+    assert reader.predict((_film() * 255).round().astype(np.uint8)) == pytest.approx(probs, abs=0.02)
+
+
+def test_heatmap_has_the_input_shape_and_unit_range(reader: CnnReader) -> None:
+    pixels = _film(1, (240, 200))
+    for name in ("effusion", "cardiomegaly", "nodule/mass"):
+        heat = reader.heatmap(pixels, name)
+        assert heat.shape == pixels.shape and heat.dtype == np.float32
+        assert float(heat.min()) >= 0.0 and float(heat.max()) <= 1.0
+    with pytest.raises(InputError, match="choose one of"):
+        reader.heatmap(pixels, "fracture")
+
+
+def test_reader_refuses_missing_or_altered_weights(tmp_path: Path) -> None:
+    with pytest.raises(BackendUnavailableError, match="cnn_train"):
+        CnnReader(tmp_path / "nowhere").load()
+    shutil.copy(WEIGHTS_DIR / META_NAME, tmp_path / META_NAME)
+    data = bytearray((WEIGHTS_DIR / WEIGHTS_NAME).read_bytes())
+    data[-1] ^= 0xFF
+    (tmp_path / WEIGHTS_NAME).write_bytes(bytes(data))
+    with pytest.raises(BackendUnavailableError, match="sha256"):
+        CnnReader(tmp_path).load()
+
+
+def test_training_loop_is_reproducible(tmp_path: Path) -> None:
+    import torch
+    from PIL import Image
+
+    from medrag.reading.cnn import build_network
+    from medrag.training.cnn_data import Film
+    from medrag.training.cnn_train import extract, train_top
+
+    films = []
+    for i in range(4):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray((_film(i, (256, 256)) * 255).astype(np.uint8)).save(path)
+        films.append(Film(path.name, path, f"p{i}", tuple(int((i + j) % 3 == 0) for j in range(len(CLASSES))), ()))
+    labels = torch.tensor([f.labels for f in films], dtype=torch.float32)
+
+    def one_step() -> list[float]:
+        torch.manual_seed(0)
+        model = build_network()
+        feats = extract(model, films, views=2, size=64, seed=0, batch=4, log=False)
+        return train_top(model, feats, labels, epochs=1, seed=0, batch=4, max_steps=1, log=False)
+
+    first, second = one_step(), one_step()
+    assert len(first) == 1 and np.isfinite(first[0])
+    assert first == second
+
+
+def test_metric_helpers_agree_with_references() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from medrag.training.cnn_eval import box_hits, ece, safe_auc
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    s = np.round(rng.normal(size=200) + y, 1)
+    assert safe_auc(y, s) == pytest.approx(roc_auc_score(y, s))
+    assert np.isnan(safe_auc(np.zeros(5), s[:5]))
+    p = rng.uniform(size=20000)
+    assert ece(p, (rng.uniform(size=20000) < p).astype(int)) < 0.02
+    heat = np.zeros((10, 10), dtype=np.float32)
+    heat[2, 7] = 1.0
+    assert box_hits([heat, heat], [(0.6, 0.1, 0.2, 0.2), (0.0, 0.0, 0.5, 0.5)]) == [True, False]
+
+
+def test_training_data_matches_the_stamp(nih_train: Path) -> None:
+    from medrag.training.cnn_data import data_sha256, load_films, split_patients
+
+    meta = json.loads((WEIGHTS_DIR / META_NAME).read_text(encoding="utf-8"))
+    films, label_files = load_films(nih_train.parent)
+    assert len(films) == meta["data"]["films"] and len({f.patient for f in films}) == meta["data"]["patients"]
+    assert data_sha256(films) == meta["data"]["sha256"]
+    assert label_files == meta["data"]["label_files_sha256"]
+    held = split_patients(films, 0.2, meta["seed"])
+    assert int(held.sum()) == meta["data"]["held_out_films"]
+    train_patients = {f.patient for f, h in zip(films, held, strict=True) if not h}
+    assert not train_patients & {f.patient for f, h in zip(films, held, strict=True) if h}
+    assert all(h for f, h in zip(films, held, strict=True) if f.boxes)
+
+
+def test_real_effusion_film_scores_above_a_no_finding_film(reader: CnnReader, nih_train: Path) -> None:
+    """On held-out films, the mean effusion probability of effusion films exceeds that of no-finding films."""
+    import csv
+
+    from medrag.training.cnn_data import load_films, split_patients
+
+    films, _ = load_films(nih_train.parent)
+    held = split_patients(films, 0.2, 0)
+    rows = {r["image"]: r["finding_labels"] for r in csv.DictReader(open(nih_train / "labels.csv", encoding="utf-8"))}
+    held_films = [f for f, h in zip(films, held, strict=True) if h and f.name in rows]
+    eff = [f for f in held_films if "Effusion" in rows[f.name]][:8]
+    normal = [f for f in held_films if rows[f.name] == "No Finding"][:8]
+    assert len(eff) >= 5 and len(normal) >= 5
+
+    def mean_p(group: list) -> float:
+        from PIL import Image
+
+        return float(np.mean([reader.predict(np.asarray(Image.open(f.path).convert("L")))["effusion"] for f in group]))
+
+    assert mean_p(eff) > mean_p(normal)
