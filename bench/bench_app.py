@@ -192,7 +192,7 @@ def one_run(browser, base_dir: Path, run_dir: Path, cases: int, upload: Path, re
             cpu["import of the real images (not a target)"] = _cpu_seconds(proc.pid) - c0
             page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Analyze").click()
             _wait_idle(page)
-            page.get_by_role("button", name="Question only").click()
+            page.get_by_text("Question only", exact=True).click()
             _wait_idle(page)
             page.get_by_label("Question (optional with an image)").fill(QUESTION)
             page.keyboard.press("Enter")
@@ -203,7 +203,7 @@ def one_run(browser, base_dir: Path, run_dir: Path, cases: int, upload: Path, re
             out["first text question after the import"] = time.perf_counter() - t0
             cpu["first text question after the import"] = _cpu_seconds(proc.pid) - c0
             _wait_idle(page)
-            page.get_by_role("button", name="Upload an image").click()
+            page.get_by_text("Upload an image", exact=True).click()
             _wait_idle(page)
 
         page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(upload))

@@ -107,6 +107,8 @@ class Settings:
     readers: tuple[str, ...] = ("anatomy", "medrag-cnn")
     demo_cases: int = 240
     save_history: bool = True
+    #: a shared PostgreSQL store (MEDRAG_DATABASE_URL, postgresql://…); None = the data folder's DuckDB file
+    database_url: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= 100:
@@ -124,6 +126,14 @@ class Settings:
         if kind not in {"auto", "cpu", "cuda", "mps"} or (number and (kind != "cuda" or not number.isdigit())):
             raise ConfigError(f"device {self.device!r} is unknown; use auto, cpu, cuda, cuda:1 or mps (MEDRAG_DEVICE).")
         object.__setattr__(self, "device", device)
+        url = (self.database_url or "").strip() or None
+        if url is not None and not url.lower().startswith(("postgresql://", "postgres://")):
+            raise ConfigError(
+                f"database_url must be a PostgreSQL URL such as postgresql://USER:PASSWORD@HOST:5432/medrag, got one "
+                f"starting {url.split('://', 1)[0][:20]!r}; fix MEDRAG_DATABASE_URL / --database-url or unset it for "
+                "the data folder's own database."
+            )
+        object.__setattr__(self, "database_url", url)
         object.__setattr__(self, "readers", tuple(r.strip() for r in self.readers if r and r.strip()))
         object.__setattr__(self, "openclip_model", self.openclip_model.strip())
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
@@ -188,7 +198,7 @@ def load_settings(secrets_path: Path | None = None, **overrides: Any) -> Setting
     MEDRAG_SUMMARISER, MEDRAG_K, MEDRAG_DEMO_CASES, MEDRAG_WEB, SERPAPI_API_KEY, TAVILY_API_KEY,
     MEDRAG_SERPAPI_BASE_URL, MEDRAG_TAVILY_BASE_URL, MEDRAG_OPENAI_BASE_URL, MEDRAG_OPENAI_MODEL, OPENAI_API_KEY,
     MEDRAG_DEVICE, MEDRAG_OPENCLIP_MODEL, MEDRAG_READERS, HF_HUB_CACHE (HUGGINGFACE_HUB_CACHE, HF_HOME),
-    MEDRAG_XRV_CACHE.
+    MEDRAG_XRV_CACHE, MEDRAG_DATABASE_URL.
     """
     secrets = _read_secrets(secrets_path or REPO_ROOT / ".streamlit" / "secrets.toml")
     env = os.environ
@@ -206,6 +216,7 @@ def load_settings(secrets_path: Path | None = None, **overrides: Any) -> Setting
         "openai_api_key": env.get("OPENAI_API_KEY") or secrets.get("OPENAI_API_KEY"),
         "serpapi_base_url": env.get("MEDRAG_SERPAPI_BASE_URL"),
         "tavily_base_url": env.get("MEDRAG_TAVILY_BASE_URL"),
+        "database_url": env.get("MEDRAG_DATABASE_URL") or secrets.get("MEDRAG_DATABASE_URL"),
         "device": default_device(),
         "openclip_model": default_openclip_model(),
         "hf_cache_dir": default_hf_cache_dir(),

@@ -25,6 +25,7 @@ from medrag.reading.base import ImageReading
 from medrag.reasoners import Reasoner, Summariser
 from medrag.records import CXRImage, Neighbour
 from medrag.store import Store
+from medrag.store.factory import open_store
 
 if TYPE_CHECKING:
     from medrag.analysis import Analysis
@@ -37,7 +38,7 @@ class Workbench:
     def __init__(self, settings: Settings | None = None, store: Store | None = None) -> None:
         self.settings = settings or load_settings()
         # The store first: it refuses to re-create a data folder this process used that has since moved away.
-        self.store = store or Store(self.settings.db_path)
+        self.store = store or open_store(self.settings)
         self.store.check_location()
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.backends = Backends(self.settings)

@@ -120,15 +120,15 @@ if edit_tab.open:
                 if view.missing:
                     body.caption("This case or analysis is gone; remove it from the set.")
                 up, down, remove = buttons.columns(3)
-                if up.button("Up", icon=":material/arrow_upward:", key=f"lesson_up_{item.item_id}", disabled=index == 0,
+                if up.button(":material/arrow_upward:", key=f"lesson_up_{item.item_id}", disabled=index == 0,
                              help="Move up"):
                     lessons.move_item(workbench, item.item_id, -1)
                     st.rerun()
-                if down.button("Down", icon=":material/arrow_downward:", key=f"lesson_down_{item.item_id}",
+                if down.button(":material/arrow_downward:", key=f"lesson_down_{item.item_id}",
                                disabled=index == len(views) - 1, help="Move down"):
                     lessons.move_item(workbench, item.item_id, 1)
                     st.rerun()
-                if remove.button("Remove", icon=":material/delete:", key=f"lesson_remove_{item.item_id}", help="Remove from the set"):
+                if remove.button(":material/delete:", key=f"lesson_remove_{item.item_id}", help="Remove from the set"):
                     lessons.remove_item(workbench, item.item_id)
                     st.rerun()
             with st.form("lesson_notes_form"):

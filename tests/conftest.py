@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+#: the throwaway PostgreSQL server and the two-backend ``any_store`` fixture (tests/pgserver.py)
+pytest_plugins = ["pgserver"]
+
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cxr-real"
 
 

@@ -7,6 +7,7 @@ Every library here is the synthetic demo (``Workbench.build_demo(n=30)``).
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 import subprocess
@@ -197,23 +198,24 @@ def test_a_truncated_database_is_detected_at_open_and_repair_salvages_it(
     code, out, err = _cli(capsys, "--data-dir", str(data), "repair")
     assert code in (0, 1), err
     assert "kept as" in out and list(data.glob("medrag.duckdb.damaged-*"))
+    print(f"\ntruncated to 1 MB, repair said:\n{out}")
     # What repair could not keep comes back from the images: every case is in the library again.
     code, out, err = _cli(capsys, "--data-dir", str(data), "ingest", str(data / "demo"))
     assert code == 0, err
     assert Store(db).count_cases() == N
 
 
-def _damage_a_block_of(db: Path, table: str, column: str) -> None:
-    """Zero the whole 256 KiB block that holds a middle segment of ``table.column``."""
+def _damage_a_block_of(db: Path, table: str, column: str, *, middle: bool = True) -> None:
+    """Zero the whole 256 KiB block that holds a middle (or the first) segment of ``table.column``."""
     con = duckdb.connect(str(db), read_only=True)
     blocks = sorted({r[0] for r in con.execute(
         "SELECT block_id FROM pragma_storage_info(?) WHERE column_name = ? AND block_id >= 0", [table, column]
     ).fetchall()})
     (block_size,) = con.execute("SELECT block_size FROM pragma_database_size()").fetchone()  # type: ignore[misc]
     con.close()
-    assert len(blocks) >= 3, blocks
+    assert len(blocks) >= (3 if middle else 1), blocks
     with open(db, "r+b") as handle:
-        handle.seek(3 * 4096 + blocks[len(blocks) // 2] * block_size)
+        handle.seek(3 * 4096 + blocks[len(blocks) // 2 if middle else 0] * block_size)
         handle.write(bytes(block_size))
 
 
@@ -261,6 +263,19 @@ def test_zeroed_blocks_are_told_once_and_repair_keeps_every_readable_row(
     assert len(repaired.history_frame()) == HISTORY + 1
     assert list(data.glob("medrag.duckdb.damaged-*"))
     print(f"\nzeroed block: {HISTORY} of {HISTORY} analyses kept, {blank} without their reasoning; {N} of {N} cases")
+
+
+def test_damage_found_during_analyze_fails_its_save_and_exits_non_zero(
+    data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = data / "medrag.duckdb"
+    _damage_a_block_of(db, "cases", "case_id", middle=False)  # the 30 cases fit one block: the search reads it
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    code, out, err = _cli(capsys, "--data-dir", str(data), "analyze", "--text", "Is the heart enlarged?", "--no-web")
+    assert code == 4, out + err  # not saved: a script must not take it for a saved analysis
+    assert "[save failed]" in err and "is damaged" in err and "medrag repair" in err
+    assert "Saved to history" not in out
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before and not Path(f"{db}.wal").exists()
 
 
 def test_a_zeroed_database_header_is_detected_and_repaired_from_its_twin(

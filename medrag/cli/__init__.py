@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(prog="medrag", description=f"Chest X-ray case workbench. {DISCLAIMER}")
     parser.add_argument("--data-dir", help="data folder (default: $MEDRAG_DATA_DIR or ./data)")
+    parser.add_argument("--database-url", help="shared PostgreSQL store, postgresql://… ($MEDRAG_DATABASE_URL)")
     parser.add_argument("--image-encoder", help="classic (default), biomedclip, openclip, xrv")
     parser.add_argument("--reasoner", help="evidence (default, offline), hf, openai")
     parser.add_argument("--summariser", help="rules (default, offline), hf, openai")

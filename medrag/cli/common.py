@@ -23,6 +23,7 @@ def workbench(args: argparse.Namespace) -> Workbench:
 
     overrides = {
         "data_dir": Path(args.data_dir) if args.data_dir else None,
+        "database_url": getattr(args, "database_url", None),
         "image_encoder": args.image_encoder,
         "reasoner": args.reasoner,
         "summariser": args.summariser,

@@ -24,11 +24,12 @@ from medrag.store.connection import Database
 from medrag.store.embeddings import EmbeddingStore
 from medrag.store.ingest import IngestStore
 from medrag.store.schema import SCHEMA_VERSION
+from medrag.store.stamps import StampStore
 from medrag.store.teaching import TeachingStore
 from medrag.store.webcache import WebCacheStore
 
 __all__ = ["SCHEMA_VERSION", "Database", "Store"]
 
 
-class Store(CaseStore, IngestStore, EmbeddingStore, AnalysisStore, WebCacheStore, TeachingStore):
+class Store(CaseStore, IngestStore, EmbeddingStore, AnalysisStore, WebCacheStore, TeachingStore, StampStore):
     """Cases, embeddings, analyses (history) and the web cache in one DuckDB file (or ``:memory:``)."""

@@ -40,7 +40,7 @@ def annotated_figure(
     *,
     regions: Sequence[Region] = (),
     clickable: bool = False,
-    drag: str = "pan",
+    drag: str = "pan",  # "select" to drag boxes (Streamlit then stops selecting points on click)
     marker: tuple[float, float] | None = None,
     height: int = 560,
     title: str = "",
@@ -77,9 +77,8 @@ def annotated_figure(
     if marker is not None:
         fig.add_trace(go.Scatter(x=[marker[0]], y=[marker[1]], mode="markers", hoverinfo="skip", showlegend=False,
                                  marker=dict(symbol="x", size=16, color="#ff3b30", line=dict(width=2, color="white"))))
-    fig.update_xaxes(visible=False, range=[-0.5, width_px - 0.5], fixedrange=not clickable and drag != "pan")
-    fig.update_yaxes(visible=False, range=[height_px - 0.5, -0.5], fixedrange=not clickable and drag != "pan",
-                     scaleanchor="x")
+    fig.update_xaxes(visible=False, range=[-0.5, width_px - 0.5])
+    fig.update_yaxes(visible=False, range=[height_px - 0.5, -0.5], scaleanchor="x")
     fig.update_layout(height=height, margin=dict(l=0, r=0, t=28 if title else 0, b=0), dragmode=drag,
                       clickmode="event+select", hovermode="closest", showlegend=False,
                       title=dict(text=escape_html(title), font=dict(size=13)) if title else None)

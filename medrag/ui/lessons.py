@@ -190,7 +190,7 @@ def render_presentation(workbench: Workbench, lesson: LessonSet, key: str = "pre
     bar = st.columns([1, 1, 1, 3], vertical_alignment="center")
     bar[0].button("Previous", key=f"{key}_prev", icon=":material/arrow_back:", shortcut="Left", disabled=pos == 0,
                   on_click=_go, args=(lesson.set_id, -1, len(views)), width="stretch")
-    bar[1].button("Hide answer" if revealed else "Reveal", key=f"{key}_reveal", icon=":material/visibility:",
+    bar[1].button("Hide" if revealed else "Reveal", key=f"{key}_reveal", icon=":material/visibility:",
                   shortcut="Space", type="primary", on_click=_reveal, args=(lesson.set_id, item.item_id), width="stretch")
     bar[2].button("Next", key=f"{key}_next", icon=":material/arrow_forward:", shortcut="Right",
                   disabled=pos >= len(views) - 1, on_click=_go, args=(lesson.set_id, 1, len(views)), width="stretch")

@@ -9,6 +9,7 @@ Analyze, History and Compare pages draw the same layers through :func:`overlay_c
 from __future__ import annotations
 
 from collections.abc import Collection
+from pathlib import Path
 
 import numpy as np
 import plotly.graph_objects as go
@@ -97,4 +98,29 @@ def add_overlays(
     return fig
 
 
-__all__ = ["LAYERS", "add_overlays", "available_layers", "overlay_controls"]
+
+
+@st.cache_data(show_spinner="Reading the image…", max_entries=256)
+def _case_reading(data_dir: str, case_id: str, image_path: str, _workbench: object) -> dict[str, object] | None:
+    from medrag.errors import MedRAGError
+    from medrag.imaging import load_image
+    from medrag.reading.base import reading_to_dict
+
+    try:
+        image = load_image(Path(image_path))
+        reading = _workbench.read_image(image)  # type: ignore[attr-defined]
+    except (MedRAGError, OSError):
+        return None
+    return reading_to_dict(reading) if reading is not None else None
+
+
+def case_reading(workbench: object, case_id: str, image_path: str) -> ImageReading | None:
+    """A library case's reading, made on demand the first time it is shown and cached (never at import)."""
+    from medrag.reading.base import reading_from_dict
+
+    data = _case_reading(str(getattr(getattr(workbench, "settings", None), "data_dir", "")), case_id, image_path,
+                         workbench)
+    return reading_from_dict(data) if data else None
+
+
+__all__ = ["LAYERS", "add_overlays", "available_layers", "case_reading", "overlay_controls"]

@@ -126,8 +126,8 @@ def render_learner_start(workbench: Workbench, plan: QuizPlan) -> None:
 def _figure(question: Question, *, clickable: bool, reveal: bool, click: tuple[float, float] | None) -> Any:
     pixels = images.load_pixels(question.image_path)
     regions = question.regions if reveal and question.kind == "locate" else ()
-    return annotate.annotated_figure(pixels, regions=regions, clickable=clickable, drag="select" if clickable else "pan",
-                                     marker=click, height=600)
+    # "pan", not "select": Streamlit selects a clicked point only when the drag mode is not a selection.
+    return annotate.annotated_figure(pixels, regions=regions, clickable=clickable, drag="pan", marker=click, height=600)
 
 
 def _answer(workbench: Workbench, session: QuizSession, number: int, *, label: str | None = None,

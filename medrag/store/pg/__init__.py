@@ -1,0 +1,25 @@
+"""The PostgreSQL store: the same interface as the DuckDB :class:`~medrag.store.Store`, shared by many processes.
+
+Chosen by ``MEDRAG_DATABASE_URL=postgresql://…`` (or ``--database-url``) through
+:func:`medrag.store.factory.open_store`. One job per module:
+
+- :mod:`~medrag.store.pg.connection`: the connection pool, cursors, transactions, schema set-up and migrations
+- :mod:`~medrag.store.pg.schema`: the tables as data and the migrations between schema versions
+- :mod:`~medrag.store.pg.library`: cases, embeddings (and their stamp), source fingerprints, ingest batches
+- :mod:`~medrag.store.pg.history`: the analysis history and the web-result cache
+
+Not here yet: the teaching tables (lesson sets, quiz answers, annotations).
+"""
+
+from __future__ import annotations
+
+from medrag.store.pg.connection import PgDatabase, describe_url, is_database_url
+from medrag.store.pg.history import PgHistory
+from medrag.store.pg.library import PgLibrary
+from medrag.store.pg.schema import SCHEMA_VERSION
+
+__all__ = ["SCHEMA_VERSION", "PgDatabase", "PgStore", "describe_url", "is_database_url"]
+
+
+class PgStore(PgLibrary, PgHistory):
+    """Cases, embeddings, analyses (history) and the web cache in one PostgreSQL database."""

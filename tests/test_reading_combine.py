@@ -1,0 +1,78 @@
+"""Merging readers: the calibrated reader decides, measurements add evidence and place, failures are isolated."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medrag.reading.base import FindingRead, ImageReading, Overlays, reading_from_dict, reading_to_dict
+from medrag.reading.combine import CombinedReader, merge_readings, peak_zone
+
+ZONE_BOXES = {"right lower zone": (0.0, 60.0, 50.0, 40.0), "left lower zone": (50.0, 60.0, 50.0, 40.0)}
+
+
+def _anatomy() -> ImageReading:
+    return ImageReading(
+        findings={
+            "effusion": FindingRead("effusion", "uncertain", None, ("right lower zone",), "blunted right angle", "anatomy"),
+            "cardiomegaly": FindingRead("cardiomegaly", "absent", None, (), "cardiothoracic ratio 0.45", "anatomy"),
+        },
+        view="PA", view_probability=0.9, ctr=0.45, zones={"right lower zone": {"mean": 0.6, "z": 2.5}},
+        overlays=Overlays(zone_boxes=ZONE_BOXES), readers=("anatomy",),
+    )
+
+
+def _cnn() -> ImageReading:
+    heatmap = np.zeros((10, 10), np.float32)
+    heatmap[8, 7] = 1.0  # bottom right of the image: the patient's left lower zone
+    return ImageReading(
+        findings={
+            "effusion": FindingRead("effusion", "absent", 0.1, source="medrag-cnn"),
+            "cardiomegaly": FindingRead("cardiomegaly", "present", 0.8, source="medrag-cnn"),
+            "pneumonia": FindingRead("pneumonia", "present", 0.7, source="medrag-cnn"),
+        },
+        overlays=Overlays(heatmap=heatmap, heatmap_finding="pneumonia"), readers=("medrag-cnn",),
+    )
+
+
+def test_the_calibrated_reader_decides_and_measurements_add_evidence() -> None:
+    merged = merge_readings([_anatomy(), _cnn()], size=(100, 100))
+    cardio = merged.findings["cardiomegaly"]
+    assert cardio.status == "present" and cardio.probability == 0.8
+    assert "cardiothoracic ratio 0.45" in cardio.evidence and cardio.source == "medrag-cnn + anatomy"
+    # The classifier says no effusion, but a blunted angle points to one: "possible", never a flat "no".
+    assert merged.findings["effusion"].status == "uncertain"
+    assert merged.findings["effusion"].where == ("right lower zone",)
+    assert merged.view == "PA" and merged.ctr == 0.45 and merged.readers == ("anatomy", "medrag-cnn")
+
+
+def test_the_heatmap_peak_names_its_zone() -> None:
+    merged = merge_readings([_anatomy(), _cnn()], size=(100, 100))
+    assert merged.findings["pneumonia"].where == ("left lower zone",)
+    assert peak_zone(np.ones((2, 2)), {}, (100, 100)) == ""
+
+
+def test_a_failing_reader_is_isolated_with_a_note() -> None:
+    class Broken:
+        name, model = "broken", "x"
+
+        def read(self, pixels: np.ndarray, *, view_hint: str | None = None) -> ImageReading:
+            raise RuntimeError("weights corrupt")
+
+    class Fixed:
+        name, model = "fixed", "y"
+
+        def read(self, pixels: np.ndarray, *, view_hint: str | None = None) -> ImageReading:
+            return _cnn()
+
+    reading = CombinedReader([Broken(), Fixed()]).read(np.zeros((100, 100), np.float32))
+    assert reading is not None and reading.findings["pneumonia"].status == "present"
+    assert any("broken reader failed" in note for note in reading.notes)
+    assert CombinedReader([]).read(np.zeros((4, 4), np.float32)) is None
+
+
+def test_a_reading_survives_the_history_round_trip() -> None:
+    merged = merge_readings([_anatomy(), _cnn()], size=(100, 100))
+    back = reading_from_dict(reading_to_dict(merged))
+    assert back.findings == merged.findings and back.zones == merged.zones and back.view == merged.view
+    assert back.overlays.zone_boxes == merged.overlays.zone_boxes
+    assert back.overlays.heatmap is not None and back.overlays.heatmap.shape == (10, 10)
