@@ -26,11 +26,11 @@ from pathlib import Path
 import duckdb
 
 from medrag.config import Settings
-from medrag.errors import BackupError, StoreLockedError
+from medrag.errors import BackupError, StoreError, StoreLockedError
 from medrag.fsutil import fsync_dir
 from medrag.store import schema
 from medrag.store.connection import Database, forget_file
-from medrag.store.health import quoted, table_counts
+from medrag.store.health import check_size, quoted, table_counts
 
 #: The manifest's own format version.
 MANIFEST_FORMAT = 1
@@ -275,14 +275,20 @@ def set_aside(db: Path, suffix: str) -> Path | None:
 
 
 def _checkpoint(db: Path) -> None:
-    """Fold a healthy database's WAL into its file (so setting it aside keeps everything); damage is ignored."""
+    """Fold a healthy database's WAL into its file before it is set aside; a damaged one is left untouched.
+
+    (The WAL of one that cannot be folded is set aside with it by :func:`set_aside`.)
+    """
+    if not db.with_name(db.name + ".wal").exists():
+        return  # nothing to fold, and connecting to a missing file would create one
     try:
         con = duckdb.connect(str(db))
     except duckdb.Error:
         return
     try:
+        check_size(con, str(db))
         con.execute("CHECKPOINT")
-    except duckdb.Error:
+    except (duckdb.Error, StoreError):
         pass
     finally:
         con.close()

@@ -131,6 +131,8 @@ def analyze(
     with _StageRun("input") as run:
         if source is None and not question:
             raise EmptyInputError("Nothing to analyse: give an image (PNG, JPEG or DICOM) or type a question.")
+        # Before anything is written: a data folder moved away must not be re-created by the upload copy.
+        engine.check_location()
         if len(question) > MAX_QUESTION_CHARS:
             notes.append(f"The question was cut to its first {MAX_QUESTION_CHARS:,} of {len(question):,} characters.")
             question = question[:MAX_QUESTION_CHARS]

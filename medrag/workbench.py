@@ -210,6 +210,10 @@ class Workbench:
         return self.searcher.library_map()
 
     # ------------------------------------------------------------------ analysis
+    def check_location(self) -> None:
+        """Raise StoreMovedError when the data folder was moved or deleted while this process ran."""
+        self.store.check_location()
+
     def save_analysis(self, analysis: Analysis) -> int:
         """Append an analysis to the history; returns its id."""
         return self.store.save_analysis(analysis)

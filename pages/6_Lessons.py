@@ -30,22 +30,50 @@ def case_picker(key: str, *, multiple: bool) -> list[str]:
     datasets = data.dataset_counts(workbench)
     has_real = any(name != "synthetic" for name in datasets)
     left, mid, right = st.columns([1, 1, 1], vertical_alignment="bottom")
-    label = left.selectbox("Label", [ALL, *labels], key=f"{key}_label",
-                           format_func=lambda v: v if v == ALL else f"{v} ({labels.get(v, 0)})")
-    dataset = mid.selectbox("Dataset", [ALL, *datasets], key=f"{key}_dataset",
-                            format_func=lambda v: v if v == ALL else f"{v} ({datasets.get(v, 0)})")
-    real_only = right.toggle("Real cases only", value=has_real, key=f"{key}_real",
-                             help="Leave out the synthetic phantoms (they are always marked as such).")
-    frame = data.cases_frame(workbench, label=None if label == ALL else label,
-                             dataset=None if dataset == ALL else dataset, limit=PICKER_CASES)
+    label = left.selectbox(
+        "Label",
+        [ALL, *labels],
+        key=f"{key}_label",
+        format_func=lambda v: v if v == ALL else f"{v} ({labels.get(v, 0)})",
+    )
+    dataset = mid.selectbox(
+        "Dataset",
+        [ALL, *datasets],
+        key=f"{key}_dataset",
+        format_func=lambda v: v if v == ALL else f"{v} ({datasets.get(v, 0)})",
+    )
+    real_only = right.toggle(
+        "Real cases only",
+        value=has_real,
+        key=f"{key}_real",
+        help="Leave out the synthetic phantoms (they are always marked as such).",
+    )
+    frame = data.cases_frame(
+        workbench,
+        label=None if label == ALL else label,
+        dataset=None if dataset == ALL else dataset,
+        limit=PICKER_CASES,
+    )
     if real_only and "synthetic" in frame:
         frame = frame[~frame["synthetic"].astype(bool)]
-    titles = {str(row["case_id"]): case_title(case_from_row(row)) for row in frame.to_dict("records")}
+    rows = [{str(k): v for k, v in row.items()} for row in frame.to_dict("records")]
+    titles = {str(row["case_id"]): case_title(case_from_row(row)) for row in rows}
     if multiple:
-        return st.multiselect("Cases", list(titles), format_func=titles.__getitem__, key=f"{key}_cases",
-                              placeholder="Type part of a file name, label or patient")
-    picked = st.selectbox("Case", list(titles), format_func=titles.__getitem__, key=f"{key}_case", index=None,
-                          placeholder="Type part of a file name, label or patient")
+        return st.multiselect(
+            "Cases",
+            list(titles),
+            format_func=titles.__getitem__,
+            key=f"{key}_cases",
+            placeholder="Type part of a file name, label or patient",
+        )
+    picked = st.selectbox(
+        "Case",
+        list(titles),
+        format_func=titles.__getitem__,
+        key=f"{key}_case",
+        index=None,
+        placeholder="Type part of a file name, label or patient",
+    )
     return [picked] if picked else []
 
 
@@ -72,15 +100,20 @@ with error_boundary():
     if st.session_state.get("lesson_current") not in ids:
         st.session_state["lesson_current"] = ids[0]
     names = {s.set_id: s.name for s in sets}
-    current = st.selectbox("Lesson set", ids, key="lesson_current",
-                           format_func=lambda i: f"{names[i]} ({len(next(s for s in sets if s.set_id == i).items)} cases)")
+    current = st.selectbox(
+        "Lesson set",
+        ids,
+        key="lesson_current",
+        format_func=lambda i: f"{names[i]} ({len(next(s for s in sets if s.set_id == i).items)} cases)",
+    )
     lesson = lessons.lesson_set(workbench, current)
     if lesson is None:
         st.warning("That set was just deleted; pick another.")
         st.stop()
 
 edit_tab, present_tab, annotate_tab, share_tab = st.tabs(
-    ["Edit", "Present", "Annotate", "Share"], key="lesson_tabs", on_change="rerun")
+    ["Edit", "Present", "Annotate", "Share"], key="lesson_tabs", on_change="rerun"
+)
 
 if edit_tab.open:
     with edit_tab, error_boundary():
@@ -120,12 +153,17 @@ if edit_tab.open:
                 if view.missing:
                     body.caption("This case or analysis is gone; remove it from the set.")
                 up, down, remove = buttons.columns(3)
-                if up.button(":material/arrow_upward:", key=f"lesson_up_{item.item_id}", disabled=index == 0,
-                             help="Move up"):
+                if up.button(
+                    ":material/arrow_upward:", key=f"lesson_up_{item.item_id}", disabled=index == 0, help="Move up"
+                ):
                     lessons.move_item(workbench, item.item_id, -1)
                     st.rerun()
-                if down.button(":material/arrow_downward:", key=f"lesson_down_{item.item_id}",
-                               disabled=index == len(views) - 1, help="Move down"):
+                if down.button(
+                    ":material/arrow_downward:",
+                    key=f"lesson_down_{item.item_id}",
+                    disabled=index == len(views) - 1,
+                    help="Move down",
+                ):
                     lessons.move_item(workbench, item.item_id, 1)
                     st.rerun()
                 if remove.button(":material/delete:", key=f"lesson_remove_{item.item_id}", help="Remove from the set"):
@@ -133,8 +171,9 @@ if edit_tab.open:
                     st.rerun()
             with st.form("lesson_notes_form"):
                 notes = {
-                    item.item_id: st.text_area(f"Note for case {index + 1}", value=item.note, height=68,
-                                               key=f"lesson_note_{item.item_id}")
+                    item.item_id: st.text_area(
+                        f"Note for case {index + 1}", value=item.note, height=68, key=f"lesson_note_{item.item_id}"
+                    )
                     for index, (item, _view) in enumerate(views)
                 }
                 if st.form_submit_button("Save notes", type="primary", key="lesson_notes_save"):
@@ -148,14 +187,20 @@ if present_tab.open:
 
 if annotate_tab.open:
     with annotate_tab, error_boundary():
-        source = st.radio("Annotate", ["a case of this set", "any library case"], horizontal=True, key="lesson_annotate_from")
+        source = st.radio(
+            "Annotate", ["a case of this set", "any library case"], horizontal=True, key="lesson_annotate_from"
+        )
         target: ItemRef | None = None
         views = lessons.set_views(workbench, lesson)
         if source == "a case of this set":
             usable = [(item, view) for item, view in views if not view.missing and view.image_path]
             if usable:
-                position = st.selectbox("Case", range(len(usable)), key="lesson_annotate_item",
-                                        format_func=lambda i: f"{i + 1}. {usable[i][1].title}")
+                position = st.selectbox(
+                    "Case",
+                    range(len(usable)),
+                    key="lesson_annotate_item",
+                    format_func=lambda i: f"{i + 1}. {usable[i][1].title}",
+                )
                 item, view = usable[int(position)]
                 target, image_path, case = item.ref, view.image_path, view.case
             else:
@@ -168,8 +213,9 @@ if annotate_tab.open:
                     target, image_path = ItemRef("case", case.case_id), case.image_path
         if target is not None:
             marks = annotate.overlay_for(workbench, target, case)
-            annotate.render_annotation_editor(workbench, target, images.load_pixels(image_path), marks,
-                                              key=f"lesson_annot_{target.key[:48]}")
+            annotate.render_annotation_editor(
+                workbench, target, images.load_pixels(image_path), marks, key=f"lesson_annot_{target.key[:48]}"
+            )
 
 if share_tab.open:
     with share_tab, error_boundary():
@@ -184,10 +230,21 @@ if share_tab.open:
         exports = st.session_state.get("lesson_exports")
         if exports and exports.get("set") == lesson.set_id:
             left, right = st.columns(2)
-            left.download_button("Download handout (HTML)", exports["html"], file_name=f"{slug}-handout.html",
-                                 mime="text/html", key="lesson_handout_download", type="primary")
-            right.download_button("Download lesson set (zip)", exports["zip"], file_name=f"{slug}.zip",
-                                  mime="application/zip", key="lesson_zip_download")
+            left.download_button(
+                "Download handout (HTML)",
+                exports["html"],
+                file_name=f"{slug}-handout.html",
+                mime="text/html",
+                key="lesson_handout_download",
+                type="primary",
+            )
+            right.download_button(
+                "Download lesson set (zip)",
+                exports["zip"],
+                file_name=f"{slug}.zip",
+                mime="application/zip",
+                key="lesson_zip_download",
+            )
         st.divider()
         st.markdown("**Import a colleague's lesson set** (a zip exported from MedRAG): its images join your library.")
         upload = st.file_uploader("Lesson set zip", type=["zip"], key="lesson_import_file")
@@ -196,5 +253,6 @@ if share_tab.open:
                 imported = lessons.import_bundle(workbench, upload.getvalue())
             st.session_state["lesson_pending"] = imported.set_id
             st.session_state["lesson_flash"] = " ".join(
-                [f"Imported the lesson set {imported.name} with {imported.cases} cases.", *imported.notes])
+                [f"Imported the lesson set {imported.name} with {imported.cases} cases.", *imported.notes]
+            )
             st.rerun()

@@ -110,7 +110,7 @@ class FakeServer:
         """``http://127.0.0.1:PORT`` (no trailing slash)."""
         return f"http://127.0.0.1:{self._httpd.server_address[1]}"
 
-    def start(self) -> "FakeServer":
+    def start(self) -> FakeServer:
         """Serve in a daemon thread; stop automatically after ``lifetime_s``."""
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
@@ -133,7 +133,7 @@ class FakeServer:
         """Sleep unless the server stops first; True when it stopped."""
         return self._stopped.wait(seconds) if seconds > 0 else self._stopped.is_set()
 
-    def __enter__(self) -> "FakeServer":
+    def __enter__(self) -> FakeServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -57,7 +57,9 @@ def _answer_all(app: AppTest, right: bool) -> None:
             app.button(key="quiz_submit_typed").click().run()
         else:
             wrong = next(c for c in question.choices if c != question.truth)
-            app.radio(key=f"quiz_choice_{session.session_id}_{number}").set_value(question.truth if right else wrong).run()
+            app.radio(key=f"quiz_choice_{session.session_id}_{number}").set_value(
+                question.truth if right else wrong
+            ).run()
             app.button(key="quiz_submit").click().run()
         ok(app)
         if session.mode != "exam":

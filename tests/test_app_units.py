@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from medrag.analysis import Analysis
 from medrag.events import (
     AnalysisFinished,
     AnalysisSaved,
@@ -24,7 +25,6 @@ from medrag.events import (
     SummaryReady,
 )
 from medrag.records import GuardVerdict, Neighbour, Summary, WebResult
-from medrag.analysis import Analysis
 from medrag.ui.analysis import stage_line
 from medrag.ui.figures import library_map_figure, scores_bar, similarity_distribution, votes_frame
 from medrag.ui.safe import defang_markdown, escape_markdown, safe_url, shorten
@@ -277,8 +277,8 @@ def test_history_table_and_scores_from_saved_rows() -> None:
 def _panels_app() -> None:
     import streamlit as st
 
-    from medrag.records import WebResult
     from medrag.analysis import Analysis  # AppTest runs this function's body on its own
+    from medrag.records import WebResult
     from medrag.ui.panels import render_label_and_findings, render_outcome, render_web
 
     view = Analysis(

@@ -84,7 +84,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "--browser.gatherUsageStats", "false",
     ]
     with log.open("wb") as sink:
-        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            command, cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc, log)
@@ -424,11 +426,16 @@ def test_teach_a_class_with_real_cases(server: str, tmp_path: Path) -> None:
             wait_idle(page)
             _take_exam(page, "Ada", right=True)
             expect(page.get_by_text("Ada: 2 of 2 right")).to_be_visible()
+            wait_idle(page)
+            page.get_by_text("Question 2: pneumonia — right").click()  # the region and the click, revealed
+            wait_idle(page)
             _shot(page, "17_exam_ada_results")
             _key(page, "quiz_next_learner").locator("button").click()
             wait_idle(page)
             _take_exam(page, "Grace", right=False)
             expect(page.get_by_text("Grace: 0 of 2 right")).to_be_visible()
+            wait_idle(page)
+            expect(_key(page, "quiz_review").locator("button")).to_be_visible()  # review my mistakes is offered
             _shot(page, "17_exam_grace_results")
 
             # 6. The educator's results table and its CSV.

@@ -167,7 +167,7 @@ def test_uint8_pixels_are_the_files_own_for_8_bit_and_computed_once_otherwise() 
     assert image.uint8_pixels().dtype == np.uint8 and np.array_equal(image.uint8_pixels(), raw)
     assert np.array_equal(image.uint8_pixels(), to_uint8(image.pixels))
     assert image.pixels.dtype == np.float32 and np.array_equal(image.pixels, raw.astype(np.float32) / 255.0)
-    wide = load_image(_encode(Image.fromarray((raw.astype(np.uint16) * 200)), "PNG"))  # 16-bit: no 8-bit copy yet
+    wide = load_image(_encode(Image.fromarray(raw.astype(np.uint16) * 200), "PNG"))  # 16-bit: no 8-bit copy yet
     first = wide.uint8_pixels()
     assert first is wide.uint8_pixels() and np.array_equal(first, to_uint8(wide.pixels))
     assert wide.pixel_hash == compute_pixel_hash(wide.pixels)

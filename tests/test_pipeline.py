@@ -42,8 +42,10 @@ def test_image_analysis_streams_in_order_and_saves_history(demo_workbench) -> No
     before = demo_workbench.store.count_analyses()
     events = list(demo_workbench.analyze(path, k=5, web=True))
     kinds = [type(e).__name__ for e in events if not isinstance(e, (ev.StageStarted, ev.ReasoningToken))]
-    assert kinds == ["InputReady", "GuardChecked", "NeighboursFound", "ReasoningDone", "SummaryReady",
-                     "WebResultsReady", "AnalysisSaved", "AnalysisFinished"]
+    assert kinds == ["InputReady", "GuardChecked", "ImageFindingsReady", "NeighboursFound", "ReasoningDone",
+                     "SummaryReady", "WebResultsReady", "AnalysisSaved", "AnalysisFinished"]
+    reading = next(e for e in events if isinstance(e, ev.ImageFindingsReady)).reading
+    assert "anatomy" in reading.readers and reading.findings
     tokens = [e.text for e in events if isinstance(e, ev.ReasoningToken)]
     done = next(e for e in events if isinstance(e, ev.ReasoningDone))
     assert len(tokens) > 20 and "".join(tokens) == done.text and done.backend == "evidence"

@@ -20,7 +20,7 @@ import pytest
 from medrag.analysis import Analysis
 from medrag.cli import main
 from medrag.config import Settings
-from medrag.errors import DiskFullError, StoreDamagedError, StoreMovedError
+from medrag.errors import StoreDamagedError, StoreMovedError
 from medrag.store import Store
 from medrag.store.connection import forget_file
 from medrag.workbench import Workbench
@@ -198,7 +198,8 @@ def test_a_truncated_database_is_detected_at_open_and_repair_salvages_it(
     code, out, err = _cli(capsys, "--data-dir", str(data), "repair")
     assert code in (0, 1), err
     assert "kept as" in out and list(data.glob("medrag.duckdb.damaged-*"))
-    print(f"\ntruncated to 1 MB, repair said:\n{out}")
+    with capsys.disabled():
+        print(f"\ntruncated to 1 MB, repair said:\n{out}")
     # What repair could not keep comes back from the images: every case is in the library again.
     code, out, err = _cli(capsys, "--data-dir", str(data), "ingest", str(data / "demo"))
     assert code == 0, err
@@ -262,7 +263,8 @@ def test_zeroed_blocks_are_told_once_and_repair_keeps_every_readable_row(
     assert new_id == HISTORY + 1
     assert len(repaired.history_frame()) == HISTORY + 1
     assert list(data.glob("medrag.duckdb.damaged-*"))
-    print(f"\nzeroed block: {HISTORY} of {HISTORY} analyses kept, {blank} without their reasoning; {N} of {N} cases")
+    with capsys.disabled():
+        print(f"\nzeroed block: {HISTORY} of {HISTORY} analyses kept, {blank} without reasoning; {N} of {N} cases")
 
 
 def test_damage_found_during_analyze_fails_its_save_and_exits_non_zero(

@@ -13,10 +13,9 @@ import duckdb
 import numpy as np
 import pytest
 
-from medrag.errors import StoreError, StoreLockedError
-from medrag.records import Case
 from medrag.analysis import Analysis
-from medrag.records import GuardVerdict, Neighbour
+from medrag.errors import StoreError, StoreLockedError
+from medrag.records import Case, GuardVerdict, Neighbour
 from medrag.store import Store, schema
 
 

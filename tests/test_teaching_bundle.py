@@ -35,8 +35,17 @@ def _labelled_folder(folder: Path, count: int = 6) -> Path:
         label = "normal" if i % 2 else "pneumonia"
         write_png(folder / f"img{i}.png", 100 + i, side=96)
         box = "Pneumonia:10,12,30,20" if i == 0 else ""
-        rows.append({"image": f"img{i}.png", "label": label, "dataset": "nih", "patient_id": f"p{i}", "view": "PA",
-                     "fine_label": "Pneumonia" if label == "pneumonia" else "No Finding", "bbox_xywh_in_output_px": box})
+        rows.append(
+            {
+                "image": f"img{i}.png",
+                "label": label,
+                "dataset": "nih",
+                "patient_id": f"p{i}",
+                "view": "PA",
+                "fine_label": "Pneumonia" if label == "pneumonia" else "No Finding",
+                "bbox_xywh_in_output_px": box,
+            }
+        )
     with (folder / "labels.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -97,17 +106,32 @@ def test_hostile_or_broken_bundles_are_refused_with_a_reason(tmp_path: Path) -> 
     Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(png, format="PNG")
     good_item = {"image": "images/001.png", "label": "normal", "note": "n"}
     manifest = {"format": FORMAT, "version": 1, "name": "S", "items": [good_item]}
-    assert parse_manifest(read_zip(_zip({"manifest.json": json.dumps(manifest), "images/001.png": png.getvalue()})))["name"] == "S"
+    assert (
+        parse_manifest(read_zip(_zip({"manifest.json": json.dumps(manifest), "images/001.png": png.getvalue()})))[
+            "name"
+        ]
+        == "S"
+    )
     cases = [
         ({"images/001.png": png.getvalue()}, "no manifest.json"),
         ({"manifest.json": "{not json"}, "not valid JSON"),
         ({"manifest.json": json.dumps({**manifest, "format": "other"})}, "not a MedRAG lesson set"),
         ({"manifest.json": json.dumps({**manifest, "version": 99})}, "newer MedRAG"),
         ({"manifest.json": json.dumps(manifest)}, "not in the zip"),
-        ({"manifest.json": json.dumps({**manifest, "items": [{**good_item, "image": "../../etc/passwd"}]}),
-          "images/001.png": png.getvalue()}, "not in the zip"),
-        ({"manifest.json": json.dumps({**manifest, "items": [{**good_item, "label": {"x": 1}}]}),
-          "images/001.png": png.getvalue()}, "not text"),
+        (
+            {
+                "manifest.json": json.dumps({**manifest, "items": [{**good_item, "image": "../../etc/passwd"}]}),
+                "images/001.png": png.getvalue(),
+            },
+            "not in the zip",
+        ),
+        (
+            {
+                "manifest.json": json.dumps({**manifest, "items": [{**good_item, "label": {"x": 1}}]}),
+                "images/001.png": png.getvalue(),
+            },
+            "not text",
+        ),
         ({"manifest.json": json.dumps(manifest), "../evil.png": b"x"}, "unsafe name"),
         ({"manifest.json": json.dumps(manifest), "/abs.png": b"x"}, "unsafe name"),
     ]
@@ -136,16 +160,25 @@ def test_browser_uploads_are_staged_with_the_csv_matched_by_file_name(tmp_path: 
 
     images = {name: write_png(tmp_path / "src" / name, i).read_bytes() for i, name in enumerate(("a.png", "b.png"))}
     labels = b"image,label\nimages/normal/a.png,normal\nimages/pneumonia/b.png,pneumonia\n"
-    staged = stage_uploads([*images.items(), ("notes.txt", b"x"), ("../../evil.png", images["a.png"])],
-                           ("labels.csv", labels), tmp_path / "data")
+    staged = stage_uploads(
+        [*images.items(), ("notes.txt", b"x"), ("../../evil.png", images["a.png"])],
+        ("labels.csv", labels),
+        tmp_path / "data",
+    )
     assert staged.images == 3 and staged.folder.parent == tmp_path / "data" / "imports"
     assert ("notes.txt", "not an image, a zip or a labels CSV") in staged.skipped
     assert (staged.folder / "evil.png").is_file() and not (tmp_path / "evil.png").exists()  # the name, not the path
     assert staged.labels_csv is not None
     assert staged.labels_csv.read_text().splitlines()[1:] == ["a.png,normal", "b.png,pneumonia"]
 
-    folder_zip = _zip({"teaching/labels.csv": "image,label\nx/1.png,normal\n", "teaching/x/1.png": images["a.png"],
-                       "__MACOSX/._1.png": b"junk", "teaching/readme.md": b"hi"})
+    folder_zip = _zip(
+        {
+            "teaching/labels.csv": "image,label\nx/1.png,normal\n",
+            "teaching/x/1.png": images["a.png"],
+            "__MACOSX/._1.png": b"junk",
+            "teaching/readme.md": b"hi",
+        }
+    )
     zipped = stage_uploads([("set.zip", folder_zip)], None, tmp_path / "data")
     assert zipped.images == 1 and zipped.labels_csv is not None
     assert zipped.folder.name == "teaching" and (zipped.folder / "x" / "1.png").is_file()
@@ -166,5 +199,5 @@ def test_the_handout_embeds_images_escapes_text_and_puts_answers_last(memory_sto
     assert len(jpegs) == 3  # two cases, plus p1's NIH box drawn on its answer image
     assert Image.open(io.BytesIO(base64.b64decode(jpegs[0]))).size == (64, 64)
     assert page.index("Case 3") < page.index("Answers") < page.index("Case 1: pneumonia")
-    assert "synthetic" in page[page.index("Answers"):] and "(image not available)" in page
+    assert "synthetic" in page[page.index("Answers") :] and "(image not available)" in page
     assert render_handout("T", "", [HandoutEntry(1, None, "", "")]).count("<section") == 2

@@ -23,11 +23,17 @@ def data_dir(tmp_path: Path) -> Path:
     make_library(store, tmp_path / "images", phantoms=False)
     set_id = store.create_lesson_set("Week 3")
     store.add_lesson_items(set_id, [ItemRef("case", "n1"), ItemRef("case", "p1")], "compare the bases")
-    store.save_quiz_answers([
-        QuizAnswer("s1", "Week 3", "Ada", "exam", 1, "label", ItemRef("case", "n1"), "normal", "normal", True),
-        QuizAnswer("s1", "Week 3", "Ada", "exam", 2, "locate", ItemRef("case", "p1"), "pneumonia", "x", False, (1, 2)),
-        QuizAnswer("s2", "Week 3", "@Grace", "exam", 1, "label", ItemRef("case", "n1"), "normal", "pneumonia", False),
-    ])
+    store.save_quiz_answers(
+        [
+            QuizAnswer("s1", "Week 3", "Ada", "exam", 1, "label", ItemRef("case", "n1"), "normal", "normal", True),
+            QuizAnswer(
+                "s1", "Week 3", "Ada", "exam", 2, "locate", ItemRef("case", "p1"), "pneumonia", "x", False, (1, 2)
+            ),
+            QuizAnswer(
+                "s2", "Week 3", "@Grace", "exam", 1, "label", ItemRef("case", "n1"), "normal", "pneumonia", False
+            ),
+        ]
+    )
     return folder
 
 
@@ -40,7 +46,10 @@ def test_sets_list_show_export_import(data_dir: Path, tmp_path: Path, capsys: py
     assert "1. nih_n1.png" in out and "note: compare the bases" in out
 
     bundle, handout = tmp_path / "week3.zip", tmp_path / "week3.html"
-    assert main(["--data-dir", str(data_dir), "sets", "export", "Week 3", "--zip", str(bundle), "--html", str(handout)]) == 0
+    assert (
+        main(["--data-dir", str(data_dir), "sets", "export", "Week 3", "--zip", str(bundle), "--html", str(handout)])
+        == 0
+    )
     assert zipfile.ZipFile(bundle).read("manifest.json") and "data:image/jpeg;base64," in handout.read_text()
     assert main(["--data-dir", str(data_dir), "sets", "export", "Week 3", "--zip", str(bundle)]) == 2  # exists: --force
     assert "already exists" in capsys.readouterr().err

@@ -15,15 +15,13 @@ from medrag.teaching import leitner
 from medrag.teaching.model import ItemRef, QuizAnswer
 from medrag.teaching.quiz import (
     QuizSource,
-    answers_table,
     build_questions,
     gather_candidates,
     make_plan,
     practice_questions,
-    results_csv,
-    results_table,
     start_session,
 )
+from medrag.teaching.results import answers_table, case_titles, results_csv, results_table
 from test_teaching_store import make_library
 
 if TYPE_CHECKING:
@@ -54,7 +52,12 @@ def test_a_wrong_answer_comes_back_sooner_than_a_right_one() -> None:
     # Round 2: both are due; the lower box first.
     assert leitner.schedule(["right", "wrong"], cards, 2) == ["wrong", "right"]
     again = leitner.schedule(["n1", "n2", "n3", "n4"], {}, 0, seed=5)
-    assert again == leitner.schedule(["n1", "n2", "n3", "n4"], {}, 0, seed=5) and sorted(again) == ["n1", "n2", "n3", "n4"]
+    assert again == leitner.schedule(["n1", "n2", "n3", "n4"], {}, 0, seed=5) and sorted(again) == [
+        "n1",
+        "n2",
+        "n3",
+        "n4",
+    ]
 
 
 def test_practice_asks_the_cases_answered_wrong_first(library: Store) -> None:
@@ -91,7 +94,8 @@ def test_questions_are_balanced_reproducible_and_include_localisation(library: S
     assert [q.number for q in questions] == [1, 2, 3, 4]
     assert len({q.ref for q in questions}) == 4
     assert Counter(q.truth for q in questions if q.kind == "label") + Counter(
-        "pneumonia" for q in questions if q.kind == "locate") == Counter({"normal": 2, "pneumonia": 2})
+        "pneumonia" for q in questions if q.kind == "locate"
+    ) == Counter({"normal": 2, "pneumonia": 2})
     [locate] = [q for q in questions if q.kind == "locate"]
     assert locate.ref == ItemRef("case", "p1") and locate.regions and locate.image_side == 64
     assert locate.prompt == "Where is the pneumonia? Click on it."
@@ -115,7 +119,9 @@ def test_a_lesson_set_quiz_keeps_its_order_and_notes(library: Store) -> None:
 
 # ---------------------------------------------------------------------------------------------- sessions
 def test_an_exam_reveals_nothing_until_the_end_and_every_learner_gets_the_same_questions(library: Store) -> None:
-    plan = make_plan(library, QuizSource(labels=("normal", "pneumonia"), dataset="nih"), mode="exam", n=2, n_locate=1, seed=4)
+    plan = make_plan(
+        library, QuizSource(labels=("normal", "pneumonia"), dataset="nih"), mode="exam", n=2, n_locate=1, seed=4
+    )
     ada, grace = start_session(library, plan, "Ada"), start_session(library, plan, " Grace ")
     assert ada.questions == grace.questions and grace.learner == "Grace" and ada.session_id != grace.session_id
     locate = next(q for q in ada.questions if q.kind == "locate")
@@ -133,7 +139,9 @@ def test_an_exam_reveals_nothing_until_the_end_and_every_learner_gets_the_same_q
     assert ada.finished and ada.right == 1 and ada.can_reveal(label.number)
     assert grace.answer_click(locate.number, 0, 0).correct is False  # the top-left corner is not the lesion
     review = ada.review_round()
-    assert review.mode == "review" and [q.ref for q in review.questions] == [label.ref] and review.questions[0].number == 1
+    assert (
+        review.mode == "review" and [q.ref for q in review.questions] == [label.ref] and review.questions[0].number == 1
+    )
     with pytest.raises(InputError, match="anonymous|name|empty"):
         start_session(library, plan, "   ")
 
@@ -150,8 +158,10 @@ def test_practice_reveals_each_answer_at_once(library: Store) -> None:
 
 
 def test_results_per_learner_and_a_csv_without_formulas(library: Store) -> None:
-    plan = make_plan(library, QuizSource(labels=("normal", "pneumonia"), dataset="nih"), mode="exam", n=2, n_locate=1, seed=4)
-    for learner, right in (("Ada", True), ("=HYPERLINK(\"http://x\")", False)):
+    plan = make_plan(
+        library, QuizSource(labels=("normal", "pneumonia"), dataset="nih"), mode="exam", n=2, n_locate=1, seed=4
+    )
+    for learner, right in (("Ada", True), ('=HYPERLINK("http://x")', False)):
         session = start_session(library, plan, learner)
         for q in session.questions:
             if q.kind == "locate":
@@ -165,7 +175,9 @@ def test_results_per_learner_and_a_csv_without_formulas(library: Store) -> None:
     assert by_learner.at["Ada", "score %"] == 100.0 and by_learner.at["Ada", "located"] == "1 / 1"
     assert by_learner.at['=HYPERLINK("http://x")', "right"] == 0 and set(table["answered"]) == {2}
     rows = list(csv.DictReader(io.StringIO(results_csv(table).decode("utf-8"))))
-    assert {r["learner"] for r in rows} == {"Ada", "'=HYPERLINK(\"http://x\")"}
-    answers = answers_table(library.quiz_answers_frame(learner="Ada"))
+    assert {r["learner"] for r in rows} == {"Ada", '\'=HYPERLINK("http://x")'}
+    frame = library.quiz_answers_frame(learner="Ada")
+    answers = answers_table(frame, case_titles(library, frame))
     assert list(answers["question"]) == [1, 2] and answers["right"].all()
+    assert all(name.startswith("nih_") for name in answers["case name"])  # readable names beside the ids
     assert results_table(library.quiz_answers_frame(learner="nobody")).empty

@@ -1,4 +1,4 @@
-"""Ground-truth regions, localisation scoring and annotation overlays (``medrag.teaching.regions`` / ``annotations``)."""
+"""Ground-truth regions, localisation scoring, annotation overlays (``medrag.teaching.regions``, ``.annotations``)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,13 @@ from medrag.teaching.regions import (
 
 
 def _case(**fields: object) -> Case:
-    base: dict[str, object] = {"case_id": "c", "label": "pneumonia", "dataset": "nih", "image_path": "", "thumb_path": ""}
+    base: dict[str, object] = {
+        "case_id": "c",
+        "label": "pneumonia",
+        "dataset": "nih",
+        "image_path": "",
+        "thumb_path": "",
+    }
     base.update(fields)
     return Case(**base)  # type: ignore[arg-type]
 
@@ -33,7 +39,9 @@ def _case(**fields: object) -> Case:
 def test_nih_boxes_are_parsed_one_or_several_and_junk_is_ignored() -> None:
     assert parse_nih_boxes("Pneumonia:301,298,108,90") == [("Pneumonia", 301.0, 298.0, 108.0, 90.0)]
     assert parse_nih_boxes("Pneumonia:1,2,3,4; Nodule:5.5,6,7,8|Mass:0,0,0,9") == [
-        ("Pneumonia", 1.0, 2.0, 3.0, 4.0), ("Nodule", 5.5, 6.0, 7.0, 8.0)]  # a box of width 0 is no box
+        ("Pneumonia", 1.0, 2.0, 3.0, 4.0),
+        ("Nodule", 5.5, 6.0, 7.0, 8.0),
+    ]  # a box of width 0 is no box
     assert parse_nih_boxes("") == parse_nih_boxes(None) == parse_nih_boxes("Pneumonia:a,b,c,d") == []
     region = nih_regions(_case(extra={"bbox_xywh_in_output_px": "Pneumonia:10,20,30,40"}))[0]
     assert (region.x0, region.y0, region.x1, region.y1, region.source) == (10, 20, 40, 60, "nih")
@@ -58,15 +66,23 @@ def test_a_click_inside_on_the_edge_or_outside_a_box() -> None:
     assert not far.correct and far.region == box and far.distance == pytest.approx(60)
     assert not score_click([], 1, 1, image_side=512).correct
     disc = Region("nodule", 0, 0, 20, 20, "disc")
-    assert score_click([disc], 10, 19, image_side=100).correct and not score_click([disc], 0.5, 0.5, image_side=100).correct
+    assert (
+        score_click([disc], 10, 19, image_side=100).correct
+        and not score_click([disc], 0.5, 0.5, image_side=100).correct
+    )
 
 
 def test_phantom_regions_sit_on_the_drawn_finding() -> None:
     """The disc around a phantom's nodule holds the pixels the nodule changed (its centroid is inside)."""
     from medrag.phantoms import generate_phantom
 
-    case = _case(label="nodule/mass", dataset="synthetic", synthetic=True, patient_id="syn-2-00005",
-                 extra={"findings": "nodule/mass"})
+    case = _case(
+        label="nodule/mass",
+        dataset="synthetic",
+        synthetic=True,
+        patient_id="syn-2-00005",
+        extra={"findings": "nodule/mass"},
+    )
     seed = phantom_seed(case)
     assert seed == 2 * 1_000_003 + 5
     size = 192
@@ -78,20 +94,27 @@ def test_phantom_regions_sit_on_the_drawn_finding() -> None:
     [region] = phantom_regions(case, size)
     assert region.source == "phantom" and region.shape == "disc"
     assert region.distance(float(cols.mean()), float(rows.mean())) == 0.0
-    assert phantom_regions(_case(patient_id="syn-2-00005", extra={"findings": "nodule/mass"}), size) == []  # not synthetic
+    assert (
+        phantom_regions(_case(patient_id="syn-2-00005", extra={"findings": "nodule/mass"}), size) == []
+    )  # not synthetic
 
 
 def test_educator_boxes_count_and_arrows_do_not() -> None:
     ref = ItemRef("case", "c")
-    marks = [Annotation(ref, "box", 50, 40, 10, 20, "RLL"), Annotation(ref, "arrow", 0, 0, 5, 5, "tip"),
-             Annotation(ref, "box", 0, 0, 9, 9, "nih", source="nih")]
+    marks = [
+        Annotation(ref, "box", 50, 40, 10, 20, "RLL"),
+        Annotation(ref, "arrow", 0, 0, 5, 5, "tip"),
+        Annotation(ref, "box", 0, 0, 9, 9, "nih", source="nih"),
+    ]
     [region] = educator_regions(marks)
     assert (region.label, region.x0, region.y0, region.x1, region.y1) == ("RLL", 10, 20, 50, 40)
     plain = _case(label="normal")
     assert not is_locatable(plain) and is_locatable(plain, marks[:1])
     assert is_locatable(_case(extra={"bbox_xywh_in_output_px": "Pneumonia:1,1,5,5"}))
     assert [r.source for r in regions_for(_case(extra={"bbox_xywh_in_output_px": "Pneumonia:1,1,5,5"}), marks)] == [
-        "educator", "nih"]
+        "educator",
+        "nih",
+    ]
 
 
 def test_overlays_are_drawn_in_their_colours() -> None:

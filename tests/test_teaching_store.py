@@ -46,8 +46,18 @@ def make_library(store: Store, folder: Path, *, phantoms: bool = True) -> list[C
     cases = []
     for i, (case_id, label, dataset, extra) in enumerate(REAL):
         path = write_png(folder / f"{dataset}_{case_id}.png", i)
-        cases.append(Case(case_id, label, dataset, str(path), str(path), patient_id=f"{dataset}_{i}", view="PA",
-                          extra={**extra, "source_file": path.name}))
+        cases.append(
+            Case(
+                case_id,
+                label,
+                dataset,
+                str(path),
+                str(path),
+                patient_id=f"{dataset}_{i}",
+                view="PA",
+                extra={**extra, "source_file": path.name},
+            )
+        )
     if phantoms:
         from medrag.phantoms import generate_phantom
 
@@ -57,8 +67,19 @@ def make_library(store: Store, folder: Path, *, phantoms: bool = True) -> list[C
             Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8), mode="L").save(path)
             label = "nodule/mass" if findings else "normal"
             extra = {"findings": "|".join(findings)} if findings else {}
-            cases.append(Case(f"s{index}", label, "synthetic", str(path), str(path), patient_id=f"syn-0-{index:05d}",
-                              view="PA", synthetic=True, extra=extra))
+            cases.append(
+                Case(
+                    f"s{index}",
+                    label,
+                    "synthetic",
+                    str(path),
+                    str(path),
+                    patient_id=f"syn-0-{index:05d}",
+                    view="PA",
+                    synthetic=True,
+                    extra=extra,
+                )
+            )
     store.add_cases(cases)
     return cases
 
@@ -124,7 +145,9 @@ def test_annotations_are_stored_normalised_and_deleted(memory_store: Store) -> N
 def test_quiz_answers_round_trip(memory_store: Store) -> None:
     answers = [
         QuizAnswer("s1", "Set A", "Ada", "exam", 1, "label", ItemRef("case", "a"), "normal", "normal", True),
-        QuizAnswer("s1", "Set A", "Ada", "exam", 2, "locate", ItemRef("case", "b"), "pneumonia", "x", False, (3.5, 4.0)),
+        QuizAnswer(
+            "s1", "Set A", "Ada", "exam", 2, "locate", ItemRef("case", "b"), "pneumonia", "x", False, (3.5, 4.0)
+        ),
         QuizAnswer("s2", "Set B", "Grace", "practice", 1, "label", ItemRef("case", "a"), "normal", "covid19", False),
     ]
     ids = memory_store.save_quiz_answers(answers)
@@ -154,8 +177,9 @@ def test_the_small_library_resolves_to_readable_items(memory_store: Store, tmp_p
     from medrag.teaching.items import resolve_refs
 
     make_library(memory_store, tmp_path)
-    views = resolve_refs(memory_store, [ItemRef("case", "n1"), ItemRef("case", "s3"), ItemRef("case", "gone"),
-                                        ItemRef("analysis", "12")])
+    views = resolve_refs(
+        memory_store, [ItemRef("case", "n1"), ItemRef("case", "s3"), ItemRef("case", "gone"), ItemRef("analysis", "12")]
+    )
     n1 = views[ItemRef("case", "n1")]
     assert n1.label == "normal" and "nih_n1.png" in n1.title and "n1" != n1.title and Path(n1.image_path).is_file()
     assert ("fine label", "No Finding") in n1.details

@@ -8,6 +8,7 @@ from dataclasses import asdict
 
 import pytest
 
+from fakeservers import FakeServer, Reply, dead_url
 from medrag.config import DEFAULT_ALLOWLIST, Settings
 from medrag.errors import StoreError, WebSearchError
 from medrag.websearch import (
@@ -25,7 +26,6 @@ from medrag.websearch import (
     strip_html,
     web_query_for,
 )
-from fakeservers import FakeServer, Reply, dead_url
 
 SERP_KEY = "serp-SECRET-key-123456"
 TAVILY_KEY = "tvly-SECRET-key-abcdef"

@@ -99,7 +99,7 @@ def _tiny_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
     return vocab, merges
 
 
-def build_tiny_gemma_processor(dest: Path | None = None) -> "Gemma3Processor":
+def build_tiny_gemma_processor(dest: Path | None = None) -> Gemma3Processor:
     """A Gemma3Processor with a tiny GemmaTokenizer and 64-px image processor (saved to ``dest`` if given)."""
     from transformers import Gemma3ImageProcessor, Gemma3Processor, GemmaTokenizer
 
@@ -255,7 +255,7 @@ TINY_CLIP_CONFIG = {
 }
 
 
-def _clip_input(pixels: np.ndarray, preprocess: Any) -> "torch.Tensor":
+def _clip_input(pixels: np.ndarray, preprocess: Any) -> torch.Tensor:
     """Preprocess exactly as the encoder does: 8-bit grey → RGB PIL → the model's transform."""
     from PIL import Image
 

@@ -20,23 +20,24 @@ def _write(path: str, payload: bytes, data_dir: Path, force: bool) -> Path:
 
 def cmd_sets_list(args: argparse.Namespace) -> int:
     """One line a lesson set: name, number of cases, labels, last change."""
-    from medrag.teaching.sets import sets_table
+    from medrag.teaching.sets import sets_table, teaching_store
 
-    table = sets_table(workbench(args).store)
+    table = sets_table(teaching_store(workbench(args).store))
     if table.empty:
         echo("No lesson sets yet: build one on the app's Lessons page.")
         return 0
-    for row in table.itertuples(index=False):
-        missing = f", {row.missing} missing" if row.missing else ""
-        echo(f"{clean(row.set):<40} {row.cases:>4} cases{missing}  {clean(row.labels):<30} {row.updated}")
+    for row in table.to_dict("records"):
+        missing = f", {int(row['missing'])} missing" if row["missing"] else ""
+        name, labels = clean(row["set"]), clean(row["labels"])
+        echo(f"{name:<40} {int(row['cases']):>4} cases{missing}  {labels:<30} {row['updated']}")
     return 0
 
 
 def cmd_sets_show(args: argparse.Namespace) -> int:
     """The cases of one set in order, with their notes."""
-    from medrag.teaching.sets import find_set, set_views
+    from medrag.teaching.sets import find_set, set_views, teaching_store
 
-    store = workbench(args).store
+    store = teaching_store(workbench(args).store)
     lesson = find_set(store, args.name)
     echo(f"{lesson.name}: {len(lesson.items)} cases")
     for item, view in set_views(store, lesson):
@@ -51,17 +52,18 @@ def cmd_sets_export(args: argparse.Namespace) -> int:
     from medrag.errors import InputError
     from medrag.teaching.bundle import export_bundle
     from medrag.teaching.handout import handout_for_set
-    from medrag.teaching.sets import find_set
+    from medrag.teaching.sets import find_set, teaching_store
 
     if not (args.zip or args.html):
         raise InputError("Say what to write: --zip PATH (a set a colleague can import) and/or --html PATH (a handout).")
     wb = workbench(args)
-    lesson = find_set(wb.store, args.name)
+    store = teaching_store(wb.store)
+    lesson = find_set(store, args.name)
     if args.zip:
-        target = _write(args.zip, export_bundle(wb.store, lesson), wb.settings.data_dir, args.force)
+        target = _write(args.zip, export_bundle(store, lesson), wb.settings.data_dir, args.force)
         echo(f"Wrote the lesson set {lesson.name} ({len(lesson.items)} cases) to {target}")
     if args.html:
-        target = _write(args.html, handout_for_set(wb.store, lesson).encode("utf-8"), wb.settings.data_dir, args.force)
+        target = _write(args.html, handout_for_set(store, lesson).encode("utf-8"), wb.settings.data_dir, args.force)
         echo(f"Wrote the handout of {lesson.name} to {target}")
     return 0
 
@@ -80,11 +82,13 @@ def cmd_sets_import(args: argparse.Namespace) -> int:
 
 def cmd_quiz_results(args: argparse.Namespace) -> int:
     """Per learner and quiz: answered, right, score; optionally written as CSV."""
-    from medrag.teaching.quiz import answers_table, results_csv, results_table
+    from medrag.teaching.results import answers_table, case_titles, results_csv, results_table
+    from medrag.teaching.sets import teaching_store
 
     wb = workbench(args)
-    frame = wb.store.quiz_answers_frame(quiz_name=args.set)
-    table = answers_table(frame) if args.answers else results_table(frame)
+    store = teaching_store(wb.store)
+    frame = store.quiz_answers_frame(quiz_name=args.set)
+    table = answers_table(frame, case_titles(store, frame)) if args.answers else results_table(frame)
     if args.csv:
         target = _write(args.csv, results_csv(table), wb.settings.data_dir, args.force)
         echo(f"Wrote {len(table)} rows to {target}")

@@ -50,6 +50,10 @@ class AnalysisEngine(Protocol):
         """Where web results are cached (``get(key)`` / ``put(key, provider, results)``), or None."""
         ...
 
+    def check_location(self) -> None:
+        """Raise a StoreError when the data folder moved away under the running process."""
+        ...
+
     def read_image(self, image: CXRImage) -> ImageReading | None:
         """What the configured image readers see (None when none is configured)."""
         ...

@@ -8,12 +8,13 @@ files), ``demo`` and ``index --rebuild`` call :func:`restore_missing_thumbnails`
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from medrag.config import Settings
 from medrag.errors import MedRAGError
-from medrag.store import Store
 
 #: At most this many cases are named in a note (the rest are counted).
 NAMED_CASES = 10
@@ -42,7 +43,19 @@ class ThumbnailReport:
         return found
 
 
-def restore_missing_thumbnails(store: Store, settings: Settings) -> ThumbnailReport:
+class CaseFiles(Protocol):
+    """What :func:`restore_missing_thumbnails` needs of a store (the DuckDB and the PostgreSQL one alike)."""
+
+    def case_files(self) -> list[tuple[str, str, str]]:
+        """(case_id, image path, thumbnail path) of every case, paths absolute."""
+        ...
+
+    def set_thumb_paths(self, thumbs: Mapping[str, str]) -> None:
+        """Point cases (case_id → thumbnail path) at re-created thumbnails."""
+        ...
+
+
+def restore_missing_thumbnails(store: CaseFiles, settings: Settings) -> ThumbnailReport:
     """Re-create every case's missing thumbnail from its source image; returns how many, and which could not be."""
     from medrag.imaging import load_image, save_thumbnail
 
@@ -67,4 +80,4 @@ def restore_missing_thumbnails(store: Store, settings: Settings) -> ThumbnailRep
     return report
 
 
-__all__ = ["ThumbnailReport", "restore_missing_thumbnails"]
+__all__ = ["CaseFiles", "ThumbnailReport", "restore_missing_thumbnails"]

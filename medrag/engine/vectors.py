@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,8 @@ log = logging.getLogger("medrag")
 
 #: How many cases an unfitted encoder is fitted on (at import and at index time alike).
 FIT_SAMPLE = 2000
+#: How often (seconds) a shared store is asked whether its vectors changed.
+STORE_POLL_S = 1.0
 #: Cases embedded per batch when bringing an index up to date.
 EMBED_BATCH = 64
 
@@ -127,6 +130,8 @@ class LibraryVectors:
         self._lock = threading.RLock()
         self._indexes: dict[str, Any] = {}
         self._stamps: dict[str, int] = {}
+        self._polled: dict[str, float] = {}
+        self._store_stamps: dict[str, tuple[int, int]] = {}
         #: bumped whenever an index changes, so derived data (the library map) knows to recompute
         self.generation = 0
         #: per kind, what the last :meth:`ensure_index` found while embedding (unreadable cases)
@@ -236,6 +241,9 @@ class LibraryVectors:
                 self.generation += 1
             self._indexes[kind] = current
             self._stamps[kind] = self._index_dir_stamp()
+            if getattr(self.store, "shared", False):
+                self._store_stamps[kind] = self.store.embeddings_stamp()
+                self._polled[kind] = time.monotonic()
             return current
 
     def _index_dir_stamp(self) -> int:
@@ -247,9 +255,26 @@ class LibraryVectors:
     def index(self, kind: str = "image") -> Any:
         """The cached index for ``kind``, built on first use and refreshed when another process saved one."""
         found = self._indexes.get(kind)
-        if found is not None and self._stamps.get(kind) == self._index_dir_stamp():
+        if found is not None and self._stamps.get(kind) == self._index_dir_stamp() and not self._store_changed(kind):
             return found
         return self.ensure_index(kind)
+
+    def _store_changed(self, kind: str) -> bool:
+        """For a store shared by several processes (PostgreSQL): did another one add or change vectors?
+
+        Asked at most once per :data:`STORE_POLL_S` seconds, so a replica's searches stay at FAISS speed
+        and what another replica or an import added shows up within that time, without a restart.
+        """
+        if not getattr(self.store, "shared", False):
+            return False
+        now = time.monotonic()
+        if now - self._polled.get(kind, 0.0) < STORE_POLL_S:
+            return False
+        self._polled[kind] = now
+        stamp = self.store.embeddings_stamp()
+        changed = kind in self._store_stamps and self._store_stamps[kind] != stamp
+        self._store_stamps[kind] = stamp
+        return changed
 
 
 __all__ = [

@@ -10,7 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from medrag.evaluation.reading import LabelledImage, ReadingReport, dice, evaluate_reading, parse_boxes, parse_nih_labels
+from medrag.evaluation.reading import (
+    LabelledImage,
+    ReadingReport,
+    dice,
+    evaluate_reading,
+    parse_boxes,
+    parse_nih_labels,
+)
 from medrag.reading.base import ImageReading
 from medrag.records import Case
 

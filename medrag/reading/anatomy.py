@@ -25,8 +25,8 @@ from medrag.reading.zones import ZoneNorms, default_norms, split_lungs, zone_mas
 
 #: A costophrenic angle wider than this (degrees) reads as blunted.
 BLUNT_ANGLE = 95.0
-#: A costophrenic recess this many SD more opaque than normal films reads as blunted.
-BLUNT_RECESS_Z = 2.5
+#: A costophrenic angle (or recess) this many SD above normal films reads as blunted.
+BLUNT_Z = 2.5
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class AnatomyReading:
     ctr_reliable: bool
     #: zone → {"mean": opacity, "z": SD above normal films}
     zones: dict[str, dict[str, float]]
-    #: "right"/"left" → {"angle": degrees, "recess": opacity, "recess_z": SD, "blunted": 0/1}
+    #: "right"/"left" → {"angle": degrees, "angle_z", "recess": opacity, "recess_z", "blunted": 0/1}
     cp_angles: dict[str, dict[str, float]]
     #: area_ratio (right/left), height_ratio, opacity_difference (right - left, image SD units)
     asymmetry: dict[str, float]
@@ -63,6 +63,7 @@ class AnatomyReading:
             out[f"{zone} z"] = values["z"]
         for side, values in self.cp_angles.items():
             out[f"{side} costophrenic angle"] = values["angle"]
+            out[f"{side} costophrenic angle z"] = values["angle_z"]
             out[f"{side} costophrenic recess z"] = values["recess_z"]
         out.update({f"asymmetry {k}": v for k, v in self.asymmetry.items()})
         return out
@@ -173,12 +174,12 @@ def read_anatomy(pixels: np.ndarray, view_hint: str | None = None, *, norms: Zon
     sy, sx = seg.scale
     aspect = sx / sy
 
-    view = classify_view(seg, lungs, heart)
-    view_source = "classifier"
     if view_hint and view_hint.strip():
         hint = view_hint.strip().upper()
         view = ViewCall("AP" if hint.startswith("AP") else ("lateral" if hint.startswith("L") else "PA"), 1.0)
         view_source = "hint"
+    else:
+        view, view_source = classify_view(seg, lungs, heart), "classifier"
     if view.label == "lateral":
         notes.append("Lateral film: zones, ratio and angles are measured for frontal films only.")
 
@@ -194,22 +195,7 @@ def read_anatomy(pixels: np.ndarray, view_hint: str | None = None, *, norms: Zon
     z = norms.z_scores(opacities, view.label)
     zones = {name: {"mean": opacities[name], "z": z[name]} for name in masks}
 
-    cp: dict[str, dict[str, float]] = {}
-    recess: dict[str, float] = {}
-    for side, lung, lateral in (("right", right, -1), ("left", left, 1)):
-        found = costophrenic(lung, lateral, aspect)
-        if found is None:
-            cp[side] = {"angle": math.nan, "recess": math.nan, "recess_z": math.nan, "blunted": math.nan}
-            continue
-        angle, point = found
-        recess[f"{side} costophrenic recess"] = recess_opacity(seg.small, lung, point)
-        cp[side] = {"angle": angle, "recess": recess[f"{side} costophrenic recess"], "recess_z": math.nan,
-                    "blunted": float(angle > BLUNT_ANGLE)}
-    for key, value in norms.z_scores(recess, view.label).items():
-        side = key.split()[0]
-        cp[side]["recess_z"] = value
-        blunted = cp[side]["angle"] > BLUNT_ANGLE or (math.isfinite(value) and value >= BLUNT_RECESS_Z)
-        cp[side]["blunted"] = float(blunted)
+    cp = _costophrenic_angles(seg.small, right, left, aspect, norms, view.label)
 
     asymmetry = _asymmetry(right, left, seg.small)
     devices = tuple(detect_devices(grey, lungs, seg.scale))
@@ -218,6 +204,31 @@ def read_anatomy(pixels: np.ndarray, view_hint: str | None = None, *, norms: Zon
         ctr_reliable=ctr_reliable, zones=zones, cp_angles=cp, asymmetry=asymmetry, view=(view.label, view.probability),
         view_source=view_source, devices=devices, notes=tuple(notes), seconds=time.perf_counter() - started,
     )
+
+
+def _costophrenic_angles(small: np.ndarray, right: np.ndarray, left: np.ndarray, aspect: float, norms: ZoneNorms,
+                         view: str) -> dict[str, dict[str, float]]:
+    """Per side: the angle (degrees), the recess opacity, both as z against normal films, and blunted (0/1).
+
+    Blunted = the angle is wider than :data:`BLUNT_ANGLE`, or it or the recess opacity is
+    :data:`BLUNT_Z` SD above normal films. On NIH films the angle separates effusion from normal films
+    better than the recess opacity (AUC 0.71 against 0.59, docs/reading-anatomy.md).
+    """
+    cp: dict[str, dict[str, float]] = {}
+    for side, lung, lateral in (("right", right, -1), ("left", left, 1)):
+        found = costophrenic(lung, lateral, aspect)
+        if found is None:
+            cp[side] = {"angle": math.nan, "angle_z": math.nan, "recess": math.nan, "recess_z": math.nan,
+                        "blunted": math.nan}
+            continue
+        angle, point = found
+        recess = recess_opacity(small, lung, point)
+        z = norms.z_scores({f"{side} costophrenic angle": angle, f"{side} costophrenic recess": recess}, view)
+        angle_z, recess_z = z[f"{side} costophrenic angle"], z[f"{side} costophrenic recess"]
+        blunted = angle > BLUNT_ANGLE or any(math.isfinite(v) and v >= BLUNT_Z for v in (angle_z, recess_z))
+        cp[side] = {"angle": angle, "angle_z": angle_z, "recess": recess, "recess_z": recess_z,
+                    "blunted": float(blunted)}
+    return cp
 
 
 def _asymmetry(right: np.ndarray, left: np.ndarray, small: np.ndarray) -> dict[str, float]:
@@ -232,5 +243,5 @@ def _asymmetry(right: np.ndarray, left: np.ndarray, small: np.ndarray) -> dict[s
     }
 
 
-__all__ = ["BLUNT_ANGLE", "BLUNT_RECESS_Z", "SEG_SIZE", "AnatomyReading", "cardiothoracic_ratio", "costophrenic",
+__all__ = ["BLUNT_ANGLE", "BLUNT_Z", "SEG_SIZE", "AnatomyReading", "cardiothoracic_ratio", "costophrenic",
            "largest_components", "read_anatomy", "recess_opacity"]

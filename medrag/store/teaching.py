@@ -30,19 +30,56 @@ _ITEM_COLUMNS = "item_id, set_id, position, ref_kind, ref_id, note"
 _ANNOTATION_COLUMNS = "annotation_id, ref_kind, ref_id, shape, x0, y0, x1, y1, label"
 #: Columns of a quiz-answers table, in the order :meth:`TeachingStore.quiz_answers_frame` returns them.
 ANSWER_COLUMNS: tuple[str, ...] = (
-    "answer_id", "answered_at", "quiz_name", "learner", "mode", "session_id", "question_no", "kind",
-    "ref_kind", "ref_id", "truth", "answer", "correct", "click_x", "click_y",
+    "answer_id",
+    "answered_at",
+    "quiz_name",
+    "learner",
+    "mode",
+    "session_id",
+    "question_no",
+    "kind",
+    "ref_kind",
+    "ref_id",
+    "truth",
+    "answer",
+    "correct",
+    "click_x",
+    "click_y",
 )
 
 
+def _answer_filters(quiz_name: str | None, learner: str | None) -> tuple[str, list[Any]]:
+    where, params = [], []
+    if quiz_name:
+        where.append("quiz_name = ?")
+        params.append(quiz_name)
+    if learner:
+        where.append("learner = ?")
+        params.append(learner)
+    return (" WHERE " + " AND ".join(where)) if where else "", params
+
+
 def _item(row: Sequence[Any]) -> LessonItem:
-    return LessonItem(item_id=int(row[0]), set_id=int(row[1]), position=int(row[2]),
-                      ref=ItemRef(row[3], str(row[4])), note=row[5] or "")
+    return LessonItem(
+        item_id=int(row[0]),
+        set_id=int(row[1]),
+        position=int(row[2]),
+        ref=ItemRef(row[3], str(row[4])),
+        note=row[5] or "",
+    )
 
 
 def _annotation(row: Sequence[Any]) -> Annotation:
-    return Annotation(annotation_id=int(row[0]), ref=ItemRef(row[1], str(row[2])), shape=row[3],
-                      x0=float(row[4]), y0=float(row[5]), x1=float(row[6]), y1=float(row[7]), label=row[8] or "")
+    return Annotation(
+        annotation_id=int(row[0]),
+        ref=ItemRef(row[1], str(row[2])),
+        shape=row[3],
+        x0=float(row[4]),
+        y0=float(row[5]),
+        x1=float(row[6]),
+        y1=float(row[7]),
+        label=row[8] or "",
+    )
 
 
 class TeachingStore(Database):
@@ -58,7 +95,8 @@ class TeachingStore(Database):
                 raise InputError(f"A lesson set named {name!r} exists already; choose another name.")
             row = cur.execute(
                 "INSERT INTO lesson_sets (name, description, created_at, updated_at) VALUES (?, ?, ?, ?) "
-                "RETURNING set_id", [name, description, now, now],
+                "RETURNING set_id",
+                [name, description, now, now],
             ).fetchone()
         assert row is not None  # INSERT … RETURNING always yields the new row
         return int(row[0])
@@ -73,9 +111,13 @@ class TeachingStore(Database):
             if clash:
                 raise InputError(f"A lesson set named {name!r} exists already; choose another name.")
             self._require_set(cur, set_id)
-            cur.execute("UPDATE lesson_sets SET name = ?, updated_at = ? WHERE set_id = ?", [name, utcnow(), int(set_id)])
+            cur.execute(
+                "UPDATE lesson_sets SET name = ?, updated_at = ? WHERE set_id = ?", [name, utcnow(), int(set_id)]
+            )
             if description is not None:
-                cur.execute("UPDATE lesson_sets SET description = ? WHERE set_id = ?", [clean_note(description), int(set_id)])
+                cur.execute(
+                    "UPDATE lesson_sets SET description = ? WHERE set_id = ?", [clean_note(description), int(set_id)]
+                )
 
     def delete_lesson_set(self, set_id: int) -> bool:
         """Delete a set and its items (the cases themselves stay in the library); whether it existed."""
@@ -88,7 +130,9 @@ class TeachingStore(Database):
         """Every lesson set with its items, by name."""
         with self.cursor() as cur:
             sets = cur.execute(f"SELECT {_SET_COLUMNS} FROM lesson_sets ORDER BY lower(name)").fetchall()
-            items = cur.execute(f"SELECT {_ITEM_COLUMNS} FROM lesson_items ORDER BY set_id, position, item_id").fetchall()
+            items = cur.execute(
+                f"SELECT {_ITEM_COLUMNS} FROM lesson_items ORDER BY set_id, position, item_id"
+            ).fetchall()
         by_set: dict[int, list[LessonItem]] = {}
         for row in items:
             by_set.setdefault(int(row[1]), []).append(_item(row))
@@ -110,9 +154,15 @@ class TeachingStore(Database):
         now = utcnow()
         with self.transaction() as cur:
             self._require_set(cur, set_id)
-            present = {(r[0], r[1]) for r in cur.execute(
-                "SELECT ref_kind, ref_id FROM lesson_items WHERE set_id = ?", [int(set_id)]).fetchall()}
-            last = cur.execute("SELECT coalesce(max(position), 0) FROM lesson_items WHERE set_id = ?", [int(set_id)]).fetchone()
+            present = {
+                (r[0], r[1])
+                for r in cur.execute(
+                    "SELECT ref_kind, ref_id FROM lesson_items WHERE set_id = ?", [int(set_id)]
+                ).fetchall()
+            }
+            last = cur.execute(
+                "SELECT coalesce(max(position), 0) FROM lesson_items WHERE set_id = ?", [int(set_id)]
+            ).fetchone()
             position = int(last[0]) if last else 0
             added = 0
             for ref in refs:
@@ -122,7 +172,8 @@ class TeachingStore(Database):
                 position += 1
                 added += 1
                 cur.execute(
-                    "INSERT INTO lesson_items (set_id, position, ref_kind, ref_id, note, added_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO lesson_items (set_id, position, ref_kind, ref_id, note, added_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
                     [int(set_id), position, ref.kind, ref.ref_id, note, now],
                 )
             if added:
@@ -150,10 +201,16 @@ class TeachingStore(Database):
         wanted = [int(i) for i in item_ids]
         with self.transaction() as cur:
             self._require_set(cur, set_id)
-            have = [int(r[0]) for r in cur.execute(
-                "SELECT item_id FROM lesson_items WHERE set_id = ? ORDER BY position, item_id", [int(set_id)]).fetchall()]
+            have = [
+                int(r[0])
+                for r in cur.execute(
+                    "SELECT item_id FROM lesson_items WHERE set_id = ? ORDER BY position, item_id", [int(set_id)]
+                ).fetchall()
+            ]
             if sorted(have) != sorted(wanted) or len(set(wanted)) != len(wanted):
-                raise InputError("The new order must list every item of the set exactly once; reload the set and try again.")
+                raise InputError(
+                    "The new order must list every item of the set exactly once; reload the set and try again."
+                )
             for position, item_id in enumerate(wanted, start=1):
                 cur.execute("UPDATE lesson_items SET position = ? WHERE item_id = ?", [position, item_id])
             cur.execute("UPDATE lesson_sets SET updated_at = ? WHERE set_id = ?", [utcnow(), int(set_id)])
@@ -164,8 +221,12 @@ class TeachingStore(Database):
             row = cur.execute("SELECT set_id FROM lesson_items WHERE item_id = ?", [int(item_id)]).fetchone()
             if row is None:
                 raise InputError("That item is no longer in the lesson set; reload the page.")
-            order = [int(r[0]) for r in cur.execute(
-                "SELECT item_id FROM lesson_items WHERE set_id = ? ORDER BY position, item_id", [int(row[0])]).fetchall()]
+            order = [
+                int(r[0])
+                for r in cur.execute(
+                    "SELECT item_id FROM lesson_items WHERE set_id = ? ORDER BY position, item_id", [int(row[0])]
+                ).fetchall()
+            ]
         index = order.index(int(item_id))
         target = min(max(index + int(offset), 0), len(order) - 1)
         order.insert(target, order.pop(index))
@@ -177,7 +238,9 @@ class TeachingStore(Database):
 
     @staticmethod
     def _renumber(cur: Any, set_id: int) -> None:
-        rows = cur.execute("SELECT item_id FROM lesson_items WHERE set_id = ? ORDER BY position, item_id", [set_id]).fetchall()
+        rows = cur.execute(
+            "SELECT item_id FROM lesson_items WHERE set_id = ? ORDER BY position, item_id", [set_id]
+        ).fetchall()
         for position, (item_id,) in enumerate(rows, start=1):
             cur.execute("UPDATE lesson_items SET position = ? WHERE item_id = ?", [position, item_id])
 
@@ -189,11 +252,26 @@ class TeachingStore(Database):
             for a in answers:
                 click_x, click_y = a.click if a.click is not None else (None, None)
                 row = cur.execute(
-                    "INSERT INTO quiz_answers (session_id, quiz_name, learner, mode, question_no, kind, ref_kind, ref_id, "
-                    "truth, answer, correct, click_x, click_y, answered_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "INSERT INTO quiz_answers (session_id, quiz_name, learner, mode, question_no, kind, ref_kind, "
+                    "ref_id, truth, answer, correct, click_x, click_y, answered_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "RETURNING answer_id",
-                    [a.session_id, a.quiz_name, a.learner, a.mode, int(a.question_no), a.kind, a.ref.kind, a.ref.ref_id,
-                     a.truth, a.answer, bool(a.correct), click_x, click_y, a.answered_at or utcnow()],
+                    [
+                        a.session_id,
+                        a.quiz_name,
+                        a.learner,
+                        a.mode,
+                        int(a.question_no),
+                        a.kind,
+                        a.ref.kind,
+                        a.ref.ref_id,
+                        a.truth,
+                        a.answer,
+                        bool(a.correct),
+                        click_x,
+                        click_y,
+                        a.answered_at or utcnow(),
+                    ],
                 ).fetchone()
                 assert row is not None
                 ids.append(int(row[0]))
@@ -201,42 +279,44 @@ class TeachingStore(Database):
 
     def quiz_answers(self, *, quiz_name: str | None = None, learner: str | None = None) -> list[QuizAnswer]:
         """Stored answers, oldest first, optionally for one quiz and/or one learner."""
-        frame = self.quiz_answers_frame(quiz_name=quiz_name, learner=learner)
+        where, params = _answer_filters(quiz_name, learner)
+        with self.cursor() as cur:
+            rows = cur.execute(
+                f"SELECT {', '.join(ANSWER_COLUMNS)} FROM quiz_answers{where} ORDER BY answered_at, answer_id", params
+            ).fetchall()
         out: list[QuizAnswer] = []
-        for row in frame.itertuples(index=False):
-            click = None if pd.isna(row.click_x) or pd.isna(row.click_y) else (float(row.click_x), float(row.click_y))
+        for (answer_id, answered_at, quiz, who, mode, session_id, question_no, kind, ref_kind, ref_id, truth, answer,
+             correct, click_x, click_y) in rows:
+            click = None if click_x is None or click_y is None else (float(click_x), float(click_y))
             out.append(QuizAnswer(
-                session_id=row.session_id, quiz_name=row.quiz_name, learner=row.learner, mode=row.mode,
-                question_no=int(row.question_no), kind=row.kind, ref=ItemRef(row.ref_kind, str(row.ref_id)),
-                truth=row.truth or "", answer=row.answer or "", correct=bool(row.correct), click=click,
-                answered_at=row.answered_at, answer_id=int(row.answer_id),
+                session_id=str(session_id), quiz_name=str(quiz), learner=str(who), mode=mode,
+                question_no=int(question_no), kind=kind, ref=ItemRef(ref_kind, str(ref_id)), truth=truth or "",
+                answer=answer or "", correct=bool(correct), click=click, answered_at=answered_at,
+                answer_id=int(answer_id),
             ))
         return out
 
     def quiz_answers_frame(self, *, quiz_name: str | None = None, learner: str | None = None) -> pd.DataFrame:
         """Stored answers as a table (:data:`ANSWER_COLUMNS`), oldest first."""
-        where, params = [], []
-        if quiz_name:
-            where.append("quiz_name = ?")
-            params.append(quiz_name)
-        if learner:
-            where.append("learner = ?")
-            params.append(learner)
-        sql = (f"SELECT {', '.join(ANSWER_COLUMNS)} FROM quiz_answers" + (" WHERE " + " AND ".join(where) if where else "")
-               + " ORDER BY answered_at, answer_id")
+        where, params = _answer_filters(quiz_name, learner)
+        sql = f"SELECT {', '.join(ANSWER_COLUMNS)} FROM quiz_answers{where} ORDER BY answered_at, answer_id"
         with self.cursor() as cur:
             return cur.execute(sql, params).df()
 
     def quiz_names(self) -> list[str]:
         """The quizzes that have answers, most recent first."""
         with self.cursor() as cur:
-            rows = cur.execute("SELECT quiz_name FROM quiz_answers GROUP BY quiz_name ORDER BY max(answered_at) DESC").fetchall()
+            rows = cur.execute(
+                "SELECT quiz_name FROM quiz_answers GROUP BY quiz_name ORDER BY max(answered_at) DESC"
+            ).fetchall()
         return [r[0] for r in rows]
 
     def delete_quiz_answers(self, quiz_name: str) -> int:
         """Forget every answer to one quiz; returns how many rows went."""
         with self.transaction() as cur:
-            return len(cur.execute("DELETE FROM quiz_answers WHERE quiz_name = ? RETURNING answer_id", [quiz_name]).fetchall())
+            return len(
+                cur.execute("DELETE FROM quiz_answers WHERE quiz_name = ? RETURNING answer_id", [quiz_name]).fetchall()
+            )
 
     # ------------------------------------------------------------------------------------- annotations
     def add_annotation(self, annotation: Annotation) -> int:
@@ -247,7 +327,17 @@ class TeachingStore(Database):
             row = cur.execute(
                 "INSERT INTO annotations (ref_kind, ref_id, shape, x0, y0, x1, y1, label, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING annotation_id",
-                [a.ref.kind, a.ref.ref_id, a.shape, float(a.x0), float(a.y0), float(a.x1), float(a.y1), label, utcnow()],
+                [
+                    a.ref.kind,
+                    a.ref.ref_id,
+                    a.shape,
+                    float(a.x0),
+                    float(a.y0),
+                    float(a.x1),
+                    float(a.y1),
+                    label,
+                    utcnow(),
+                ],
             ).fetchone()
         assert row is not None
         return int(row[0])
@@ -260,15 +350,17 @@ class TeachingStore(Database):
         with self.cursor() as cur:
             rows = cur.execute(
                 f"SELECT {_ANNOTATION_COLUMNS} FROM annotations WHERE list_contains(?, ref_kind || ':' || ref_id) "
-                "ORDER BY created_at, annotation_id", [keys],
+                "ORDER BY created_at, annotation_id",
+                [keys],
             ).fetchall()
         return [_annotation(r) for r in rows]
 
     def delete_annotation(self, annotation_id: int) -> bool:
         """Delete one annotation; whether it existed."""
         with self.transaction() as cur:
-            gone = cur.execute("DELETE FROM annotations WHERE annotation_id = ? RETURNING annotation_id",
-                               [int(annotation_id)]).fetchall()
+            gone = cur.execute(
+                "DELETE FROM annotations WHERE annotation_id = ? RETURNING annotation_id", [int(annotation_id)]
+            ).fetchall()
         return bool(gone)
 
 

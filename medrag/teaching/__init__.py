@@ -12,7 +12,8 @@ No Streamlit here (the pages are in ``pages/6_Lessons.py`` and ``pages/7_Quiz.py
 - :mod:`~medrag.teaching.annotations`: educator boxes and arrows, NIH expert boxes, overlays drawn on images
 - :mod:`~medrag.teaching.regions`: ground-truth regions and scoring a "where is it?" click
 - :mod:`~medrag.teaching.leitner`: spaced repetition (Leitner boxes) for practice quizzes
-- :mod:`~medrag.teaching.quiz`: quiz sources, questions, sessions, scores, results and their CSV
+- :mod:`~medrag.teaching.quiz`: quiz sources, questions and a learner's session (exam, practice, review)
+- :mod:`~medrag.teaching.results`: scores per learner and quiz, every answer, as tables and CSV
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from PIL import Image
 from medrag.errors import InputError
 from medrag.fsutil import atomic_write, atomic_write_text
 from medrag.teaching.model import Annotation, ItemRef, LessonSet, clean_name, clean_note
-from medrag.teaching.sets import set_views
+from medrag.teaching.sets import set_views, teaching_store
 from medrag.teaching.ziputil import read_zip, safe_name
 from medrag.textsafe import one_line, printable
 
@@ -40,8 +40,16 @@ FORMAT = "medrag-lesson-set"
 VERSION = 1
 #: Metadata of a case that travels with it (keys of ``Case.extra``).
 EXPORTED_EXTRA: tuple[str, ...] = (
-    "fine_label", "sex", "age", "population", "findings", "bbox_xywh_in_output_px", "expert_labels_google2019",
-    "license", "source_repo", "source_path",
+    "fine_label",
+    "sex",
+    "age",
+    "population",
+    "findings",
+    "bbox_xywh_in_output_px",
+    "expert_labels_google2019",
+    "license",
+    "source_repo",
+    "source_path",
 )
 #: Most cases one bundle may hold.
 MAX_ITEMS = 1_000
@@ -91,14 +99,33 @@ def export_bundle(store: Store, lesson: LessonSet) -> bytes:
         images[name] = data
         refs = [item.ref] + ([ItemRef("case", view.case.case_id)] if view.case and item.ref.kind == "analysis" else [])
         extra = {k: str(view.extra[k]) for k in EXPORTED_EXTRA if view.extra.get(k) not in (None, "")}
-        items.append({
-            "position": len(items) + 1, "image": name, "width": width, "height": height, "note": item.note,
-            "title": view.title, "label": view.label, "dataset": view.dataset or "lesson", "view": view.view,
-            "patient_id": view.patient_id, "synthetic": view.synthetic, "report": view.text, "extra": extra,
-            "from": item.ref.kind, "annotations": [_annotation_dict(a) for a in store.annotations_for(refs)],
-        })
-    manifest = {"format": FORMAT, "version": VERSION, "name": lesson.name, "description": lesson.description,
-                "items": items, "skipped": skipped}
+        items.append(
+            {
+                "position": len(items) + 1,
+                "image": name,
+                "width": width,
+                "height": height,
+                "note": item.note,
+                "title": view.title,
+                "label": view.label,
+                "dataset": view.dataset or "lesson",
+                "view": view.view,
+                "patient_id": view.patient_id,
+                "synthetic": view.synthetic,
+                "report": view.text,
+                "extra": extra,
+                "from": item.ref.kind,
+                "annotations": [_annotation_dict(a) for a in store.annotations_for(refs)],
+            }
+        )
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "name": lesson.name,
+        "description": lesson.description,
+        "items": items,
+        "skipped": skipped,
+    }
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("manifest.json", json.dumps(manifest, indent=2, ensure_ascii=False))
@@ -111,7 +138,14 @@ def export_bundle(store: Store, lesson: LessonSet) -> bytes:
 def _notes_markdown(lesson: LessonSet, items: list[dict[str, Any]]) -> str:
     lines = [f"# {lesson.name}", "", lesson.description, ""]
     for entry in items:
-        lines += [f"## {entry['position']}. {entry['title']}", "", f"Answer: {entry['label']}", "", entry["note"] or "(no note)", ""]
+        lines += [
+            f"## {entry['position']}. {entry['title']}",
+            "",
+            f"Answer: {entry['label']}",
+            "",
+            entry["note"] or "(no note)",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -137,7 +171,9 @@ def parse_manifest(files: dict[str, bytes]) -> dict[str, Any]:
     """The checked manifest of a bundle's files (an :class:`InputError` says what is wrong)."""
     raw = files.get("manifest.json")
     if raw is None:
-        raise InputError("The zip has no manifest.json: it is not a MedRAG lesson set (export one from the Lessons page).")
+        raise InputError(
+            "The zip has no manifest.json: it is not a MedRAG lesson set (export one from the Lessons page)."
+        )
     try:
         manifest = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -146,7 +182,9 @@ def parse_manifest(files: dict[str, bytes]) -> dict[str, Any]:
         raise InputError("The zip's manifest is not a MedRAG lesson set; export one from the Lessons page.")
     version = manifest.get("version")
     if not isinstance(version, int) or version > VERSION:
-        raise InputError(f"The lesson set was exported by a newer MedRAG (format {version}); upgrade MedRAG to import it.")
+        raise InputError(
+            f"The lesson set was exported by a newer MedRAG (format {version}); upgrade MedRAG to import it."
+        )
     items = manifest.get("items")
     if not isinstance(items, list) or not items or len(items) > MAX_ITEMS:
         raise InputError(f"The bundle must list between 1 and {MAX_ITEMS:,} cases.")
@@ -164,23 +202,28 @@ def parse_manifest(files: dict[str, bytes]) -> dict[str, Any]:
         extra_in = entry.get("extra") or {}
         if not isinstance(extra_in, dict):
             raise InputError(f"The bundle's {where} has metadata that is not an object.")
-        out_items.append({
-            "image": str(image),
-            "note": clean_note(_text(entry.get("note"), f"{where} note", lines=True)),
-            "label": _text(entry.get("label"), f"{where} label", 200) or "unlabelled",
-            "dataset": _text(entry.get("dataset"), f"{where} dataset", 200) or "lesson",
-            "view": _text(entry.get("view"), f"{where} view", 50),
-            "patient_id": _text(entry.get("patient_id"), f"{where} patient id", 200),
-            "synthetic": entry.get("synthetic") is True,
-            "report": _text(entry.get("report"), f"{where} report", lines=True),
-            "extra": {k: _text(extra_in[k], f"{where} {k}", 10_000) for k in EXPORTED_EXTRA if k in extra_in},
-            "annotations": [
-                {"shape": _text(a.get("shape"), f"{where} annotation shape", 10),
-                 "label": _text(a.get("label"), f"{where} annotation label", 120),
-                 **{k: _number(a.get(k), f"{where} annotation {k}") for k in ("x0", "y0", "x1", "y1")}}
-                for a in annotations if isinstance(a, dict)
-            ],
-        })
+        out_items.append(
+            {
+                "image": str(image),
+                "note": clean_note(_text(entry.get("note"), f"{where} note", lines=True)),
+                "label": _text(entry.get("label"), f"{where} label", 200) or "unlabelled",
+                "dataset": _text(entry.get("dataset"), f"{where} dataset", 200) or "lesson",
+                "view": _text(entry.get("view"), f"{where} view", 50),
+                "patient_id": _text(entry.get("patient_id"), f"{where} patient id", 200),
+                "synthetic": entry.get("synthetic") is True,
+                "report": _text(entry.get("report"), f"{where} report", lines=True),
+                "extra": {k: _text(extra_in[k], f"{where} {k}", 10_000) for k in EXPORTED_EXTRA if k in extra_in},
+                "annotations": [
+                    {
+                        "shape": _text(a.get("shape"), f"{where} annotation shape", 10),
+                        "label": _text(a.get("label"), f"{where} annotation label", 120),
+                        **{k: _number(a.get(k), f"{where} annotation {k}") for k in ("x0", "y0", "x1", "y1")},
+                    }
+                    for a in annotations
+                    if isinstance(a, dict)
+                ],
+            }
+        )
     return {
         "name": clean_name(_text(manifest.get("name"), "set name", 500) or "Imported lesson", "lesson-set name"),
         "description": clean_note(_text(manifest.get("description"), "description", lines=True)),
@@ -205,7 +248,7 @@ def import_bundle(workbench: Workbench, source: bytes | Path, *, name: str | Non
     payload = source if isinstance(source, bytes) else Path(source).read_bytes()
     files = read_zip(payload)
     manifest = parse_manifest(files)
-    store = workbench.store
+    store = teaching_store(workbench.store)
     folder = workbench.settings.data_dir / "imports" / f"lesson-{hashlib.sha256(payload).hexdigest()[:16]}"
     rows, paths = [], []
     for index, entry in enumerate(manifest["items"], start=1):
@@ -213,9 +256,18 @@ def import_bundle(workbench: Workbench, source: bytes | Path, *, name: str | Non
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(target, files[entry["image"]], durable=False)
         paths.append(target)
-        rows.append({"image": target.relative_to(folder).as_posix(), "label": entry["label"], "report": entry["report"],
-                     "patient_id": entry["patient_id"], "view": entry["view"], "dataset": entry["dataset"],
-                     "synthetic": "true" if entry["synthetic"] else "false", **entry["extra"]})
+        rows.append(
+            {
+                "image": target.relative_to(folder).as_posix(),
+                "label": entry["label"],
+                "report": entry["report"],
+                "patient_id": entry["patient_id"],
+                "view": entry["view"],
+                "dataset": entry["dataset"],
+                "synthetic": "true" if entry["synthetic"] else "false",
+                **entry["extra"],
+            }
+        )
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=list(_CSV_COLUMNS), lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
@@ -233,7 +285,7 @@ def import_bundle(workbench: Workbench, source: bytes | Path, *, name: str | Non
     set_id = store.create_lesson_set(set_name, manifest["description"])
     notes: list[str] = []
     cases = 0
-    for index, (entry, case_id) in enumerate(zip(manifest["items"], case_ids), start=1):
+    for index, (entry, case_id) in enumerate(zip(manifest["items"], case_ids, strict=True), start=1):
         if case_id not in present:
             notes.append(f"case {index} could not be imported (see the import report); it is left out of the set")
             continue
@@ -241,7 +293,9 @@ def import_bundle(workbench: Workbench, source: bytes | Path, *, name: str | Non
         cases += store.add_lesson_items(set_id, [ref], entry["note"])
         existing = {(a.shape, a.x0, a.y0, a.x1, a.y1, a.label) for a in store.annotations_for([ref])}
         for spec in entry["annotations"]:
-            annotation = Annotation(ref, spec["shape"], spec["x0"], spec["y0"], spec["x1"], spec["y1"], spec["label"]).normalised()
+            annotation = Annotation(
+                ref, spec["shape"], spec["x0"], spec["y0"], spec["x1"], spec["y1"], spec["label"]
+            ).normalised()
             key = (annotation.shape, annotation.x0, annotation.y0, annotation.x1, annotation.y1, annotation.label)
             if key not in existing:
                 store.add_annotation(annotation)

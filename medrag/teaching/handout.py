@@ -30,10 +30,12 @@ IMAGE_SIDE = 768
 #: Longest side of the annotated image beside an answer.
 ANSWER_IMAGE_SIDE = 384
 _STYLE = """
-body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1d2433}
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;
+ color:#1d2433}
 h1{margin-bottom:.2rem} .disclaimer{color:#555;font-size:.9rem;border-left:4px solid #f0b400;padding:.3rem .6rem}
 section.case{page-break-inside:avoid;margin:2rem 0;border-top:1px solid #ddd;padding-top:1rem}
-img{max-width:100%;height:auto;background:#000} .note{white-space:pre-wrap;background:#f6f7f9;padding:.6rem;border-radius:4px}
+img{max-width:100%;height:auto;background:#000}
+.note{white-space:pre-wrap;background:#f6f7f9;padding:.6rem;border-radius:4px}
 .answers section{page-break-inside:avoid;margin:1.2rem 0} .answers{page-break-before:always}
 .meta{color:#555;font-size:.9rem} .report{white-space:pre-wrap;font-size:.9rem}
 """
@@ -71,11 +73,14 @@ def _esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def render_handout(title: str, description: str, entries: Sequence[HandoutEntry], *, when: datetime | None = None) -> str:
+def render_handout(
+    title: str, description: str, entries: Sequence[HandoutEntry], *, when: datetime | None = None
+) -> str:
     """The handout's HTML: a header, one section a case (image, note), then the answers."""
     stamp = (when or datetime.now(UTC)).strftime("%Y-%m-%d")
     out = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{_esc(title)}</title><style>{_STYLE}</style></head><body>",
@@ -96,7 +101,9 @@ def render_handout(title: str, description: str, entries: Sequence[HandoutEntry]
         out.append("</section>")
     out.append('<div class="answers"><h2>Answers</h2>')
     for entry in entries:
-        out.append(f'<section id="answer-{entry.number}"><h3>Case {entry.number}: {_esc(entry.answer or "unlabelled")}</h3>')
+        out.append(
+            f'<section id="answer-{entry.number}"><h3>Case {entry.number}: {_esc(entry.answer or "unlabelled")}</h3>'
+        )
         if entry.title:
             out.append(f'<p class="meta">{_esc(entry.title)}</p>')
         if entry.details:
@@ -132,10 +139,18 @@ def handout_for_set(store: Store, lesson: LessonSet, *, annotated_answers: bool 
         details = ((("dataset", view.dataset),) if view.dataset else ()) + view.details
         if view.synthetic:
             details = (("synthetic", "yes: a generated phantom, not a patient"), *details)
-        entries.append(HandoutEntry(
-            number=number, image_jpeg=plain, note=item.note, answer=view.label, title=view.title,
-            details=details, report=view.text[:4000], answer_image_jpeg=marked,
-        ))
+        entries.append(
+            HandoutEntry(
+                number=number,
+                image_jpeg=plain,
+                note=item.note,
+                answer=view.label,
+                title=view.title,
+                details=details,
+                report=view.text[:4000],
+                answer_image_jpeg=marked,
+            )
+        )
     return render_handout(lesson.name, lesson.description, entries)
 
 

@@ -20,8 +20,12 @@ if TYPE_CHECKING:
 
 #: Metadata a reader may want beside the label (keys of a case's ``extra``), in display order.
 DETAIL_KEYS: tuple[tuple[str, str], ...] = (
-    ("fine_label", "fine label"), ("sex", "sex"), ("age", "age"), ("population", "population"),
-    ("findings", "findings"), ("expert_labels_google2019", "expert labels"),
+    ("fine_label", "fine label"),
+    ("sex", "sex"),
+    ("age", "age"),
+    ("population", "population"),
+    ("findings", "findings"),
+    ("expert_labels_google2019", "expert labels"),
 )
 
 
@@ -71,9 +75,19 @@ def view_of_case(case: Case) -> ItemView:
     """A library case as a lesson item."""
     title, caption = case_names(case)
     return ItemView(
-        ref=ItemRef("case", case.case_id), title=title, caption=caption, image_path=case.image_path,
-        label=case.label, dataset=case.dataset, synthetic=case.synthetic, text=case.report, view=case.view,
-        patient_id=case.patient_id, details=case_details(case), case=case, extra=dict(case.extra),
+        ref=ItemRef("case", case.case_id),
+        title=title,
+        caption=caption,
+        image_path=case.image_path,
+        label=case.label,
+        dataset=case.dataset,
+        synthetic=case.synthetic,
+        text=case.report,
+        view=case.view,
+        patient_id=case.patient_id,
+        details=case_details(case),
+        case=case,
+        extra=dict(case.extra),
     )
 
 
@@ -83,10 +97,19 @@ def view_of_analysis(analysis_id: int, analysis: Analysis, case: Case | None = N
     title = f"Analysis #{analysis_id} · {name}"
     caption = f"saved analysis · {analysis.input_kind}" + (f" · {case_names(case)[0]}" if case else "")
     return ItemView(
-        ref=ItemRef("analysis", str(analysis_id)), title=title, caption=caption, image_path=analysis.image_path,
-        label=analysis.label, dataset=case.dataset if case else "", synthetic=bool(case and case.synthetic),
-        text=analysis.reasoning, view=case.view if case else "", patient_id=case.patient_id if case else "",
-        details=case_details(case) if case else (), case=case, extra=dict(case.extra) if case else {},
+        ref=ItemRef("analysis", str(analysis_id)),
+        title=title,
+        caption=caption,
+        image_path=analysis.image_path,
+        label=analysis.label,
+        dataset=case.dataset if case else "",
+        synthetic=bool(case and case.synthetic),
+        text=analysis.reasoning,
+        view=case.view if case else "",
+        patient_id=case.patient_id if case else "",
+        details=case_details(case) if case else (),
+        case=case,
+        extra=dict(case.extra) if case else {},
     )
 
 
@@ -101,7 +124,8 @@ def resolve_refs(store: Store, refs: Iterable[ItemRef]) -> dict[ItemRef, ItemVie
     wanted = list(dict.fromkeys(refs))
     analyses: dict[str, Analysis | None] = {
         r.ref_id: store.get_analysis(int(r.ref_id)) if r.ref_id.isdigit() else None
-        for r in wanted if r.kind == "analysis"
+        for r in wanted
+        if r.kind == "analysis"
     }
     case_ids = [r.ref_id for r in wanted if r.kind == "case"]
     case_ids += [a.case_id for a in analyses.values() if a is not None and a.case_id]
@@ -120,5 +144,13 @@ def resolve_refs(store: Store, refs: Iterable[ItemRef]) -> dict[ItemRef, ItemVie
     return out
 
 
-__all__ = ["DETAIL_KEYS", "ItemView", "case_details", "case_names", "missing_view", "resolve_refs",
-           "view_of_analysis", "view_of_case"]
+__all__ = [
+    "DETAIL_KEYS",
+    "ItemView",
+    "case_details",
+    "case_names",
+    "missing_view",
+    "resolve_refs",
+    "view_of_analysis",
+    "view_of_case",
+]

@@ -130,8 +130,9 @@ class Annotation:
         """A box with ``x0 <= x1`` and ``y0 <= y1`` (an arrow keeps its direction)."""
         if self.shape != "box":
             return self
-        return replace(self, x0=min(self.x0, self.x1), x1=max(self.x0, self.x1),
-                       y0=min(self.y0, self.y1), y1=max(self.y0, self.y1))
+        return replace(
+            self, x0=min(self.x0, self.x1), x1=max(self.x0, self.x1), y0=min(self.y0, self.y1), y1=max(self.y0, self.y1)
+        )
 
 
 @dataclass(frozen=True)

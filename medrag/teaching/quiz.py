@@ -11,7 +11,7 @@ A quiz is drawn from a **source**: a lesson set, or library cases with some labe
 - **review**: the questions a learner got wrong, asked again ("review my mistakes").
 
 Answers are stored per learner and quiz (the quiz's name is the set's name, or the source described);
-:func:`results_table` sums them up and :func:`results_csv` serves them with formula cells neutralised.
+:mod:`medrag.teaching.results` sums them up.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
-
-import pandas as pd
 
 from medrag.errors import InputError
 from medrag.teaching import leitner
@@ -119,9 +117,17 @@ class QuizSession:
         if question.number in self.answers:
             raise InputError(f"Question {question.number} is answered already; go on to the next one.")
         record = QuizAnswer(
-            session_id=self.session_id, quiz_name=self.quiz_name, learner=self.learner, mode=self.mode,
-            question_no=question.number, kind=question.kind, ref=question.ref, truth=question.truth,
-            answer=answer, correct=correct, click=click,
+            session_id=self.session_id,
+            quiz_name=self.quiz_name,
+            learner=self.learner,
+            mode=self.mode,
+            question_no=question.number,
+            kind=question.kind,
+            ref=question.ref,
+            truth=question.truth,
+            answer=answer,
+            correct=correct,
+            click=click,
         )
         self.answers[question.number] = record
         return record
@@ -180,7 +186,7 @@ def _library_views(store: Store, source: QuizSource) -> list[ItemView]:
         frame = store.cases_frame(label=label, dataset=source.dataset or None)
         ids = [str(c) for c in frame["case_id"]]
         if source.real_only and "synthetic" in frame:
-            ids = [cid for cid, synthetic in zip(ids, frame["synthetic"]) if not bool(synthetic)]
+            ids = [cid for cid, synthetic in zip(ids, frame["synthetic"], strict=True) if not bool(synthetic)]
         cases = store.get_cases(ids)
         views += [view_of_case(cases[cid]) for cid in ids if cid in cases]
     return views
@@ -207,7 +213,9 @@ def gather_candidates(store: Store, source: QuizSource) -> tuple[list[Candidate]
             + (" (real cases only: switch that off to include the synthetic phantoms)" if source.real_only else "")
             + "; choose another source."
         )
-    refs = [v.ref for v in views] + [ItemRef("case", v.case.case_id) for v in views if v.case and v.ref.kind == "analysis"]
+    refs = [v.ref for v in views] + [
+        ItemRef("case", v.case.case_id) for v in views if v.case and v.ref.kind == "analysis"
+    ]
     by_ref: dict[ItemRef, list[Annotation]] = {}
     for a in store.annotations_for(refs):
         by_ref.setdefault(a.ref, []).append(a)
@@ -217,7 +225,9 @@ def gather_candidates(store: Store, source: QuizSource) -> tuple[list[Candidate]
         if v.case is not None and v.ref.kind == "analysis":
             own += by_ref.get(ItemRef("case", v.case.case_id), [])
         candidates.append(Candidate(v, tuple(own), notes.get(v.ref, "")))
-    choices = list(dict.fromkeys(source.labels)) if len(source.labels) >= 2 else sorted({c.view.label for c in candidates})
+    choices = (
+        list(dict.fromkeys(source.labels)) if len(source.labels) >= 2 else sorted({c.view.label for c in candidates})
+    )
     if len(choices) < 2:
         choices = list(dict.fromkeys([*choices, *store.label_counts()]))
     return candidates, tuple(choices)
@@ -226,15 +236,17 @@ def gather_candidates(store: Store, source: QuizSource) -> tuple[list[Candidate]
 # ---------------------------------------------------------------------------------------------- questions
 def _question(number: int, candidate: Candidate, kind: QuestionKind, choices: tuple[str, ...]) -> Question:
     view = candidate.view
-    base = dict(number=number, ref=view.ref, image_path=view.image_path, choices=choices, title=view.title,
-                caption=view.caption, note=candidate.note)
-    if kind == "locate":
-        regions = tuple(regions_for(view.case, candidate.annotations, view.image_path))
-        size = image_size(view.image_path) or (0, 0)
-        finding = regions[0].label.replace(" (NIH expert box)", "").lower() if regions else "finding"
-        return Question(kind="locate", truth=finding, prompt=f"Where is the {finding}? Click on it.",
-                        regions=regions, image_side=float(max(size)), **base)  # type: ignore[arg-type]
-    return Question(kind="label", truth=view.label, prompt="Which label fits this image?", **base)  # type: ignore[arg-type]
+    question = Question(
+        number=number, kind="label", ref=view.ref, image_path=view.image_path, truth=view.label, choices=choices,
+        prompt="Which label fits this image?", title=view.title, caption=view.caption, note=candidate.note,
+    )
+    if kind == "label":
+        return question
+    regions = tuple(regions_for(view.case, candidate.annotations, view.image_path))
+    size = image_size(view.image_path) or (0, 0)
+    finding = regions[0].label.replace(" (NIH expert box)", "").lower() if regions else "finding"
+    return replace(question, kind="locate", truth=finding, prompt=f"Where is the {finding}? Click on it.",
+                   regions=regions, image_side=float(max(size)))
 
 
 def _balanced(candidates: Sequence[Candidate], rng: random.Random) -> list[Candidate]:
@@ -265,12 +277,24 @@ def _assemble(ordered: list[Candidate], choices: tuple[str, ...], n: int, n_loca
     chosen += [c for c in ordered if c.ref not in locate_refs][: n - len(chosen)]
     rank = {c.ref: i for i, c in enumerate(ordered)}
     chosen.sort(key=lambda c: rank[c.ref])
-    return [_question(i, c, "locate" if c.ref in locate_refs else "label", choices) for i, c in enumerate(chosen, start=1)]
+    return [
+        _question(i, c, "locate" if c.ref in locate_refs else "label", choices) for i, c in enumerate(chosen, start=1)
+    ]
 
 
-def build_questions(candidates: Sequence[Candidate], choices: tuple[str, ...], n: int, *, n_locate: int = 0,
-                    seed: int = 0, ordered: bool = False) -> list[Question]:
-    """``n`` questions drawn with ``seed`` (the same for every learner of an exam); ``ordered`` keeps the set's order."""
+def build_questions(
+    candidates: Sequence[Candidate],
+    choices: tuple[str, ...],
+    n: int,
+    *,
+    n_locate: int = 0,
+    seed: int = 0,
+    ordered: bool = False,
+) -> list[Question]:
+    """``n`` questions drawn with ``seed`` (the same for every learner of an exam).
+
+    ``ordered`` keeps the candidates' order (a lesson set's) instead of shuffling them with the labels taking turns.
+    """
     if not candidates:
         raise InputError("No cases to make questions of; choose another source.")
     rng = random.Random(seed)
@@ -278,8 +302,15 @@ def build_questions(candidates: Sequence[Candidate], choices: tuple[str, ...], n
     return _assemble(pool, choices, n, n_locate)
 
 
-def practice_questions(candidates: Sequence[Candidate], choices: tuple[str, ...], n: int, history: Sequence[QuizAnswer],
-                       *, n_locate: int = 0, seed: int = 0) -> list[Question]:
+def practice_questions(
+    candidates: Sequence[Candidate],
+    choices: tuple[str, ...],
+    n: int,
+    history: Sequence[QuizAnswer],
+    *,
+    n_locate: int = 0,
+    seed: int = 0,
+) -> list[Question]:
     """``n`` questions for one learner's practice round: the cases their spaced-repetition schedule says are due."""
     if not candidates:
         raise InputError("No cases to make questions of; choose another source.")
@@ -309,14 +340,24 @@ class QuizPlan:
         return self.source.name
 
 
-def make_plan(store: Store, source: QuizSource, *, mode: QuizMode = "exam", n: int = 10, n_locate: int = 0,
-              seed: int | None = None, ordered: bool = False) -> QuizPlan:
+def make_plan(
+    store: Store,
+    source: QuizSource,
+    *,
+    mode: QuizMode = "exam",
+    n: int = 10,
+    n_locate: int = 0,
+    seed: int | None = None,
+    ordered: bool = False,
+) -> QuizPlan:
     """Gather the cases and, for an exam, draw the questions every learner will answer."""
     if mode not in ("practice", "exam"):
         raise InputError(f"Unknown quiz mode {mode!r}; use practice or exam.")
     seed = random.SystemRandom().randrange(2**31) if seed is None else int(seed)
     candidates, choices = gather_candidates(store, source)
-    questions = build_questions(candidates, choices, n, n_locate=n_locate, seed=seed, ordered=ordered) if mode == "exam" else []
+    questions = (
+        build_questions(candidates, choices, n, n_locate=n_locate, seed=seed, ordered=ordered) if mode == "exam" else []
+    )
     return QuizPlan(source, mode, int(n), int(n_locate), seed, tuple(candidates), choices, tuple(questions))
 
 
@@ -327,51 +368,10 @@ def start_session(store: Store, plan: QuizPlan, learner: str) -> QuizSession:
         questions = list(plan.questions)
     else:
         history = store.quiz_answers(quiz_name=plan.name, learner=learner)
-        questions = practice_questions(plan.candidates, plan.choices, plan.n, history, n_locate=plan.n_locate, seed=plan.seed)
+        questions = practice_questions(
+            plan.candidates, plan.choices, plan.n, history, n_locate=plan.n_locate, seed=plan.seed
+        )
     return QuizSession(plan.name, learner, plan.mode, questions)
-
-
-# ---------------------------------------------------------------------------------------------- results
-def results_table(answers: pd.DataFrame) -> pd.DataFrame:
-    """Per quiz, learner and mode: sessions, questions answered, right, score (%), "where is it?" right."""
-    columns = ["quiz", "learner", "mode", "sessions", "answered", "right", "score %", "located", "last answer"]
-    if answers.empty:
-        return pd.DataFrame(columns=columns)
-    frame = answers.assign(
-        right=answers["correct"].astype(bool).astype(int),
-        is_locate=(answers["kind"] == "locate").astype(int),
-        located=((answers["kind"] == "locate") & answers["correct"].astype(bool)).astype(int),
-    )
-    grouped = frame.groupby(["quiz_name", "learner", "mode"], sort=True)
-    out = grouped.agg(sessions=("session_id", "nunique"), answered=("answer_id", "count"), right=("right", "sum"),
-                      asked_locate=("is_locate", "sum"), located=("located", "sum"),
-                      last=("answered_at", "max")).reset_index()
-    out["score %"] = (100.0 * out["right"] / out["answered"]).round(1)
-    out["located"] = [f"{int(r)} / {int(a)}" if a else "" for r, a in zip(out["located"], out["asked_locate"])]
-    out["last answer"] = pd.to_datetime(out["last"]).dt.strftime("%Y-%m-%d %H:%M")
-    out = out.rename(columns={"quiz_name": "quiz"})
-    return out[columns]
-
-
-def answers_table(answers: pd.DataFrame) -> pd.DataFrame:
-    """Every stored answer as a readable table (one row an answer, oldest first)."""
-    columns = ["answered", "quiz", "learner", "mode", "question", "kind", "case", "truth", "answer", "right"]
-    if answers.empty:
-        return pd.DataFrame(columns=columns)
-    return pd.DataFrame({
-        "answered": pd.to_datetime(answers["answered_at"]).dt.strftime("%Y-%m-%d %H:%M:%S"),
-        "quiz": answers["quiz_name"], "learner": answers["learner"], "mode": answers["mode"],
-        "question": answers["question_no"].astype(int), "kind": answers["kind"],
-        "case": answers["ref_kind"] + ":" + answers["ref_id"].astype(str),
-        "truth": answers["truth"], "answer": answers["answer"], "right": answers["correct"].astype(bool),
-    })[columns]
-
-
-def results_csv(table: pd.DataFrame) -> bytes:
-    """A results (or answers) table as UTF-8 CSV, formula cells neutralised (a name may start with ``=``)."""
-    from medrag.export import neutralise_frame
-
-    return neutralise_frame(table).to_csv(index=False).encode("utf-8")
 
 
 __all__ = [
@@ -381,12 +381,9 @@ __all__ = [
     "QuizPlan",
     "QuizSession",
     "QuizSource",
-    "answers_table",
     "build_questions",
     "gather_candidates",
     "make_plan",
     "practice_questions",
-    "results_csv",
-    "results_table",
     "start_session",
 ]

@@ -29,7 +29,9 @@ TOLERANCE_FRACTION = 0.02
 PHANTOM_RADIUS_FRACTION = 0.12
 #: The metadata key the real images' expert boxes come in (labels.csv column, kept by the importer).
 NIH_BOX_KEY = "bbox_xywh_in_output_px"
-_BOX = re.compile(r"([A-Za-z][A-Za-z _/-]*?)\s*:\s*(\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)")
+_BOX = re.compile(
+    r"([A-Za-z][A-Za-z _/-]*?)\s*:\s*(\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)"
+)
 _PHANTOM_ID = re.compile(r"^syn-(\d+)-(\d+)$")
 
 
@@ -83,7 +85,8 @@ def parse_nih_boxes(text: object) -> list[tuple[str, float, float, float, float]
 def nih_regions(case: Case) -> list[Region]:
     """The NIH expert boxes of a real case (none for other cases)."""
     return [
-        Region(name, x, y, x + w, y + h, "box", "nih") for name, x, y, w, h in parse_nih_boxes(case.extra.get(NIH_BOX_KEY))
+        Region(name, x, y, x + w, y + h, "box", "nih")
+        for name, x, y, w, h in parse_nih_boxes(case.extra.get(NIH_BOX_KEY))
     ]
 
 
@@ -143,7 +146,9 @@ def is_locatable(case: Case | None, annotations: Sequence[Annotation] = ()) -> b
         return True
     if case is None:
         return False
-    return bool(parse_nih_boxes(case.extra.get(NIH_BOX_KEY))) or bool(phantom_seed(case) is not None and phantom_findings(case))
+    return bool(parse_nih_boxes(case.extra.get(NIH_BOX_KEY))) or bool(
+        phantom_seed(case) is not None and phantom_findings(case)
+    )
 
 
 def regions_for(case: Case | None, annotations: Sequence[Annotation] = (), image_path: str = "") -> list[Region]:
@@ -158,8 +163,9 @@ def regions_for(case: Case | None, annotations: Sequence[Annotation] = (), image
     return out
 
 
-def score_click(regions: Sequence[Region], x: float, y: float, *, image_side: float,
-                tolerance: float = TOLERANCE_FRACTION) -> ClickScore:
+def score_click(
+    regions: Sequence[Region], x: float, y: float, *, image_side: float, tolerance: float = TOLERANCE_FRACTION
+) -> ClickScore:
     """Whether the click (x, y) hits a region, allowing ``tolerance`` × ``image_side`` pixels of slack."""
     if not regions:
         return ClickScore(False, None, math.inf)

@@ -11,12 +11,27 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from medrag.errors import InputError
+from medrag.errors import ConfigError, InputError
 from medrag.teaching.items import ItemView, resolve_refs
 from medrag.teaching.model import ItemRef, LessonItem, LessonSet, clean_name
 
 if TYPE_CHECKING:
     from medrag.store import Store
+
+
+def teaching_store(store: object) -> Store:
+    """``store`` as one that keeps the teaching tables, or a :class:`ConfigError` saying what to do.
+
+    The DuckDB store has them; the PostgreSQL store (``MEDRAG_DATABASE_URL``) does not yet.
+    """
+    from medrag.store import Store
+
+    if isinstance(store, Store):
+        return store
+    raise ConfigError(
+        "Lesson sets, quizzes and annotations are kept in the data folder's DuckDB database only, and this MedRAG "
+        "uses PostgreSQL (MEDRAG_DATABASE_URL); unset it to teach with this data folder."
+    )
 
 
 def find_set(store: Store, name_or_id: str | int) -> LessonSet:
@@ -49,11 +64,15 @@ def sets_table(store: Store) -> pd.DataFrame:
     for lesson in store.lesson_sets():
         views = resolve_refs(store, lesson.refs)
         labels = sorted({v.label for v in views.values() if v.label})
-        rows.append({
-            "set": lesson.name, "cases": len(lesson.items), "labels": ", ".join(labels),
-            "missing": sum(v.missing for v in views.values()),
-            "updated": lesson.updated_at.strftime("%Y-%m-%d %H:%M") if lesson.updated_at else "",
-        })
+        rows.append(
+            {
+                "set": lesson.name,
+                "cases": len(lesson.items),
+                "labels": ", ".join(labels),
+                "missing": sum(v.missing for v in views.values()),
+                "updated": lesson.updated_at.strftime("%Y-%m-%d %H:%M") if lesson.updated_at else "",
+            }
+        )
     return pd.DataFrame(rows, columns=["set", "cases", "labels", "missing", "updated"])
 
 
@@ -63,4 +82,4 @@ def set_views(store: Store, lesson: LessonSet) -> list[tuple[LessonItem, ItemVie
     return [(item, views[item.ref]) for item in lesson.items]
 
 
-__all__ = ["add_to_set", "find_set", "set_views", "sets_table"]
+__all__ = ["add_to_set", "find_set", "set_views", "sets_table", "teaching_store"]

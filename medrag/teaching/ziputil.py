@@ -53,7 +53,9 @@ def _open(source: bytes | Path) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else Path(source))
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise InputError(f"This is not a readable zip file ({exc}); export it again or upload the images one by one.") from exc
+        raise InputError(
+            f"This is not a readable zip file ({exc}); export it again or upload the images one by one."
+        ) from exc
 
 
 def members(archive: zipfile.ZipFile) -> list[tuple[PurePosixPath, zipfile.ZipInfo]]:
@@ -63,7 +65,9 @@ def members(archive: zipfile.ZipFile) -> list[tuple[PurePosixPath, zipfile.ZipIn
         raise InputError(f"The zip holds {len(infos):,} members, more than the {MAX_MEMBERS:,} MedRAG reads; split it.")
     total = sum(max(i.file_size, 0) for i in infos)
     if total > MAX_TOTAL_BYTES:
-        raise InputError(f"The zip unpacks to {total / 2**30:.1f} GiB, over the {MAX_TOTAL_BYTES // 2**30} GiB limit; split it.")
+        raise InputError(
+            f"The zip unpacks to {total / 2**30:.1f} GiB, over the {MAX_TOTAL_BYTES // 2**30} GiB limit; split it."
+        )
     out = []
     for info in infos:
         mode = info.external_attr >> 16
@@ -71,11 +75,15 @@ def members(archive: zipfile.ZipFile) -> list[tuple[PurePosixPath, zipfile.ZipIn
             continue
         name = safe_name(info.filename)
         if name is None:
-            raise InputError(f"The zip member {_shown(info.filename)} has an unsafe name (an absolute path or '..'); "
-                             "it was not made by MedRAG: re-create the zip.")
+            raise InputError(
+                f"The zip member {_shown(info.filename)} has an unsafe name (an absolute path or '..'); "
+                "it was not made by MedRAG: re-create the zip."
+            )
         if info.file_size > MAX_MEMBER_BYTES:
-            raise InputError(f"The zip member {_shown(info.filename)} is {info.file_size / 2**20:.0f} MiB, over the "
-                             f"{MAX_MEMBER_BYTES // 2**20} MiB limit for one file.")
+            raise InputError(
+                f"The zip member {_shown(info.filename)} is {info.file_size / 2**20:.0f} MiB, over the "
+                f"{MAX_MEMBER_BYTES // 2**20} MiB limit for one file."
+            )
         out.append((name, info))
     return out
 
@@ -115,5 +123,14 @@ def extract_zip(source: bytes | Path, target: Path, suffixes: tuple[str, ...]) -
     return result
 
 
-__all__ = ["MAX_MEMBERS", "MAX_MEMBER_BYTES", "MAX_TOTAL_BYTES", "Extracted", "extract_zip", "members",
-           "read_member", "read_zip", "safe_name"]
+__all__ = [
+    "MAX_MEMBERS",
+    "MAX_MEMBER_BYTES",
+    "MAX_TOTAL_BYTES",
+    "Extracted",
+    "extract_zip",
+    "members",
+    "read_member",
+    "read_zip",
+    "safe_name",
+]

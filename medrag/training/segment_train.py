@@ -24,6 +24,7 @@ from safetensors.torch import save_file
 
 from medrag.reading.segment import SEG_SIZE, WEIGHTS_DIR, standardise, upsample
 from medrag.reading.segnet import SegNet, load_imagenet_encoder
+from medrag.reading.zones import split_lungs
 from medrag.training.anatomy_data import (
     bootstrap_ci,
     data_list_sha256,
@@ -86,13 +87,40 @@ def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator) -> tuple[tor
     return (x - mean) / (sd + 1e-6), y
 
 
+def heart_negatives(lungs: np.ndarray) -> np.ndarray:
+    """Where a real film's heart surely is not: 1 there, 0 in the box it may occupy.
+
+    The box spans from a third of the way down the lungs to just below them, and from 30 % into the
+    patient's right lung to 30 % into the left lung from their lateral edges. Real films have no heart masks;
+    without these negatives the heart channel, taught on phantoms only, lit up whole lungs on real films.
+    """
+    mask = lungs > 0.5
+    neg = np.ones(mask.shape, dtype=np.float32)
+    right, left = split_lungs(mask)
+    if not right.any() or not left.any():
+        return np.zeros_like(neg)
+    rows = np.flatnonzero(mask.any(axis=1))
+    top, height = rows[0], rows[-1] - rows[0]
+    rc, lc = np.flatnonzero(right.any(axis=0)), np.flatnonzero(left.any(axis=0))
+    c0 = int(rc[0] + 0.3 * (rc[-1] - rc[0]))
+    c1 = int(lc[-1] - 0.3 * (lc[-1] - lc[0]))
+    neg[top + int(0.3 * height): rows[-1] + int(0.08 * height) + 1, c0: c1 + 1] = 0.0
+    return neg
+
+
 def seg_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """BCE + soft Dice per channel, each sample's channels weighted (0 where a mask is unknown)."""
-    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(dim=(2, 3))
+    """BCE (per pixel, weighted by ``target[:, 2:]``'s heart weights) + soft Dice per channel.
+
+    ``target`` is (B, 3, S, S): lungs, heart, and where the heart is supervised; ``weight`` (B, 2) weights each
+    sample's Dice per channel (0 where the mask is unknown: a real film's heart).
+    """
+    masks, heart_weight = target[:, :2], target[:, 2:]
+    pixel_weight = torch.cat([torch.ones_like(heart_weight), heart_weight], 1)
+    bce = (F.binary_cross_entropy_with_logits(logits, masks, reduction="none") * pixel_weight).mean(dim=(2, 3))
     prob = torch.sigmoid(logits)
-    inter = (prob * target).sum(dim=(2, 3))
-    soft_dice = 1 - (2 * inter + 1) / (prob.sum(dim=(2, 3)) + target.sum(dim=(2, 3)) + 1)
-    return ((bce + soft_dice) * weight).sum() / weight.sum().clamp(min=1)
+    inter = (prob * masks).sum(dim=(2, 3))
+    soft_dice = 1 - (2 * inter + 1) / (prob.sum(dim=(2, 3)) + masks.sum(dim=(2, 3)) + 1)
+    return (bce.sum() + (soft_dice * weight).sum()) / weight.sum().clamp(min=1)
 
 
 def predict(net: SegNet, images: list[np.ndarray]) -> list[np.ndarray]:
@@ -137,11 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         lung = resize(film.lungs.astype(np.float32), size)
         for _ in range(args.real_repeats):
             xs.append(resize(film.pixels, size))
-            ys.append(np.stack([lung, np.zeros_like(lung)]))
+            ys.append(np.stack([lung, np.zeros_like(lung), heart_negatives(lung)]))
             ws.append((1.0, 0.0))
     for image, lungs, heart in phantoms:
         xs.append(resize(image, size))
-        ys.append(np.stack([resize(lungs, size), resize(heart, size)]))
+        ys.append(np.stack([resize(lungs, size), resize(heart, size), np.ones((size, size), np.float32)]))
         ws.append((1.0, 1.0))
     x_all = torch.from_numpy(np.stack(xs)[:, None])
     y_all = torch.from_numpy(np.stack(ys).astype(np.float32))

@@ -24,6 +24,7 @@ def measurements(path: Path, view: str) -> dict[str, float]:
     out = {zone: values["mean"] for zone, values in reading.zones.items()}
     for side, values in reading.cp_angles.items():
         out[f"{side} costophrenic recess"] = values["recess"]
+        out[f"{side} costophrenic angle"] = values["angle"]
     return {k: v for k, v in out.items() if math.isfinite(v)}
 
 
@@ -55,10 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         for _label, r in scored:
             m = measurements(nih / r["image"], r["view"])
             z = norms.z_scores(m, r["view"])
-            keys = ("right lower zone", "left lower zone", "right costophrenic recess", "left costophrenic recess")
+            keys = ("right lower zone", "left lower zone", "right costophrenic angle", "left costophrenic angle")
             best.append(max((z.get(k, -9.0) for k in keys if math.isfinite(z.get(k, math.nan))), default=0.0))
         labels = [lab for lab, _ in scored]
-        print(f"effusion vs no finding (in-sample normals), max lower-zone/recess z: AUC "
+        print(f"effusion vs no finding (in-sample normals), max lower-zone/angle z: AUC "
               f"{roc_auc_score(labels, best):.3f} ({len(effusion)} effusion films)", flush=True)
     return 0
 

@@ -10,7 +10,7 @@ which is how the tests and keyboard users do it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -22,6 +22,9 @@ from medrag.teaching.model import SHAPES, Annotation, ItemRef
 from medrag.teaching.regions import Region
 from medrag.ui.safe import escape_markdown
 from medrag.ui.viewer import MAX_DISPLAY_SIDE, downsample, png_data_uri
+
+if TYPE_CHECKING:
+    from medrag.store import Store
 
 #: Markers per side of the click grid (a click lands within half a cell of where it was meant).
 GRID = 96
@@ -49,39 +52,88 @@ def annotated_figure(
     height_px, width_px = pixels.shape[:2]
     shown = downsample(pixels, MAX_DISPLAY_SIDE)
     scale = width_px / shown.shape[1]
-    fig = go.Figure(go.Image(source=png_data_uri(shown), x0=scale / 2 - 0.5, y0=scale / 2 - 0.5, dx=scale, dy=scale,
-                             hoverinfo="skip"))
+    fig = go.Figure(
+        go.Image(
+            source=png_data_uri(shown), x0=scale / 2 - 0.5, y0=scale / 2 - 0.5, dx=scale, dy=scale, hoverinfo="skip"
+        )
+    )
     if clickable:
         step = max(width_px, height_px) / GRID
         xs, ys = np.meshgrid(np.arange(step / 2, width_px, step), np.arange(step / 2, height_px, step))
-        fig.add_trace(go.Scatter(
-            x=np.round(xs.ravel(), 1), y=np.round(ys.ravel(), 1), mode="markers", hoverinfo="none", showlegend=False,
-            marker=dict(size=max(4.0, 560 / GRID), opacity=0.0, color="#ff3b30"),
-            selected=dict(marker=dict(opacity=1.0, size=14, color="#ff3b30")),
-            unselected=dict(marker=dict(opacity=0.0)),
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=np.round(xs.ravel(), 1),
+                y=np.round(ys.ravel(), 1),
+                mode="markers",
+                hoverinfo="none",
+                showlegend=False,
+                marker=dict(size=max(4.0, 560 / GRID), opacity=0.0, color="#ff3b30"),
+                selected=dict(marker=dict(opacity=1.0, size=14, color="#ff3b30")),
+                unselected=dict(marker=dict(opacity=0.0)),
+            )
+        )
     for a in annotations:
         colour = _rgb(a.source)
         if a.shape == "box":
             fig.add_shape(type="rect", x0=a.x0, y0=a.y0, x1=a.x1, y1=a.y1, line=dict(color=colour, width=2))
             if a.label:
-                fig.add_annotation(x=min(a.x0, a.x1), y=min(a.y0, a.y1), text=escape_html(a.label), showarrow=False,
-                                   xanchor="left", yanchor="bottom", font=dict(color=colour, size=12))
+                fig.add_annotation(
+                    x=min(a.x0, a.x1),
+                    y=min(a.y0, a.y1),
+                    text=escape_html(a.label),
+                    showarrow=False,
+                    xanchor="left",
+                    yanchor="bottom",
+                    font=dict(color=colour, size=12),
+                )
         else:
-            fig.add_annotation(x=a.x1, y=a.y1, ax=a.x0, ay=a.y0, xref="x", yref="y", axref="x", ayref="y",
-                               text=escape_html(a.label), showarrow=True, arrowhead=2, arrowwidth=2, arrowcolor=colour,
-                               font=dict(color=colour, size=12))
+            fig.add_annotation(
+                x=a.x1,
+                y=a.y1,
+                ax=a.x0,
+                ay=a.y0,
+                xref="x",
+                yref="y",
+                axref="x",
+                ayref="y",
+                text=escape_html(a.label),
+                showarrow=True,
+                arrowhead=2,
+                arrowwidth=2,
+                arrowcolor=colour,
+                font=dict(color=colour, size=12),
+            )
     for r in regions:
-        fig.add_shape(type="circle" if r.shape == "disc" else "rect", x0=r.x0, y0=r.y0, x1=r.x1, y1=r.y1,
-                      line=dict(color="#34c759", width=3, dash="dot"))
+        fig.add_shape(
+            type="circle" if r.shape == "disc" else "rect",
+            x0=r.x0,
+            y0=r.y0,
+            x1=r.x1,
+            y1=r.y1,
+            line=dict(color="#34c759", width=3, dash="dot"),
+        )
     if marker is not None:
-        fig.add_trace(go.Scatter(x=[marker[0]], y=[marker[1]], mode="markers", hoverinfo="skip", showlegend=False,
-                                 marker=dict(symbol="x", size=16, color="#ff3b30", line=dict(width=2, color="white"))))
+        fig.add_trace(
+            go.Scatter(
+                x=[marker[0]],
+                y=[marker[1]],
+                mode="markers",
+                hoverinfo="skip",
+                showlegend=False,
+                marker=dict(symbol="x", size=16, color="#ff3b30", line=dict(width=2, color="white")),
+            )
+        )
     fig.update_xaxes(visible=False, range=[-0.5, width_px - 0.5])
     fig.update_yaxes(visible=False, range=[height_px - 0.5, -0.5], scaleanchor="x")
-    fig.update_layout(height=height, margin=dict(l=0, r=0, t=28 if title else 0, b=0), dragmode=drag,
-                      clickmode="event+select", hovermode="closest", showlegend=False,
-                      title=dict(text=escape_html(title), font=dict(size=13)) if title else None)
+    fig.update_layout(
+        height=height,
+        margin=dict(l=0, r=0, t=28 if title else 0, b=0),
+        dragmode=drag,
+        clickmode="event+select",
+        hovermode="closest",
+        showlegend=False,
+        title=dict(text=escape_html(title), font=dict(size=13)) if title else None,
+    )
     return fig
 
 
@@ -118,31 +170,44 @@ def read_box(event: Any) -> tuple[float, float, float, float] | None:
 
 
 # ---------------------------------------------------------------------------------------------- reads and writes
+def teaching_tables(workbench: Any) -> Store:
+    """The workbench's store, which keeps the teaching tables (a :class:`ConfigError` when it cannot)."""
+    from medrag.teaching.sets import teaching_store
+
+    return teaching_store(workbench.store)
+
+
 def overlay_for(workbench: Any, ref: ItemRef, case: Case | None) -> list[Annotation]:
     """The educator's annotations of an item (and of its case), then the case's NIH expert boxes."""
-    return annotations_of(workbench.store, ref, case)
+    return annotations_of(teaching_tables(workbench), ref, case)
 
 
 def save_annotation(workbench: Any, annotation: Annotation) -> int:
     """Store an educator's annotation; returns its id."""
-    return int(workbench.store.add_annotation(annotation))
+    return int(teaching_tables(workbench).add_annotation(annotation))
 
 
 def delete_annotation(workbench: Any, annotation_id: int) -> bool:
     """Delete an educator's annotation; whether it existed."""
-    return bool(workbench.store.delete_annotation(annotation_id))
+    return bool(teaching_tables(workbench).delete_annotation(annotation_id))
 
 
 # ---------------------------------------------------------------------------------------------- the editor
-def render_annotation_editor(workbench: Any, ref: ItemRef, pixels: np.ndarray, annotations: Sequence[Annotation],
-                             key: str) -> None:
+def render_annotation_editor(
+    workbench: Any, ref: ItemRef, pixels: np.ndarray, annotations: Sequence[Annotation], key: str
+) -> None:
     """Drag a box on the image (or type the corners), label it, save it as a box or an arrow; delete old ones."""
     height_px, width_px = pixels.shape[:2]
-    st.caption("Drag a box on the image to place a new annotation (or type its corners below). "
-               "An arrow runs from the first corner (tail) to the second (head).")
+    st.caption(
+        "Drag a box on the image to place a new annotation (or type its corners below). "
+        "An arrow runs from the first corner (tail) to the second (head)."
+    )
     event = st.plotly_chart(
-        annotated_figure(pixels, annotations, clickable=True, drag="select"), config=SELECT_CONFIG,
-        on_select="rerun", selection_mode="box", key=f"{key}_draw",
+        annotated_figure(pixels, annotations, clickable=True, drag="select"),
+        config=SELECT_CONFIG,
+        on_select="rerun",
+        selection_mode="box",
+        key=f"{key}_draw",
     )
     box = read_box(event)
     defaults = box or (width_px * 0.35, height_px * 0.35, width_px * 0.65, height_px * 0.65)
@@ -154,23 +219,33 @@ def render_annotation_editor(workbench: Any, ref: ItemRef, pixels: np.ndarray, a
         limits = (width_px, height_px, width_px, height_px)
         values = [
             col.number_input(name, 0.0, float(limit), float(min(max(value, 0.0), limit)), 1.0, key=f"{key}_{i}")
-            for i, (col, name, limit, value) in enumerate(zip(columns, names, limits, defaults))
+            for i, (col, name, limit, value) in enumerate(zip(columns, names, limits, defaults, strict=True))
         ]
         saved = st.form_submit_button("Save annotation", type="primary", key=f"{key}_save")
     if saved:
-        save_annotation(workbench, Annotation(ref, shape, *values, label=label))
+        x0, y0, x1, y1 = (float(v) for v in values)
+        save_annotation(workbench, Annotation(ref, shape, x0, y0, x1, y1, label=label))
         st.rerun()
     mine = [a for a in annotations if a.source == "educator" and a.annotation_id is not None]
     for a in mine:
         left, right = st.columns([5, 1])
-        left.caption(f"{a.shape} · {escape_markdown(a.label or '(no label)')} · "
-                     f"({a.x0:.0f}, {a.y0:.0f}) → ({a.x1:.0f}, {a.y1:.0f})")
+        left.caption(
+            f"{a.shape} · {escape_markdown(a.label or '(no label)')} · "
+            f"({a.x0:.0f}, {a.y0:.0f}) → ({a.x1:.0f}, {a.y1:.0f})"
+        )
         if right.button("Delete", key=f"{key}_del_{a.annotation_id}"):
             delete_annotation(workbench, int(a.annotation_id or 0))
             st.rerun()
 
 
 __all__ = [
-    "GRID", "SELECT_CONFIG", "annotated_figure", "delete_annotation", "overlay_for", "read_box", "read_click",
-    "render_annotation_editor", "save_annotation",
+    "GRID",
+    "SELECT_CONFIG",
+    "annotated_figure",
+    "delete_annotation",
+    "overlay_for",
+    "read_box",
+    "read_click",
+    "render_annotation_editor",
+    "save_annotation",
 ]

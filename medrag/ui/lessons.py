@@ -19,6 +19,7 @@ from medrag.teaching.model import ItemRef, LessonItem, LessonSet
 from medrag.ui.safe import defang_markdown, escape_markdown
 
 if TYPE_CHECKING:
+    from medrag.store import Store
     from medrag.teaching.bundle import ImportedSet
     from medrag.workbench import Workbench
 
@@ -29,72 +30,79 @@ PRESENT = "lesson_present"
 
 
 # ---------------------------------------------------------------------------------------------- reads and writes
+def teaching_tables(workbench: Workbench) -> Store:
+    """The workbench's store, which keeps the teaching tables (a :class:`ConfigError` when it cannot)."""
+    from medrag.teaching.sets import teaching_store
+
+    return teaching_store(workbench.store)
+
+
 def lesson_sets(workbench: Workbench) -> list[LessonSet]:
     """Every lesson set with its items, by name."""
-    return workbench.store.lesson_sets()
+    return teaching_tables(workbench).lesson_sets()
 
 
 def lesson_set(workbench: Workbench, set_id: int) -> LessonSet | None:
     """One set, or None when it was deleted."""
-    return workbench.store.get_lesson_set(set_id)
+    return teaching_tables(workbench).get_lesson_set(set_id)
 
 
 def set_views(workbench: Workbench, lesson: LessonSet) -> list[tuple[LessonItem, ItemView]]:
     """A set's items in order, each with its image, name, label and text."""
     from medrag.teaching.sets import set_views as views
 
-    return views(workbench.store, lesson)
+    return views(teaching_tables(workbench), lesson)
 
 
 def create_set(workbench: Workbench, name: str, description: str = "") -> int:
     """A new, empty set; returns its id."""
-    return workbench.store.create_lesson_set(name, description)
+    return teaching_tables(workbench).create_lesson_set(name, description)
 
 
 def rename_set(workbench: Workbench, set_id: int, name: str, description: str) -> None:
     """Rename a set and set its description."""
-    workbench.store.rename_lesson_set(set_id, name, description)
+    teaching_tables(workbench).rename_lesson_set(set_id, name, description)
 
 
 def delete_set(workbench: Workbench, set_id: int) -> bool:
     """Delete a set (its cases stay in the library)."""
-    return workbench.store.delete_lesson_set(set_id)
+    return teaching_tables(workbench).delete_lesson_set(set_id)
 
 
 def add_items(workbench: Workbench, set_name: str, refs: Sequence[ItemRef], note: str = "") -> tuple[LessonSet, int]:
     """Add cases or analyses to a set by name (created if new); returns the set and how many were added."""
     from medrag.teaching.sets import add_to_set
 
-    return add_to_set(workbench.store, set_name, refs, note)
+    return add_to_set(teaching_tables(workbench), set_name, refs, note)
 
 
 def save_notes(workbench: Workbench, notes: dict[int, str]) -> None:
     """Set the teaching notes of several items (item id → note)."""
-    workbench.store.update_lesson_notes(notes)
+    teaching_tables(workbench).update_lesson_notes(notes)
 
 
 def move_item(workbench: Workbench, item_id: int, offset: int) -> None:
     """Move an item earlier (negative) or later in its set."""
-    workbench.store.move_lesson_item(item_id, offset)
+    teaching_tables(workbench).move_lesson_item(item_id, offset)
 
 
 def remove_item(workbench: Workbench, item_id: int) -> bool:
     """Take an item out of its set."""
-    return workbench.store.remove_lesson_item(item_id)
+    return teaching_tables(workbench).remove_lesson_item(item_id)
 
 
 def handout_html(workbench: Workbench, lesson: LessonSet) -> bytes:
     """The set's self-contained HTML handout, as UTF-8 bytes for a download button."""
     from medrag.teaching.handout import handout_for_set
 
-    return handout_for_set(workbench.store, lesson).encode("utf-8")
+    return handout_for_set(teaching_tables(workbench), lesson).encode("utf-8")
 
 
 def bundle_zip(workbench: Workbench, lesson: LessonSet) -> bytes:
     """The set as a zip a colleague can import."""
     from medrag.teaching.bundle import export_bundle
 
-    return export_bundle(workbench.store, lesson)
+    return export_bundle(teaching_tables(workbench), lesson)
 
 
 def import_bundle(workbench: Workbench, payload: bytes) -> ImportedSet:
@@ -153,7 +161,9 @@ def add_to_lesson_set(workbench: Workbench, items: object, key: str, *, label: s
             else:
                 what = "case" if len(chosen) == 1 else "cases"
                 if added:
-                    st.success(f"Added {added} {what} to {escape_markdown(lesson.name)} ({len(lesson.items)} in the set).")
+                    st.success(
+                        f"Added {added} {what} to {escape_markdown(lesson.name)} ({len(lesson.items)} in the set)."
+                    )
                 else:
                     st.info(f"Already in {escape_markdown(lesson.name)}.")
 
@@ -188,22 +198,53 @@ def render_presentation(workbench: Workbench, lesson: LessonSet, key: str = "pre
     item, view = views[pos]
     revealed = item.item_id in state["revealed"]  # type: ignore[operator]
     bar = st.columns([1, 1, 1, 3], vertical_alignment="center")
-    bar[0].button("Previous", key=f"{key}_prev", icon=":material/arrow_back:", shortcut="Left", disabled=pos == 0,
-                  on_click=_go, args=(lesson.set_id, -1, len(views)), width="stretch")
-    bar[1].button("Hide" if revealed else "Reveal", key=f"{key}_reveal", icon=":material/visibility:",
-                  shortcut="Space", type="primary", on_click=_reveal, args=(lesson.set_id, item.item_id), width="stretch")
-    bar[2].button("Next", key=f"{key}_next", icon=":material/arrow_forward:", shortcut="Right",
-                  disabled=pos >= len(views) - 1, on_click=_go, args=(lesson.set_id, 1, len(views)), width="stretch")
+    bar[0].button(
+        "Previous",
+        key=f"{key}_prev",
+        icon=":material/arrow_back:",
+        shortcut="Left",
+        disabled=pos == 0,
+        on_click=_go,
+        args=(lesson.set_id, -1, len(views)),
+        width="stretch",
+    )
+    bar[1].button(
+        "Hide" if revealed else "Reveal",
+        key=f"{key}_reveal",
+        icon=":material/visibility:",
+        shortcut="Space",
+        type="primary",
+        on_click=_reveal,
+        args=(lesson.set_id, item.item_id),
+        width="stretch",
+    )
+    bar[2].button(
+        "Next",
+        key=f"{key}_next",
+        icon=":material/arrow_forward:",
+        shortcut="Right",
+        disabled=pos >= len(views) - 1,
+        on_click=_go,
+        args=(lesson.set_id, 1, len(views)),
+        width="stretch",
+    )
     bar[3].markdown(f"**Case {pos + 1} of {len(views)}** · ← → to move, space to reveal")
     if view.missing or not view.image_path:
         st.warning(escape_markdown(view.title))
         return
-    overlay = st.toggle("Show annotations", key=f"{key}_overlay", value=False,
-                        help="The educator's boxes and arrows, and the NIH expert boxes where the image has them.")
+    overlay = st.toggle(
+        "Show annotations",
+        key=f"{key}_overlay",
+        value=False,
+        help="The educator's boxes and arrows, and the NIH expert boxes where the image has them.",
+    )
     pixels = images.load_pixels(view.image_path)
     marks = annotate.overlay_for(workbench, item.ref, view.case) if overlay else []
-    st.plotly_chart(annotate.annotated_figure(pixels, marks, height=720), config={"displaylogo": False, "scrollZoom": True},
-                    key=f"{key}_image")
+    st.plotly_chart(
+        annotate.annotated_figure(pixels, marks, height=720),
+        config={"displaylogo": False, "scrollZoom": True},
+        key=f"{key}_image",
+    )
     if not revealed:
         st.caption("Label, reasoning and note are hidden: press Reveal (or the space bar).")
         return
@@ -220,7 +261,21 @@ def render_presentation(workbench: Workbench, lesson: LessonSet, key: str = "pre
 
 
 __all__ = [
-    "NEW_SET", "add_items", "add_to_lesson_set", "as_refs", "bundle_zip", "create_set", "delete_set", "handout_html",
-    "import_bundle", "lesson_set", "lesson_sets", "move_item", "remove_item", "rename_set", "render_presentation",
-    "save_notes", "set_views",
+    "NEW_SET",
+    "add_items",
+    "add_to_lesson_set",
+    "as_refs",
+    "bundle_zip",
+    "create_set",
+    "delete_set",
+    "handout_html",
+    "import_bundle",
+    "lesson_set",
+    "lesson_sets",
+    "move_item",
+    "remove_item",
+    "rename_set",
+    "render_presentation",
+    "save_notes",
+    "set_views",
 ]

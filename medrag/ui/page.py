@@ -127,7 +127,7 @@ def start_page(title: str, icon: str) -> None:
         st.stop()
 
 
-def open_workbench() -> "Workbench":
+def open_workbench() -> Workbench:
     """The shared workbench, its store held open for this run; builds the demo library on first start.
 
     A :class:`MedRAGError` (locked database, bad setting) is shown and stops the page.
@@ -146,7 +146,7 @@ def open_workbench() -> "Workbench":
     return workbench
 
 
-def setup_page(title: str, icon: str) -> "Workbench":
+def setup_page(title: str, icon: str) -> Workbench:
     """:func:`start_page` then :func:`open_workbench`, for pages that need the library at once."""
     start_page(title, icon)
     return open_workbench()

@@ -17,12 +17,18 @@ import pandas as pd
 import streamlit as st
 
 from medrag.analysis import Analysis
-from medrag.records import FINDING_STATUSES
-from medrag.errors import MedRAGError
-from medrag.events import AnalysisFinished, Event, GuardChecked, ReasoningDone, ReasoningToken, StageFailed, StageStarted
-from medrag.records import Neighbour
 from medrag.casenames import SYNTHETIC_MARK, case_caption
-from medrag.records import Case
+from medrag.errors import MedRAGError
+from medrag.events import (
+    AnalysisFinished,
+    Event,
+    GuardChecked,
+    ReasoningDone,
+    ReasoningToken,
+    StageFailed,
+    StageStarted,
+)
+from medrag.records import FINDING_STATUSES, Case, Neighbour
 from medrag.ui import data, images, resources, state
 from medrag.ui.analysis import STAGE_TITLES, stage_line
 from medrag.ui.figures import library_map_figure, scores_bar, votes_frame
@@ -64,8 +70,7 @@ def render_stage_log(analysis: Analysis) -> None:
     costs a fixed 50 ms sleep inside Streamlit, which every widget change would pay seven times.
     """
     for stage in analysis.stages:
-        problem = _stage_state(analysis, stage) == "error"
-        icon = ":material/error:" if problem else ":material/check_circle:"
+        icon = _ICONS[_stage_state(analysis, stage)]
         expanded = stage == "reasoning" or stage in analysis.failures  # a refusal's reason is below the log
         with st.expander(escape_markdown(stage_line(analysis, stage)), expanded=expanded, icon=icon):
             _stage_body(analysis, stage)
@@ -106,8 +111,28 @@ def in_background(events: Iterator[Event]) -> Iterator[Event]:
         yield item  # type: ignore[misc]
 
 
+#: Stage-box icons: running, done, failed or refused.
+_ICONS = {"running": "spinner", "complete": ":material/check_circle:", "error": ":material/error:"}
+
+
+class _StageBox:
+    """One stage's box while the pipeline runs: an expander in a placeholder, redrawn as the stage moves on.
+
+    Not ``st.status``: creating one sleeps 50 ms inside Streamlit, and a run has eight stages (0.4 s of
+    an analysis that itself takes ~0.1 s). A redrawn expander costs nothing and reads the same.
+    """
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.slot = st.empty()
+
+    def draw(self, label: str, state: str, *, expanded: bool) -> Any:
+        """Replace the box with a fresh expander; returns it (a ``with`` block writes into it)."""
+        return self.slot.container().expander(escape_markdown(label), expanded=expanded, icon=_ICONS[state])
+
+
 def run_live(events: Iterator[Event], analysis: Analysis) -> Analysis:
-    """Drain the pipeline into ``analysis`` with one ``st.status`` per stage; reasoning streams token by token.
+    """Drain the pipeline into ``analysis`` with one box per stage; the reasoning streams token by token.
 
     The pipeline runs in a background thread (:func:`in_background`). The reasoning box is fed by
     ``st.write_stream`` over a generator that yields the ReasoningToken texts and stashes the first
@@ -115,7 +140,7 @@ def run_live(events: Iterator[Event], analysis: Analysis) -> Analysis:
     """
     stream = in_background(events)
     held: list[Event] = []
-    boxes: dict[str, Any] = {}
+    boxes: dict[str, _StageBox] = {}
 
     def tokens() -> Iterator[str]:
         # Tokens that arrive within STREAM_FLUSH_S of the last update are sent together: a model's
@@ -143,26 +168,21 @@ def run_live(events: Iterator[Event], analysis: Analysis) -> Analysis:
         analysis.apply(event)
         if isinstance(event, StageStarted):
             title = STAGE_TITLES.get(event.stage, event.stage)
-            boxes[event.stage] = st.status(f"{title}…", expanded=event.stage == "reasoning")
+            box = boxes[event.stage] = _StageBox(event.stage)
+            running = box.draw(f"{title}…", "running", expanded=event.stage == "reasoning")
             if event.stage == "reasoning":
-                with boxes[event.stage]:
+                with running:
                     st.write_stream(tokens())
             continue
         if isinstance(event, AnalysisFinished):
             break
-        box = boxes.get(event.stage)
-        if box is None:
+        found = boxes.get(event.stage)
+        if found is None:
             continue
         problem = isinstance(event, StageFailed) or (isinstance(event, GuardChecked) and not event.verdict.allowed)
         keep_open = isinstance(event, (StageFailed, ReasoningDone))  # a refusal's reason is shown below
-        # Update before writing into the box: leaving a still-running st.status sleeps 50 ms.
-        box.update(
-            label=escape_markdown(stage_line(analysis, event.stage)), state="error" if problem else "complete",
-            expanded=keep_open,
-        )
-        if not isinstance(event, ReasoningDone):
-            with box:
-                _stage_body(analysis, event.stage)
+        with found.draw(stage_line(analysis, event.stage), "error" if problem else "complete", expanded=keep_open):
+            _stage_body(analysis, event.stage)
     return analysis
 
 

@@ -13,47 +13,56 @@ import pandas as pd
 import streamlit as st
 
 from medrag.errors import MedRAGError
+from medrag.teaching.model import QuizMode
 from medrag.teaching.quiz import (
     MAX_QUESTIONS,
     Question,
     QuizPlan,
     QuizSession,
     QuizSource,
-    answers_table,
     make_plan,
-    results_csv,
-    results_table,
     start_session,
 )
+from medrag.teaching.results import answers_table, case_titles, results_csv, results_table
 from medrag.ui import annotate, images
 from medrag.ui.safe import escape_markdown
 from medrag.ui.viewer import PLOTLY_CONFIG
 
 if TYPE_CHECKING:
+    from medrag.store import Store
     from medrag.workbench import Workbench
 
 PLAN = "class_quiz_plan"
 SESSION = "class_quiz_session"
 CURRENT = "class_quiz_current"
 CLICK = "class_quiz_click"
-MODES = {"exam": "Exam: answers revealed at the end", "practice": "Practice: each answer revealed at once, "
-         "and the cases you get wrong come back sooner"}
+MODES = {
+    "exam": "Exam: answers revealed at the end",
+    "practice": "Practice: each answer revealed at once, and the cases you get wrong come back sooner",
+}
 
 
 # ---------------------------------------------------------------------------------------------- reads and writes
+def teaching_tables(workbench: Workbench) -> Store:
+    """The workbench's store, which keeps the teaching tables (a :class:`ConfigError` when it cannot)."""
+    from medrag.teaching.sets import teaching_store
+
+    return teaching_store(workbench.store)
+
+
 def save_answer(workbench: Workbench, answer: Any) -> None:
     """Store one answer."""
-    workbench.store.save_quiz_answers([answer])
+    teaching_tables(workbench).save_quiz_answers([answer])
 
 
 def quiz_names(workbench: Workbench) -> list[str]:
     """Quizzes with stored answers, most recent first."""
-    return workbench.store.quiz_names()
+    return teaching_tables(workbench).quiz_names()
 
 
 def answers_frame(workbench: Workbench, quiz_name: str | None = None) -> pd.DataFrame:
     """Stored answers (all quizzes, or one)."""
-    return workbench.store.quiz_answers_frame(quiz_name=quiz_name)
+    return teaching_tables(workbench).quiz_answers_frame(quiz_name=quiz_name)
 
 
 # ---------------------------------------------------------------------------------------------- set-up
@@ -65,8 +74,13 @@ def render_setup(workbench: Workbench) -> None:
     labels = data.label_counts(workbench)
     datasets = data.dataset_counts(workbench)
     has_real = any(name != "synthetic" for name in datasets)
-    kind = st.radio("Questions from", ["a lesson set", "library labels"], horizontal=True, key="quiz_source_kind",
-                    index=0 if sets else 1)
+    kind = st.radio(
+        "Questions from",
+        ["a lesson set", "library labels"],
+        horizontal=True,
+        key="quiz_source_kind",
+        index=0 if sets else 1,
+    )
     ordered = False
     if kind == "a lesson set":
         if not sets:
@@ -84,14 +98,24 @@ def render_setup(workbench: Workbench) -> None:
         source = QuizSource(labels=tuple(chosen), dataset=None if dataset == "all" else dataset, real_only=real_only)
     left, mid, right = st.columns(3)
     n = int(left.number_input("Questions", 1, MAX_QUESTIONS, 10, key="quiz_n"))
-    n_locate = int(mid.number_input('"Where is it?" questions', 0, MAX_QUESTIONS, 1, key="quiz_n_locate",
-                                    help="Click-on-the-image questions, for cases with a known region: NIH expert "
-                                    "boxes, phantom findings, or a box you drew on the Lessons page."))
-    mode = right.radio("Mode", list(MODES), format_func=lambda m: m.capitalize(), key="quiz_mode", horizontal=True)
+    n_locate = int(
+        mid.number_input(
+            '"Where is it?" questions',
+            0,
+            MAX_QUESTIONS,
+            1,
+            key="quiz_n_locate",
+            help="Click-on-the-image questions, for cases with a known region: NIH expert "
+            "boxes, phantom findings, or a box you drew on the Lessons page.",
+        )
+    )
+    picked = right.radio("Mode", list(MODES), format_func=lambda m: m.capitalize(), key="quiz_mode", horizontal=True)
+    mode: QuizMode = "practice" if picked == "practice" else "exam"
     st.caption(MODES[mode])
     if st.button("Create the quiz", type="primary", key="quiz_create"):
         try:
-            plan = make_plan(workbench.store, source, mode=mode, n=n, n_locate=min(n_locate, n), ordered=ordered)
+            store = teaching_tables(workbench)
+            plan = make_plan(store, source, mode=mode, n=n, n_locate=min(n_locate, n), ordered=ordered)
         except MedRAGError as exc:
             st.error(escape_markdown(str(exc)))
             return
@@ -109,7 +133,7 @@ def render_learner_start(workbench: Workbench, plan: QuizPlan) -> None:
         start = st.form_submit_button("Start", type="primary", key="quiz_start")
     if start:
         try:
-            session = start_session(workbench.store, plan, name)
+            session = start_session(teaching_tables(workbench), plan, name)
         except MedRAGError as exc:
             st.error(escape_markdown(str(exc)))
             return
@@ -130,10 +154,18 @@ def _figure(question: Question, *, clickable: bool, reveal: bool, click: tuple[f
     return annotate.annotated_figure(pixels, regions=regions, clickable=clickable, drag="pan", marker=click, height=600)
 
 
-def _answer(workbench: Workbench, session: QuizSession, number: int, *, label: str | None = None,
-            click: tuple[float, float] | None = None) -> None:
+def _answer(
+    workbench: Workbench,
+    session: QuizSession,
+    number: int,
+    *,
+    label: str | None = None,
+    click: tuple[float, float] | None = None,
+) -> None:
     try:
-        record = session.answer_click(number, *click) if click is not None else session.answer_label(number, label or "")
+        record = (
+            session.answer_click(number, *click) if click is not None else session.answer_label(number, label or "")
+        )
     except MedRAGError as exc:
         st.error(escape_markdown(str(exc)))
         return
@@ -151,7 +183,9 @@ def _reveal(session: QuizSession, question: Question) -> None:
     elif question.kind == "locate":
         st.error(f"Not there: the {escape_markdown(question.truth)} is inside the green outline.")
     else:
-        st.error(f"Not quite: the label is {escape_markdown(question.truth)} (you chose {escape_markdown(answer.answer)}).")
+        st.error(
+            f"Not quite: the label is {escape_markdown(question.truth)} (you chose {escape_markdown(answer.answer)})."
+        )
     st.caption(escape_markdown(question.title))
     if question.note:
         st.markdown("**Teaching note**")
@@ -164,28 +198,39 @@ def render_question(workbench: Workbench, session: QuizSession) -> None:
     question = session.question(number)
     answered = number in session.answers
     reveal = session.can_reveal(number)
-    st.markdown(f"**Question {number} of {len(session.questions)}** · {escape_markdown(session.learner)} · "
-                f"{session.mode} · {escape_markdown(session.quiz_name)}")
+    st.markdown(
+        f"**Question {number} of {len(session.questions)}** · {escape_markdown(session.learner)} · "
+        f"{session.mode} · {escape_markdown(session.quiz_name)}"
+    )
     st.subheader(question.prompt, anchor=False)
     pending = st.session_state.get(CLICK)
     stored = session.answers[number].click if answered else None
     picture, side = st.columns([3, 2], gap="large")
     with picture:
         if question.kind == "locate" and not answered:
-            event = st.plotly_chart(_figure(question, clickable=True, reveal=False, click=pending),
-                                    config=annotate.SELECT_CONFIG, on_select="rerun", selection_mode="points",
-                                    key=f"quiz_click_{session.session_id}_{number}")
+            event = st.plotly_chart(
+                _figure(question, clickable=True, reveal=False, click=pending),
+                config=annotate.SELECT_CONFIG,
+                on_select="rerun",
+                selection_mode="points",
+                key=f"quiz_click_{session.session_id}_{number}",
+            )
             clicked = annotate.read_click(event)
             if clicked is not None and clicked != pending:
                 st.session_state[CLICK] = clicked
                 st.rerun()
         else:
-            st.plotly_chart(_figure(question, clickable=False, reveal=reveal, click=stored), config=PLOTLY_CONFIG,
-                            key=f"quiz_image_{session.session_id}_{number}")
+            st.plotly_chart(
+                _figure(question, clickable=False, reveal=reveal, click=stored),
+                config=PLOTLY_CONFIG,
+                key=f"quiz_image_{session.session_id}_{number}",
+            )
     with side:
         if not answered:
             if question.kind == "label":
-                choice = st.radio("Your answer", question.choices, index=None, key=f"quiz_choice_{session.session_id}_{number}")
+                choice = st.radio(
+                    "Your answer", question.choices, index=None, key=f"quiz_choice_{session.session_id}_{number}"
+                )
                 if st.button("Submit answer", type="primary", key="quiz_submit", disabled=choice is None):
                     _answer(workbench, session, number, label=choice)
             else:
@@ -196,8 +241,12 @@ def render_question(workbench: Workbench, session: QuizSession) -> None:
                     _answer(workbench, session, number, click=pending)
                 with st.expander("Or type the position (pixels from the top-left corner)"):
                     side_px = question.image_side or 1024.0
-                    x = st.number_input("x (column)", 0.0, side_px, side_px / 2, 1.0, key=f"quiz_x_{session.session_id}_{number}")
-                    y = st.number_input("y (row)", 0.0, side_px, side_px / 2, 1.0, key=f"quiz_y_{session.session_id}_{number}")
+                    x = st.number_input(
+                        "x (column)", 0.0, side_px, side_px / 2, 1.0, key=f"quiz_x_{session.session_id}_{number}"
+                    )
+                    y = st.number_input(
+                        "y (row)", 0.0, side_px, side_px / 2, 1.0, key=f"quiz_y_{session.session_id}_{number}"
+                    )
                     if st.button("Submit typed position", key="quiz_submit_typed"):
                         _answer(workbench, session, number, click=(float(x), float(y)))
         elif reveal:
@@ -221,15 +270,25 @@ def render_summary(workbench: Workbench, session: QuizSession) -> None:
     rows = []
     for q in session.questions:
         a = session.answers.get(q.number)
-        rows.append({"question": q.number, "kind": "where is it?" if q.kind == "locate" else "label",
-                     "right answer": q.truth, "your answer": a.answer if a else "", "right": bool(a and a.correct),
-                     "case": q.title})
+        rows.append(
+            {
+                "question": q.number,
+                "kind": "where is it?" if q.kind == "locate" else "label",
+                "right answer": q.truth,
+                "your answer": a.answer if a else "",
+                "right": bool(a and a.correct),
+                "case": q.title,
+            }
+        )
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="quiz_summary_table")
     for q in session.questions:
         a = session.answers.get(q.number)
         with st.expander(f"Question {q.number}: {q.truth} — {'right' if a and a.correct else 'wrong'}"):
-            st.plotly_chart(_figure(q, clickable=False, reveal=True, click=a.click if a else None),
-                            config=PLOTLY_CONFIG, key=f"quiz_end_{session.session_id}_{q.number}")
+            st.plotly_chart(
+                _figure(q, clickable=False, reveal=True, click=a.click if a else None),
+                config=PLOTLY_CONFIG,
+                key=f"quiz_end_{session.session_id}_{q.number}",
+            )
             st.caption(escape_markdown(q.title))
             if q.note:
                 st.text(q.note)
@@ -272,17 +331,39 @@ def render_results(workbench: Workbench) -> None:
     frame = answers_frame(workbench, None if chosen == "all quizzes" else chosen)
     table = results_table(frame)
     st.dataframe(table, hide_index=True, width="stretch", key="quiz_results_table")
-    answers = answers_table(frame)
+    answers = answers_table(frame, case_titles(teaching_tables(workbench), frame))
     left, right = st.columns(2)
-    left.download_button("Download results (CSV)", results_csv(table), file_name="medrag-quiz-results.csv",
-                         mime="text/csv", key="quiz_results_csv", type="primary")
-    right.download_button("Download every answer (CSV)", results_csv(answers), file_name="medrag-quiz-answers.csv",
-                          mime="text/csv", key="quiz_answers_csv")
+    left.download_button(
+        "Download results (CSV)",
+        results_csv(table),
+        file_name="medrag-quiz-results.csv",
+        mime="text/csv",
+        key="quiz_results_csv",
+        type="primary",
+    )
+    right.download_button(
+        "Download every answer (CSV)",
+        results_csv(answers),
+        file_name="medrag-quiz-answers.csv",
+        mime="text/csv",
+        key="quiz_answers_csv",
+    )
     with st.expander(f"Every answer ({len(answers)})"):
         st.dataframe(answers, hide_index=True, width="stretch", key="quiz_answers_table")
 
 
 __all__ = [
-    "CLICK", "CURRENT", "PLAN", "SESSION", "answers_frame", "quiz_names", "render_learner_start", "render_question",
-    "render_results", "render_run", "render_setup", "render_summary", "save_answer",
+    "CLICK",
+    "CURRENT",
+    "PLAN",
+    "SESSION",
+    "answers_frame",
+    "quiz_names",
+    "render_learner_start",
+    "render_question",
+    "render_results",
+    "render_run",
+    "render_setup",
+    "render_summary",
+    "save_answer",
 ]

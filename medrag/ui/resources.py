@@ -35,8 +35,8 @@ log = logging.getLogger("medrag.ui")
 WARM_UP_DELAY_S = 1.0
 
 # Timers and leases to stop at exit, so no daemon thread wakes up in a half-finalised interpreter.
-_TIMERS: "weakref.WeakSet[threading.Timer]" = weakref.WeakSet()
-_LEASES: "weakref.WeakSet[StoreLease]" = weakref.WeakSet()
+_TIMERS: weakref.WeakSet[threading.Timer] = weakref.WeakSet()
+_LEASES: weakref.WeakSet[StoreLease] = weakref.WeakSet()
 _WARMED: set[str] = set()
 _WARM_LOCK = threading.Lock()
 
@@ -168,6 +168,9 @@ def _warm(workbench: Workbench) -> None:
         workbench.index("image")
         workbench.library_map()
         workbench.text_encoder.embed_text(["chest x-ray"])  # MiniLM loads on first use (~5 s)
+        from medrag.guard import check_text
+
+        check_text("Is there a pleural effusion?", workbench.text_encoder)  # embeds the guard's prototypes once
         _text_in_background(workbench)  # the reports' vectors, so the first text question does not wait
     except MedRAGError:
         pass  # the page that needs the backend shows the error when it asks
@@ -195,6 +198,8 @@ def _text_in_background(workbench: Workbench) -> None:
         return  # one build at a time; the next page run looks again
     try:
         _build_text_index(workbench)
+        # The first result after an import would otherwise wait for the grown library's map (a PCA).
+        workbench.library_map()
     except MedRAGError:
         pass  # a text question shows the error when it asks
     except Exception as exc:  # noqa: BLE001 - e.g. the interpreter shutting down; the next page run retries

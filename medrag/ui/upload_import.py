@@ -70,14 +70,20 @@ def _rewrite_csv(data: bytes, folder: Path, by_name: dict[str, str]) -> str:
     for row in reader:
         given = (row.get(column) or "").strip()
         safe = safe_name(given)
-        if (safe is None or not folder.joinpath(*safe.parts).is_file()) and Path(given.replace("\\", "/")).name in by_name:
+        if (safe is None or not folder.joinpath(*safe.parts).is_file()) and Path(
+            given.replace("\\", "/")
+        ).name in by_name:
             row[column] = by_name[Path(given.replace("\\", "/")).name]
         writer.writerow(row)
     return out.getvalue()
 
 
-def stage_uploads(files: Sequence[tuple[str, bytes]], labels: tuple[str, bytes] | None, data_dir: Path,
-                  on_file: Callable[[int, int], None] | None = None) -> StagedUpload:
+def stage_uploads(
+    files: Sequence[tuple[str, bytes]],
+    labels: tuple[str, bytes] | None,
+    data_dir: Path,
+    on_file: Callable[[int, int], None] | None = None,
+) -> StagedUpload:
     """Write uploaded images and zips (unpacked) to a new import folder; place the labels CSV beside them."""
     folder = new_import_folder(data_dir)
     staged = StagedUpload(folder)
@@ -101,8 +107,11 @@ def stage_uploads(files: Sequence[tuple[str, bytes]], labels: tuple[str, bytes] 
         if on_file is not None:
             on_file(done, len(files))
     if labels is not None:
-        by_name = {p.name: p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES}
+        by_name = {
+            p.name: p.relative_to(folder).as_posix()
+            for p in folder.rglob("*")
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        }
         staged.labels_csv = folder / "labels.csv"
         atomic_write_text(staged.labels_csv, _rewrite_csv(labels[1], folder, by_name), durable=False)
     elif len(csv_in_zip) == 1:
@@ -115,19 +124,25 @@ def render_upload_import(workbench: Workbench, key: str = "upload_import") -> No
     """The Library page's browser import: files or a zip, an optional labels CSV, Import with progress."""
     from medrag.ui import data, state
 
-    st.markdown("**Upload from this browser**: a zip of a folder, or several images; add a labels CSV to name "
-                "their labels (columns such as `image`, `label`, `report`).")
+    st.markdown(
+        "**Upload from this browser**: a zip of a folder, or several images; add a labels CSV to name "
+        "their labels (columns such as `image`, `label`, `report`)."
+    )
     files = st.file_uploader("Images or a zip", type=UPLOAD_TYPES, accept_multiple_files=True, key=f"{key}_files")
     labels = st.file_uploader("Labels CSV (optional)", type=["csv"], key=f"{key}_csv")
     if not st.button("Import the uploads", type="primary", key=f"{key}_run", disabled=not files):
         return
     bar = st.progress(0.0, text="Saving the uploads…")
+
+    def on_file(done: int, total: int) -> None:
+        bar.progress(0.2 * done / max(total, 1), text=f"Saved {done} / {total} files")
+
     try:
         staged = stage_uploads(
             [(f.name, f.getvalue()) for f in files or []],
             (labels.name, labels.getvalue()) if labels is not None else None,
             workbench.settings.data_dir,
-            on_file=lambda done, total: bar.progress(0.2 * done / max(total, 1), text=f"Saved {done} / {total} files"),
+            on_file=on_file,
         )
         if staged.images == 0:
             raise InputError("No image among the uploads (PNG, JPEG, DICOM or a zip of them); nothing to import.")

@@ -38,9 +38,9 @@ class ProviderSpec:
     name: str
     #: The variable that holds the key (named in the "web search off" status).
     key_variable: str
-    api_key: Callable[["Settings"], str | None]
+    api_key: Callable[[Settings], str | None]
     #: Called only when ``api_key(settings)`` is set.
-    build: Callable[["Settings"], WebSearchProvider]
+    build: Callable[[Settings], WebSearchProvider]
     #: Lower ranks are tried first when ``web_provider="auto"``.
     auto_rank: int = 100
 
@@ -55,7 +55,7 @@ def register_provider(spec: ProviderSpec) -> None:
     registry.register(spec.name, spec)
 
 
-def build_provider(settings: "Settings") -> WebSearchProvider | None:
+def build_provider(settings: Settings) -> WebSearchProvider | None:
     """The configured provider, or None when web search is off or has no key.
 
     ``web_provider="auto"`` picks the first provider (by ``auto_rank``: SerpAPI, then Tavily) whose key is
@@ -71,7 +71,7 @@ def build_provider(settings: "Settings") -> WebSearchProvider | None:
     return None
 
 
-def off_status(settings: "Settings") -> str:
+def off_status(settings: Settings) -> str:
     """Why :func:`build_provider` gave no provider, as the one-line status the UI shows."""
     if settings.web_provider == "off":
         return "web search off (MEDRAG_WEB=off)"

@@ -23,7 +23,7 @@ def _status(count: int, provider: str, cached: bool, note: str = "") -> str:
 
 
 def search_references(
-    query: str, settings: "Settings", cache: WebCache | None = None
+    query: str, settings: Settings, cache: WebCache | None = None
 ) -> tuple[list[WebResult], str]:
     """Trusted references for ``query`` and a one-line status for the UI.
 

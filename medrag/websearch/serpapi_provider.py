@@ -127,11 +127,11 @@ class SerpApiProvider:
         return data
 
 
-def _api_key(settings: "Settings") -> str | None:
+def _api_key(settings: Settings) -> str | None:
     return settings.serpapi_api_key
 
 
-def _build(settings: "Settings") -> SerpApiProvider:
+def _build(settings: Settings) -> SerpApiProvider:
     return SerpApiProvider(settings.serpapi_api_key or "", allowlist=settings.allowlist, base_url=settings.serpapi_base_url)
 
 

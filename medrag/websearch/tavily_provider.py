@@ -118,11 +118,11 @@ class TavilyProvider:
         return found
 
 
-def _api_key(settings: "Settings") -> str | None:
+def _api_key(settings: Settings) -> str | None:
     return settings.tavily_api_key
 
 
-def _build(settings: "Settings") -> TavilyProvider:
+def _build(settings: Settings) -> TavilyProvider:
     return TavilyProvider(settings.tavily_api_key or "", allowlist=settings.allowlist, base_url=settings.tavily_base_url)
 
 

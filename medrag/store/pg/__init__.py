@@ -23,3 +23,6 @@ __all__ = ["SCHEMA_VERSION", "PgDatabase", "PgStore", "describe_url", "is_databa
 
 class PgStore(PgLibrary, PgHistory):
     """Cases, embeddings, analyses (history) and the web cache in one PostgreSQL database."""
+
+    #: several processes write it: each one's FAISS cache asks it (throttled) whether vectors changed
+    shared = True
