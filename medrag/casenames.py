@@ -119,7 +119,7 @@ def case_caption(case: Case, limit: int = 160) -> str:
     return report if len(report) <= limit else report[: max(limit - 1, 0)].rstrip() + "…"
 
 
-def case_from_row(row: Mapping[str, Any]) -> Case:
+def case_from_row(row: Mapping[Any, Any]) -> Case:
     """A :class:`Case` from a row of ``Store.cases_frame()`` (whose ``extra`` is JSON text)."""
     def cell(name: str) -> str:
         value = row.get(name)

@@ -12,7 +12,8 @@ import re
 
 from medrag.records import FINDINGS, FindingStatus, Summary
 
-_QUESTION_LINE = re.compile(r"^\s*Question:.*$", re.MULTILINE)
+# The restated question and quotes of similar cases' reports say nothing about this image.
+_QUESTION_LINE = re.compile(r"^\s*(?:Question:|Similar case \d|Case \d+ \([\d.]+\) report:).*$", re.MULTILINE)
 _IMPRESSION = re.compile(r"\**\s*impression\s*[.:]?\s*\**\s*[:.]?", re.IGNORECASE)
 _ABNORMAL_SKIP = ("no finding", "support devices")
 

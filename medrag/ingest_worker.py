@@ -7,14 +7,15 @@ about 0.25 s of CPU to every worker's start on a 2-core machine.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeGuard
 
 import numpy as np
 
 from medrag.config import Settings
-from medrag.errors import MedRAGError
+from medrag.errors import LibraryError, MedRAGError
 from medrag.records import Case
 
 
@@ -34,6 +35,14 @@ class IngestItem:
     extra: dict[str, Any] = field(default_factory=dict)
     size: int = 0
     mtime_ns: int = 0
+
+    def content(self) -> Path | bytes:
+        """The file to decode, else the bytes given in its place."""
+        if self.path is not None:
+            return self.path
+        if self.data is not None:
+            return self.data
+        raise LibraryError(f"{self.source_key}: the import gave neither a file nor its bytes; re-run the import.")
 
 
 @dataclass
@@ -60,7 +69,24 @@ def import_encoder(settings: Settings) -> Any:
     return build_encoder(settings.image_encoder, settings)
 
 
-def is_two_stage(encoder: Any) -> bool:
+class TwoStageEncoder(Protocol):
+    """An encoder whose costly ``features`` need no fit and whose cheap ``project`` is fitted on the library."""
+
+    @property
+    def is_fitted(self) -> bool:
+        """Whether :meth:`project` is fitted yet."""
+        ...
+
+    def features(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """Unfitted features of ``images``, one row each."""
+        ...
+
+    def project(self, features: np.ndarray) -> np.ndarray:
+        """The library vectors of rows made by :meth:`features`."""
+        ...
+
+
+def is_two_stage(encoder: Any) -> TypeGuard[TwoStageEncoder]:
     """Encoders with ``features`` + ``project`` let workers do the costly part before any fit."""
     return encoder is not None and hasattr(encoder, "features") and hasattr(encoder, "project")
 
@@ -77,7 +103,7 @@ def prepare(item: IngestItem) -> PreparedImage:
 
     settings: Settings = _WORKER["settings"]
     try:
-        image = load_image(item.path if item.path is not None else item.data, name=item.source_key)
+        image = load_image(item.content(), name=item.source_key)
         thumb = save_thumbnail(image, settings.thumbs_dir)
         image_path = str(item.path) if item.path is not None else str(store_original(settings, image))
         meta = {k: image.meta[k] for k in ("format", "bit_depth", "converted_from_rgb", "warnings") if k in image.meta}

@@ -21,7 +21,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,7 +29,9 @@ from medrag.config import Settings
 from medrag.errors import LibraryError, MedRAGError
 from medrag.imaging.dicom import looks_like_dicom
 from medrag.ingest_worker import IngestItem, PreparedImage, import_encoder, init_worker, is_two_stage, prepare
-from medrag.store import Store
+
+if TYPE_CHECKING:
+    from medrag.store.factory import AnyStore
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".tif", ".tiff", ".bmp"})
 _IMAGE_COLUMNS = ("image", "path", "file", "filename", "image_path")
@@ -220,7 +222,8 @@ def iter_labelled_folder(folder: Path, csv_path: Path, report: IngestReport) -> 
             continue
         extra = {k: v for k, v in row.items() if k not in _KNOWN_COLUMNS and k not in _IMAGE_COLUMNS and v}
         extra["source_file"] = relative
-        label = _pick(row, _LABEL_COLUMNS) or (Path(relative).parts[0] if len(Path(relative).parts) > 1 else "unlabelled")
+        parts = Path(relative).parts
+        label = _pick(row, _LABEL_COLUMNS) or (parts[0] if len(parts) > 1 else "unlabelled")
         yield _file_item(
             path,
             resolved=True,
@@ -386,7 +389,7 @@ def _label_text(value: Any) -> str:
 def ingest_items(
     items: Iterable[IngestItem],
     settings: Settings,
-    store: Store,
+    store: AnyStore,
     report: IngestReport,
     *,
     encoder: Any = None,
@@ -463,7 +466,9 @@ def _is_weight_free(encoder: Any) -> bool:
         return False
 
 
-def _fit_and_store(encoder: Any, pending: list[tuple[str, np.ndarray]], settings: Settings, store: Store, report: IngestReport) -> None:
+def _fit_and_store(
+    encoder: Any, pending: list[tuple[str, np.ndarray]], settings: Settings, store: AnyStore, report: IngestReport
+) -> None:
     from medrag.engine.vectors import fit_encoder
 
     features = np.stack([f for _, f in pending])
@@ -485,7 +490,9 @@ def _prepared_stream(
     context = _worker_context()
     received = 0
     try:
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker, initargs=(settings, embed)) as pool:
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=init_worker, initargs=(settings, embed)
+        ) as pool:
             for prepared in pool.map(prepare, todo, chunksize=_CHUNK):
                 received += 1
                 yield prepared
@@ -518,7 +525,11 @@ def _worker_context() -> Any:
 
 
 def _write_batch(
-    batch: list[PreparedImage], encoder: Any, store: Store, report: IngestReport, pending: list[tuple[str, np.ndarray]]
+    batch: list[PreparedImage],
+    encoder: Any,
+    store: AnyStore,
+    report: IngestReport,
+    pending: list[tuple[str, np.ndarray]],
 ) -> None:
     cases, sizes, sources, ids, vectors = [], [], [], [], []
     in_batch: set[str] = set()
@@ -538,7 +549,7 @@ def _write_batch(
             vectors.append(prepared.vector)
     with store.session():  # one opening of the file for the look-up and the insert
         existing = store.existing_case_ids(c.case_id for c in cases)
-        new_cases = [(c, s) for c, s in zip(cases, sizes) if c.case_id not in existing]
+        new_cases = [(c, s) for c, s in zip(cases, sizes, strict=True) if c.case_id not in existing]
         report.duplicates += len(batch) - len([p for p in batch if p.case is None]) - len(new_cases)
         new_ids = {c.case_id for c, _ in new_cases}
         keep = [i for i, cid in enumerate(ids) if cid in new_ids]
@@ -547,7 +558,7 @@ def _write_batch(
             matrix = np.stack([vectors[i] for i in keep])
             kept_ids = [ids[i] for i in keep]
             if is_two_stage(encoder) and not encoder.is_fitted:
-                pending.extend(zip(kept_ids, matrix))
+                pending.extend(zip(kept_ids, matrix, strict=True))
             else:
                 if is_two_stage(encoder):
                     matrix = encoder.project(matrix)
@@ -561,7 +572,7 @@ def _write_batch(
 def ingest_path(
     source: Path,
     settings: Settings,
-    store: Store,
+    store: AnyStore,
     *,
     labels_csv: Path | None = None,
     images_dir: Path | None = None,

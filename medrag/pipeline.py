@@ -203,7 +203,8 @@ def analyze(
     # ---- reasoning
     yield emit(StageStarted(stage="reasoning"))
     request = ReasoningRequest(
-        image=image, question=question, neighbours=tuple(neighbours), measurements=dict(record.measurements)
+        image=image, question=question, neighbours=tuple(neighbours), measurements=dict(record.measurements),
+        reading=record.reading,
     )
     pieces: list[str] = []
     with _StageRun("reasoning") as run:

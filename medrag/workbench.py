@@ -24,18 +24,18 @@ from medrag.library import IngestReport, ingest_path
 from medrag.reading.base import ImageReading
 from medrag.reasoners import Reasoner, Summariser
 from medrag.records import CXRImage, Neighbour
-from medrag.store import Store
 from medrag.store.factory import open_store
 
 if TYPE_CHECKING:
     from medrag.analysis import Analysis
     from medrag.engine.thumbnails import ThumbnailReport
+    from medrag.store.factory import AnyStore
 
 
 class Workbench:
     """Store + backends + vectors + search for one data folder."""
 
-    def __init__(self, settings: Settings | None = None, store: Store | None = None) -> None:
+    def __init__(self, settings: Settings | None = None, store: AnyStore | None = None) -> None:
         self.settings = settings or load_settings()
         # The store first: it refuses to re-create a data folder this process used that has since moved away.
         self.store = store or open_store(self.settings)
@@ -81,7 +81,7 @@ class Workbench:
         return str(image_encoder.name if hasattr(image_encoder, "embed_text") else self.backends.text_encoder.name)
 
     @property
-    def web_cache(self) -> Store:
+    def web_cache(self) -> AnyStore:
         """The store doubles as the web-result cache."""
         return self.store
 

@@ -52,7 +52,7 @@ if browse_tab.open:  # only the open tab runs
             "view": [c.view for c in cases],
             "report": [case_caption(c, 160) for c in cases],
         }, columns=["case_id", "case", "label", "dataset", "view", "report"])
-        titles = dict(zip(shown["case_id"], shown["case"]))
+        titles = dict(zip(shown["case_id"], shown["case"], strict=True))
         # The table's key follows the filters: a row picked in one result must not outlive it (a stale
         # row number would point past the end of a shorter result, or at another case).
         filters = hashlib.sha1(repr((label, dataset, text.strip())).encode("utf-8")).hexdigest()[:12]

@@ -45,8 +45,7 @@ label_filter = label_col.multiselect("Labels", data.history_values(workbench, "l
 backend_filter = backend_col.multiselect(
     "Reasoning backends", data.history_values(workbench, "reasoner_backend", query), key="history_backends"
 )
-filters = {"search": query, "labels": label_filter, "backends": backend_filter}
-total = data.count_history(workbench, **filters)
+total = data.count_history(workbench, search=query, labels=label_filter, backends=backend_filter)
 pages = max(1, math.ceil(total / PAGE_ROWS))
 page_no = min(int(st.session_state[state.HISTORY_PAGE]), pages - 1)
 if pages > 1:
@@ -55,7 +54,9 @@ if pages > 1:
         key=f"history_page_{pages}",
     )) - 1
 st.session_state[state.HISTORY_PAGE] = page_no
-table = history_table(data.history_page(workbench, offset=page_no * PAGE_ROWS, limit=PAGE_ROWS, **filters))
+table = history_table(data.history_page(
+    workbench, offset=page_no * PAGE_ROWS, limit=PAGE_ROWS, search=query, labels=label_filter, backends=backend_filter,
+))
 st.caption(f"{total:,} matching analyses" + (f" · page {page_no + 1:,} of {pages:,}" if pages > 1 else ""))
 
 # The table's key follows what it lists, so a row picked on one page or search cannot outlive it.

@@ -65,12 +65,12 @@ if compare_tab.open:  # only the open tab runs
                             key="compare_figure")
             st.caption("Zoom or pan one image and the others follow; window/level applies to all.")
             add_to_lesson_set(workbench, chosen, key="compare", label="Add these cases to a lesson set")
-            for column, cid in zip(st.columns(len(chosen)), chosen):
+            for column, cid in zip(st.columns(len(chosen)), chosen, strict=True):
                 with column:
-                    case = cases[cid]
-                    st.markdown(f"**{escape_markdown(case.label)}**")
-                    st.caption(escape_markdown(case_title(case)))
-                    st.text(case_caption(case, 400))
+                    shown = cases[cid]
+                    st.markdown(f"**{escape_markdown(shown.label)}**")
+                    st.caption(escape_markdown(case_title(shown)))
+                    st.text(case_caption(shown, 400))
 
 
 # ---------------------------------------------------------------------------------------------- quiz

@@ -306,7 +306,8 @@ def dicom_no_pixels() -> bytes:
 
 def dicom_jpegls_no_decoder() -> bytes:
     """A DICOM with JPEG-LS compressed pixels (pydicom has no JPEG-LS decoder without plugins)."""
-    return dicom_bytes(transfer_syntax="1.2.840.10008.1.2.4.80", encapsulated=b"\xff\xd8\xff\xf7" + b"\x00" * 64 + b"\xff\xd9")
+    frame = b"\xff\xd8\xff\xf7" + b"\x00" * 64 + b"\xff\xd9"
+    return dicom_bytes(transfer_syntax="1.2.840.10008.1.2.4.80", encapsulated=frame)
 
 
 def dicom_wrong_vr_rows() -> bytes:
@@ -321,7 +322,9 @@ def dicom_wrong_vr_rows() -> bytes:
 
 def dicom_wrong_vr_text() -> bytes:
     """A DICOM whose PatientAge (AS) and WindowCenter (DS) hold the wrong kind of value."""
-    return dicom_bytes(raw_elements=[(0x00101010, "US", 45), (0x00281050, "LO", "not-a-number"), (0x00281051, "LO", "wide")])
+    return dicom_bytes(
+        raw_elements=[(0x00101010, "US", 45), (0x00281050, "LO", "not-a-number"), (0x00281051, "LO", "wide")]
+    )
 
 
 def dicom_truncated() -> bytes:

@@ -251,7 +251,9 @@ def _make_handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
 
 def sse(*events: Any, done: bool = True) -> list[str]:
     """Server-sent-event chunks: each event dict becomes ``data: <json>\\n\\n``; ``[DONE]`` last."""
-    chunks = [f"data: {jsonlib.dumps(event, ensure_ascii=False)}\n\n" if not isinstance(event, str) else event for event in events]
+    chunks = [
+        event if isinstance(event, str) else f"data: {jsonlib.dumps(event, ensure_ascii=False)}\n\n" for event in events
+    ]
     if done:
         chunks.append("data: [DONE]\n\n")
     return chunks

@@ -104,6 +104,10 @@ def _texts(at: AppTest) -> list[str]:
     return found
 
 
+def at_captions(at: AppTest) -> list[str]:
+    return [_plain(c.value) for c in at.caption]
+
+
 def _case_label(mixed: Path, case_id: str) -> str:
     from medrag.store import Store
 
@@ -272,16 +276,12 @@ def test_switching_the_input_hides_the_previous_result(mixed: Path) -> None:
     assert any(t.startswith("Reasoning by") for t in _texts(at))
 
 
-def at_captions(at: AppTest) -> list[str]:
-    return [_plain(c.value) for c in at.caption]
-
-
 def test_cards_show_reports_or_facts_and_the_map_marks_real_and_synthetic(mixed: Path) -> None:
     at = _app("pages/1_Analyze.py")
     _upload_and_run(at)
     assert not any("(no report)" in t for t in _texts(at))
     last = at.session_state["last_result"]
-    cards = [t for t in (e.value for e in at.text) if t.startswith("No report · fine label:") or t.startswith("FINDINGS")]
+    cards = [t for t in (e.value for e in at.text) if t.startswith(("No report · fine label:", "FINDINGS"))]
     assert len(cards) >= len(last.neighbours)
     assert at.toggle(key="analyze_map_real") is not None  # the map's "real cases only" switch
 
@@ -360,7 +360,8 @@ def test_history_pages_through_the_analyses(mixed: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- plots
 def _neighbours(scores: list[float], labels: list[str]) -> list[Neighbour]:
-    return [Neighbour(case_id=f"c{i}", score=s, rank=i + 1, label=label) for i, (s, label) in enumerate(zip(scores, labels))]
+    pairs = enumerate(zip(scores, labels, strict=True))
+    return [Neighbour(case_id=f"c{i}", score=s, rank=i + 1, label=label) for i, (s, label) in pairs]
 
 
 def test_scores_bar_zooms_to_the_scores_and_says_so() -> None:
@@ -384,9 +385,11 @@ def test_one_colour_per_label_in_every_chart() -> None:
     })
     fig = library_map_figure(frame)
     by_name = {t.name: t for t in fig.data}
-    assert by_name["pneumonia"].marker.color == label_colour("pneumonia") == by_name["pneumonia (synthetic)"].marker.color
+    pneumonia = label_colour("pneumonia")
+    assert by_name["pneumonia"].marker.color == pneumonia == by_name["pneumonia (synthetic)"].marker.color
     assert by_name["pneumonia"].marker.symbol != by_name["pneumonia (synthetic)"].marker.symbol
-    history = pd.DataFrame({"created_at": pd.to_datetime(["2026-01-01", "2026-01-02"]), "label": ["normal", "pneumonia"]})
+    days = pd.to_datetime(["2026-01-01", "2026-01-02"])
+    history = pd.DataFrame({"created_at": days, "label": ["normal", "pneumonia"]})
     over_time = {t.name: t.marker.color for t in labels_over_time(history).data}
     assert over_time == {"normal": label_colour("normal"), "pneumonia": label_colour("pneumonia")}
     # The three labels of the real images are far apart (not three pinks).

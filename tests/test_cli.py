@@ -38,10 +38,10 @@ def test_analyze_streams_and_saves(data_dir: Path, capsys: pytest.CaptureFixture
 def test_search_by_text_label_and_image(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     assert main(["--data-dir", str(data_dir), "search", "--text", "enlarged heart", "--k", "3"]) == 0
-    assert len([l for l in capsys.readouterr().out.splitlines() if l.strip().startswith("#")]) == 3
+    assert len([row for row in capsys.readouterr().out.splitlines() if row.strip().startswith("#")]) == 3
     assert main(["--data-dir", str(data_dir), "search", "--label", "normal", "--k", "4"]) == 0
-    lines = [l for l in capsys.readouterr().out.splitlines() if l.strip().startswith("#")]
-    assert len(lines) == 4 and all(" normal " in l for l in lines)
+    lines = [row for row in capsys.readouterr().out.splitlines() if row.strip().startswith("#")]
+    assert len(lines) == 4 and all(" normal " in row for row in lines)
     assert main(["--data-dir", str(data_dir), "search", "--image", str(_demo_image(data_dir))]) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert "1.000" in first  # the image itself is in the library

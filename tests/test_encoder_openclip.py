@@ -137,8 +137,11 @@ def test_biomedclip_imported(tiny_clip: Path, settings: Settings) -> None:
     assert enc.model_dir == settings.models_dir / "hf" / "biomedclip"  # type: ignore[attr-defined]
 
 
-def test_openclip_model_and_device_from_settings(tiny_clip: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Settings.openclip_model names the model (MEDRAG_OPENCLIP_MODEL through load_settings); device follows Settings."""
+def test_openclip_model_and_device_from_settings(
+    tiny_clip: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Settings.openclip_model names the model (MEDRAG_OPENCLIP_MODEL through load_settings); device follows
+    Settings."""
     from medrag.config import load_settings
 
     monkeypatch.delenv(oc.OPENCLIP_ENV, raising=False)

@@ -113,7 +113,10 @@ def test_mesh_mapping() -> None:
     assert truth("Calcified Granuloma/lung") == set()
     assert truth("Pulmonary Congestion/mild") == {"edema"}
     # devices and image quality are not pathology: still "no finding"
-    assert truth("Catheters, Indwelling/right", "Technical Quality of Image Unsatisfactory") == {"support devices", "no finding"}
+    assert truth("Catheters, Indwelling/right", "Technical Quality of Image Unsatisfactory") == {
+        "support devices",
+        "no finding",
+    }
     assert "no finding" not in truth("Catheters, Indwelling", "Scoliosis")
 
 

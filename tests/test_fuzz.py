@@ -80,7 +80,11 @@ def test_load_image_random_bytes(data: bytes) -> None:
     _check_image(data)
 
 
-_SEEDS = {"png": badinputs.png_bytes(48, 1), "jpeg": badinputs.jpeg_bytes(48, 2), "dicom": badinputs.dicom_bytes(rows=40, cols=40)}
+_SEEDS = {
+    "png": badinputs.png_bytes(48, 1),
+    "jpeg": badinputs.jpeg_bytes(48, 2),
+    "dicom": badinputs.dicom_bytes(rows=40, cols=40),
+}
 
 
 @st.composite

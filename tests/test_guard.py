@@ -180,7 +180,8 @@ def test_extreme_shapes_are_refused(shape: tuple[int, int]) -> None:
 
 
 def test_malformed_pixels_do_not_crash() -> None:
-    for pixels in (np.zeros((0, 0), np.float32), np.zeros((10, 10, 3), np.float32), np.full((300, 300), np.nan, np.float32)):
+    empty, rgb = np.zeros((0, 0), np.float32), np.zeros((10, 10, 3), np.float32)
+    for pixels in (empty, rgb, np.full((300, 300), np.nan, np.float32)):
         verdict = check_image(CXRImage(pixels, {"colourfulness": "n/a"}))
         assert isinstance(verdict.allowed, bool) and not verdict.allowed
 

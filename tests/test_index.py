@@ -237,7 +237,7 @@ def test_hnsw_recall_against_flat_on_clustered_vectors() -> None:
     hnsw = VectorIndex.build(ids, vecs, encoder_name="e", encoder_version="1", kind="hnsw")
     truth = flat.search(queries, 10)
     got = hnsw.search(queries, 10)
-    recall = np.mean([len({c for c, _ in a} & {c for c, _ in b}) / 10 for a, b in zip(truth, got)])
+    recall = np.mean([len({c for c, _ in a} & {c for c, _ in b}) / 10 for a, b in zip(truth, got, strict=True)])
     assert recall >= 0.95
 
 
@@ -267,7 +267,7 @@ def test_ivf_kinds_build_search_filter_and_persist(
     queries = _clustered(50, dim, seed=11, clusters=30, noise=0.3, sample_seed=1)
     recall = np.mean([
         len({c for c, _ in a} & {c for c, _ in b}) / 10
-        for a, b in zip(flat.search(queries, 10), index.search(queries, 10))
+        for a, b in zip(flat.search(queries, 10), index.search(queries, 10), strict=True)
     ])
     # PQ keeps 4 bytes a vector: lossy (0.31 here) but 60x chance (10 / 3,000); SQ8 keeps 1 byte a dim.
     assert recall >= min_recall

@@ -36,12 +36,17 @@ def _image(data_dir: Path) -> str:
 
 def test_missing_models_fall_back_and_say_which_ran(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
-    assert main(["--data-dir", str(data_dir), "--reasoner", "hf", "analyze", _image(data_dir), "--no-web", "--no-save"]) == 0
+    assert (
+        main(["--data-dir", str(data_dir), "--reasoner", "hf", "analyze", _image(data_dir), "--no-web", "--no-save"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "[reasoner: evidence" in out
 
 
-def test_imported_tiny_medgemma_streams_through_analyze(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_imported_tiny_medgemma_streams_through_analyze(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     gemma = build_tiny_gemma3(tmp_path / "gemma")
     assert main(["--data-dir", str(data_dir), "models", "import", "medgemma-reasoner", str(gemma)]) == 0
     assert main(["--data-dir", str(data_dir), "models", "import", "medgemma-summariser", str(gemma)]) == 0
@@ -54,7 +59,9 @@ def test_imported_tiny_medgemma_streams_through_analyze(data_dir: Path, tmp_path
     from medrag.events import ReasoningToken
     from medrag.workbench import Workbench
 
-    workbench = Workbench(Settings(data_dir=data_dir, reasoner="hf", summariser="hf", max_new_tokens=16, web_provider="off"))
+    workbench = Workbench(
+        Settings(data_dir=data_dir, reasoner="hf", summariser="hf", max_new_tokens=16, web_provider="off")
+    )
     events = list(workbench.analyze(Path(_image(data_dir))))
     result = Analysis.fold(events)
     tokens = [e.text for e in events if isinstance(e, ReasoningToken)]
@@ -65,15 +72,47 @@ def test_imported_tiny_medgemma_streams_through_analyze(data_dir: Path, tmp_path
     assert row is not None and row.reasoner_backend == "hf" and row.summariser_backend == "hf"
 
 
-def test_openclip_local_dir_searches_by_image_and_text(data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_openclip_local_dir_searches_by_image_and_text(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     clip = build_tiny_openclip(tmp_path / "clip")
     monkeypatch.setenv("MEDRAG_OPENCLIP_MODEL", f"local-dir:{clip}")
     capsys.readouterr()
-    assert main(["--data-dir", str(data_dir), "--image-encoder", "openclip", "search", "--image", _image(data_dir), "--k", "3"]) == 0
-    lines = [l for l in capsys.readouterr().out.splitlines() if l.strip().startswith("#")]
+    assert (
+        main(
+            [
+                "--data-dir",
+                str(data_dir),
+                "--image-encoder",
+                "openclip",
+                "search",
+                "--image",
+                _image(data_dir),
+                "--k",
+                "3",
+            ]
+        )
+        == 0
+    )
+    lines = [row for row in capsys.readouterr().out.splitlines() if row.strip().startswith("#")]
     assert len(lines) == 3 and "1.000" in lines[0]
-    assert main(["--data-dir", str(data_dir), "--image-encoder", "openclip", "search", "--text", "enlarged heart", "--k", "3"]) == 0
-    assert len([l for l in capsys.readouterr().out.splitlines() if l.strip().startswith("#")]) == 3
+    assert (
+        main(
+            [
+                "--data-dir",
+                str(data_dir),
+                "--image-encoder",
+                "openclip",
+                "search",
+                "--text",
+                "enlarged heart",
+                "--k",
+                "3",
+            ]
+        )
+        == 0
+    )
+    assert len([row for row in capsys.readouterr().out.splitlines() if row.strip().startswith("#")]) == 3
 
 
 @pytest.mark.slow
@@ -81,6 +120,9 @@ def test_xrv_imported_weights_search(data_dir: Path, tmp_path: Path, capsys: pyt
     weights = build_tiny_xrv(tmp_path / "xrv.pt")
     assert main(["--data-dir", str(data_dir), "models", "import", "xrv-densenet121-all", str(weights)]) == 0
     capsys.readouterr()
-    assert main(["--data-dir", str(data_dir), "--image-encoder", "xrv", "search", "--image", _image(data_dir), "--k", "3"]) == 0
-    lines = [l for l in capsys.readouterr().out.splitlines() if l.strip().startswith("#")]
+    assert (
+        main(["--data-dir", str(data_dir), "--image-encoder", "xrv", "search", "--image", _image(data_dir), "--k", "3"])
+        == 0
+    )
+    lines = [row for row in capsys.readouterr().out.splitlines() if row.strip().startswith("#")]
     assert len(lines) == 3 and "1.000" in lines[0]

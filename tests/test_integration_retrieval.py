@@ -16,10 +16,10 @@ from medrag.workbench import Workbench
 
 def test_phantom_neighbours_share_the_finding_far_above_chance(demo_workbench) -> None:  # type: ignore[no-untyped-def]
     frame = demo_workbench.store.cases_frame()
-    labels = dict(zip(frame["case_id"], frame["label"]))
+    labels = dict(zip(frame["case_id"], frame["label"], strict=True))
     counts = Counter(labels.values())
     hits = total = 0
-    for case_id, row in zip(frame["case_id"], frame.itertuples()):
+    for case_id, row in zip(frame["case_id"], frame.itertuples(), strict=True):
         neighbours = demo_workbench.search_image(case_pixels(row.image_path, row.thumb_path), 5, exclude={case_id})
         hits += sum(n.label == labels[case_id] for n in neighbours)
         total += len(neighbours)

@@ -154,7 +154,10 @@ def test_sections_about_something_else_are_ignored() -> None:
 
 
 def test_similar_case_evidence_section_of_a_reasoning_text_is_ignored() -> None:
-    text = "## Lungs\nThe lungs are clear.\n## Similar-case evidence\n4 of 5 neighbours show pneumonia.\n## Impression\nNo acute abnormality."
+    text = (
+        "## Lungs\nThe lungs are clear.\n## Similar-case evidence\n4 of 5 neighbours show pneumonia.\n"
+        "## Impression\nNo acute abnormality."
+    )
     assert _status(text, "pneumonia") == "not mentioned"
 
 
@@ -170,7 +173,9 @@ def test_label_wording() -> None:
     assert label_text("The heart is enlarged. Small left pleural effusion.").label == (
         "Cardiomegaly with small left pleural effusion"
     )
-    assert label_text("Heart size normal. Lungs are clear. No effusion.").label == "No acute cardiopulmonary abnormality"
+    assert (
+        label_text("Heart size normal. Lungs are clear. No effusion.").label == "No acute cardiopulmonary abnormality"
+    )
     assert label_text("Possible right lower lobe pneumonia.").label == "Possible right pneumonia"
     assert label_text("Moderate right pneumothorax. Possible small left effusion.").label == (
         "Moderate right pneumothorax with possible small left pleural effusion"
@@ -317,7 +322,9 @@ def test_context_groups_with_the_same_key_become_one_rule_set() -> None:
     rules = parse_rules(data)
     group = rules.modifiers[0]
     assert (group.category, group.direction, group.max_scope) == (first["category"], first["direction"], None)
-    assert group.patterns[-1] == r"\bnowhere near\b" and len(rules.modifiers) == len(parse_rules(_shipped_rules()).modifiers)
+    assert group.patterns[-1] == r"\bnowhere near\b" and len(rules.modifiers) == len(
+        parse_rules(_shipped_rules()).modifiers
+    )
 
 
 def test_the_labeler_never_imports_the_reasoners() -> None:

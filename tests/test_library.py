@@ -75,9 +75,9 @@ def test_worker_processes_import_exactly_what_the_main_process_imports(tmp_path:
 
         ids, vectors = store.load_embeddings("classic", build_encoder("classic", settings).version)
         results[workers] = (
-            dict(zip(frame["case_id"], frame["label"])),
+            dict(zip(frame["case_id"], frame["label"], strict=True)),
             sorted(Path(t).name for t in frame["thumb_path"]),
-            dict(zip(ids, vectors.tolist())),
+            dict(zip(ids, vectors.tolist(), strict=True)),
         )
         assert all(Path(t).is_file() for t in frame["thumb_path"])
     assert results[0][0] == results[2][0] and results[0][1] == results[2][1]
@@ -148,12 +148,18 @@ def test_parquet_with_corrupt_cell(tmp_path: Path, env) -> None:  # type: ignore
         buf = io.BytesIO()
         Image.fromarray(np.random.default_rng(seed).integers(0, 255, (64, 64), dtype=np.uint8)).save(buf, format="PNG")
         buffers.append(buf.getvalue())
-    table = pa.table({
-        "image": [{"bytes": buffers[0], "path": None}, {"bytes": b"garbage", "path": None}, {"bytes": buffers[1], "path": None}],
-        "findings": ["The heart is enlarged.", "x", "Lungs are clear."],
-        "impression": ["Cardiomegaly.", "x", "No acute cardiopulmonary abnormality."],
-        "reasoning": ["step 1", "x", "step 2"],
-    })
+    table = pa.table(
+        {
+            "image": [
+                {"bytes": buffers[0], "path": None},
+                {"bytes": b"garbage", "path": None},
+                {"bytes": buffers[1], "path": None},
+            ],
+            "findings": ["The heart is enlarged.", "x", "Lungs are clear."],
+            "impression": ["Cardiomegaly.", "x", "No acute cardiopulmonary abnormality."],
+            "reasoning": ["step 1", "x", "step 2"],
+        }
+    )
     path = tmp_path / "cxr.parquet"
     pq.write_table(table, path)
     report = ingest_path(path, settings, store)

@@ -85,7 +85,9 @@ def test_a_library_case_is_left_out_of_its_own_neighbours(demo_workbench) -> Non
 
 
 def test_text_question_is_answered_from_library(demo_workbench) -> None:  # type: ignore[no-untyped-def]
-    result = run_analysis(demo_workbench, None, question="What does cardiomegaly look like on a chest x-ray?", save=False, web=False)
+    result = run_analysis(
+        demo_workbench, None, question="What does cardiomegaly look like on a chest x-ray?", save=False, web=False
+    )
     assert result.verdict is not None and result.verdict.allowed
     assert result.neighbours, "text search returns library cases"
     assert "Question:" in result.reasoning

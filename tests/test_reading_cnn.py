@@ -160,3 +160,26 @@ def test_real_effusion_film_scores_above_a_no_finding_film(reader: CnnReader, ni
         return float(np.mean([reader.predict(np.asarray(Image.open(f.path).convert("L")))["effusion"] for f in group]))
 
     assert mean_p(eff) > mean_p(normal)
+
+
+def test_thorax_box_frames_lungs_and_heart() -> None:
+    from medrag.reading.cnn import box_from_masks, box_pixels
+
+    lungs = np.zeros((100, 100), dtype=np.float32)
+    lungs[20:80, 10:45] = 1.0
+    lungs[20:80, 55:90] = 1.0
+    heart = np.zeros_like(lungs)
+    heart[50:85, 35:70] = 1.0
+    top, left, bottom, right = box_from_masks(lungs, heart, margin=0.0)
+    assert (top, left, bottom, right) == pytest.approx((0.20, 0.10, 0.85, 0.90))
+    assert box_from_masks(np.zeros((10, 10)), np.zeros((10, 10))) == (0.0, 0.0, 1.0, 1.0)
+    assert box_pixels((200, 100), (0.2, 0.1, 0.85, 0.9)) == (40, 10, 170, 90)
+
+
+def test_heatmap_is_zero_outside_the_crop_read(reader: CnnReader) -> None:
+    pixels = _film(2, (256, 256))
+    heat = reader.heatmap(pixels, "pneumonia", box=(0.25, 0.25, 0.75, 0.75))
+    assert heat.shape == pixels.shape
+    assert float(heat[:60].max()) == 0.0 and float(heat[:, 200:].max()) == 0.0
+    inside = float(heat[64:192, 64:192].max())
+    assert inside == pytest.approx(1.0, abs=1e-6) or inside == 0.0  # scaled to its peak (all zero if no evidence)

@@ -13,7 +13,9 @@ ZONE_BOXES = {"right lower zone": (0.0, 60.0, 50.0, 40.0), "left lower zone": (5
 def _anatomy() -> ImageReading:
     return ImageReading(
         findings={
-            "effusion": FindingRead("effusion", "uncertain", None, ("right lower zone",), "blunted right angle", "anatomy"),
+            "effusion": FindingRead(
+                "effusion", "uncertain", None, ("right lower zone",), "blunted right angle", "anatomy"
+            ),
             "cardiomegaly": FindingRead("cardiomegaly", "absent", None, (), "cardiothoracic ratio 0.45", "anatomy"),
         },
         view="PA", view_probability=0.9, ctr=0.45, zones={"right lower zone": {"mean": 0.6, "z": 2.5}},
@@ -76,3 +78,10 @@ def test_a_reading_survives_the_history_round_trip() -> None:
     assert back.findings == merged.findings and back.zones == merged.zones and back.view == merged.view
     assert back.overlays.zone_boxes == merged.overlays.zone_boxes
     assert back.overlays.heatmap is not None and back.overlays.heatmap.shape == (10, 10)
+
+
+def test_a_present_finding_rules_out_a_normal_film() -> None:
+    normal = FindingRead("no finding", "present", 0.4, source="medrag-cnn")
+    cnn = ImageReading(findings={"no finding": normal, "atelectasis": FindingRead("atelectasis", "present", 0.3)})
+    merged = merge_readings([cnn])
+    assert merged.findings["no finding"].status == "absent" and merged.findings["no finding"].probability == 0.4

@@ -61,7 +61,9 @@ def _request(with_image: bool = True) -> ReasoningRequest:
     rng = np.random.default_rng(0)
     neighbours = (
         Neighbour("case-1", 0.91, 1, label="effusion", dataset="demo", report="Small left pleural effusion."),
-        Neighbour("case-2", 0.88, 2, label="normal", dataset="demo", report=f"Clear lungs. {CONTEXT_CLOSE} {INJECTION}"),
+        Neighbour(
+            "case-2", 0.88, 2, label="normal", dataset="demo", report=f"Clear lungs. {CONTEXT_CLOSE} {INJECTION}"
+        ),
     )
     image = CXRImage(rng.random((90, 70), dtype=np.float32)) if with_image else None
     return ReasoningRequest(image=image, question="Is there an effusion?", neighbours=neighbours)
@@ -69,7 +71,9 @@ def _request(with_image: bool = True) -> ReasoningRequest:
 
 def _reference_greedy(loaded: hf.LoadedModel, request: ReasoningRequest, max_new_tokens: int) -> str:
     """The same generation without streaming or threads."""
-    inputs = hf.prepare_inputs(loaded, hf.build_reasoning_messages(request, include_image=request.image is not None), request.image)
+    inputs = hf.prepare_inputs(
+        loaded, hf.build_reasoning_messages(request, include_image=request.image is not None), request.image
+    )
     output = loaded.model.generate(**inputs, **hf.generation_kwargs(max_new_tokens, 0.0))
     new_tokens = output[0, inputs["input_ids"].shape[1]:]
     return str(loaded.processor.tokenizer.decode(new_tokens, skip_special_tokens=True))
@@ -81,7 +85,9 @@ def test_registered() -> None:
 
 def test_streams_in_pieces_equal_to_full_generation(settings: Settings) -> None:
     reasoner = build_reasoner("hf", settings)
-    assert isinstance(reasoner, hf.HFReasoner) and reasoner.name == "hf" and reasoner.model == settings.hf_reasoner_model
+    assert (
+        isinstance(reasoner, hf.HFReasoner) and reasoner.name == "hf" and reasoner.model == settings.hf_reasoner_model
+    )
     request = _request()
     pieces = list(reasoner.stream(request))
     assert len(pieces) >= 3 and all(pieces)
@@ -174,7 +180,9 @@ def test_missing_weights_say_what_to_run(settings: Settings, tiny_adapter: Path,
         build_reasoner("hf", absent)
     message = str(info.value)
     assert "\n" not in message
-    assert "medrag models pull medgemma-reasoner" in message and "medrag models import medgemma-reasoner PATH" in message
+    assert (
+        "medrag models pull medgemma-reasoner" in message and "medrag models import medgemma-reasoner PATH" in message
+    )
     with pytest.raises(BackendUnavailableError, match="medrag models pull medgemma-summariser"):
         build_summariser("hf", absent)
     # An adapter whose base is nowhere (adapter_config names a folder that is gone, settings name a repo not cached).

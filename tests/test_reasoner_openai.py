@@ -31,7 +31,14 @@ from medrag.records import CXRImage, Neighbour
 
 API_KEY = "sk-SECRET-test-key-987"
 ROUTE = "POST /v1/chat/completions"
-TOKENS = ["### Technical", " assessment\n", "PA film, ", "héart größe ", "enlarged.", "\n### Impression\n- Cardiomegaly"]
+TOKENS = [
+    "### Technical",
+    " assessment\n",
+    "PA film, ",
+    "héart größe ",
+    "enlarged.",
+    "\n### Impression\n- Cardiomegaly",
+]
 
 
 def stream_reply(tokens: list[str] = TOKENS, **kw) -> Reply:
@@ -174,9 +181,15 @@ def assert_unavailable(reasoner: OpenAIReasoner, *needles: str) -> str:
 @pytest.mark.parametrize(
     ("reply", "needles"),
     [
-        (Reply(status=500, json={"error": {"message": f"CUDA OOM for key {API_KEY}"}}), ("HTTP 500", "CUDA OOM", "server logs")),
+        (
+            Reply(status=500, json={"error": {"message": f"CUDA OOM for key {API_KEY}"}}),
+            ("HTTP 500", "CUDA OOM", "server logs"),
+        ),
         (Reply(status=401, json={"error": {"message": "invalid key"}}), ("HTTP 401", "OPENAI_API_KEY")),
-        (Reply(status=404, json={"error": "model 'medgemma-test' not found"}), ("HTTP 404", "MEDRAG_OPENAI_MODEL", "/v1")),
+        (
+            Reply(status=404, json={"error": "model 'medgemma-test' not found"}),
+            ("HTTP 404", "MEDRAG_OPENAI_MODEL", "/v1"),
+        ),
         (Reply(status=400, text="bad request"), ("HTTP 400", "bad request")),
         (Reply(chunks=["data: {not json}\n\n"]), ("malformed stream event",)),
         (Reply(chunks=sse(chat_chunk("a"), done=False)), ("ended early",)),
@@ -191,7 +204,9 @@ def test_http_and_stream_errors_become_backend_unavailable(reply: Reply, needles
 
 
 def test_connection_refused_says_to_start_the_server() -> None:
-    assert_unavailable(OpenAIReasoner(client(dead_url())), "Cannot connect", "start the server or set MEDRAG_OPENAI_BASE_URL")
+    assert_unavailable(
+        OpenAIReasoner(client(dead_url())), "Cannot connect", "start the server or set MEDRAG_OPENAI_BASE_URL"
+    )
 
 
 def _error_with_key_at(position: int, length: int = 300) -> str:

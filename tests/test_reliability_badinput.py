@@ -67,7 +67,9 @@ def stored_unchanged(wb, *, new_analyses: int = 0) -> Iterator[None]:  # type: i
     changed = sorted(t for t in before if t != "analyses" and before[t] != after.get(t))
     assert changed == [], f"stored tables changed: {changed}"
     assert after["analyses"][0] == before["analyses"][0] + new_analyses
-    assert rows_digest(wb.store, "SELECT * FROM analyses WHERE id <= ?", [max_id]) == old_rows, "old history rows changed"
+    assert rows_digest(wb.store, "SELECT * FROM analyses WHERE id <= ?", [max_id]) == old_rows, (
+        "old history rows changed"
+    )
 
 
 def cli(*argv: str) -> tuple[int, str, str]:
@@ -151,8 +153,21 @@ def test_cli_analyze_subprocess_has_no_traceback(lib, tmp_path: Path) -> None:  
     for case in (badinputs.IMAGE_CASES[9], badinputs.IMAGE_CASES[0]):
         path = _write(tmp_path, case)
         proc = subprocess.run(
-            [sys.executable, "-m", "medrag", "--data-dir", str(lib.settings.data_dir), "analyze", str(path), "--no-web"],
-            cwd=REPO, capture_output=True, text=True, timeout=180, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            [
+                sys.executable,
+                "-m",
+                "medrag",
+                "--data-dir",
+                str(lib.settings.data_dir),
+                "analyze",
+                str(path),
+                "--no-web",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
         )
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
         assert case.fragment in proc.stderr.lower()

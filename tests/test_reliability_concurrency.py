@@ -43,7 +43,9 @@ def _session(wb, number: int, cases: list[tuple[str, str]], out: dict, errors: l
         name = f"s{number}-a{i}"
         try:
             if i % 5 == 4:
-                events = wb.analyze(None, question=f"Is there cardiomegaly on this chest x-ray? ({name})", name=name, web=False)
+                events = wb.analyze(
+                    None, question=f"Is there cardiomegaly on this chest x-ray? ({name})", name=name, web=False
+                )
                 expected = ""
             elif i % 2:
                 events = wb.analyze(Path(path).read_bytes(), name=name, web=False)
@@ -70,11 +72,14 @@ def _session(wb, number: int, cases: list[tuple[str, str]], out: dict, errors: l
 def test_eight_sessions_fifty_analyses_each(shared_workbench) -> None:  # type: ignore[no-untyped-def]
     wb = shared_workbench
     frame = wb.store.cases_frame()
-    cases = list(zip(frame["case_id"], frame["image_path"]))
+    cases = list(zip(frame["case_id"], frame["image_path"], strict=True))
     before = wb.store.count_analyses()
     out: dict[str, tuple[int, str]] = {}
     errors: list[str] = []
-    threads = [threading.Thread(target=_session, args=(wb, n, cases, out, errors), name=f"session-{n}") for n in range(SESSIONS)]
+    threads = [
+        threading.Thread(target=_session, args=(wb, n, cases, out, errors), name=f"session-{n}")
+        for n in range(SESSIONS)
+    ]
     started = time.perf_counter()
     for t in threads:
         t.start()
@@ -92,7 +97,8 @@ def test_eight_sessions_fifty_analyses_each(shared_workbench) -> None:  # type: 
     assert wb.store.count_analyses() == before + total
     with wb.store.cursor() as cur:
         rows = cur.execute(
-            "SELECT id, input_name, image_hash, reasoning, neighbours, findings, errors FROM analyses WHERE list_contains(?, id)",
+            "SELECT id, input_name, image_hash, reasoning, neighbours, findings, errors FROM analyses "
+            "WHERE list_contains(?, id)",
             [ids],
         ).fetchall()
     assert len(rows) == total, "every saved id is in the table"
@@ -175,7 +181,9 @@ def ingest_during_app(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type
     folder = tmp_path / "incoming" / "normal"
     folder.mkdir(parents=True)
     for i in range(60):
-        Image.fromarray(np.round(generate_phantom(frozenset(), 900 + i, size=96) * 255).astype(np.uint8)).save(folder / f"{i}.png")
+        Image.fromarray(np.round(generate_phantom(frozenset(), 900 + i, size=96) * 255).astype(np.uint8)).save(
+            folder / f"{i}.png"
+        )
     script = tmp_path / "app.py"
     script.write_text(APP_SCRIPT)
     stop, out, probe = tmp_path / "stop", tmp_path / "app.json", tmp_path / "probe"
@@ -218,8 +226,11 @@ def test_cli_ingest_waits_while_app_process_keeps_serving(ingest_during_app: dic
     assert run["app_code"] == 0, run["app_err"][-3000:]
     during = [d for d in result["done"] if d[0] >= run["start"] and d[1] <= run["end"]]
     overlapping = [d for d in result["done"] if d[1] >= run["start"] and d[0] <= run["end"]]
-    print(f"\ningest took {run['end'] - run['start']:.1f} s; app analyses: {len(result['done'])} in all, "
-          f"{len(during)} entirely during the ingest, {len(overlapping)} overlapping it; failures {len(result['failures'])}")
+    print(
+        f"\ningest took {run['end'] - run['start']:.1f} s; app analyses: {len(result['done'])} in all, "
+        f"{len(during)} entirely during the ingest, {len(overlapping)} overlapping it; "
+        f"failures {len(result['failures'])}"
+    )
     assert result["failures"] == [], result["failures"][:5]
     assert len(during) >= 1, "the app kept serving analyses while the CLI ingest ran"
     wb = Workbench(run["settings"])

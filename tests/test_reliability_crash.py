@@ -52,7 +52,9 @@ def _make_sources(root: Path) -> list[Path]:
     """One folder per ingest round (so every ingest has work to do); pixels differ between folders."""
     from medrag.phantoms import generate_phantom
 
-    base = [np.round(generate_phantom(frozenset(), 1000 + i, size=96) * 255).astype(np.uint8) for i in range(PER_FOLDER)]
+    base = [
+        np.round(generate_phantom(frozenset(), 1000 + i, size=96) * 255).astype(np.uint8) for i in range(PER_FOLDER)
+    ]
     folders = []
     for f in range(FOLDERS):
         folder = root / f"batch{f:02d}"
@@ -209,13 +211,17 @@ def _small_library(tmp_path: Path, n: int = 24) -> Settings:
     from medrag.phantoms import generate_phantom
 
     for i in range(n):
-        Image.fromarray(np.round(generate_phantom(frozenset(), 500 + i, size=96) * 255).astype(np.uint8)).save(folder / f"{i}.png")
+        Image.fromarray(np.round(generate_phantom(frozenset(), 500 + i, size=96) * 255).astype(np.uint8)).save(
+            folder / f"{i}.png"
+        )
     settings = Settings(data_dir=tmp_path / "data", web_provider="off")
     Workbench(settings).ingest(folder.parent)
     return settings
 
 
-def test_index_torn_between_faiss_and_json_is_detected_and_rebuilt(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_index_torn_between_faiss_and_json_is_detected_and_rebuilt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """The one window a random kill rarely hits: new .faiss replaced, old .json still there."""
     from medrag.index import VectorIndex
     from medrag.workbench import Workbench
@@ -331,7 +337,9 @@ def test_kill_9_of_an_ingest_worker_process(tmp_path: Path) -> None:
     folder = tmp_path / "src" / "normal"
     folder.mkdir(parents=True)
     # 512 px and 600 images keep the workers busy for seconds, so the kill lands while they run.
-    base = np.round(__import__("medrag.phantoms", fromlist=["x"]).generate_phantom(frozenset(), 5, size=512) * 255).astype(np.uint8)
+    base = np.round(
+        __import__("medrag.phantoms", fromlist=["x"]).generate_phantom(frozenset(), 5, size=512) * 255
+    ).astype(np.uint8)
     for i in range(600):
         marked = base.copy()
         marked[0, 0], marked[0, 1] = i % 256, i // 256

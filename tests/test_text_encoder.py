@@ -26,7 +26,9 @@ def test_single_texts_match_the_batch_and_are_unit_vectors(encoder: MiniLMTextEn
     assert float(singles[0] @ singles[1]) > float(singles[0] @ encoder.embed_text(["stock market prices"])[0])
 
 
-def test_a_repeated_question_is_served_from_the_cache(encoder: MiniLMTextEncoder, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_repeated_question_is_served_from_the_cache(
+    encoder: MiniLMTextEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = encoder.embed_text(["is there cardiomegaly?"])
     calls: list[int] = []
     original = encoder._encode

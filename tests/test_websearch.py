@@ -80,7 +80,12 @@ TAVILY_PAYLOAD = {
         },
         {"title": "Lookalike", "url": "https://radiopaedia.org.evil.net/a", "content": "x", "score": 0.8},
         {"title": "FTP", "url": "ftp://nih.gov/file", "content": "x", "score": 0.7},
-        {"title": "Merck", "url": "https://www.merckmanuals.com/professional/x", "content": "Heart failure", "score": 0.6},
+        {
+            "title": "Merck",
+            "url": "https://www.merckmanuals.com/professional/x",
+            "content": "Heart failure",
+            "score": 0.6,
+        },
     ],
 }
 
@@ -352,7 +357,13 @@ def test_cached_results_are_resanitised(tmp_path, serp_server: FakeServer) -> No
     settings = serp_settings(tmp_path, serp_server.url)
     cache = DictWebCache()
     key = cache_key("serpapi", "q", settings.allowlist, settings.web_max_results)
-    good = {"title": "<b>Ok</b>", "url": "https://nih.gov/a", "domain": "nih.gov", "snippet": "s", "provider": "serpapi"}
+    good = {
+        "title": "<b>Ok</b>",
+        "url": "https://nih.gov/a",
+        "domain": "nih.gov",
+        "snippet": "s",
+        "provider": "serpapi",
+    }
     bad = dict(good, url="javascript:alert(1)")
     cache.put(key, "serpapi", [good, bad])
     results, status = search_references("q", settings, cache)
@@ -388,13 +399,16 @@ def test_results_round_trip_through_cache_dicts(serp_server: FakeServer) -> None
 
 
 def test_log_redaction_is_installed_by_providers_not_by_import(caplog: pytest.LogCaptureFixture) -> None:
-    """urllib3 logs SerpAPI's URL (key in the query string) at DEBUG: building a provider masks it, importing does not."""
+    """urllib3 logs SerpAPI's URL (key in the query string) at DEBUG: building a provider masks it, importing
+    does not."""
     import logging
     import subprocess
     import sys
 
     code = "import logging, medrag.websearch; print(len(logging.getLogger('urllib3.connectionpool').filters))"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "0"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "0"
+    )
     SerpApiProvider(SERP_KEY, allowlist=DEFAULT_ALLOWLIST)
     install_log_redaction()  # idempotent: still one filter
     logger = logging.getLogger("urllib3.connectionpool")

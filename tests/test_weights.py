@@ -138,7 +138,11 @@ def test_import_adapter_folder(settings: Settings, tiny_adapter: Path) -> None:
         ("medgemma-base", {}, "neither a transformers model"),
         ("medgemma-base", {"config.json": "{}"}, "neither a transformers model"),
         ("medgemma-base", {"config.json": "{}", "model.safetensors": "x"}, "no tokenizer"),
-        ("medgemma-base", {"config.json": "{not json", "model.safetensors": "x", "tokenizer.json": "{}"}, "not valid JSON"),
+        (
+            "medgemma-base",
+            {"config.json": "{not json", "model.safetensors": "x", "tokenizer.json": "{}"},
+            "not valid JSON",
+        ),
         ("biomedclip", {"config.json": "{}", "model.safetensors": "x"}, "not an open_clip model folder"),
         ("biomedclip", {"open_clip_config.json": "{}", "open_clip_model.safetensors": "x"}, "no model_cfg"),
     ],

@@ -284,7 +284,9 @@ def build_tiny_openclip(dest: Path, *, images_per_class: int = 24, seed: int = 0
     n_classes = len(TINY_CLIP_CAPTIONS)
     embed_dim = TINY_CLIP_CONFIG["model_cfg"]["embed_dim"]
     labels = np.repeat(np.arange(n_classes), images_per_class)
-    batch = torch.stack([_clip_input(tiny_clip_image(int(k), rng, int(rng.integers(40, 90))), preprocess) for k in labels])
+    batch = torch.stack(
+        [_clip_input(tiny_clip_image(int(k), rng, int(rng.integers(40, 90))), preprocess) for k in labels]
+    )
     targets = torch.zeros(len(labels), embed_dim)
     targets[torch.arange(len(labels)), torch.from_numpy(labels)] = 1.0
     with torch.no_grad():
@@ -294,7 +296,9 @@ def build_tiny_openclip(dest: Path, *, images_per_class: int = 24, seed: int = 0
         pooled_images = model.encode_image(batch)
         pooled_texts = model.encode_text(tokenizer(list(TINY_CLIP_CAPTIONS)))
         model.visual.proj = torch.nn.Parameter(torch.linalg.lstsq(pooled_images, targets).solution)
-        model.text_projection = torch.nn.Parameter(torch.linalg.lstsq(pooled_texts, targets[::images_per_class]).solution)
+        model.text_projection = torch.nn.Parameter(
+            torch.linalg.lstsq(pooled_texts, targets[::images_per_class]).solution
+        )
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(dest / "open_clip_model.safetensors"))
     return dest

@@ -43,10 +43,11 @@ def _show(event: Event) -> int | None:
         if reading.view:
             echo(f"  view {reading.view} ({reading.view_probability:.2f})")
         if reading.ctr is not None:
-            echo(f"  cardiothoracic ratio {reading.ctr:.2f}" + ("" if reading.ctr_reliable else " (unreliable on this film)"))
-        flagged = reading.flagged_zones()
-        if flagged:
-            echo("  more opaque than normal films: " + ", ".join(flagged))
+            caveat = "" if reading.ctr_reliable else " (unreliable on this film)"
+            echo(f"  cardiothoracic ratio {reading.ctr:.2f}{caveat}")
+        opaque_zones = reading.flagged_zones()
+        if opaque_zones:
+            echo("  more opaque than normal films: " + ", ".join(opaque_zones))
         if reading.devices:
             echo("  devices: " + ", ".join(sorted({d.kind for d in reading.devices})))
         seen = [f"{r.name} ({r.status}{f', {r.probability:.2f}' if r.probability is not None else ''})"
@@ -104,7 +105,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
         return analyze_folder(args)
     if args.out:
-        raise MedRAGError("--out writes a batch of readings: give a folder of images (medrag analyze FOLDER --out x.parquet).")
+        raise MedRAGError(
+            "--out writes a batch of readings: give a folder of images (medrag analyze FOLDER --out x.parquet)."
+        )
     wb = workbench(args)
     source = Path(args.image) if args.image else None
     if args.json:

@@ -53,7 +53,7 @@ def eval_reading(args: argparse.Namespace) -> dict[str, Any]:
     for name, figures in report.per_finding.items():
         rows.append(f"{name:<16}{figures['positives']:>10}  {_figure(figures['auc'], figures['auc_ci']):<22}"
                     f"{_figure(figures['f1'], figures['f1_ci']):<22}")
-    lines(rows)
+    lines("\n".join(rows))
     echo(f"macro AUC (findings with ≥ 50 positives): {_figure(report.macro_auc)}")
     echo(f"macro F1 (pneumonia, effusion, edema, atelectasis, no finding): {_figure(report.macro_f1)}")
     echo(f"view accuracy (PA/AP): {_figure(report.view_accuracy, report.view_ci)}")
@@ -121,7 +121,9 @@ def analysis_json(analysis: Any, source: Path | None = None) -> dict[str, Any]:
         "source": str(source) if source else analysis.input_name, "analysis_id": analysis.analysis_id,
         "question": analysis.question, "label": analysis.label, "findings": analysis.findings,
         "reasoner": analysis.reasoner_backend, "summariser": analysis.summariser_backend,
-        "neighbours": [{"case_id": n.case_id, "label": n.label, "score": round(n.score, 4)} for n in analysis.neighbours],
+        "neighbours": [
+            {"case_id": n.case_id, "label": n.label, "score": round(n.score, 4)} for n in analysis.neighbours
+        ],
         "failures": analysis.failures, "notes": analysis.all_notes, "reading": reading,
         "reasoning": analysis.reasoning, "total_seconds": round(analysis.total_seconds, 4),
     }

@@ -5,13 +5,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from medrag.engine.backends import Backends
 from medrag.engine.vectors import LibraryVectors
 from medrag.records import CXRImage, Neighbour
-from medrag.store import Store
+
+if TYPE_CHECKING:
+    from medrag.store.factory import AnyStore
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,7 @@ class LibraryMap:
 class Searcher:
     """k-nearest library cases for an image, a text or a vector, with label / dataset / exclusion filters."""
 
-    def __init__(self, store: Store, vectors: LibraryVectors, backends: Backends, default_k: int) -> None:
+    def __init__(self, store: AnyStore, vectors: LibraryVectors, backends: Backends, default_k: int) -> None:
         self.store = store
         self.vectors = vectors
         self.backends = backends

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,8 +27,10 @@ from medrag.config import Settings
 from medrag.encoders import FittableEncoder
 from medrag.engine.backends import Backends
 from medrag.errors import IndexMismatchError, LibraryError, MedRAGError
-from medrag.store import Store
 from medrag.store.health import disk_full_error, is_disk_full
+
+if TYPE_CHECKING:
+    from medrag.store.factory import AnyStore
 
 log = logging.getLogger("medrag")
 
@@ -38,6 +40,8 @@ FIT_SAMPLE = 2000
 STORE_POLL_S = 1.0
 #: Cases embedded per batch when bringing an index up to date.
 EMBED_BATCH = 64
+#: Distinct case texts whose vectors one :meth:`LibraryVectors.embed_missing` remembers for later batches.
+SHARED_TEXTS = 4096
 
 
 def case_text(label: str, report: str) -> str:
@@ -123,7 +127,7 @@ def fit_encoder(
 class LibraryVectors:
     """The up-to-date image and text indexes of one store."""
 
-    def __init__(self, settings: Settings, store: Store, backends: Backends) -> None:
+    def __init__(self, settings: Settings, store: AnyStore, backends: Backends) -> None:
         self.settings = settings
         self.store = store
         self.backends = backends
@@ -162,6 +166,7 @@ class LibraryVectors:
             from tqdm import tqdm
 
             bar = tqdm(total=len(missing), unit="case", desc=f"embed {encoder.name}", leave=False)
+        shared: dict[str, np.ndarray] = {}
         for start in range(0, len(missing), EMBED_BATCH):
             batch = missing[start : start + EMBED_BATCH]
             if kind == "image":
@@ -176,11 +181,15 @@ class LibraryVectors:
                 vectors = encoder.embed([pixels[i] for i in keep]) if keep else np.zeros((0, encoder.dim), np.float32)
             else:
                 keep = list(range(len(batch)))
-                # Cases without a report share their text ("pneumonia."): embed each distinct text once.
+                # Cases without a report share their text ("pneumonia."): embed each distinct text once,
+                # across batches too (remembering at most SHARED_TEXTS of them).
                 texts = [case_text(c.label, c.report) for c in batch]
-                distinct = list(dict.fromkeys(texts))
-                row = {text: i for i, text in enumerate(distinct)}
-                vectors = np.asarray(encoder.embed_text(distinct))[[row[text] for text in texts]]
+                new = [text for text in dict.fromkeys(texts) if text not in shared]
+                fresh = dict(zip(new, np.asarray(encoder.embed_text(new)), strict=True)) if new else {}
+                vectors = np.stack([shared[t] if t in shared else fresh[t] for t in texts])
+                for text, vector in fresh.items():
+                    if len(shared) < SHARED_TEXTS:
+                        shared[text] = vector
             self.store.put_embeddings(encoder.name, encoder.version, [batch[i].case_id for i in keep], vectors)
             report.embedded += len(keep)
             if bar is not None:
@@ -220,7 +229,8 @@ class LibraryVectors:
                     current = VectorIndex.load(self.settings.index_dir, encoder.name, encoder.version)
                 except IndexMismatchError as exc:
                     # A missing index is normal on first use; anything else is worth a warning.
-                    (log.info if str(exc).startswith("no saved") else log.warning)("%s; rebuilding it from the stored vectors", exc)
+                    note = log.info if str(exc).startswith("no saved") else log.warning
+                    note("%s; rebuilding it from the stored vectors", exc)
                     current = None
             if not ids:
                 raise LibraryError("The library is empty; run `medrag demo` or `medrag ingest FOLDER` first.")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from medrag.reading.base import ImageReading
 
@@ -94,7 +95,7 @@ def parse_boxes(text: str) -> tuple[tuple[str, float, float, float, float], ...]
     return tuple(boxes)  # type: ignore[arg-type]
 
 
-def auc(labels: Sequence[int], scores: Sequence[float]) -> float:
+def auc(labels: ArrayLike, scores: ArrayLike) -> float:
     """ROC AUC by the rank-sum formula (ties count half); NaN when one class is missing."""
     y = np.asarray(labels, dtype=bool)
     s = np.asarray(scores, dtype=np.float64)
@@ -114,11 +115,18 @@ def auc(labels: Sequence[int], scores: Sequence[float]) -> float:
     return float((ranks[y].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
 
 
-def f1(labels: Sequence[int], predicted: Sequence[int]) -> float:
+def f1(labels: ArrayLike, predicted: ArrayLike) -> float:
     """F1 of binary predictions (NaN when there is nothing to score)."""
     y, p = np.asarray(labels, dtype=bool), np.asarray(predicted, dtype=bool)
     tp, fp, fn = int((y & p).sum()), int((~y & p).sum()), int((y & ~p).sum())
     return float("nan") if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
+
+
+def on_rows(
+    metric: Callable[[np.ndarray, np.ndarray], float], labels: np.ndarray, values: np.ndarray
+) -> Callable[[np.ndarray], float]:
+    """``metric`` of the rows ``ix`` of ``labels`` and ``values``, as :func:`bootstrap_ci` resamples them."""
+    return lambda ix: metric(labels[ix], values[ix])
 
 
 def bootstrap_ci(
@@ -191,8 +199,8 @@ def evaluate_reading(
         a, f = auc(truth, scores), f1(truth, predicted)
         report.per_finding[finding] = {
             "positives": int(truth.sum()), "auc": a, "f1": f,
-            "auc_ci": bootstrap_ci(groups, lambda ix: auc(truth[ix], scores[ix]), rounds=rounds),
-            "f1_ci": bootstrap_ci(groups, lambda ix: f1(truth[ix], predicted[ix]), rounds=rounds),
+            "auc_ci": bootstrap_ci(groups, on_rows(auc, truth, scores), rounds=rounds),
+            "f1_ci": bootstrap_ci(groups, on_rows(f1, truth, predicted), rounds=rounds),
         }
         if truth.sum() >= 50 and not math.isnan(a):
             aucs.append(a)

@@ -24,7 +24,9 @@ from medrag.records import Case
 ReadFn = Callable[[np.ndarray, str | None], ImageReading | None]
 
 
-def labelled_cases(cases: list[Case], exclude_patients: frozenset[str] | set[str] = frozenset()) -> list[tuple[Case, LabelledImage]]:
+def labelled_cases(
+    cases: list[Case], exclude_patients: frozenset[str] | set[str] = frozenset()
+) -> list[tuple[Case, LabelledImage]]:
     """Library cases with NIH fine labels, as :class:`LabelledImage` (patients in ``exclude_patients`` left out)."""
     out = []
     for case in cases:
@@ -57,7 +59,9 @@ def read_cases(
             on_progress(done, len(pairs))
         if reading is not None:
             if not label.size[0]:
-                label = LabelledImage(label.case_id, label.patient_id, label.findings, label.view, label.boxes, image.shape)
+                label = LabelledImage(
+                    label.case_id, label.patient_id, label.findings, label.view, label.boxes, image.shape
+                )
             yield label, reading
 
 

@@ -56,7 +56,8 @@ def findings_from_anatomy(anatomy: AnatomyReading) -> dict[str, FindingRead]:
         found["effusion"] = FindingRead("effusion", "absent", None, (), "both costophrenic angles sharp", "anatomy")
     ctr = anatomy.ctr
     if ctr is not None:
-        evidence = f"cardiothoracic ratio {ctr:.2f}" + ("" if anatomy.ctr_reliable else ", unreliable on this projection")
+        caveat = "" if anatomy.ctr_reliable else ", unreliable on this projection"
+        evidence = f"cardiothoracic ratio {ctr:.2f}{caveat}"
         if anatomy.view[0] == "AP":
             status = "uncertain" if ctr > CTR_AP_UNCERTAIN else "absent"
         else:

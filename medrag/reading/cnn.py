@@ -6,6 +6,11 @@ with ``medrag-cnn.json`` beside them: classes, input size, normalisation, per-cl
 thresholds, the training data's checksum and the held-out metrics). :class:`CnnReader` loads them lazily
 from there and only from there — it never downloads anything.
 
+The network reads the thorax, not the whole film: the lung and heart segmenter
+(:mod:`medrag.reading.segment`) gives the box around both lungs and the heart (plus a margin), and that box
+is resized to the input size. Burned-in text, shoulders and the film's border are then outside what the
+network sees, so it cannot lean on them, and its heatmap falls inside the chest.
+
 The heatmap is a class-activation map on the last conv block. The head is global average pooling and one
 linear layer, so Grad-CAM's channel weights are exactly the classifier's row for the class: the map needs
 no backward pass.
@@ -26,6 +31,7 @@ from medrag.errors import BackendUnavailableError, InputError
 
 if TYPE_CHECKING:
     import torch
+    from timm.models.efficientnet import EfficientNet
 
 #: The classes, in output order (NIH Nodule and Mass are merged into "nodule/mass").
 CLASSES: tuple[str, ...] = (
@@ -48,11 +54,24 @@ META_NAME = "medrag-cnn.json"
 TRAIN_COMMAND = "python -m medrag.training.cnn_train --out medrag/reading/weights/"
 
 
-def build_network(num_classes: int = len(CLASSES)) -> torch.nn.Module:
+def build_network(num_classes: int = len(CLASSES)) -> EfficientNet:
     """An untrained ``efficientnet_lite0`` with ``num_classes`` outputs (no download: ``pretrained=False``)."""
     import timm
+    from timm.models.efficientnet import EfficientNet
 
-    return timm.create_model(ARCHITECTURE, pretrained=False, num_classes=num_classes)
+    model = timm.create_model(ARCHITECTURE, pretrained=False, num_classes=num_classes)
+    # The heatmap and the training code rely on EfficientNet's forward_features / classifier split.
+    assert isinstance(model, EfficientNet), type(model)
+    return model
+
+
+def classifier_weight(model: EfficientNet) -> torch.Tensor:
+    """The classifier's (classes, features) weight: one row of channel weights per class, as the heatmap uses."""
+    import torch
+
+    head = model.get_classifier()
+    assert isinstance(head, torch.nn.Linear), type(head)  # build_network's head is one linear layer
+    return head.weight
 
 
 def as_gray(pixels: np.ndarray) -> np.ndarray:
@@ -85,7 +104,38 @@ def normalise(gray: torch.Tensor, mean: tuple[float, ...] = IMAGENET_MEAN,
     return (gray.expand(-1, 3, -1, -1) - m) / s
 
 
-def platt(logits: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def box_from_masks(lungs: np.ndarray, heart: np.ndarray, margin: float = 0.04,
+                   min_share: float = 0.05) -> tuple[float, float, float, float]:
+    """(top, left, bottom, right) as fractions of the image: the box around lungs and heart plus ``margin``.
+
+    The whole image when the masks (probabilities or booleans at any resolution) cover under ``min_share``.
+    """
+    mask = (np.asarray(lungs) > 0.5) | (np.asarray(heart) > 0.5)
+    if mask.mean() < min_share:
+        return 0.0, 0.0, 1.0, 1.0
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    h, w = mask.shape
+    return (max(0.0, rows[0] / h - margin), max(0.0, cols[0] / w - margin),
+            min(1.0, (rows[-1] + 1) / h + margin), min(1.0, (cols[-1] + 1) / w + margin))
+
+
+def thorax_box(gray: np.ndarray) -> tuple[float, float, float, float]:
+    """The thorax box of a film (fractions, see :func:`box_from_masks`) from the repository's segmenter."""
+    from medrag.reading.segment import default_segmenter
+
+    seg = default_segmenter().segment(gray)
+    return box_from_masks(seg.lungs, seg.heart)
+
+
+def box_pixels(shape: tuple[int, ...], box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    """A fractional box as (top, left, bottom, right) pixel indices of an image of ``shape`` (at least 8 px)."""
+    h, w = int(shape[-2]), int(shape[-1])
+    top, left = int(round(box[0] * h)), int(round(box[1] * w))
+    bottom, right = max(top + 8, int(round(box[2] * h))), max(left + 8, int(round(box[3] * w)))
+    return min(top, h - 8), min(left, w - 8), min(bottom, h), min(right, w)
+
+
+def platt(logits: np.ndarray, a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
     """Calibrated probabilities ``sigmoid(a * logit + b)`` per class (the arrays broadcast over images)."""
     z = np.clip(a * logits + b, -60.0, 60.0)
     return 1.0 / (1.0 + np.exp(-z))
@@ -119,6 +169,9 @@ class CnnOutput:
     logits: dict[str, float]
     probabilities: dict[str, float]
     features: Any  # torch.Tensor (1, 1280, h, w); Any so this module imports without torch
+    #: the thorax crop the network read, (top, left, bottom, right) pixels of the input image
+    crop: tuple[int, int, int, int] = (0, 0, 0, 0)
+    shape: tuple[int, int] = (0, 0)
 
 
 class CnnReader:
@@ -128,10 +181,11 @@ class CnnReader:
 
     def __init__(self, weights_dir: Path | str | None = None) -> None:
         self.weights_dir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
-        self._model: torch.nn.Module | None = None
+        self._model: EfficientNet | None = None
         self._meta: dict[str, Any] | None = None
         self._lock = threading.Lock()
         self._last: tuple[bytes, CnnOutput] | None = None
+        self._last_box: tuple[bytes, tuple[int, int, int, int]] | None = None
 
     @property
     def weights_path(self) -> Path:
@@ -168,14 +222,14 @@ class CnnReader:
         """Per-class decision thresholds on the calibrated probability (chosen for F1 at training time)."""
         return {k: float(v) for k, v in self.meta["thresholds"].items()}
 
-    def load(self) -> torch.nn.Module:
+    def load(self) -> EfficientNet:
         """Build the network and load the committed weights after checking their sha256 against the JSON."""
         with self._lock:
             if self._model is None:
                 self._model = self._load_model()
             return self._model
 
-    def _load_model(self) -> torch.nn.Module:
+    def _load_model(self) -> EfficientNet:
         from safetensors.torch import load_file
 
         meta = self.meta
@@ -193,19 +247,32 @@ class CnnReader:
         model.load_state_dict(state)
         return model.eval()
 
-    def _input(self, pixels: np.ndarray) -> torch.Tensor:
+    def _crop(self, gray: np.ndarray, box: tuple[float, float, float, float] | None) -> tuple[int, int, int, int]:
+        if box is None and self.meta.get("crop") != "thorax":
+            box = (0.0, 0.0, 1.0, 1.0)
+        if box is None:
+            key = hashlib.sha1(gray.tobytes()).digest()
+            if self._last_box is not None and self._last_box[0] == key:
+                return self._last_box[1]
+            pixels_box = box_pixels(gray.shape, thorax_box(gray))
+            self._last_box = (key, pixels_box)
+            return pixels_box
+        return box_pixels(gray.shape, box)
+
+    def forward(self, pixels: np.ndarray, box: tuple[float, float, float, float] | None = None) -> CnnOutput:
+        """Logits, calibrated probabilities and last-block features of one image (the last result is cached).
+
+        ``box`` (top, left, bottom, right as fractions) is the thorax crop; by default the segmenter finds it
+        (pass the anatomy reader's box to skip a second segmentation).
+        """
         import torch
 
+        gray = as_gray(pixels)
+        top, left, bottom, right = self._crop(gray, box)
         norm = self.meta["normalisation"]
-        gray = torch.from_numpy(as_gray(pixels))
-        return normalise(resize_gray(gray, self.size), tuple(norm["mean"]), tuple(norm["std"]))
-
-    def forward(self, pixels: np.ndarray) -> CnnOutput:
-        """Logits, calibrated probabilities and last-block features of one image (the last result is cached)."""
-        import torch
-
-        x = self._input(pixels)
-        key = hashlib.sha1(x.numpy().tobytes()).digest()
+        region = torch.from_numpy(np.ascontiguousarray(gray[top:bottom, left:right]))
+        x = normalise(resize_gray(region, self.size), tuple(norm["mean"]), tuple(norm["std"]))
+        key = hashlib.sha1(x.numpy().tobytes() + bytes(str((top, left, bottom, right, gray.shape)), "ascii")).digest()
         last = self._last
         if last is not None and last[0] == key:
             return last[1]
@@ -220,7 +287,7 @@ class CnnReader:
         out = CnnOutput(
             logits={c: float(v) for c, v in zip(self.classes, logits, strict=True)},
             probabilities={c: float(v) for c, v in zip(self.classes, probs, strict=True)},
-            features=features,
+            features=features, crop=(top, left, bottom, right), shape=(int(gray.shape[0]), int(gray.shape[1])),
         )
         self._last = (key, out)
         return out
@@ -234,13 +301,13 @@ class CnnReader:
         if class_name not in self.classes:
             raise InputError(f"medrag-cnn has no class {class_name!r}; choose one of: {', '.join(self.classes)}")
         out = self.forward(pixels)
-        weight = self.load().get_classifier().weight[self.classes.index(class_name)].detach()  # type: ignore[operator]
+        weight = classifier_weight(self.load())[self.classes.index(class_name)].detach()
         shape = np.asarray(pixels).shape[:2]
         return class_activation(out.features, weight, (int(shape[0]), int(shape[1])))
 
 
 __all__ = [
     "ARCHITECTURE", "CLASSES", "IMAGENET_MEAN", "IMAGENET_STD", "META_NAME", "NIH_TO_CLASS", "TRAIN_COMMAND",
-    "WEIGHTS_DIR", "WEIGHTS_NAME", "CnnOutput", "CnnReader", "as_gray", "build_network", "class_activation",
-    "file_sha256", "normalise", "platt", "resize_gray",
+    "WEIGHTS_DIR", "WEIGHTS_NAME", "CnnOutput", "CnnReader", "as_gray", "box_from_masks", "box_pixels",
+    "build_network", "class_activation", "file_sha256", "normalise", "platt", "resize_gray", "thorax_box",
 ]

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 #: The classifier's classes that MedRAG names differently.
 CLASS_FINDINGS: dict[str, str] = {"infiltration": "opacity"}
 #: A probability above this share of the class threshold reads as "uncertain".
-UNCERTAIN_SHARE = 0.6
+UNCERTAIN_SHARE = 0.85
 #: The heatmap kept in the history is this coarse (cells per side).
 HEATMAP_CELLS = 32
 

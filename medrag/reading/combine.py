@@ -55,7 +55,9 @@ class CombinedReader:
                 readings.append(member.read(pixels, view_hint=view_hint))
             except Exception as exc:  # one reader failing must not hide what the others saw
                 log.warning("image reader %s failed", member.name, exc_info=exc)
-                notes.append(f"The {member.name} reader failed on this image ({type(exc).__name__}); its findings are missing.")
+                notes.append(
+                    f"The {member.name} reader failed on this image ({type(exc).__name__}); its findings are missing."
+                )
         merged = merge_readings(readings, size=(int(pixels.shape[0]), int(pixels.shape[1])))
         return replace(merged, notes=(*merged.notes, *notes), seconds=time.perf_counter() - started)
 
@@ -101,6 +103,10 @@ def merge_readings(readings: Sequence[ImageReading], size: tuple[int, int] | Non
         zone = peak_zone(heatmap, zone_boxes, size)
         if zone:
             findings[heatmap_finding] = replace(findings[heatmap_finding], where=(zone,))
+    abnormal = [r for n, r in findings.items() if n not in ("no finding", "support devices") and r.status == "present"]
+    if abnormal and "no finding" in findings and findings["no finding"].status in ("present", "uncertain"):
+        # A finding the readers call present rules out a normal film, whatever "no finding" scored on its own.
+        findings["no finding"] = replace(findings["no finding"], status="absent")
     with_view = next((r for r in readings if r.view), base)
     with_ctr = next((r for r in readings if r.ctr is not None), base)
     devices = next((r.devices for r in readings if r.devices), ())

@@ -60,7 +60,7 @@ class XRVReader:
         model = self._model
         batch = torch.from_numpy(preprocess(pixels)[None]).to(self.device)
         with torch.no_grad():
-            out = model(batch)  # type: ignore[operator]
+            out = model(batch)
             if getattr(model, "op_threshs", None) is None:
                 out = torch.sigmoid(out)
         values = out[0].float().cpu().numpy()
@@ -89,6 +89,8 @@ def _factory(settings: Settings) -> XRVReader:
     return XRVReader(settings)
 
 
-register_reader(ReaderSpec("xrv", _factory, "torchxrayvision DenseNet121 pathology head (needs its weights)", weight_free=False))
+register_reader(
+    ReaderSpec("xrv", _factory, "torchxrayvision DenseNet121 pathology head (needs its weights)", weight_free=False)
+)
 
 __all__ = ["PATHOLOGY_FINDINGS", "PRESENT_AT", "UNCERTAIN_AT", "XRVReader"]

@@ -70,7 +70,9 @@ def answer_lines(question: str, reading: ImageReading) -> list[str]:
     if not asked:
         return ["The question names no finding the readers assess; the whole reading follows."]
     if asked == ["no finding"]:
-        abnormal = [r for r in reading.findings.values() if r.name != "no finding" and r.status in ("present", "uncertain")]
+        abnormal = [
+            r for r in reading.findings.values() if r.name != "no finding" and r.status in ("present", "uncertain")
+        ]
         if not abnormal:
             return ["Yes: the image readers see no acute abnormality on this film."]
         named = ", ".join(("possible " if r.status == "uncertain" else "") + display(r.name) for r in abnormal[:4])

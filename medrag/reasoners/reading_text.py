@@ -69,7 +69,10 @@ def technical_lines(reading: ImageReading) -> list[str]:
         article = "an" if reading.view[:1].upper() in "AEIOU" else "a"
         lines.append(f"The film looks like {article} {reading.view} view{sure}.")
         if reading.view.upper() == "AP":
-            lines.append("On an AP (often bedside) film the heart is magnified, so the cardiothoracic ratio overstates heart size.")
+            lines.append(
+                "On an AP (often bedside) film the heart is magnified, "
+                "so the cardiothoracic ratio overstates heart size."
+            )
     return lines
 
 

@@ -92,7 +92,7 @@ class AnalysisStore(Database):
             frame = cur.execute("SELECT * FROM analyses WHERE id = ?", [int(analysis_id)]).df()
         if frame.empty:
             return None
-        row = frame.iloc[0].to_dict()
+        row = {str(k): v for k, v in frame.iloc[0].items()}
         for key in _ANALYSIS_JSON:
             row[key] = json.loads(row[key]) if row.get(key) else ({} if key in _JSON_OBJECTS else [])
         row["id"] = int(row["id"])

@@ -119,7 +119,7 @@ def read_gray(path: Path, side: int = 256) -> torch.Tensor:
     with Image.open(path) as img:
         gray = img.convert("L")
         if gray.size != (side, side):
-            gray = gray.resize((side, side), Image.BILINEAR, reducing_gap=None)
+            gray = gray.resize((side, side), Image.Resampling.BILINEAR, reducing_gap=None)
         return torch.from_numpy(np.asarray(gray, dtype=np.float32) / 255.0)[None]
 
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import torch
 from scipy.stats import rankdata
 from sklearn.linear_model import LogisticRegression
+from timm.models.efficientnet import EfficientNet
 
-from medrag.reading.cnn import platt
+from medrag.reading.cnn import CLASSES, class_activation, classifier_weight, normalise, platt, resize_gray
+from medrag.training.cnn_data import Film, read_gray
 
 
 def safe_auc(y: np.ndarray, s: np.ndarray) -> float:
@@ -25,6 +28,11 @@ def safe_auc(y: np.ndarray, s: np.ndarray) -> float:
         return float("nan")
     ranks = rankdata(s)
     return float((ranks[y == 1].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def auc_on(y: np.ndarray, s: np.ndarray) -> Callable[[np.ndarray], float]:
+    """:func:`safe_auc` of the rows ``idx`` of ``y`` and ``s``, as :func:`cluster_bootstrap` resamples them."""
+    return lambda idx: safe_auc(y[idx], s[idx])
 
 
 def cluster_bootstrap(groups: Sequence[str], stat: Callable[[np.ndarray], float], *, resamples: int = 1000,
@@ -103,7 +111,7 @@ def evaluate(logits: np.ndarray, labels: np.ndarray, groups: Sequence[str], clas
     cross_prob = np.zeros_like(logits)
     for j, name in enumerate(classes):
         s, y = logits[:, j], labels[:, j]
-        low, high = cluster_bootstrap(groups, lambda idx, s=s, y=y: safe_auc(y[idx], s[idx]), seed=seed)
+        low, high = cluster_bootstrap(groups, auc_on(y, s), seed=seed)
         raw = platt(s, 1.0, 0.0)
         pred = np.zeros(len(y), dtype=bool)
         for h in (0, 1):
@@ -153,5 +161,33 @@ def box_hits(heatmaps: Sequence[np.ndarray], boxes: Sequence[tuple[float, float,
     return hits
 
 
+@torch.no_grad()
+def localisation(model: EfficientNet, films: list[Film], size: int,
+                 crops: list[tuple[int, int, int, int]] | None = None) -> dict:
+    """Share of NIH boxes that contain the peak of their class's heatmap (zero outside the crop read)."""
+    model.eval()
+    heats, boxes, names = [], [], []
+    for i, film in enumerate(films):
+        top_, left, bottom, right = crops[i] if crops is not None else (0, 0, 256, 256)
+        gray = read_gray(film.path)[:, top_:bottom, left:right]
+        feats = model.forward_features(normalise(resize_gray(gray[None], size)))
+        for cls, x, y, w, h in film.boxes:
+            weight = classifier_weight(model)[CLASSES.index(cls)]
+            heat = np.zeros((256, 256), dtype=np.float32)
+            heat[top_:bottom, left:right] = class_activation(feats, weight, (bottom - top_, right - left))
+            heats.append(heat)
+            boxes.append((x, y, w, h))
+            names.append(cls)
+    hits = box_hits(heats, boxes)
+    per: dict[str, list[int]] = {}
+    for cls, hit in zip(names, hits, strict=True):
+        per.setdefault(cls, [0, 0])[0] += int(hit)
+        per[cls][1] += 1
+    return {"boxes": len(hits), "hits": int(sum(hits)), "share": round(sum(hits) / max(1, len(hits)), 4),
+            "per_class": {k: {"hits": v[0], "boxes": v[1]} for k, v in sorted(per.items())},
+            "films": len(films), "all_held_out": True}
+
+
+
 __all__ = ["best_f1_threshold", "box_hits", "cluster_bootstrap", "ece", "evaluate", "f1", "fit_platt", "halves",
-           "safe_auc"]
+           "localisation", "safe_auc"]

@@ -14,6 +14,7 @@ import argparse
 import csv
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from medrag.training.cnn_data import SHARED_DATA
-from medrag.training.cnn_eval import cluster_bootstrap, safe_auc
+from medrag.training.cnn_eval import auc_on, cluster_bootstrap, safe_auc
 
 ANATOMY_KEYS = ("ctr", "ap", "right upper zone z", "right middle zone z", "right lower zone z", "left upper zone z",
                 "left middle zone z", "left lower zone z", "right costophrenic recess z",
@@ -67,6 +68,12 @@ def cv_scores(x: np.ndarray, y: np.ndarray, groups: list[str], folds: int = 5) -
     return scores
 
 
+def auc_gain_on(y: np.ndarray, base: np.ndarray, other: np.ndarray) -> Callable[[np.ndarray], float]:
+    """How much ``other`` beats ``base`` in AUC on the rows ``idx``, as :func:`cluster_bootstrap` resamples them."""
+    base_auc, other_auc = auc_on(y, base), auc_on(y, other)
+    return lambda idx: other_auc(idx) - base_auc(idx)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Compare logit-only and logit+anatomy fusions; print and write the result."""
     p = argparse.ArgumentParser(prog="python -m medrag.training.cnn_fusion", description=__doc__)
@@ -86,8 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         logit = np.array([float(r[f"logit:{cls}"]) for r in rows])
         alone = cv_scores(logit[:, None], y, groups)
         fused = cv_scores(np.column_stack([logit, feats]), y, groups)
-        low, high = cluster_bootstrap(
-            groups, lambda i, y=y, a=alone, f=fused: safe_auc(y[i], f[i]) - safe_auc(y[i], a[i]))
+        low, high = cluster_bootstrap(groups, auc_gain_on(y, alone, fused))
         result[cls] = {"positives": int(y.sum()), "auc_cnn": round(safe_auc(y, logit), 4),
                        "auc_cnn_cv": round(safe_auc(y, alone), 4), "auc_fused_cv": round(safe_auc(y, fused), 4),
                        "difference_ci95": [round(low, 4), round(high, 4)],

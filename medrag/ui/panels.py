@@ -375,10 +375,12 @@ def render_web(analysis: Analysis) -> None:
     for result in analysis.web_results:
         with st.container(border=True):
             image = safe_url(result.image_url)
-            body = st.columns([1, 5]) if image else [None, st.container()]
-            if image and body[0] is not None:
-                body[0].image(image, width="stretch")
-            with body[1]:
+            if image:
+                picture, text = st.columns([1, 5])
+                picture.image(image, width="stretch")
+            else:
+                text = st.container()
+            with text:
                 st.markdown(f"**{escape_markdown(result.title or result.domain)}**")
                 st.caption(escape_markdown(result.domain))
                 st.text(shorten(result.snippet, 500))

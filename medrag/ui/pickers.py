@@ -59,11 +59,11 @@ def chosen_label(value: str | None) -> str | None:
 
 def titles_for(workbench: Workbench, case_ids: Sequence[str], choices: pd.DataFrame) -> dict[str, str]:
     """{case id: readable title} for these ids (from ``choices``, else from the whole library)."""
-    titles = dict(zip(choices["case_id"], choices["title"]))
+    titles = dict(zip(choices["case_id"], choices["title"], strict=True))
     missing = [cid for cid in case_ids if cid not in titles]
     if missing:
         index = data.case_index(workbench)
-        titles.update(dict(zip(index["case_id"], index["title"])))
+        titles.update(dict(zip(index["case_id"], index["title"], strict=True)))
     return titles
 
 

@@ -10,11 +10,8 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import sys
 import threading
 import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -27,6 +24,7 @@ from medrag.engine.search import LibraryMap
 from medrag.errors import MedRAGError
 from medrag.ui.appconfig import app_settings
 from medrag.ui.images import load_pixels
+from medrag.ui.workers import spawn_safe_main  # noqa: F401 - re-exported (its home before medrag.ui.workers)
 from medrag.workbench import Workbench
 
 log = logging.getLogger("medrag.ui")
@@ -53,27 +51,6 @@ def get_workbench() -> Workbench:
     """The shared workbench for the configured data folder (built on first call)."""
     settings = app_settings()
     return _workbench(str(settings.data_dir), settings)
-
-
-@contextmanager
-def spawn_safe_main() -> Iterator[None]:
-    """Hide the page script from worker processes started while the block runs.
-
-    A spawned worker, and the fork server that imports start from, re-run the file of
-    ``sys.modules["__main__"]``; under Streamlit that module is the page script itself, so each would
-    re-run the page (and start its own import). Without a ``__file__`` on ``__main__`` they import
-    nothing extra. (tests/test_browser_e2e.py imports 220 images from the Library page of a real server.)
-    """
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    if main is None or path is None or getattr(main, "__spec__", None) is not None:
-        yield
-        return
-    del main.__file__
-    try:
-        yield
-    finally:
-        main.__file__ = path
 
 
 #: Seconds the app keeps the database open after its last page run.
@@ -189,7 +166,9 @@ def _build_text_index(workbench: Workbench) -> None:
     count = workbench.store.count_cases()
     if count == 0 or _TEXT_FRESH.get(key) == count:
         return
-    workbench.ensure_index("text")
+    with workbench.store.session():  # one open of the file, not two per batch of vectors written
+        workbench.ensure_index("text")
+        library_map_frame(workbench)  # the map and the readable names of the grown library
     _TEXT_FRESH[key] = count
 
 
@@ -198,8 +177,6 @@ def _text_in_background(workbench: Workbench) -> None:
         return  # one build at a time; the next page run looks again
     try:
         _build_text_index(workbench)
-        # The first result after an import would otherwise wait for the grown library's map (a PCA).
-        workbench.library_map()
     except MedRAGError:
         pass  # a text question shows the error when it asks
     except Exception as exc:  # noqa: BLE001 - e.g. the interpreter shutting down; the next page run retries
@@ -225,7 +202,10 @@ def refresh_text_index(workbench: Workbench) -> None:
 
 
 def text_index_ready(workbench: Workbench) -> bool:
-    """Whether a text question would find the text index up to date (no reports left to embed first)."""
+    """Whether the text index, the library map and the readable names are up to date for this library.
+
+    Then a first text question (or the first result after an import) has nothing to compute first.
+    """
     return _TEXT_FRESH.get(str(workbench.settings.data_dir)) == workbench.store.count_cases()
 
 
@@ -243,26 +223,23 @@ def warm_up_in_background(workbench: Workbench) -> None:
     timer.start()
 
 
-@st.cache_resource(show_spinner="Computing the library map…", max_entries=8)
+@st.cache_resource(show_spinner=False, max_entries=8)
 def _map_frame(
-    data_dir: str, map_token: tuple[int, int, int], _library_map: LibraryMap, _workbench: Workbench
+    data_dir: str, map_token: tuple[int, int, int], names_key: tuple[Any, ...], _library_map: LibraryMap,
+    _workbench: Workbench,
 ) -> pd.DataFrame:
+    from medrag.ui import data
+
     coords = np.asarray(_library_map.coords, dtype=np.float32)
     frame = pd.DataFrame({"case_id": list(_library_map.case_ids), "x": coords[:, 0], "y": coords[:, 1]})
-    from medrag.casenames import case_caption, case_from_row, case_title, is_synthetic
-
-    rows = _workbench.store.cases_frame().to_dict("records")
-    cases = [case_from_row(row) for row in rows]
-    named = pd.DataFrame({
-        "case_id": [c.case_id for c in cases], "label": [c.label for c in cases],
-        "dataset": [c.dataset for c in cases], "synthetic": [is_synthetic(c) for c in cases],
-        "title": [case_title(c) for c in cases], "snippet": [case_caption(c, 120) for c in cases],
-    })
+    # The readable names come from the one shared table of them (built once per library state).
+    named = data.case_index(_workbench)[["case_id", "label", "dataset", "synthetic", "title", "caption"]]
     frame = frame.merge(named, on="case_id", how="left")
     frame["label"] = frame["label"].fillna("unlabelled")
     frame["synthetic"] = frame["synthetic"].fillna(False).astype(bool)
-    for column in ("dataset", "title", "snippet"):
+    for column in ("dataset", "title", "caption"):
         frame[column] = frame[column].fillna("")
+    frame["snippet"] = frame.pop("caption").map(lambda text: text if len(text) <= 120 else text[:119].rstrip() + "…")
     return frame
 
 
@@ -274,8 +251,11 @@ def _map_token(library_map: LibraryMap) -> tuple[int, int, int]:
 def library_map_frame(workbench: Workbench) -> pd.DataFrame:
     """The library map as a table, one row per case (cached per map): x, y, case_id, label, dataset,
     synthetic, title (the readable name) and snippet (the report, else the fine label and demographics)."""
+    from medrag.ui import data
+
     library_map = workbench.library_map()
-    return _map_frame(str(workbench.settings.data_dir), _map_token(library_map), library_map, workbench)
+    return _map_frame(str(workbench.settings.data_dir), _map_token(library_map), data.library_key(workbench),
+                      library_map, workbench)
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

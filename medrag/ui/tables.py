@@ -95,7 +95,7 @@ def short_time(value: object) -> str:
     if value is None or value == "":
         return ""
     try:
-        return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M:%S")
+        return pd.Timestamp(str(value)).strftime("%Y-%m-%d %H:%M:%S")
     except (TypeError, ValueError):
         return str(value)
 
@@ -113,7 +113,7 @@ def history_table(history: pd.DataFrame) -> pd.DataFrame:
         tops = [_top_match(value) for value in history["neighbours"]]
     else:
         tops = [("" if pd.isna(label) else str(label), None if pd.isna(score) else float(score))
-                for label, score in zip(history["top_label"], history["top_score"])]
+                for label, score in zip(history["top_label"], history["top_score"], strict=True)]
     inputs = [
         (name or "") + (f" — {question}" if question else "") if kind == "image" else f"“{question}”"
         for kind, name, question in zip(history["input_kind"], history["input_name"], history["question"])
@@ -138,7 +138,7 @@ def neighbour_scores(history: pd.DataFrame) -> pd.DataFrame:
     """
     rows: list[dict[str, Any]] = []
     kinds = history["input_kind"] if "input_kind" in history else ["image"] * len(history)
-    for value, kind in zip(history.get("neighbours", []), kinds):
+    for value, kind in zip(history.get("neighbours", []), kinds, strict=False):
         try:
             neighbours = json.loads(value) if isinstance(value, str) else list(value or [])
         except (TypeError, ValueError):
