@@ -13,6 +13,7 @@ from medrag.ui import data, images, state
 from medrag.ui.lessons import add_to_lesson_set
 from medrag.ui.page import error_boundary, setup_page
 from medrag.ui.panels import render_metadata
+from medrag.ui.resources import prepare_after_import
 from medrag.ui.safe import escape_markdown
 from medrag.ui.upload_import import render_upload_import
 from medrag.ui.viewer import PLOTLY_CONFIG, image_figure, view_controls
@@ -119,7 +120,9 @@ if import_tab.open:  # only the open tab runs
                 st.caption(escape_markdown(note))
             if flash["errors"]:
                 st.warning(f"{len(flash['errors'])} files were skipped:")
-                st.dataframe({"file": [e[0] for e in flash["errors"]], "why": [e[1] for e in flash["errors"]]}, hide_index=True)
+                st.dataframe(
+                    {"file": [e[0] for e in flash["errors"]], "why": [e[1] for e in flash["errors"]]}, hide_index=True
+                )
         with st.form("library_import"):
             folder = st.text_input("Folder (or .parquet / Open-i .tgz) on this machine", key="import_folder")
             labels_csv = st.text_input("Labels CSV (optional)", key="import_csv")
@@ -141,6 +144,8 @@ if import_tab.open:  # only the open tab runs
                             labels_csv=Path(labels_csv.strip()).expanduser() if labels_csv.strip() else None,
                             on_progress=on_progress,
                         )
+                    bar.progress(1.0, text="Embedding the reports for text search and laying out the library map…")
+                    prepare_after_import(workbench)
                     bar.progress(1.0, text="Done")
                     # Rerun so the table above lists the new cases; the outcome is shown once after it.
                     st.session_state[state.LIBRARY_FLASH] = {

@@ -80,7 +80,13 @@ def _new_question() -> None:
         return
     label = random.choice(list(counts))  # every label equally likely, however rare
     case_id = random.choice(sorted(data.case_ids_where(workbench, label=label)))
-    st.session_state[state.QUIZ] = {"case_id": case_id, "truth": label, "answered": False, "answer": None, "analysis": None}
+    st.session_state[state.QUIZ] = {
+        "case_id": case_id,
+        "truth": label,
+        "answered": False,
+        "answer": None,
+        "analysis": None,
+    }
 
 
 def _submit(answer: str | None) -> None:
@@ -97,7 +103,9 @@ if quiz_tab.open:  # only the open tab runs
     with quiz_tab, error_boundary():
         score = st.session_state[state.QUIZ_SCORE]
         top_left, top_right = st.columns([3, 1])
-        top_left.markdown("Look at the image, pick the label, then reveal the truth, the reasoning and the nearest cases.")
+        top_left.markdown(
+            "Look at the image, pick the label, then reveal the truth, the reasoning and the nearest cases."
+        )
         top_right.metric("Score", f"{score['right']} / {score['asked']}")
         st.button("New quiz case", type="primary", key="quiz_new", on_click=_new_question)
         quiz = st.session_state[state.QUIZ]
@@ -111,8 +119,13 @@ if quiz_tab.open:  # only the open tab runs
                     st.plotly_chart(image_figure(images.load_pixels(case.image_path), title="Quiz case"),
                                     config=PLOTLY_CONFIG, key="quiz_image")
                 with answer_col:
-                    choice = st.radio("Your label", sorted(data.label_counts(workbench)), index=None, key=f"quiz_answer_{case.case_id}",
-                                      disabled=quiz["answered"])
+                    choice = st.radio(
+                        "Your label",
+                        sorted(data.label_counts(workbench)),
+                        index=None,
+                        key=f"quiz_answer_{case.case_id}",
+                        disabled=quiz["answered"],
+                    )
                     st.button("Reveal", key="quiz_reveal", disabled=quiz["answered"] or choice is None,
                               on_click=_submit, args=(choice,))
                     if quiz["answered"]:

@@ -155,7 +155,9 @@ def test_history_reopens_the_analysis(analyze: AppTest, data_dir: Path) -> None:
     assert fresh.text_area(key=f"history_notes_{analysis_id}").value == "teaching file"
 
 
-def test_a_question_over_the_limit_reopens_in_history_with_its_results_and_a_note(analyze: AppTest, data_dir: Path) -> None:
+def test_a_question_over_the_limit_reopens_in_history_with_its_results_and_a_note(
+    analyze: AppTest, data_dir: Path
+) -> None:
     at = analyze
     at.button_group[0].set_value("question").run()
     question = "What are the signs of a pleural effusion on a chest x-ray? " * 80  # > 4,000 characters

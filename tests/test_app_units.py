@@ -53,7 +53,11 @@ def _events() -> list:
         ReasoningToken(stage="reasoning", text="Clear."),
         ReasoningDone(stage="reasoning", text="**Lungs.** Clear.", backend="evidence", model="m1", seconds=0.2),
         StageStarted(stage="summary"),
-        SummaryReady(stage="summary", summary=Summary("effusion", {"effusion": "present", "pneumothorax": "absent"}), seconds=0.01),
+        SummaryReady(
+            stage="summary",
+            summary=Summary("effusion", {"effusion": "present", "pneumothorax": "absent"}),
+            seconds=0.01,
+        ),
         StageStarted(stage="web"),
         StageFailed(stage="web", message="provider down; try later", error_type="WebSearchError", seconds=0.5),
         StageStarted(stage="save"),
@@ -140,15 +144,27 @@ def test_unreadable_input_is_a_failure_not_a_refusal() -> None:
 def test_a_saved_row_reopens_as_the_live_analysis() -> None:
     live = Analysis.fold(_events())
     record = {
-        "id": 7, "created_at": "2026-01-01 10:00:00", "input_kind": "image", "input_name": "x.png",
-        "question": "", "upload_path": "/u/x.png", "thumb_path": "/t/x.png", "encoder": "classic",
-        "reasoner_backend": "evidence", "reasoner_model": "m1", "summariser_backend": "rules",
-        "reasoning": live.reasoning, "label": live.label, "findings": live.findings,
+        "id": 7,
+        "created_at": "2026-01-01 10:00:00",
+        "input_kind": "image",
+        "input_name": "x.png",
+        "question": "",
+        "upload_path": "/u/x.png",
+        "thumb_path": "/t/x.png",
+        "encoder": "classic",
+        "reasoner_backend": "evidence",
+        "reasoner_model": "m1",
+        "summariser_backend": "rules",
+        "reasoning": live.reasoning,
+        "label": live.label,
+        "findings": live.findings,
         "neighbours": [n.__dict__ for n in live.neighbours],
         "web_results": [{"title": "T", "url": "https://nih.gov/a", "domain": "nih.gov", "snippet": "s"}],
-        "web_status": "1 result from serpapi", "guard": {"allowed": True, "reason": "ok", "score": 0.5, "kind": "image"},
+        "web_status": "1 result from serpapi",
+        "guard": {"allowed": True, "reason": "ok", "score": 0.5, "kind": "image"},
         "meta": {"format": "png", "summary_notes": ["the labeler read part of the text"]},
-        "timings": {"input": 0.1, "reasoning": 0.2}, "errors": [{"stage": "web", "message": "m"}],
+        "timings": {"input": 0.1, "reasoning": 0.2},
+        "errors": [{"stage": "web", "message": "m"}],
         "total_seconds": 0.9,
     }
     view = Analysis.from_row(record)
@@ -237,10 +253,16 @@ def test_scores_bar_and_map_highlight_neighbours_and_escape_hover() -> None:
     neighbours = _neighbours(3)
     bar = scores_bar(neighbours)
     assert sorted(sum((list(t.y) for t in bar.data), [])) == sorted(n.score for n in neighbours)
-    frame = pd.DataFrame({
-        "case_id": ["c0", "c1", "c2", "c3"], "x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 1.0, 0.5, 0.2],
-        "label": ["normal", "effusion", "normal", "<b>x</b>"], "dataset": ["s"] * 4, "snippet": ["<script>", "", "", ""],
-    })
+    frame = pd.DataFrame(
+        {
+            "case_id": ["c0", "c1", "c2", "c3"],
+            "x": [0.0, 1.0, 2.0, 3.0],
+            "y": [0.0, 1.0, 0.5, 0.2],
+            "label": ["normal", "effusion", "normal", "<b>x</b>"],
+            "dataset": ["s"] * 4,
+            "snippet": ["<script>", "", "", ""],
+        }
+    )
     fig = library_map_figure(frame, query_xy=(0.5, 0.5), neighbour_ids=["c1", "c2", "missing"])
     names = [t.name for t in fig.data]
     assert "query" in names and "nearest cases" in names
@@ -282,10 +304,16 @@ def _panels_app() -> None:
     from medrag.ui.panels import render_label_and_findings, render_outcome, render_web
 
     view = Analysis(
-        label="effusion", findings={"effusion": "present", "pneumothorax": "absent", "edema": "uncertain"},
+        label="effusion",
+        findings={"effusion": "present", "pneumothorax": "absent", "edema": "uncertain"},
         finished=True,
         web_results=[
-            WebResult("Pleural effusion [link](javascript:x)", "https://radiopaedia.org/articles/effusion", "radiopaedia.org", "<b>snip</b>"),
+            WebResult(
+                "Pleural effusion [link](javascript:x)",
+                "https://radiopaedia.org/articles/effusion",
+                "radiopaedia.org",
+                "<b>snip</b>",
+            ),
             WebResult("Evil", "javascript:alert(1)", "nih.gov", "s", image_url="javascript:bad"),
         ],
         web_status="2 results from tavily",

@@ -48,7 +48,9 @@ def resize_square(grey: np.ndarray, size: int) -> np.ndarray:
     """Antialiased resize of a 2-D float image to ``size`` x ``size`` (aspect ratio not kept)."""
     if grey.shape == (size, size):
         return grey.astype(np.float32, copy=False)
-    return np.asarray(Image.fromarray(grey.astype(np.float32), mode="F").resize((size, size), Image.BILINEAR))
+    return np.asarray(
+        Image.fromarray(grey.astype(np.float32), mode="F").resize((size, size), Image.Resampling.BILINEAR)
+    )
 
 
 def standardise(small: np.ndarray) -> np.ndarray:
@@ -121,7 +123,7 @@ def default_segmenter() -> Segmenter:
 def upsample(prob: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A working-resolution probability map resized (bilinear) to ``shape`` (rows, cols)."""
     return np.asarray(Image.fromarray(prob.astype(np.float32), mode="F").resize((shape[1], shape[0]),
-                                                                                Image.BILINEAR))
+                                                                                Image.Resampling.BILINEAR))
 
 
 __all__ = [

@@ -32,8 +32,10 @@ class SegNet(nn.Module):
         super().__init__()
         enc = timm.create_model("efficientnet_lite0", pretrained=False)
         stem = nn.Conv2d(1, 32, 3, stride=2, padding=1, bias=False)
-        self.stem = nn.Sequential(stem, enc.bn1)
-        self.blocks = enc.blocks[:5]
+        bn1, blocks = enc.bn1, enc.blocks
+        assert isinstance(bn1, nn.Module) and isinstance(blocks, nn.Sequential)  # timm's EfficientNet layout
+        self.stem = nn.Sequential(stem, bn1)
+        self.blocks: nn.Sequential = blocks[:5]
         # A lean decoder: on 2 CPU cores its full-resolution stages cost more than the whole encoder.
         self.dec3 = _conv_block(112 + 40, 48)
         self.dec2 = _conv_block(48 + 24, 32)
@@ -85,8 +87,12 @@ def load_imagenet_encoder(net: SegNet, checkpoint: Path) -> int:
     own = net.state_dict()
     copied = 0
     with torch.no_grad():
-        own_stem = net.stem[0].weight
-        own_stem.copy_(reference.conv_stem.weight.sum(dim=1, keepdim=True))
+        first = net.stem[0]
+        assert isinstance(first, nn.Conv2d)
+        own_stem = first.weight
+        reference_stem = reference.conv_stem
+        assert isinstance(reference_stem, nn.Conv2d)
+        own_stem.copy_(reference_stem.weight.sum(dim=1, keepdim=True))
         copied += 1
         for name, tensor in reference.state_dict().items():
             target = name.replace("bn1.", "stem.1.", 1) if name.startswith("bn1.") else name

@@ -50,7 +50,9 @@ def load_grey(path: Path) -> np.ndarray:
 
 def resize(pixels: np.ndarray, size: int) -> np.ndarray:
     """Antialiased resize of a float image to ``size`` x ``size``."""
-    return np.asarray(Image.fromarray(pixels.astype(np.float32), mode="F").resize((size, size), Image.BILINEAR))
+    return np.asarray(
+        Image.fromarray(pixels.astype(np.float32), mode="F").resize((size, size), Image.Resampling.BILINEAR)
+    )
 
 
 def file_sha256(path: Path) -> str:

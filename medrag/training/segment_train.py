@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     ph_lung = dices(ph_probs, [lg > 0.5 for _, lg, _ in held_phantoms], 0)
     ph_heart = dices(ph_probs, [ht > 0.5 for _, _, ht in held_phantoms], 1)
 
-    def report(values: list[float], groups: list[str] | None = None) -> dict[str, float]:
+    def report(values: list[float], groups: list[str] | None = None) -> dict[str, object]:
         est, low, high = bootstrap_ci(values, groups, seed=args.seed)
         return {"mean": round(est, 4), "ci95": [round(low, 4), round(high, 4)], "n": len(values),
                 "min": round(float(np.min(values)), 4)}

@@ -24,7 +24,7 @@ from medrag.records import Case
 
 if TYPE_CHECKING:
     from medrag.library import IngestReport
-    from medrag.store import Store
+    from medrag.store.factory import AnyStore
     from medrag.workbench import Workbench
 
 _LOCK = threading.Lock()
@@ -67,33 +67,33 @@ def _history_key(workbench: Workbench) -> tuple[str, int, int]:
 
 # ---------------------------------------------------------------------------------------------- library reads
 @st.cache_data(show_spinner=False, max_entries=32)
-def _label_counts(key: tuple[Any, ...], _store: Store) -> dict[str, int]:
+def _label_counts(key: tuple[Any, ...], _store: AnyStore) -> dict[str, int]:
     return _store.label_counts()
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _dataset_counts(key: tuple[Any, ...], _store: Store) -> dict[str, int]:
+def _dataset_counts(key: tuple[Any, ...], _store: AnyStore) -> dict[str, int]:
     return _store.dataset_counts()
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _cases_frame(key: tuple[Any, ...], label: str | None, dataset: str | None, text: str | None,
-                 limit: int | None, _store: Store) -> pd.DataFrame:
+                 limit: int | None, _store: AnyStore) -> pd.DataFrame:
     return _store.cases_frame(label=label, dataset=dataset, text=text, limit=limit)
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def _get_case(key: tuple[Any, ...], case_id: str, _store: Store) -> Case | None:
+def _get_case(key: tuple[Any, ...], case_id: str, _store: AnyStore) -> Case | None:
     return _store.get_case(case_id)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _case_ids_where(key: tuple[Any, ...], label: str | None, dataset: str | None, _store: Store) -> set[str]:
+def _case_ids_where(key: tuple[Any, ...], label: str | None, dataset: str | None, _store: AnyStore) -> set[str]:
     return _store.case_ids_where(label=label, dataset=dataset)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _get_cases(key: tuple[Any, ...], case_ids: tuple[str, ...], _store: Store) -> dict[str, Case]:
+def _get_cases(key: tuple[Any, ...], case_ids: tuple[str, ...], _store: AnyStore) -> dict[str, Case]:
     return _store.get_cases(list(case_ids))
 
 
@@ -102,7 +102,7 @@ CASE_INDEX_COLUMNS = ("case_id", "title", "caption", "label", "dataset", "synthe
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def _case_index(key: tuple[Any, ...], _store: Store) -> pd.DataFrame:
+def _case_index(key: tuple[Any, ...], _store: AnyStore) -> pd.DataFrame:
     # A resource, not data: one shared, read-only table (a 100k-case library would be pickled every call).
     cases = [case_from_row(row) for row in _store.cases_frame().to_dict("records")]
     return pd.DataFrame({
@@ -218,30 +218,30 @@ def reindex(workbench: Workbench) -> Any:
 
 # ---------------------------------------------------------------------------------------------- history
 @st.cache_data(show_spinner=False, max_entries=64)
-def _history_frame(key: tuple[Any, ...], search: str | None, limit: int | None, _store: Store) -> pd.DataFrame:
+def _history_frame(key: tuple[Any, ...], search: str | None, limit: int | None, _store: AnyStore) -> pd.DataFrame:
     return _store.history_frame(limit=limit, search=search)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _get_analysis(key: tuple[Any, ...], analysis_id: int, _store: Store) -> Analysis | None:
+def _get_analysis(key: tuple[Any, ...], analysis_id: int, _store: AnyStore) -> Analysis | None:
     return _store.get_analysis(analysis_id)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _history_page(key: tuple[Any, ...], offset: int, limit: int, search: str | None, labels: tuple[str, ...],
-                  backends: tuple[str, ...], columns: tuple[str, ...], _store: Store) -> pd.DataFrame:
+                  backends: tuple[str, ...], columns: tuple[str, ...], _store: AnyStore) -> pd.DataFrame:
     return _store.history_page(offset, limit, search, columns=columns, labels=labels or None,
                                backends=backends or None)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _count_history(key: tuple[Any, ...], search: str | None, labels: tuple[str, ...], backends: tuple[str, ...],
-                   _store: Store) -> int:
+                   _store: AnyStore) -> int:
     return _store.count_history(search, labels=labels or None, backends=backends or None)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _history_values(key: tuple[Any, ...], column: str, search: str | None, _store: Store) -> list[str]:
+def _history_values(key: tuple[Any, ...], column: str, search: str | None, _store: AnyStore) -> list[str]:
     return _store.history_values(column, search)
 
 

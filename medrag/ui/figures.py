@@ -10,6 +10,7 @@ import html
 import zlib
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -103,6 +104,16 @@ def scores_bar(neighbours: Sequence[Neighbour]) -> go.Figure:
     return fig
 
 
+def map_hover(frame: pd.DataFrame) -> pd.Series:
+    """The hover text of each map point (name, label · dataset, snippet), escaped; the map frame caches it."""
+    names = frame["title"] if "title" in frame else frame["case_id"]
+    return pd.Series(
+        [f"{_plain(n, 90)}<br>{_plain(lab, 40)} · {_plain(d, 40)}<br>{_plain(snip)}"
+         for n, lab, d, snip in zip(names, frame["label"], frame["dataset"], frame["snippet"], strict=True)],
+        index=frame.index, dtype=object,
+    )
+
+
 def library_map_figure(
     frame: pd.DataFrame,
     *,
@@ -113,30 +124,31 @@ def library_map_figure(
     """Every library case on its 2-D PCA coordinates, coloured by label; neighbours ringed, query starred.
 
     ``frame`` needs columns x, y, case_id, label, dataset, snippet; optional ``synthetic`` (phantoms get
-    their own marker and legend entries) and ``title`` (the readable name shown on hover).
+    their own marker and legend entries), ``title`` (the readable name shown on hover) and ``hover``
+    (:func:`map_hover`, precomputed).
     """
     scatter = go.Scattergl if len(frame) > WEBGL_POINTS else go.Scatter
-    labels = frame["label"].astype(str)
-    synthetic = (frame["synthetic"].fillna(False).astype(bool) if "synthetic" in frame
-                 else pd.Series(False, index=frame.index))
-    names = frame["title"] if "title" in frame else frame["case_id"]
-    hover = (
-        names.map(lambda v: _plain(v, 90)) + "<br>" + labels.map(lambda v: _plain(v, 40)) + " · "
-        + frame["dataset"].map(lambda v: _plain(v, 40)) + "<br>" + frame["snippet"].map(_plain)
-    )
+    hover = frame["hover"] if "hover" in frame else map_hover(frame)
+    labels = frame["label"].astype(str).to_numpy(dtype=object)
+    synthetic = (frame["synthetic"].fillna(False).astype(bool).to_numpy() if "synthetic" in frame
+                 else np.zeros(len(frame), dtype=bool))
+    xs, ys, texts = frame["x"].to_numpy(), frame["y"].to_numpy(), hover.to_numpy(dtype=object)
     fig = go.Figure()
+    traces = []
     for label in sorted(set(labels)):
+        of_label = labels == label
         for fake in (False, True):
-            rows = ((labels == label) & (synthetic == fake)).to_numpy()
+            rows = of_label & (synthetic == fake)
             if not rows.any():
                 continue
-            fig.add_trace(scatter(
-                x=frame["x"].to_numpy()[rows], y=frame["y"].to_numpy()[rows], mode="markers",
+            traces.append(scatter(
+                x=xs[rows], y=ys[rows], mode="markers",
                 name=_plain(label, 40) + (" (synthetic)" if fake else ""),
                 marker=dict(size=7 if not fake else 8, color=label_colour(label), opacity=0.8,
                             symbol=SYNTHETIC_SYMBOL if fake else REAL_SYMBOL, line=dict(width=1.5 if fake else 0)),
-                text=hover.to_numpy()[rows], hovertemplate="%{text}<extra></extra>",
+                text=texts[rows], hovertemplate="%{text}<extra></extra>",
             ))
+    fig.add_traces(traces)
     wanted = list(neighbour_ids)
     if wanted:
         picked = frame.assign(hover=hover).drop_duplicates("case_id").set_index("case_id").reindex(wanted)

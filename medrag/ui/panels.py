@@ -203,7 +203,10 @@ def render_metadata(meta: Mapping[str, Any]) -> None:
         dicom = meta.get("dicom") or {}
         if dicom:
             st.caption("DICOM tags (identifying tags removed or replaced)")
-            st.dataframe(pd.DataFrame({"tag": [str(k) for k in dicom], "value": [str(v) for v in dicom.values()]}), hide_index=True)
+            st.dataframe(
+                pd.DataFrame({"tag": [str(k) for k in dicom], "value": [str(v) for v in dicom.values()]}),
+                hide_index=True,
+            )
     for warning in meta.get("warnings") or []:
         st.warning(defang_markdown(str(warning)))
 
@@ -282,7 +285,12 @@ def neighbour_card(neighbour: Neighbour, key: str, *, openable: bool = True, cas
         st.caption(f"similarity {neighbour.score:.3f} · {source}")
         st.text(neighbour_text(neighbour, case))
         if openable:
-            st.button("Open side by side", key=f"{key}_open_{neighbour.rank}", on_click=_open_neighbour, args=(key, neighbour.case_id))
+            st.button(
+                "Open side by side",
+                key=f"{key}_open_{neighbour.rank}",
+                on_click=_open_neighbour,
+                args=(key, neighbour.case_id),
+            )
 
 
 def render_neighbour_grid(analysis: Analysis, key: str, *, openable: bool = True) -> None:
@@ -293,7 +301,7 @@ def render_neighbour_grid(analysis: Analysis, key: str, *, openable: bool = True
     cases = _cases_of(analysis)
     for start in range(0, len(analysis.neighbours), GRID_COLUMNS):
         columns = st.columns(GRID_COLUMNS)
-        for column, neighbour in zip(columns, analysis.neighbours[start : start + GRID_COLUMNS]):
+        for column, neighbour in zip(columns, analysis.neighbours[start : start + GRID_COLUMNS], strict=False):
             with column:
                 neighbour_card(neighbour, key, openable=openable, case=cases.get(neighbour.case_id))
 
@@ -327,8 +335,12 @@ def render_votes(analysis: Analysis) -> None:
 
     frame = votes_frame(label_votes(analysis.neighbours))
     st.dataframe(
-        frame, hide_index=True, width="stretch",
-        column_config={"share": st.column_config.ProgressColumn("vote share", min_value=0.0, max_value=1.0, format="percent")},
+        frame,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "share": st.column_config.ProgressColumn("vote share", min_value=0.0, max_value=1.0, format="percent")
+        },
     )
 
 

@@ -23,6 +23,7 @@ from medrag.config import Settings
 from medrag.engine.search import LibraryMap
 from medrag.errors import MedRAGError
 from medrag.ui.appconfig import app_settings
+from medrag.ui.figures import map_hover
 from medrag.ui.images import load_pixels
 from medrag.ui.workers import spawn_safe_main  # noqa: F401 - re-exported (its home before medrag.ui.workers)
 from medrag.workbench import Workbench
@@ -185,6 +186,19 @@ def _text_in_background(workbench: Workbench) -> None:
         _TEXT_LOCK.release()
 
 
+def prepare_after_import(workbench: Workbench) -> None:
+    """Embed the new reports and lay out the grown library's map now (the import's last step, with its bar).
+
+    So the first text question, and the first result after the import, find everything ready; waits for
+    a background refresh already under way instead of doing the work twice.
+    """
+    with _TEXT_LOCK:
+        try:
+            _build_text_index(workbench)
+        except MedRAGError as exc:  # the import itself worked; a text question will say what is wrong
+            log.warning("after the import: %s", exc)
+
+
 def refresh_text_index(workbench: Workbench) -> None:
     """Bring the text index up to date in a daemon thread when the library grew (an import here or by the CLI).
 
@@ -240,6 +254,7 @@ def _map_frame(
     for column in ("dataset", "title", "caption"):
         frame[column] = frame[column].fillna("")
     frame["snippet"] = frame.pop("caption").map(lambda text: text if len(text) <= 120 else text[:119].rstrip() + "…")
+    frame["hover"] = map_hover(frame)  # once per map, not once per analysis shown
     return frame
 
 

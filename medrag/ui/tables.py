@@ -116,7 +116,7 @@ def history_table(history: pd.DataFrame) -> pd.DataFrame:
                 for label, score in zip(history["top_label"], history["top_score"], strict=True)]
     inputs = [
         (name or "") + (f" — {question}" if question else "") if kind == "image" else f"“{question}”"
-        for kind, name, question in zip(history["input_kind"], history["input_name"], history["question"])
+        for kind, name, question in zip(history["input_kind"], history["input_name"], history["question"], strict=False)
     ]
     return pd.DataFrame({
         "id": history["id"].astype(int),

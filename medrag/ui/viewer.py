@@ -19,7 +19,11 @@ from medrag.imaging import apply_window, enhance_contrast, invert, to_uint8
 #: Longest side sent to the browser; zooming a 3000-px radiograph in a 700-px panel needs no more.
 MAX_DISPLAY_SIDE = 1024
 #: plotly config: wheel zoom, no logo, no data upload buttons.
-PLOTLY_CONFIG: dict[str, Any] = {"scrollZoom": True, "displaylogo": False, "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
+PLOTLY_CONFIG: dict[str, Any] = {
+    "scrollZoom": True,
+    "displaylogo": False,
+    "modeBarButtonsToRemove": ["select2d", "lasso2d"],
+}
 
 
 @dataclass(frozen=True)
@@ -86,10 +90,18 @@ def _style(fig: go.Figure, height: int) -> go.Figure:
     return fig
 
 
-def image_figure(pixels: np.ndarray, view: ViewSettings | None = None, *, title: str = "", height: int = 520) -> go.Figure:
+@st.cache_data(show_spinner=False, max_entries=32)
+def _display_uri(pixels: np.ndarray, view: ViewSettings) -> str:
+    # Every rerun of a page redraws its viewer: downsampling, windowing and PNG-encoding the same pixels
+    # again cost tens of ms each time; hashing them for this cache costs ~1 ms.
+    return png_data_uri(render_pixels(downsample(pixels), view))
+
+
+def image_figure(
+    pixels: np.ndarray, view: ViewSettings | None = None, *, title: str = "", height: int = 520
+) -> go.Figure:
     """A plotly figure of one image (pan by drag, zoom by wheel or box, double-click to reset)."""
-    shown = render_pixels(downsample(pixels), view or ViewSettings())
-    fig = go.Figure(_gray_trace(shown))
+    fig = go.Figure(go.Image(source=_display_uri(pixels, view or ViewSettings()), hoverinfo="skip"))
     if title:
         fig.update_layout(title=dict(text=title, font=dict(size=13)))
     return _style(fig, height)
@@ -108,7 +120,9 @@ def pad_to_square(pixels: np.ndarray, side: int) -> np.ndarray:
     return out
 
 
-def linked_figure(images: Sequence[np.ndarray], titles: Sequence[str], view: ViewSettings, *, side: int = 512, height: int = 460) -> go.Figure:
+def linked_figure(
+    images: Sequence[np.ndarray], titles: Sequence[str], view: ViewSettings, *, side: int = 512, height: int = 460
+) -> go.Figure:
     """Two to four images side by side; zoom and pan on one moves them all (shared axes)."""
     fig = make_subplots(rows=1, cols=len(images), subplot_titles=[str(t) for t in titles], horizontal_spacing=0.01)
     for col, pixels in enumerate(images, start=1):

@@ -132,7 +132,9 @@ def _api_key(settings: Settings) -> str | None:
 
 
 def _build(settings: Settings) -> SerpApiProvider:
-    return SerpApiProvider(settings.serpapi_api_key or "", allowlist=settings.allowlist, base_url=settings.serpapi_base_url)
+    return SerpApiProvider(
+        settings.serpapi_api_key or "", allowlist=settings.allowlist, base_url=settings.serpapi_base_url
+    )
 
 
 register_provider(ProviderSpec("serpapi", "SERPAPI_API_KEY", _api_key, _build, auto_rank=0))

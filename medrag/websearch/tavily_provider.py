@@ -123,7 +123,9 @@ def _api_key(settings: Settings) -> str | None:
 
 
 def _build(settings: Settings) -> TavilyProvider:
-    return TavilyProvider(settings.tavily_api_key or "", allowlist=settings.allowlist, base_url=settings.tavily_base_url)
+    return TavilyProvider(
+        settings.tavily_api_key or "", allowlist=settings.allowlist, base_url=settings.tavily_base_url
+    )
 
 
 register_provider(ProviderSpec("tavily", "TAVILY_API_KEY", _api_key, _build, auto_rank=1))
