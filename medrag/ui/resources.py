@@ -146,6 +146,8 @@ def _warm(workbench: Workbench) -> None:
         workbench.index("image")
         workbench.library_map()
         workbench.text_encoder.embed_text(["chest x-ray"])  # MiniLM loads on first use (~5 s)
+        # The image readers' torch models load on first read: do it here, not in the first analysis.
+        workbench.backends.reader.read(np.full((256, 256), 0.5, dtype=np.float32))
         from medrag.guard import check_text
 
         check_text("Is there a pleural effusion?", workbench.text_encoder)  # embeds the guard's prototypes once
