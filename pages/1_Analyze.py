@@ -70,10 +70,11 @@ with error_boundary():
             pixels, meta = images.decode_upload(payload, upload.name)
             source, name = payload, upload.name
     elif mode == "library":
-        from medrag.casenames import case_title  # the workbench opens early for a library case anyway
+        from medrag.casenames import case_title, is_synthetic  # the workbench opens early for a library case
         from medrag.ui import data, pickers
 
         library = open_workbench()
+        real_only = pickers.real_only_toggle(library, "analyze_real", on_change=lambda: _filters_changed("", ""))
         pick_left, pick_mid, pick_right = st.columns([2, 4, 1], vertical_alignment="bottom")
         labels = pickers.label_options(library)
         if st.session_state[state.ANALYZE_LABEL] not in labels:
@@ -82,8 +83,6 @@ with error_boundary():
             "Label", labels, key=state.bind_widget("analyze_case_label", state.ANALYZE_LABEL),
             on_change=_filters_changed, args=("analyze_case_label", state.ANALYZE_LABEL),
         )
-        with pick_left:
-            real_only = pickers.real_only_toggle(library, "analyze_real", on_change=lambda: _filters_changed("", ""))
         choices = data.case_choices(library, label=pickers.chosen_label(label), real_only=real_only)
         options = pickers.limited(choices)
         pinned = st.session_state[state.ANALYZE_PINNED]
@@ -110,7 +109,7 @@ with error_boundary():
                 source, name = Path(case.image_path), case_title(case)
                 st.caption(
                     f"Truth label: **{escape_markdown(case.label)}** · {escape_markdown(case.dataset)}"
-                    + (" · synthetic phantom, not a patient" if case.synthetic else "")
+                    + (" · synthetic phantom, not a patient" if is_synthetic(case) else "")
                     + " — the case itself is left out of its own neighbours."
                 )
         else:
@@ -118,8 +117,7 @@ with error_boundary():
 
 options_left, options_right = st.columns([1, 3])
 with options_left:
-    from medrag.ui.appconfig import app_settings
-    from medrag.ui.tables import web_available
+    from medrag.ui.appconfig import app_settings, web_available
 
     web_ready = web_available(app_settings())
     if not web_ready:

@@ -283,7 +283,11 @@ def test_cards_show_reports_or_facts_and_the_map_marks_real_and_synthetic(mixed:
     last = at.session_state["last_result"]
     cards = [t for t in (e.value for e in at.text) if t.startswith(("No report · fine label:", "FINDINGS"))]
     assert len(cards) >= len(last.neighbours)
-    assert at.toggle(key="analyze_map_real") is not None  # the map's "real cases only" switch
+    at.session_state["analyze_similar_tabs"] = "Library map"  # tabs run lazily: open the map's
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.toggle(key="analyze_map_real").value is True  # the map's "real cases only" switch
+    assert at.get("plotly_chart")
 
 
 def test_web_search_is_off_without_a_key_and_said_once(mixed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -448,7 +452,7 @@ def test_reports_are_embedded_once_per_distinct_text(tmp_path: Path) -> None:
     assert {n.label for n in hits} == {"covid19"}
 
 
-def test_an_import_from_the_library_page_embeds_the_reports_in_the_background(
+def test_an_import_from_the_library_page_embeds_the_reports_before_the_first_question(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MEDRAG_DATA_DIR", str(tmp_path / "data"))
@@ -464,9 +468,37 @@ def test_an_import_from_the_library_page_embeds_the_reports_in_the_background(
     from medrag.ui import resources
 
     workbench = resources.get_workbench()
+    # Part of the import (with its progress bar): nothing is left for the first text question to embed.
+    assert resources.text_index_ready(workbench)
+    encoder = workbench.text_encoder
+    assert not workbench.store.cases_missing_embeddings(encoder.name, encoder.version)
+
+
+def test_cases_imported_by_another_process_are_embedded_in_the_background(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medrag.config import Settings
+    from medrag.ui import resources
+    from medrag.workbench import Workbench
+
+    monkeypatch.setenv("MEDRAG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MEDRAG_DEMO_CASES", "6")
+    monkeypatch.setenv("MEDRAG_WEB", "off")
+    _app("pages/5_Settings.py")  # the app is up: its warm-up embeds the demo library's reports
+    workbench = resources.get_workbench()
     deadline = time.monotonic() + 120
     while not resources.text_index_ready(workbench) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert resources.text_index_ready(workbench), "the reports were not embedded after the import"
+    assert resources.text_index_ready(workbench)
+    # `medrag ingest` in another process (here another Workbench on the same folder) adds cases...
+    incoming = tmp_path / "incoming"
+    labels = _write_real_like(incoming)
+    Workbench(Settings(data_dir=tmp_path / "data", web_provider="off")).ingest(incoming, labels_csv=labels)
+    assert not resources.text_index_ready(workbench)
+    _app("pages/5_Settings.py")  # ...and the next page run notices and embeds their reports meanwhile
+    deadline = time.monotonic() + 120
+    while not resources.text_index_ready(workbench) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert resources.text_index_ready(workbench)
     encoder = workbench.text_encoder
     assert not workbench.store.cases_missing_embeddings(encoder.name, encoder.version)

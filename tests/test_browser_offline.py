@@ -73,6 +73,10 @@ def test_no_request_leaves_the_machine(server: str, tmp_path: Path) -> None:  # 
                     )
                     assert not clipped, "the Open in History button's label is cut off"
                     _shot(page, "offline_analyze")
+                    page.get_by_role("tab", name="Library map").click()  # drawn only when its tab is opened
+                    wait_idle(page)
+                    expect(page.get_by_text("Library map (PCA of image embeddings)")).to_be_visible()
+                    _shot(page, "offline_analyze_map")
                 if name == "Compare":
                     page.get_by_role("tab", name="Quiz").click()
                     wait_idle(page)

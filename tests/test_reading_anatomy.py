@@ -123,6 +123,7 @@ def test_reading_fields_and_ap_caveat() -> None:
     assert set(pa.cp_angles) == {"right", "left"}
     assert all(20 < v["angle"] < 95 for v in pa.cp_angles.values()), pa.cp_angles
     assert pa.view == ("PA", 1.0) and pa.view_source == "hint"
+    assert pa.ctr_method == "heart mask" and pa.heart_confidence >= 0.85
     assert pa.lungs.shape == pa.heart.shape and pa.scale == (2.0, 2.0)
     assert 0 < pa.seconds < 5
     # The patient's right lung is on the image's left.
@@ -222,3 +223,41 @@ def test_view_on_held_out_real_films(real_data: Path) -> None:
         pixels = np.asarray(Image.open(real_data / row["image"]).convert("L"), dtype=np.float32) / 255.0
         correct += read_anatomy(pixels).view[0] == row["view"]
     assert correct / len(rows) >= 0.8, f"{correct}/{len(rows)}"
+
+
+@pytest.mark.realdata
+def test_heart_on_real_films_falls_back_to_the_brightness_profile(real_data: Path) -> None:
+    from PIL import Image
+
+    from medrag.reading.anatomy import read_anatomy
+
+    with open(real_data / "labels.csv", newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["dataset"] == "nih" and r["view"] == "PA"
+                and r["fine_label"] == "No Finding"][:10]
+    ratios = []
+    for row in rows:
+        pixels = np.asarray(Image.open(real_data / row["image"]).convert("L"), dtype=np.float32) / 255.0
+        reading = read_anatomy(pixels, view_hint="PA")
+        assert reading.ctr_method == "brightness profile", reading.heart_confidence
+        if reading.ctr is not None:
+            ratios.append(reading.ctr)
+    assert len(ratios) >= 8
+    assert 0.3 <= float(np.median(ratios)) <= 0.55, ratios
+
+
+@pytest.mark.parametrize(("view", "ctr", "expected"), [
+    ("PA", 0.56, "present"), ("PA", 0.52, "uncertain"), ("PA", 0.42, "absent"),
+    ("AP", 0.65, "uncertain"), ("AP", 0.53, "uncertain"), ("AP", 0.45, "absent"),
+])
+def test_cardiomegaly_bands_follow_the_view(view: str, ctr: float, expected: str) -> None:
+    from dataclasses import replace
+
+    from medrag.reading.anatomy import read_anatomy
+    from medrag.reading.anatomy_reader import findings_from_anatomy
+
+    base = read_anatomy(generate_phantom(frozenset(), HELD_OUT + 30, 256), view_hint="PA")
+    reading = replace(base, ctr=ctr, ctr_reliable=view == "PA", view=(view, 1.0))
+    found = findings_from_anatomy(reading)["cardiomegaly"]
+    assert found.status == expected
+    assert f"{ctr:.2f}" in found.evidence
+    assert ("unreliable" in found.evidence) == (view == "AP")  # an AP ratio is never stated as reliable

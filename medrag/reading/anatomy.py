@@ -3,8 +3,9 @@ asymmetry, the view and devices, from one image.
 
 :func:`read_anatomy` is the entry point. It loads the segmenter on first use (torch is not imported before),
 works at :data:`~medrag.reading.segment.SEG_SIZE` px, and reports sides as the PATIENT's (the patient's right
-is the image's left on a PA/AP film). The heart comes from a model that learned hearts from phantoms only:
-on real films it is an estimate, and the ratio is flagged unreliable on AP films (magnified heart).
+is the image's left on a PA/AP film). The segmenter learned hearts from phantoms only; where its heart channel
+is not confident (real films) the heart comes from brightness profiles (:mod:`medrag.reading.heart`). The ratio
+is flagged unreliable on AP films (magnified heart).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from scipy import ndimage
 
 from medrag.reading.base import DeviceMark
 from medrag.reading.devices import detect_devices
+from medrag.reading.heart import cardiothoracic_ratio, choose_heart
 from medrag.reading.segment import SEG_SIZE, Segmentation, default_segmenter, to_grey
 from medrag.reading.view import ViewCall, classify_view
 from medrag.reading.zones import ZoneNorms, default_norms, split_lungs, zone_masks, zone_opacities
@@ -41,7 +43,12 @@ class AnatomyReading:
     #: original pixels per mask pixel (rows, cols)
     scale: tuple[float, float]
     ctr: float | None
+    #: False on AP films (magnified heart) and when no ratio was measured
     ctr_reliable: bool
+    #: "heart mask" (the segmenter's heart channel) or "brightness profile" (see medrag.reading.heart)
+    ctr_method: str
+    #: mean heart probability inside the segmenter's heart mask
+    heart_confidence: float
     #: zone → {"mean": opacity, "z": SD above normal films}
     zones: dict[str, dict[str, float]]
     #: "right"/"left" → {"angle": degrees, "angle_z", "recess": opacity, "recess_z", "blunted": 0/1}
@@ -84,7 +91,8 @@ class AnatomyReading:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary (no masks)."""
-        return {"ctr": self.ctr, "ctr_reliable": self.ctr_reliable, "zones": self.zones,
+        return {"ctr": self.ctr, "ctr_reliable": self.ctr_reliable, "ctr_method": self.ctr_method,
+                "heart_confidence": self.heart_confidence, "zones": self.zones,
                 "cp_angles": self.cp_angles, "asymmetry": self.asymmetry, "view": list(self.view),
                 "view_source": self.view_source, "scale": list(self.scale),
                 "devices": [vars(d) for d in self.devices], "notes": list(self.notes), "seconds": self.seconds}
@@ -100,18 +108,6 @@ def largest_components(mask: np.ndarray, keep: int) -> np.ndarray:
     # Drop specks under 5 % of the largest piece (a lung is never that small).
     chosen = [k for k in ranked if sizes[k - 1] >= 0.05 * sizes.max()]
     return ndimage.binary_fill_holes(np.isin(labels, chosen))
-
-
-def cardiothoracic_ratio(heart: np.ndarray, lungs: np.ndarray) -> float | None:
-    """Max horizontal heart width / max horizontal width across both lungs (outer edges); None without both."""
-    if not heart.any() or not lungs.any():
-        return None
-    hcols = np.flatnonzero(heart.any(axis=0))
-    heart_width = hcols[-1] - hcols[0] + 1
-    rows = np.flatnonzero(lungs.any(axis=1))
-    widths = [np.flatnonzero(lungs[r]) for r in rows]
-    thorax = max(int(c[-1] - c[0] + 1) for c in widths)
-    return float(heart_width / thorax) if thorax > 0 else None
 
 
 def costophrenic(lung: np.ndarray, lateral: int, aspect: float) -> tuple[float, tuple[int, int]] | None:
@@ -169,8 +165,8 @@ def read_anatomy(pixels: np.ndarray, view_hint: str | None = None, *, norms: Zon
     norms = norms or default_norms()
     notes: list[str] = []
     lungs = largest_components(seg.lungs > 0.5, keep=2)
-    heart = largest_components(seg.heart > 0.5, keep=1)
     right, left = split_lungs(lungs)
+    heart_mask = largest_components(seg.heart > 0.5, keep=1)
     sy, sx = seg.scale
     aspect = sx / sy
 
@@ -179,11 +175,14 @@ def read_anatomy(pixels: np.ndarray, view_hint: str | None = None, *, norms: Zon
         view = ViewCall("AP" if hint.startswith("AP") else ("lateral" if hint.startswith("L") else "PA"), 1.0)
         view_source = "hint"
     else:
-        view, view_source = classify_view(seg, lungs, heart), "classifier"
+        view, view_source = classify_view(seg, lungs, heart_mask), "classifier"
     if view.label == "lateral":
         notes.append("Lateral film: zones, ratio and angles are measured for frontal films only.")
 
-    ctr = cardiothoracic_ratio(heart, lungs)
+    heart, ctr, ctr_method, heart_confidence = choose_heart(seg.heart, heart_mask, seg.small, lungs, right, left)
+    if ctr_method != "heart mask":
+        notes.append("Heart borders from the brightness profile between the lungs (the heart model, taught on "
+                     "phantoms only, was not confident on this film): the ratio is approximate.")
     ctr_reliable = ctr is not None and view.label == "PA"
     if ctr is not None and view.label == "AP":
         notes.append("AP film: the heart is magnified, so the cardiothoracic ratio overstates its size.")
@@ -201,7 +200,8 @@ def read_anatomy(pixels: np.ndarray, view_hint: str | None = None, *, norms: Zon
     devices = tuple(detect_devices(grey, lungs, seg.scale))
     return AnatomyReading(
         lungs=lungs, right_lung=right, left_lung=left, heart=heart, scale=(sy, sx), ctr=ctr,
-        ctr_reliable=ctr_reliable, zones=zones, cp_angles=cp, asymmetry=asymmetry, view=(view.label, view.probability),
+        ctr_reliable=ctr_reliable, ctr_method=ctr_method, heart_confidence=heart_confidence, zones=zones,
+        cp_angles=cp, asymmetry=asymmetry, view=(view.label, view.probability),
         view_source=view_source, devices=devices, notes=tuple(notes), seconds=time.perf_counter() - started,
     )
 

@@ -21,10 +21,13 @@ if TYPE_CHECKING:
     from medrag.reading.anatomy import AnatomyReading
 
 #: Cardiothoracic ratio bands on a PA film: above CTR_PRESENT "present", above CTR_UNCERTAIN "uncertain".
+#: On NIH PA films (the brightness-profile ratio, 37 cardiomegaly / 353 normal) 0.55 keeps 82 % of normal
+#: films absent-or-uncertain and finds 38 % of cardiomegaly; 0.50 flags 54 % of them, 27 % of normal films.
 CTR_PRESENT = 0.55
 CTR_UNCERTAIN = 0.50
-#: On an AP film the heart is magnified: only above this is cardiomegaly "possible".
-CTR_AP_UNCERTAIN = 0.60
+#: On an AP film the heart is magnified and the ratio never "present"; above this it is "possible" (NIH AP
+#: films: 29 % of 17 cardiomegaly, 9 % of 271 normal; 0.60 flagged none of them).
+CTR_AP_UNCERTAIN = 0.50
 #: Zone opacity z-scores: at or above ZONE_PRESENT the zone is flagged as more opaque.
 ZONE_PRESENT = 2.0
 

@@ -296,14 +296,20 @@ class CnnReader:
         """Class → calibrated probability in [0, 1], for every class."""
         return dict(self.forward(pixels).probabilities)
 
-    def heatmap(self, pixels: np.ndarray, class_name: str) -> np.ndarray:
-        """Where the network sees ``class_name``: a map in [0, 1] with the input pixels' (H, W) shape."""
+    def heatmap(self, pixels: np.ndarray, class_name: str,
+                box: tuple[float, float, float, float] | None = None) -> np.ndarray:
+        """Where the network sees ``class_name``: a map in [0, 1] with the input pixels' (H, W) shape.
+
+        The network read only its crop (``box``, as in :meth:`forward`), so the map is zero outside it.
+        """
         if class_name not in self.classes:
             raise InputError(f"medrag-cnn has no class {class_name!r}; choose one of: {', '.join(self.classes)}")
-        out = self.forward(pixels)
+        out = self.forward(pixels, box)
         weight = classifier_weight(self.load())[self.classes.index(class_name)].detach()
-        shape = np.asarray(pixels).shape[:2]
-        return class_activation(out.features, weight, (int(shape[0]), int(shape[1])))
+        top, left, bottom, right = out.crop
+        full = np.zeros(out.shape, dtype=np.float32)
+        full[top:bottom, left:right] = class_activation(out.features, weight, (bottom - top, right - left))
+        return full
 
 
 __all__ = [

@@ -94,8 +94,16 @@ class Segmenter:
         """(sigmoid maps (N, 2, S, S), pooled features (N, 560)) for standardised inputs (N, S, S)."""
         torch = self._torch
         with self._lock, torch.inference_mode():
-            logits, feats = self.net.forward_with_features(torch.from_numpy(np.ascontiguousarray(batch[:, None])))
-            return torch.sigmoid(logits).numpy(), feats.numpy()
+            # One thread: this net is small, and on a machine shared past its cores two OpenMP threads made a
+            # 128 px forward pass 10-20 times slower (23 ms -> 430 ms measured, docs/reading-anatomy.md).
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                x = torch.from_numpy(np.ascontiguousarray(batch[:, None]))
+                logits, feats = self.net.forward_with_features(x)
+                return torch.sigmoid(logits).numpy(), feats.numpy()
+            finally:
+                torch.set_num_threads(threads)
 
     def segment(self, pixels: np.ndarray) -> Segmentation:
         """Lung and heart probabilities of one image (any size; grey or RGB, uint8 or float)."""

@@ -4,7 +4,8 @@
 loaded and prints the median and p95 seconds per image (and the load average, since the machine is shared).
 ``python -m medrag.training.anatomy_eval devices`` scores :func:`medrag.reading.devices.detect_devices`
 against ``device_labels.csv`` beside this file (20 NIH films labelled by eye at 256 px: a small set with
-uncertain labels; blanks are left out), per film and kind.
+uncertain labels; blanks are left out), per film and kind. ``... ctr`` compares the cardiothoracic ratio of
+NIH cardiomegaly films with NIH "No Finding" films per view (AUC, medians, and which heart method ran).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import csv
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -63,16 +65,39 @@ def devices() -> dict[str, dict[str, float]]:
     return out
 
 
+def ctr() -> dict[str, dict[str, float]]:
+    """Per view: AUC of the ratio for cardiomegaly against no finding, medians, and the heart methods used."""
+    from sklearn.metrics import roc_auc_score
+
+    from medrag.reading.anatomy import read_anatomy
+
+    nih = shared_folder("nih-train")
+    out: dict[str, dict[str, float]] = {}
+    rows = read_rows(nih)
+    for view in ("PA", "AP"):
+        group = [(int("Cardiomegaly" in r["finding_labels"].split("|")), r) for r in rows if r["view"] == view
+                 and (r["finding_labels"] == "No Finding" or "Cardiomegaly" in r["finding_labels"].split("|"))]
+        readings = [read_anatomy(load_grey(nih / r["image"]), view_hint=view) for _, r in group]
+        kept = [(lab, a.ctr) for (lab, _), a in zip(group, readings, strict=True) if a.ctr is not None]
+        labels, ratios = [lab for lab, _ in kept], [c for _, c in kept]
+        out[view] = {"films": len(group), "measured": len(kept), "auc": float(roc_auc_score(labels, ratios)),
+                     "median_cardiomegaly": float(np.median([c for lab, c in kept if lab])),
+                     "median_normal": float(np.median([c for lab, c in kept if not lab])),
+                     "profile_method_share": float(np.mean([a.ctr_method != "heart mask" for a in readings]))}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen measurement and print it."""
     p = argparse.ArgumentParser(prog="python -m medrag.training.anatomy_eval", description=__doc__)
-    p.add_argument("what", choices=("speed", "devices"))
+    p.add_argument("what", choices=("speed", "devices", "ctr"))
     p.add_argument("--count", type=int, default=60, help="films for the speed run")
     args = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(2)
-    result = speed(args.count) if args.what == "speed" else devices()
+    result: dict[str, Any] = speed(args.count) if args.what == "speed" else (devices() if args.what == "devices"
+                                                                           else ctr())
     for key, value in result.items():
         print(f"{key}: {value}")
     return 0

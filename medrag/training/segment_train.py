@@ -1,11 +1,12 @@
 """Train the lung and heart segmenter on CPU: real films of cxr-masks (lungs) and phantoms (lungs and heart).
 
-``python -m medrag.training.segment_train`` (about 15-25 minutes on 2 shared cores) writes
-``medrag/reading/weights/segment.safetensors`` and ``segment.json``: the sha256 of the training-data list, the
-seed, the epochs, the held-out Dice with 95 % bootstrap CIs and the command. Seeded and reproducible (up to
-float rounding between CPU kinds). The split is by patient (cxr-masks ``patient_id``; ieee8023_97 and
-ieee8023_178 are one person). Augmentation: rotation ±10°, scale, aspect, shift, gamma, contrast, brightness,
-noise; no horizontal flip (it would swap the patient's sides and put the heart on the wrong one).
+``python -m medrag.training.segment_train --threads 1`` (12 minutes at load 3-8, 24 at load 10, on the 2
+shared cores) writes ``medrag/reading/weights/segment.safetensors`` and ``segment.json``: the sha256 of the
+training-data list, the seed, the epochs, the held-out Dice with 95 % bootstrap CIs and the command. Seeded and
+reproducible (up to float rounding between CPU kinds). The split is by patient (cxr-masks ``patient_id``;
+ieee8023_97 and ieee8023_178 are one person). Augmentation: rotation ±10°, scale, aspect, shift, gamma,
+contrast, brightness, noise; no horizontal flip (it would swap the patient's sides and put the heart on the
+wrong one). Real films have no heart masks: their heart channel is taught only where the heart surely is not.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from medrag.reading.anatomy import largest_components
-from medrag.reading.segment import default_segmenter
+from medrag.reading.segment import SEGMENT_WEIGHTS, default_segmenter
 from medrag.reading.view import VIEW_WEIGHTS, ViewModel, view_features
 from medrag.training.anatomy_data import (
     bootstrap_ci,
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                          "patient_ids": sorted(held_p)},
         "hannover": {"films": len(hrows), "accuracy": round(h_acc[0], 4),
                      "ci95": [round(h_acc[1], 4), round(h_acc[2], 4)]},
-        "segmenter": default_segmenter().stamp.get("training_data_sha256", ""),
+        "segment_weights_sha256": file_sha256(SEGMENT_WEIGHTS),
         "seconds": round(time.time() - started, 1),
     }
     ViewModel(mean.astype(np.float64), scale.astype(np.float64), model.coef_[0].astype(np.float64),

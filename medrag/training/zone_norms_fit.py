@@ -13,8 +13,6 @@ import math
 import time
 from pathlib import Path
 
-import numpy as np
-
 from medrag.reading.anatomy import read_anatomy
 from medrag.reading.zones import DEFAULT_NORMS, ZoneNorms
 from medrag.training.anatomy_data import load_grey, read_rows, shared_folder
@@ -63,17 +61,6 @@ def main(argv: list[str] | None = None) -> int:
         labels = [lab for lab, _ in scored]
         print(f"effusion vs no finding (in-sample normals), max lower-zone/angle z: AUC "
               f"{roc_auc_score(labels, best):.3f} ({len(effusion)} effusion films)", flush=True)
-        cardio = [r for r in rows if "Cardiomegaly" in r["finding_labels"].split("|")]
-        for view in ("PA", "AP"):
-            group = [(1, r) for r in cardio if r["view"] == view] + [(0, r) for r in normal if r["view"] == view]
-            ctrs = [read_anatomy(load_grey(nih / r["image"]), view_hint=view, norms=norms).ctr for _, r in group]
-            kept = [(lab, c) for (lab, _), c in zip(group, ctrs, strict=True) if c is not None]
-            pos = [c for lab, c in kept if lab]
-            neg = [c for lab, c in kept if not lab]
-            print(f"{view}: cardiomegaly vs no finding by the ratio: AUC "
-                  f"{roc_auc_score([lab for lab, _ in kept], [c for _, c in kept]):.3f}; median ratio "
-                  f"{np.median(pos):.2f} ({len(pos)} cardiomegaly) vs {np.median(neg):.2f} ({len(neg)} normal)",
-                  flush=True)
     return 0
 
 

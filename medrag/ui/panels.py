@@ -369,13 +369,20 @@ def render_similar(workbench: Workbench, analysis: Analysis, key: str) -> None:
     render_side_by_side(analysis, key)
     if not analysis.neighbours:
         return
-    left, right = st.columns([3, 2])
-    with left:
-        st.plotly_chart(scores_bar(analysis.neighbours), config=PLOTLY_CONFIG, key=f"{key}_scores")
-    with right:
-        st.markdown("**Label votes among the neighbours**")
-        render_votes(analysis)
-    render_map(workbench, analysis, key)
+    # Only the open tab runs: the library map (its ~1,600-point plot costs the browser ~0.3 s a draw) is
+    # drawn when asked for, and stays the open tab for the next analyses once chosen.
+    scores_tab, map_tab = st.tabs(["Scores and votes", "Library map"], key=f"{key}_similar_tabs", on_change="rerun")
+    if scores_tab.open:
+        with scores_tab:
+            left, right = st.columns([3, 2])
+            with left:
+                st.plotly_chart(scores_bar(analysis.neighbours), config=PLOTLY_CONFIG, key=f"{key}_scores")
+            with right:
+                st.markdown("**Label votes among the neighbours**")
+                render_votes(analysis)
+    if map_tab.open:
+        with map_tab:
+            render_map(workbench, analysis, key)
 
 
 def render_web(analysis: Analysis) -> None:

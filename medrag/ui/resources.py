@@ -8,6 +8,7 @@ Nothing returned from a cache here is ever mutated by the pages.
 from __future__ import annotations
 
 import atexit
+import gc
 import logging
 import os
 import threading
@@ -140,6 +141,17 @@ def ensure_library_ready(workbench: Workbench) -> None:
         box.update(label=f"Demo library ready: {added} cases", state="complete", expanded=False)
 
 
+def _freeze_heap() -> None:
+    """Move everything loaded so far out of the garbage collector's sight (``gc.freeze``).
+
+    The loaded models (torch, transformers, spaCy) leave millions of long-lived objects; each full
+    collection walked them all, 0.7-1.3 s every few page runs (measured in the server during an
+    analysis, issue #13), which is most of what a click on Analyze used to wait for beyond the pipeline.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def _warm(workbench: Workbench) -> None:
     try:
         workbench.backend_status()  # builds encoders, reasoner, summariser
@@ -152,6 +164,12 @@ def _warm(workbench: Workbench) -> None:
 
         check_text("Is there a pleural effusion?", workbench.text_encoder)  # embeds the guard's prototypes once
         _text_in_background(workbench)  # the reports' vectors, so the first text question does not wait
+        # One unsaved question through the whole pipeline: the reasoner's and the summariser's first-use
+        # costs (the labeler's rules, its NLP pipeline) are paid here, not by the user's first analysis.
+        for _event in workbench.analyze(None, question="What are the signs of a pleural effusion?", k=3, web=False,
+                                        save=False):
+            pass
+        _freeze_heap()
     except MedRAGError:
         pass  # the page that needs the backend shows the error when it asks
     except Exception as exc:  # noqa: BLE001 - e.g. the interpreter shutting down mid-load; the page retries

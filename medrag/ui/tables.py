@@ -34,13 +34,6 @@ def backends_frame(workbench: Workbench) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["stage", "in use", "requested", "model", "why"])
 
 
-def web_available(settings: Settings) -> bool:
-    """Whether a web-search provider is configured with its key (so the Analyze toggle can be on)."""
-    from medrag.websearch import build_provider
-
-    return build_provider(settings) is not None
-
-
 def web_search_line(settings: Settings) -> str:
     """Whether web search is on, with which provider, or why it is off."""
     from medrag.websearch import build_provider, search_references
