@@ -199,14 +199,14 @@ def profile_text(profile: cProfile.Profile, top: int, sort: str) -> str:
 
 def profile_prepare(paths: list[Path], data_dir: Path, top: int) -> str:
     """cProfile of ingest_worker.prepare (decode, thumbnail, embed) over ``paths``, in this process."""
-    from medrag import ingest_worker, library
+    from medrag import ingest_sources, ingest_worker
     from medrag.config import Settings
     from medrag.encoders.classic import ClassicEncoder
 
     settings = Settings(data_dir=data_dir, web_provider="off")
     # embed as an import does (fitted or not: same cost)
     ingest_worker.init_worker(settings, embed=False, encoder=ClassicEncoder())
-    items = [library._file_item(p, label="x", dataset="bench") for p in paths]
+    items = [ingest_sources._file_item(p, label="x", dataset="bench") for p in paths]
     profile = cProfile.Profile()
     profile.enable()
     for item in items:
