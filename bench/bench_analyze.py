@@ -50,10 +50,18 @@ def questions(n: int) -> list[str]:
     return out
 
 
+#: ``--readers``: the image readers to run (None = the Settings default).
+READERS: tuple[str, ...] | None = None
+
+
+def _readers() -> dict[str, Any]:
+    return {} if READERS is None else {"readers": READERS}
+
+
 def _settings(data_dir: Path) -> Any:
     from medrag.config import Settings
 
-    return Settings(data_dir=data_dir, web_provider="off")
+    return Settings(data_dir=data_dir, web_provider="off", **_readers())
 
 
 def demo_library(root: Path, n_queries: int) -> tuple[Any, list[Path]]:
@@ -178,7 +186,11 @@ def main() -> None:
                         help="keep the DuckDB file open during the timed runs "
                         "(Store.session(), as the app's StoreLease does)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--readers", default=None,
+                        help="comma-separated image readers ('' = none, to compare with builds before them)")
     args = parser.parse_args()
+    global READERS
+    READERS = None if args.readers is None else tuple(r for r in args.readers.split(",") if r)
     if args.torch_threads:
         import torch
 

@@ -139,6 +139,7 @@ run = st.button("Analyze", type="primary", disabled=not ready, key="analyze_run"
 workbench = open_workbench()
 from medrag.ui import data  # noqa: E402
 from medrag.ui.lessons import add_to_lesson_set  # noqa: E402
+from medrag.ui.overlays import reading_figure  # noqa: E402
 from medrag.ui.panels import (  # noqa: E402 - imported after the first paint on purpose
     render_label_and_findings,
     render_metadata,
@@ -149,7 +150,7 @@ from medrag.ui.panels import (  # noqa: E402 - imported after the first paint on
     render_web,
     run_live,
 )
-from medrag.ui.viewer import PLOTLY_CONFIG, image_figure, view_controls  # noqa: E402
+from medrag.ui.viewer import PLOTLY_CONFIG, view_controls  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------- viewer + reasoning
 last: Analysis | None = st.session_state.get(state.LAST_RESULT)
@@ -170,7 +171,11 @@ viewer_col, reasoning_col = st.columns([1, 1], gap="large")
 with viewer_col:
     if pixels is not None:
         view = view_controls("analyze_view", meta)
-        st.plotly_chart(image_figure(pixels, view), config=PLOTLY_CONFIG, key="analyze_image")
+        # The last reading's outlines, zones, heatmap and devices; a fresh run redraws the slot when it ends.
+        layer_slot, figure_slot = st.container(), st.empty()
+        with layer_slot:
+            figure = reading_figure(pixels, view, last.reading if last is not None and not run else None, "analyze")
+        figure_slot.plotly_chart(figure, config=PLOTLY_CONFIG, key="analyze_image")
         render_metadata(meta)
     elif mode == "question":
         st.caption("Text question: the answer draws on the library cases whose reports match it best.")
@@ -193,6 +198,10 @@ with reasoning_col:
         st.session_state[state.LAST_INPUT] = current_input
         st.session_state[state.OPEN_NEIGHBOUR] = {**st.session_state[state.OPEN_NEIGHBOUR], "analyze": None}
         last = fresh
+        if pixels is not None and fresh.reading is not None:
+            with layer_slot:
+                figure = reading_figure(pixels, view, fresh.reading, "analyze")
+            figure_slot.plotly_chart(figure, config=PLOTLY_CONFIG, key="analyze_image_read")
     elif last is not None:
         st.caption(f"Last analysis: {escape_markdown(last.input_name or last.question or 'question')}")
         render_stage_log(last)

@@ -12,6 +12,7 @@ import streamlit as st
 from medrag.ui import data, images, state
 from medrag.ui.figures import labels_over_time, similarity_distribution
 from medrag.ui.lessons import add_to_lesson_set
+from medrag.ui.overlays import reading_figure
 from medrag.ui.page import error_boundary, setup_page
 from medrag.ui.panels import (
     render_label_and_findings,
@@ -23,7 +24,7 @@ from medrag.ui.panels import (
 )
 from medrag.ui.safe import escape_markdown
 from medrag.ui.tables import history_table, neighbour_scores, short_time
-from medrag.ui.viewer import PLOTLY_CONFIG, image_figure, view_controls
+from medrag.ui.viewer import PLOTLY_CONFIG, view_controls
 
 #: Analyses listed per page of the table.
 PAGE_ROWS = 50
@@ -139,7 +140,8 @@ with image_col:
         with error_boundary():
             pixels, meta = images.load_image_file(analysis.image_path)
             shown = view_controls("history_view", analysis.meta or meta)
-            st.plotly_chart(image_figure(pixels, shown), config=PLOTLY_CONFIG, key="history_image")
+            st.plotly_chart(reading_figure(pixels, shown, analysis.reading, "history"), config=PLOTLY_CONFIG,
+                            key="history_image")
             render_metadata(analysis.meta or meta)
     else:
         st.caption("Text question: no image.")

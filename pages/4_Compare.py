@@ -9,7 +9,7 @@ import streamlit as st
 
 from medrag.analysis import Analysis
 from medrag.casenames import case_caption, case_title
-from medrag.ui import data, images, pickers, state
+from medrag.ui import data, images, overlays, pickers, state
 from medrag.ui.lessons import add_to_lesson_set
 from medrag.ui.page import error_boundary, setup_page
 from medrag.ui.panels import render_neighbour_grid
@@ -17,6 +17,8 @@ from medrag.ui.safe import defang_markdown, escape_markdown, shorten
 from medrag.ui.viewer import PLOTLY_CONFIG, image_figure, linked_figure, needs_windowing, view_controls
 
 workbench = setup_page("Compare", "compare")
+#: Side of each padded square in the linked figure (px of the figure's image coordinates).
+COMPARE_SIDE = 512
 
 compare_tab, quiz_tab = st.tabs(["Side by side", "Quiz"], key="compare_tabs", on_change="rerun")
 
@@ -61,8 +63,19 @@ if compare_tab.open:  # only the open tab runs
             wide = next((meta for _, meta in loaded if needs_windowing(meta)), loaded[0][1])
             view = view_controls("compare_view", wide)
             short = [shorten(titles.get(cid, cases[cid].label), 48) for cid in chosen]
-            st.plotly_chart(linked_figure([pixels for pixels, _ in loaded], short, view), config=PLOTLY_CONFIG,
-                            key="compare_figure")
+            figure = linked_figure([pixels for pixels, _ in loaded], short, view, side=COMPARE_SIDE)
+            if st.toggle("Show what the reading sees", key="compare_overlays",
+                         help="Lung and heart outlines, flagged zones, the classifier's heatmap and devices, "
+                              "read from each image the first time it is shown"):
+                readings = [overlays.case_reading(workbench, cid, cases[cid].image_path) for cid in chosen]
+                available = [layer for layer in overlays.LAYERS
+                             if any(r is not None and layer in overlays.available_layers(r) for r in readings)]
+                layers = overlays.layer_toggles("compare", available)
+                shapes = [(int(px.shape[0]), int(px.shape[1])) for px, _ in loaded]
+                for reading, shape, placement in zip(readings, shapes,
+                                                     overlays.linked_placements(shapes, COMPARE_SIDE), strict=True):
+                    overlays.add_overlays(figure, reading, shape, placement, layers)
+            st.plotly_chart(figure, config=PLOTLY_CONFIG, key="compare_figure")
             st.caption("Zoom or pan one image and the others follow; window/level applies to all.")
             add_to_lesson_set(workbench, chosen, key="compare", label="Add these cases to a lesson set")
             for column, cid in zip(st.columns(len(chosen)), chosen, strict=True):

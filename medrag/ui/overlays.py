@@ -1,14 +1,15 @@
 """What the reading used, drawn over the image: lung and heart outlines, flagged zones, the heatmap, devices.
 
-Pure plotly on top of :func:`medrag.ui.viewer.image_figure` (its image may be downsampled: every
-coordinate is scaled from the original image's pixels to the shown ones). Each layer can be toggled; the
-Analyze, History and Compare pages draw the same layers through :func:`overlay_controls` and
-:func:`add_overlays`.
+Pure plotly on top of :func:`medrag.ui.viewer.image_figure` (its image may be downsampled) or of the linked
+side-by-side figure (padded squares): a :class:`Placement` maps the original image's pixels to the figure's.
+Each layer can be toggled; the Analyze, History and Compare pages draw the same layers
+(:func:`reading_figure`, or :func:`overlay_controls` with :func:`add_overlays`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from medrag.reading.base import ImageReading
+from medrag.ui.viewer import ViewSettings, display_shape, image_figure
 
 #: The layers, in the order the toggles show them.
 LAYERS: tuple[str, ...] = ("outlines", "zones", "heatmap", "devices")
@@ -26,14 +28,15 @@ _COLOURS = {"right lung": "#2ca02c", "left lung": "#17becf", "heart": "#d62728"}
 
 def overlay_controls(key: str, reading: ImageReading | None) -> set[str]:
     """Toggles for the layers this reading has (all on by default); returns the chosen layers."""
-    if reading is None:
-        return set()
-    available = available_layers(reading)
+    return layer_toggles(key, available_layers(reading) if reading is not None else [])
+
+
+def layer_toggles(key: str, available: Sequence[str]) -> set[str]:
+    """One toggle per layer in ``available`` (all on by default); returns the chosen layers."""
     if not available:
         return set()
-    columns = st.columns(len(available))
     chosen = set()
-    for column, layer in zip(columns, available, strict=True):
+    for column, layer in zip(st.columns(len(available)), available, strict=True):
         if column.toggle(_LAYER_LABELS[layer], value=True, key=f"{key}_overlay_{layer}"):
             chosen.add(layer)
     return chosen
@@ -51,32 +54,67 @@ def available_layers(reading: ImageReading) -> list[str]:
     return [layer for layer in LAYERS if present[layer]]
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where an image of the original pixels sits in a figure: scale, offset and the axes it is drawn on."""
+
+    sy: float
+    sx: float
+    oy: float = 0.0
+    ox: float = 0.0
+    xaxis: str = "x"
+    yaxis: str = "y"
+
+    @classmethod
+    def scaled(cls, original_shape: tuple[int, int], shown_shape: tuple[int, int]) -> Placement:
+        """An image resized from ``original_shape`` to ``shown_shape`` (the single-image viewer)."""
+        return cls(shown_shape[0] / max(original_shape[0], 1), shown_shape[1] / max(original_shape[1], 1))
+
+    def x(self, value: float) -> float:
+        """Figure x of an original-image column."""
+        return self.ox + value * self.sx
+
+    def y(self, value: float) -> float:
+        """Figure y of an original-image row."""
+        return self.oy + value * self.sy
+
+    @property
+    def refs(self) -> dict[str, str]:
+        """``xref``/``yref`` for shapes and annotations on this image's axes."""
+        return {"xref": self.xaxis, "yref": self.yaxis}
+
+    @property
+    def trace_axes(self) -> dict[str, str]:
+        """``xaxis``/``yaxis`` for traces on this image's axes."""
+        return {"xaxis": self.xaxis, "yaxis": self.yaxis}
+
+
 def add_overlays(
-    fig: go.Figure, reading: ImageReading | None, original_shape: tuple[int, int], shown_shape: tuple[int, int],
+    fig: go.Figure, reading: ImageReading | None, original_shape: tuple[int, int], placement: Placement,
     layers: Collection[str],
 ) -> go.Figure:
-    """Draw the chosen ``layers`` of ``reading`` on ``fig`` (an image of ``shown_shape`` from ``original_shape``)."""
+    """Draw the chosen ``layers`` of ``reading`` (an image of ``original_shape`` px) on ``fig`` at ``placement``."""
     if reading is None or not layers:
         return fig
-    sy = shown_shape[0] / max(original_shape[0], 1)
-    sx = shown_shape[1] / max(original_shape[1], 1)
+    at = placement
     overlays = reading.overlays
     if "heatmap" in layers and overlays.heatmap is not None:
         grid = np.asarray(overlays.heatmap, dtype=np.float32)
+        cell_h, cell_w = original_shape[0] / grid.shape[0], original_shape[1] / grid.shape[1]
         fig.add_trace(go.Heatmap(
-            z=grid, x0=shown_shape[1] / grid.shape[1] / 2, dx=shown_shape[1] / grid.shape[1],
-            y0=shown_shape[0] / grid.shape[0] / 2, dy=shown_shape[0] / grid.shape[0],
+            z=grid, x0=at.x(cell_w / 2), dx=cell_w * at.sx, y0=at.y(cell_h / 2), dy=cell_h * at.sy,
             colorscale="Inferno", opacity=0.35, showscale=False, zmin=0.0, zmax=1.0,
             hovertemplate=f"{overlays.heatmap_finding} heatmap %{{z:.2f}}<extra></extra>", name="heatmap",
+            **at.trace_axes,
         ))
     if "outlines" in layers:
         for name, points in overlays.contours.items():
             if not points:
                 continue
-            xs = [x * sx for x, _ in points] + [points[0][0] * sx]
-            ys = [y * sy for _, y in points] + [points[0][1] * sy]
+            xs = [at.x(x) for x, _ in points] + [at.x(points[0][0])]
+            ys = [at.y(y) for _, y in points] + [at.y(points[0][1])]
             fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, hoverinfo="name",
-                                     line=dict(color=_COLOURS.get(name, "#ff7f0e"), width=1.5)))
+                                     line=dict(color=_COLOURS.get(name, "#ff7f0e"), width=1.5), **at.trace_axes))
     if "zones" in layers:
         for zone in reading.flagged_zones():
             box = overlays.zone_boxes.get(zone)
@@ -84,20 +122,43 @@ def add_overlays(
                 continue
             x, y, w, h = box
             z = reading.zones.get(zone, {}).get("z", 0.0)
-            fig.add_shape(type="rect", x0=x * sx, y0=y * sy, x1=(x + w) * sx, y1=(y + h) * sy,
-                          line=dict(color="#ffbf00", width=2, dash="dot"))
-            fig.add_annotation(x=x * sx, y=y * sy, text=f"{zone} +{z:.1f} SD", showarrow=False, xanchor="left",
-                               yanchor="bottom", font=dict(color="#ffbf00", size=11))
+            fig.add_shape(type="rect", x0=at.x(x), y0=at.y(y), x1=at.x(x + w), y1=at.y(y + h),
+                          line=dict(color="#ffbf00", width=2, dash="dot"), **at.refs)
+            fig.add_annotation(x=at.x(x), y=at.y(y), text=f"{zone} +{z:.1f} SD", showarrow=False, xanchor="left",
+                               yanchor="bottom", font=dict(color="#ffbf00", size=11), **at.refs)
     if "devices" in layers:
         for device in overlays.devices or reading.devices:
-            fig.add_shape(type="rect", x0=device.x * sx, y0=device.y * sy, x1=(device.x + device.w) * sx,
-                          y1=(device.y + device.h) * sy, line=dict(color="#e377c2", width=1.5))
-            fig.add_annotation(x=(device.x + device.w) * sx, y=device.y * sy, text=device.kind, showarrow=False,
-                               xanchor="left", font=dict(color="#e377c2", size=10))
+            fig.add_shape(type="rect", x0=at.x(device.x), y0=at.y(device.y), x1=at.x(device.x + device.w),
+                          y1=at.y(device.y + device.h), line=dict(color="#e377c2", width=1.5), **at.refs)
+            fig.add_annotation(x=at.x(device.x + device.w), y=at.y(device.y), text=device.kind, showarrow=False,
+                               xanchor="left", font=dict(color="#e377c2", size=10), **at.refs)
     fig.update_layout(showlegend=False)
     return fig
 
 
+def reading_figure(pixels: np.ndarray, view: ViewSettings | None, reading: ImageReading | None, key: str,
+                   *, height: int = 520) -> go.Figure:
+    """The viewer's figure of one image with the layer toggles for its reading drawn above it."""
+    fig = image_figure(pixels, view, height=height)
+    layers = overlay_controls(key, reading)
+    if not layers or reading is None:
+        return fig
+    shape = (int(pixels.shape[0]), int(pixels.shape[1]))
+    if "heatmap" in layers and reading.overlays.heatmap_finding:
+        st.caption(f"Heatmap: where the classifier sees **{reading.overlays.heatmap_finding}** (brighter = more).")
+    return add_overlays(fig, reading, shape, Placement.scaled(shape, display_shape(shape)), layers)
+
+
+def linked_placements(shapes: Sequence[tuple[int, int]], side: int) -> list[Placement]:
+    """Placements of images padded to ``side`` squares in :func:`medrag.ui.viewer.linked_figure`'s subplots."""
+    out = []
+    for col, (height, width) in enumerate(shapes, start=1):
+        scale = side / max(height, width, 1)
+        shown_h, shown_w = max(1, round(height * scale)), max(1, round(width * scale))
+        suffix = "" if col == 1 else str(col)
+        out.append(Placement(shown_h / height, shown_w / width, (side - shown_h) // 2, (side - shown_w) // 2,
+                             f"x{suffix}", f"y{suffix}"))
+    return out
 
 
 @st.cache_data(show_spinner="Reading the image…", max_entries=256)
@@ -123,4 +184,5 @@ def case_reading(workbench: object, case_id: str, image_path: str) -> ImageReadi
     return reading_from_dict(data) if data else None
 
 
-__all__ = ["LAYERS", "add_overlays", "available_layers", "case_reading", "overlay_controls"]
+__all__ = ["LAYERS", "Placement", "add_overlays", "available_layers", "case_reading", "layer_toggles",
+           "linked_placements", "overlay_controls", "reading_figure"]

@@ -48,6 +48,15 @@ def needs_windowing(meta: Mapping[str, Any] | None) -> bool:
     return str(meta.get("format", "")).lower() == "dicom" or int(meta.get("bit_depth") or 8) > 8
 
 
+def display_shape(shape: tuple[int, int], max_side: int = MAX_DISPLAY_SIDE) -> tuple[int, int]:
+    """(height, width) :func:`downsample` gives an image of ``shape``."""
+    height, width = shape
+    scale = max_side / max(height, width)
+    if scale >= 1.0:
+        return height, width
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 def downsample(pixels: np.ndarray, max_side: int = MAX_DISPLAY_SIDE) -> np.ndarray:
     """Float pixels whose longer side is at most ``max_side`` (area-averaged; aspect kept)."""
     arr = np.asarray(pixels, dtype=np.float32)

@@ -1,0 +1,94 @@
+"""The viewer overlays what the reading used (outlines, zones, heatmap, devices) on Analyze, History and Compare."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+REPO = Path(__file__).resolve().parents[1]
+APP = str(REPO / "streamlit_app.py")
+DEMO_CASES = 24
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture()
+def data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path_factory.getbasetemp() / "medrag-overlay-data"
+    monkeypatch.setenv("MEDRAG_DATA_DIR", str(folder))
+    monkeypatch.setenv("MEDRAG_DEMO_CASES", str(DEMO_CASES))
+    monkeypatch.setenv("MEDRAG_WEB", "off")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return folder
+
+
+def _phantom_png() -> bytes:
+    from medrag.phantoms import generate_phantom
+
+    pixels = generate_phantom(frozenset({"effusion"}), seed=987_321, size=256)
+    buffer = io.BytesIO()
+    Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _figures(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def _trace_names(figure: dict) -> list[str]:
+    return [trace.get("name", "") for trace in figure["data"]]
+
+
+def _image_figure(at: AppTest) -> dict:
+    return next(f for f in _figures(at) if f["data"] and f["data"][0].get("type") == "image")
+
+
+def test_analyze_and_history_draw_the_reading_with_toggles(data_dir: Path) -> None:
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.switch_page("pages/1_Analyze.py").run()
+    at.file_uploader(key="analyze_upload").set_value(("phantom.png", _phantom_png(), "image/png")).run()
+    assert not [t for t in at.toggle if (t.key or "").startswith("analyze_overlay_")]  # nothing read yet
+    at.button(key="analyze_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    reading = at.session_state["last_result"].reading
+    assert reading is not None and reading.overlays.contours
+    names = _trace_names(_image_figure(at))
+    assert {"right lung", "left lung"} <= set(names), names
+    # The image is shown at most 1,024 px a side: the outline lies inside the shown image.
+    figure = _image_figure(at)
+    lung = next(t for t in figure["data"] if t.get("name") == "right lung")
+    assert 0 <= min(lung["x"]) and max(lung["x"]) <= 256 and 0 <= min(lung["y"]) and max(lung["y"]) <= 256
+
+    at.toggle(key="analyze_overlay_outlines").set_value(False).run()  # a rerun redraws without re-analysing
+    assert not at.exception
+    assert "right lung" not in _trace_names(_image_figure(at))
+
+    analysis_id = at.session_state["last_result"].analysis_id
+    history = AppTest.from_file(APP, default_timeout=240)
+    history.session_state["history_open_id"] = analysis_id
+    history.switch_page("pages/3_History.py").run()
+    assert not history.exception, [e.value for e in history.exception]
+    assert history.toggle(key="history_overlay_outlines").value is True  # the saved reading, same layers
+    assert {"right lung", "left lung"} <= set(_trace_names(_image_figure(history)))
+
+
+def test_compare_overlays_each_image_on_its_own_axes(data_dir: Path) -> None:
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.switch_page("pages/4_Compare.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    plain = _image_figure(at)
+    assert all(t.get("type") == "image" for t in plain["data"])  # off by default: nothing is read
+    at.toggle(key="compare_overlays").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
+    figure = _image_figure(at)
+    outlines = [t for t in figure["data"] if t.get("name") == "right lung"]
+    assert len(outlines) == 2, _trace_names(figure)
+    assert {t.get("xaxis", "x") for t in outlines} == {"x", "x2"}  # one per subplot, on that subplot's axes
+    for trace in outlines:
+        assert 0 <= min(trace["x"]) and max(trace["x"]) <= 512  # inside the 512-px padded square
