@@ -76,7 +76,8 @@ class MedragCnnReader:
 
     def trained_patients(self) -> set[str]:
         """Patient ids the classifier learned from (left out of ``medrag eval reading``)."""
-        return set(self.cnn.meta.get("train_patients") or ())
+        data = self.cnn.meta.get("data") or {}
+        return set(data.get("train_patients") or self.cnn.meta.get("train_patients") or ())
 
 
 def _factory(settings: Settings) -> MedragCnnReader:

@@ -348,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
                  "patients": len({f.patient for f in films}), "train_films": len(train_f),
                  "held_out_films": len(test_f),
                  "held_out_patients": len({f.patient for f in test_f}),
+                 "train_patients": sorted({f.patient for f in train_f}),
                  "split": f"by patient; {args.holdout:.0%} of films held out, every boxed patient among them",
                  "positives_train": dict(zip(CLASSES, y_train.sum(0).int().tolist(), strict=True)),
                  "positives_held_out": dict(zip(CLASSES, y_test.sum(0).tolist(), strict=True))},
