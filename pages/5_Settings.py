@@ -64,6 +64,25 @@ with error_boundary():
             for command in re.findall(r"`([^`]+)`", model.fix)[:1]:
                 st.code(command, language="bash")
 
+st.subheader("Quality of the image reading")
+with error_boundary():
+    from medrag.evaluation.quality import EVAL_COMMAND, library_eval, library_rows, model_quality
+    from medrag.ui.tables import quality_frame
+
+    st.caption("Figures measured on patients the models never saw, with 95 % bootstrap intervals (by patient) "
+               "and the targets MedRAG aims for. For education and research only: these are not clinical "
+               "performance claims.")
+    st.markdown("**Shipped models** (held-out figures stored with their weights)")
+    st.dataframe(quality_frame(model_quality()), hide_index=True, width="stretch")
+    saved = library_eval(settings.data_dir)
+    if saved is None:
+        st.markdown("**This library**: not evaluated yet. With a labelled library imported (NIH fine labels), run:")
+        st.code(EVAL_COMMAND, language="bash")
+    else:
+        st.markdown(f"**This library** (`{escape_markdown(str(saved.get('command', '')))}`, "
+                    f"{escape_markdown(str(saved.get('date', '')))})")
+        st.dataframe(quality_frame(library_rows(saved)), hide_index=True, width="stretch")
+
 st.subheader("Web search")
 with error_boundary():
     st.write(escape_markdown(web_search_line(settings)))

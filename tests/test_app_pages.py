@@ -129,6 +129,11 @@ def test_settings_page_shows_models_keys_paths_and_k(app: AppTest) -> None:
     assert set(keys["set"]) <= {"yes", "no"}
     paths = next(t for t in tables if "path" in t.columns)
     assert str(Path(paths.iloc[0]["path"]).name) == "medrag-app-data"
+    quality = next(t for t in tables if "measure" in t.columns and "target" in t.columns)
+    lung = quality[quality["measure"] == "lung Dice, real films"].iloc[0]
+    assert lung["target"] == "≥ 0.92" and lung["met"] in {"yes", "no"} and lung["95% CI"]
+    assert (quality["model"] == "medrag-cnn").sum() >= 10  # per-class AUCs, macro AUC and F1
+    assert any("medrag eval reading" in c.value for c in app.code)  # this library not evaluated yet: how to
     k = app.number_input(key="settings_k")
     assert k.value == 5
     k.set_value(3).run()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from medrag.evaluation.reading import (
     LabelledImage,
@@ -77,3 +80,68 @@ def test_evaluate_reading_scores_findings_views_and_boxes() -> None:
     assert report.view_accuracy == 0.75
     assert report.boxes == 2 and report.localisation == 0.5
     assert '"auc": 0.75' in report.to_json()
+
+
+def _labelled_library(tmp_path: Path) -> Path:
+    """A data folder with 16 phantom films labelled like NIH's (effusion or no finding, PA), one per patient."""
+    import io
+
+    from PIL import Image
+
+    from medrag.config import Settings
+    from medrag.phantoms import generate_phantom
+    from medrag.workbench import Workbench
+
+    incoming = tmp_path / "incoming"
+    (incoming / "images").mkdir(parents=True)
+    rows = ["image,label,dataset,patient_id,view,fine_label"]
+    for i in range(16):
+        effusion = i % 2 == 0
+        pixels = generate_phantom(frozenset({"effusion"} if effusion else set()), seed=910_000 + i, size=192)
+        buffer = io.BytesIO()
+        Image.fromarray(np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8)).save(buffer, format="PNG")
+        (incoming / "images" / f"nih_{i:04d}_000.png").write_bytes(buffer.getvalue())
+        label, fine = ("effusion", "Effusion") if effusion else ("normal", "No Finding")
+        rows.append(f"images/nih_{i:04d}_000.png,{label},nih,nih_p{i},PA,{fine}")
+    (incoming / "labels.csv").write_text("\n".join(rows) + "\n")
+    data = tmp_path / "data"
+    Workbench(Settings(data_dir=data, web_provider="off")).ingest(incoming,
+                                                                               labels_csv=incoming / "labels.csv")
+    return data
+
+
+def test_cli_eval_reading_prints_saves_and_feeds_the_quality_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from medrag.cli import main
+    from medrag.evaluation.quality import library_eval, library_rows, model_quality
+
+    data = _labelled_library(tmp_path)
+    out = tmp_path / "reading.json"
+    assert main(["--data-dir", str(data), "eval", "reading", "--rounds", "20", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "16 films of 16 patients" in printed and "effusion" in printed
+    report = json.loads(out.read_text())
+    assert report["per_finding"]["effusion"]["positives"] == 8
+    assert 0.0 <= report["per_finding"]["effusion"]["auc"] <= 1.0
+    saved = library_eval(data)  # kept in the data folder for the Settings page
+    assert saved is not None and saved["command"].startswith("medrag eval reading --rounds 20")
+    assert saved["report"]["images"] == 16
+    rows = {(r.model, r.measure): r for r in library_rows(saved)}
+    assert rows[("medrag-cnn", "AUC effusion")].target == 0.80
+    # The shipped models' own held-out figures, beside the targets.
+    shipped = {(r.model, r.measure): r for r in model_quality()}
+    lung = shipped[("segmenter", "lung Dice, real films")]
+    assert lung.value is not None and lung.ci95 is not None and lung.ci95[0] <= lung.value <= lung.ci95[1]
+    assert lung.met is (lung.value >= 0.92)
+    assert ("medrag-cnn", "macro AUC") in shipped and ("view", "PA/AP accuracy, NIH films") in shipped
+
+
+def test_quality_without_metadata_or_eval_is_empty_not_an_error(tmp_path: Path) -> None:
+    from medrag.evaluation.quality import library_eval, model_quality
+
+    assert model_quality(tmp_path) == []
+    assert library_eval(tmp_path) is None
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "reading.json").write_text("{not json")
+    assert library_eval(tmp_path) is None

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from medrag.cli.common import workbench
 from medrag.cli.output import blank, echo, lines
 from medrag.errors import MedRAGError
+from medrag.evaluation.quality import save_library_eval
 
 #: Image files a folder batch reads.
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".dcm", ".dicom"})
@@ -23,6 +26,16 @@ def _figure(value: Any, ci: Any = None) -> str:
     if ci and not any(isinstance(v, float) and math.isnan(v) for v in ci):
         text += f" [{ci[0]:.2f}, {ci[1]:.2f}]"
     return text
+
+
+def _command(args: argparse.Namespace) -> str:
+    """The ``medrag eval reading`` command line these arguments stand for (saved with the report)."""
+    parts = ["medrag", "eval", "reading"]
+    for flag, value in (("--dataset", args.dataset), ("--limit", args.limit), ("--masks", args.masks),
+                        ("--rounds", args.rounds if args.rounds != 500 else None)):
+        if value:
+            parts += [flag, shlex.quote(str(value))]
+    return " ".join(parts + (["--ignore-view"] if args.ignore_view else []))
 
 
 def eval_reading(args: argparse.Namespace) -> dict[str, Any]:
@@ -71,6 +84,9 @@ def eval_reading(args: argparse.Namespace) -> dict[str, Any]:
         blank()
         echo(f"lung Dice on {args.masks}: {json.dumps(report.dice)}")
     payload: dict[str, Any] = json.loads(report.to_json())
+    saved = save_library_eval(wb.settings.data_dir, payload, _command(args),
+                              datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+    echo(f"Saved for the Settings page's Quality section: {saved}")
     return payload
 
 

@@ -72,7 +72,8 @@ def evaluate_library(
     """Read every labelled case (held-out patients only) and score the readings."""
     pairs = labelled_cases(cases, exclude_patients)
     report = evaluate_reading(read_cases(pairs, read, on_progress=on_progress), rounds=rounds)
-    report.excluded_patients = len(exclude_patients)
+    # The training patients actually present in this library (not the size of the whole training set).
+    report.excluded_patients = len({c.patient_id for c in cases if c.patient_id in exclude_patients})
     return report
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
 from medrag.config import Settings
+from medrag.evaluation.quality import QualityRow
 from medrag.ui.safe import escape_markdown
 from medrag.workbench import Workbench
 
@@ -143,3 +145,20 @@ def neighbour_scores(history: pd.DataFrame) -> pd.DataFrame:
             if int(item.get("rank", 0)) == 1:
                 rows.append({"score": score, "which": "top match", "query": query})
     return pd.DataFrame(rows, columns=["score", "which", "query"])
+
+
+def quality_frame(rows: Sequence[QualityRow]) -> pd.DataFrame:
+    """Measured figures beside their targets: value, 95 % interval, target, met, and what they were measured on."""
+    def fmt(value: float | None) -> str:
+        return "" if value is None else f"{value:.3f}"
+
+    return pd.DataFrame({
+        "model": [r.model for r in rows],
+        "measure": [r.measure for r in rows],
+        "value": [fmt(r.value) for r in rows],
+        "95% CI": [f"{r.ci95[0]:.2f}–{r.ci95[1]:.2f}" if r.ci95 else "" for r in rows],
+        "target": [f"≥ {r.target:.2f}" if r.target is not None else "" for r in rows],
+        "met": ["" if r.met is None else ("yes" if r.met else "no") for r in rows],
+        "measured on": [r.data for r in rows],
+    })
+
