@@ -111,6 +111,7 @@ class Analysis:
         elif isinstance(event, ReasoningDone):
             self.reasoning = event.text
             self.reasoner_backend, self.reasoner_model = event.backend, event.model
+            self.notes.extend(note for note in event.notes if note not in self.notes)
         elif isinstance(event, SummaryReady):
             self.apply_summary(event.summary)
         elif isinstance(event, WebResultsReady):

@@ -92,6 +92,12 @@ class Settings:
     openai_base_url: str | None = None
     openai_model: str = "medgemma"
     openai_api_key: str | None = field(default=None, repr=False)
+    #: seconds to wait for each piece of a shared inference server's answer (MEDRAG_OPENAI_TIMEOUT)
+    openai_timeout: float = 120.0
+    #: seconds to wait for the connection (MEDRAG_OPENAI_CONNECT_TIMEOUT)
+    openai_connect_timeout: float = 5.0
+    #: requests this process sends the server at once; more wait for a slot (MEDRAG_OPENAI_MAX_CONCURRENT)
+    openai_max_concurrent: int = 4
     max_new_tokens: int = 512
     temperature: float = 0.2
     load_in_4bit: bool = False
@@ -121,6 +127,14 @@ class Settings:
             raise ConfigError(
                 f"web_provider {self.web_provider!r} is unknown; use auto, serpapi, tavily or off."
             )
+        for name, variable in (("openai_timeout", "MEDRAG_OPENAI_TIMEOUT"),
+                               ("openai_connect_timeout", "MEDRAG_OPENAI_CONNECT_TIMEOUT")):
+            value = float(getattr(self, name))
+            if not 0 < value <= 3600:
+                raise ConfigError(f"{name} must be between 0 and 3600 seconds, got {value:g}; set {variable}.")
+        if not 1 <= self.openai_max_concurrent <= 256:
+            raise ConfigError(f"openai_max_concurrent must be between 1 and 256, got {self.openai_max_concurrent}; "
+                              "set MEDRAG_OPENAI_MAX_CONCURRENT (4 suits one vLLM server for a class).")
         device = self.device.strip().lower()
         kind, _, number = device.partition(":")
         if kind not in {"auto", "cpu", "cuda", "mps"} or (number and (kind != "cuda" or not number.isdigit())):
@@ -198,7 +212,8 @@ def load_settings(secrets_path: Path | None = None, **overrides: Any) -> Setting
     MEDRAG_SUMMARISER, MEDRAG_K, MEDRAG_DEMO_CASES, MEDRAG_WEB, SERPAPI_API_KEY, TAVILY_API_KEY,
     MEDRAG_SERPAPI_BASE_URL, MEDRAG_TAVILY_BASE_URL, MEDRAG_OPENAI_BASE_URL, MEDRAG_OPENAI_MODEL, OPENAI_API_KEY,
     MEDRAG_DEVICE, MEDRAG_OPENCLIP_MODEL, MEDRAG_READERS, HF_HUB_CACHE (HUGGINGFACE_HUB_CACHE, HF_HOME),
-    MEDRAG_XRV_CACHE, MEDRAG_DATABASE_URL.
+    MEDRAG_XRV_CACHE, MEDRAG_DATABASE_URL, MEDRAG_OPENAI_TIMEOUT, MEDRAG_OPENAI_CONNECT_TIMEOUT,
+    MEDRAG_OPENAI_MAX_CONCURRENT.
     """
     secrets = _read_secrets(secrets_path or REPO_ROOT / ".streamlit" / "secrets.toml")
     env = os.environ
@@ -222,11 +237,19 @@ def load_settings(secrets_path: Path | None = None, **overrides: Any) -> Setting
         "hf_cache_dir": default_hf_cache_dir(),
         "xrv_cache_dir": default_xrv_cache_dir(),
     }
-    for variable, key in (("MEDRAG_K", "k"), ("MEDRAG_DEMO_CASES", "demo_cases")):
+    for variable, key in (("MEDRAG_K", "k"), ("MEDRAG_DEMO_CASES", "demo_cases"),
+                          ("MEDRAG_OPENAI_MAX_CONCURRENT", "openai_max_concurrent")):
         if env.get(variable):
             try:
                 values[key] = int(env[variable])
             except ValueError as exc:
                 raise ConfigError(f"{variable} must be an integer, got {env[variable]!r}.") from exc
+    for variable, key in (("MEDRAG_OPENAI_TIMEOUT", "openai_timeout"),
+                          ("MEDRAG_OPENAI_CONNECT_TIMEOUT", "openai_connect_timeout")):
+        if env.get(variable):
+            try:
+                values[key] = float(env[variable])
+            except ValueError as exc:
+                raise ConfigError(f"{variable} must be a number of seconds, got {env[variable]!r}.") from exc
     values.update(overrides)
     return Settings().with_overrides(**values)

@@ -94,6 +94,8 @@ class ReasoningDone(Event):
     model: str = ""
     seconds: float = 0.0
     first_token_seconds: float = 0.0
+    #: caveats about who wrote it (the configured model server was down and the offline reasoner took over)
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from types import TracebackType
 
 from medrag.analysis import Analysis
 from medrag.engine.protocol import AnalysisEngine
-from medrag.errors import EmptyInputError, MedRAGError
+from medrag.errors import BackendUnavailableError, EmptyInputError, MedRAGError
 from medrag.events import (
     AnalysisFinished,
     AnalysisSaved,
@@ -35,6 +35,7 @@ from medrag.events import (
     WebResultsReady,
 )
 from medrag.reasoners import ReasoningRequest
+from medrag.reasoners.base import Reasoner
 from medrag.records import CXRImage, GuardVerdict, Neighbour, Summary
 from medrag.textsafe import one_line, printable
 
@@ -208,15 +209,32 @@ def analyze(
     )
     pieces: list[str] = []
     with _StageRun("reasoning") as run:
-        reasoner = engine.reasoner
+        reasoner: Reasoner = engine.reasoner
         first_token = 0.0
-        for piece in reasoner.stream(request):
-            if not pieces:
-                first_token = run.seconds
-            pieces.append(piece)
-            yield emit(ReasoningToken(stage="reasoning", text=piece))
+        fallback_notes: tuple[str, ...] = ()
+        try:
+            for piece in reasoner.stream(request):
+                if not pieces:
+                    first_token = run.seconds
+                pieces.append(piece)
+                yield emit(ReasoningToken(stage="reasoning", text=piece))
+        except BackendUnavailableError as exc:
+            # A model server that is down, busy or too slow before its first token: the offline reasoner
+            # writes this reading (with a note), so the analysis still has one. A stream cut midway fails.
+            if pieces or reasoner.name == "evidence":
+                raise
+            from medrag.reasoners.evidence import EvidenceReasoner
+
+            fallback_notes = (f"{exc} The offline evidence reasoner wrote this reading instead.",)
+            log.info("reasoner %s unavailable; the evidence reasoner takes over", reasoner.name)
+            reasoner = EvidenceReasoner()
+            for piece in reasoner.stream(request):
+                if not pieces:
+                    first_token = run.seconds
+                pieces.append(piece)
+                yield emit(ReasoningToken(stage="reasoning", text=piece))
         done = ReasoningDone(stage="reasoning", text="".join(pieces), backend=reasoner.name, model=reasoner.model,
-                             seconds=run.seconds, first_token_seconds=first_token)
+                             seconds=run.seconds, first_token_seconds=first_token, notes=fallback_notes)
     yield emit(run.failure or done)
     reasoning = "".join(pieces) if run.failure is None else ""
 
