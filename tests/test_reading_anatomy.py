@@ -261,3 +261,13 @@ def test_cardiomegaly_bands_follow_the_view(view: str, ctr: float, expected: str
     assert found.status == expected
     assert f"{ctr:.2f}" in found.evidence
     assert ("unreliable" in found.evidence) == (view == "AP")  # an AP ratio is never stated as reliable
+
+
+def test_the_view_classifier_was_fitted_on_the_shipped_segmenter() -> None:
+    """view.json's features come from the segmenter: retrain it (view_train) whenever segment.safetensors changes."""
+    from medrag.reading.cnn import file_sha256
+
+    meta = json.loads((WEIGHTS / "view.json").read_text())["meta"]
+    fitted_on = meta.get("segment_weights_sha256") or meta.get("segmenter")
+    assert fitted_on == file_sha256(WEIGHTS / "segment.safetensors"), (
+        "view.json was fitted on another segmenter; run `python -m medrag.training.view_train`")

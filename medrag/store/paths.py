@@ -43,10 +43,15 @@ def to_stored(root: Path | None, value: str) -> str:
     """The value to store for the path ``value``: relative (POSIX) when it lies under ``root``, else absolute."""
     if not value or root is None:
         return value
-    path = Path(os.path.normpath(os.path.abspath(value)))
-    if path.is_relative_to(root):
-        return path.relative_to(root).as_posix()
-    return str(path)
+    # String work, not pathlib: an import stores three paths a case, and pathlib's parsing was most of
+    # the main process's own time in an import (bench_ingest profile).
+    absolute = os.path.normpath(os.path.abspath(value))
+    prefix = os.path.normpath(os.path.abspath(root))
+    if absolute == prefix:
+        return "."
+    if absolute.startswith(prefix.rstrip(os.sep) + os.sep):
+        return absolute[len(prefix.rstrip(os.sep)) + 1:].replace(os.sep, "/")
+    return absolute
 
 
 def to_absolute(root: Path | None, value: str | None) -> str:
