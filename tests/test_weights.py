@@ -48,7 +48,8 @@ def _status(settings: Settings) -> dict[str, W.ModelStatus]:
 
 def test_registry_names_and_unknown_name() -> None:
     assert W.weight_names() == sorted(
-        ["medgemma-reasoner", "medgemma-summariser", "medgemma-base", "biomedclip", "xrv-densenet121-all", "minilm"]
+        ["medgemma-reasoner", "medgemma-summariser", "medgemma-base", "biomedclip", "xrv-densenet121-all", "minilm",
+         "medrag-segmenter", "medrag-cnn"]
     )
     with pytest.raises(ConfigError, match="biomedclip"):
         W.get_weight_spec("gpt-5")
@@ -293,3 +294,28 @@ def test_openclip_text_tower_repo_is_required(settings: Settings, empty_caches: 
     (bert / "config.json").write_text("{}")
     make_hf_cache_entry(empty_caches, "org/bert", bert)
     assert W.model_status("biomedclip", settings).ready
+
+
+def test_the_repository_weights_are_ready_checked_and_never_pulled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from medrag.weights import status as S
+
+    settings = Settings(data_dir=tmp_path / "data")
+    for name in ("medrag-segmenter", "medrag-cnn"):
+        ready = S.model_status(name, settings)
+        assert ready.ready and ready.kind == "repo" and ready.size_bytes > 1_000_000, ready
+        assert W.pull_model(name, settings).ready  # nothing to download: the status, no network
+        with pytest.raises(ConfigError, match="committed in the repository"):
+            W.import_model(name, tmp_path, settings)
+    # A weights file that does not match its metadata is reported, with the way back.
+    copy = tmp_path / "weights"
+    copy.mkdir()
+    for name in ("segment.safetensors", "segment.json", "medrag-cnn.json"):
+        (copy / name).write_bytes((S.REPO_WEIGHTS_DIR / name).read_bytes())
+    (copy / "medrag-cnn.safetensors").write_bytes(b"not the trained weights")
+    monkeypatch.setattr(S, "REPO_WEIGHTS_DIR", copy)
+    broken = S.model_status("medrag-cnn", settings)
+    assert not broken.ready and "differs from medrag-cnn.json" in broken.detail
+    assert "git checkout -- medrag/reading/weights" in broken.fix and "cnn_train" in broken.fix
+    assert S.model_status("medrag-segmenter", settings).ready

@@ -12,6 +12,7 @@ wrong one). Real films have no heart masks: their heart channel is taught only w
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import sys
@@ -242,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         "phantoms": args.phantoms, "real_repeats": args.real_repeats,
         "train_seconds": round(train_seconds, 1), "threads": args.threads, "torch": torch.__version__,
         "training_data_sha256": data_list_sha256([h for f in train_films for h in f.files] + phantom_list),
+        "weights_sha256": hashlib.sha256((args.out / "segment.safetensors").read_bytes()).hexdigest(),
         "training_data": {"cxr_masks_films": len(train_films), "cxr_masks_patients": sorted(train_p),
                           "phantoms": len(specs), "phantom_seeds": [0, args.phantoms - 1],
                           "all_cxr_masks_files_sha256": data_list_sha256(hashes)},

