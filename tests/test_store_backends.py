@@ -342,3 +342,22 @@ def test_open_store_picks_the_backend(tmp_path: Path, pg_server_url: str) -> Non
         pg.close()
     args = build_parser().parse_args(["--database-url", pg_server_url, "history"])
     assert args.database_url == pg_server_url
+
+
+def test_pg_version_1_database_gains_the_teaching_tables(pg_server_url: str) -> None:
+    from medrag.store.pg import PgStore
+    from medrag.teaching.model import ItemRef
+
+    url = fresh_database(pg_server_url, "medrag_teaching_migration")
+    with PgStore(url) as store, store.transaction() as cur:  # made to look like a database from before them
+        for table in ("lesson_sets", "lesson_items", "quiz_answers", "annotations"):
+            cur.execute(f"DROP TABLE {table}")
+        cur.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        cur.execute("INSERT INTO web_cache VALUES ('k', 'p', now(), '[]')")
+    with PgStore(url) as store:
+        with store.cursor() as cur:
+            assert cur.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == ("2",)
+            assert cur.execute("SELECT count(*) FROM web_cache").fetchone() == (1,)  # nothing lost
+        set_id = store.create_lesson_set("Week 1")
+        assert store.add_lesson_items(set_id, [ItemRef("case", "c1")]) == 1
+        assert [s.name for s in store.lesson_sets()] == ["Week 1"]

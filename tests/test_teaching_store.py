@@ -1,4 +1,4 @@
-"""Lesson sets, annotations and quiz answers in the store (``medrag.store.teaching``), on ``Store(":memory:")``.
+"""Lesson sets, annotations and quiz answers in the store (``medrag.store.teaching``), on both backends.
 
 Also the small library the other teaching tests build on (:func:`make_library`): a handful of cases with
 real PNG files, written straight into a store (no encoder, no index), including an NIH-style expert box
@@ -8,7 +8,7 @@ and demo phantoms whose findings are known.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
@@ -84,65 +84,65 @@ def make_library(store: Store, folder: Path, *, phantoms: bool = True) -> list[C
     return cases
 
 
-def test_a_set_is_created_filled_reordered_and_deleted(memory_store: Store) -> None:
-    set_id = memory_store.create_lesson_set("  Normal   vs pneumonia ", "Week 3")
+def test_a_set_is_created_filled_reordered_and_deleted(any_store: Any) -> None:
+    set_id = any_store.create_lesson_set("  Normal   vs pneumonia ", "Week 3")
     refs = [ItemRef("case", "a"), ItemRef("case", "b"), ItemRef("analysis", "7")]
-    assert memory_store.add_lesson_items(set_id, [*refs, ItemRef("case", "a")], "look at the bases") == 3
-    lesson = memory_store.lesson_set_by_name("normal vs PNEUMONIA")
+    assert any_store.add_lesson_items(set_id, [*refs, ItemRef("case", "a")], "look at the bases") == 3
+    lesson = any_store.lesson_set_by_name("normal vs PNEUMONIA")
     assert lesson is not None and lesson.name == "Normal vs pneumonia" and lesson.description == "Week 3"
     assert lesson.refs == refs and [i.position for i in lesson.items] == [1, 2, 3]
     assert {i.note for i in lesson.items} == {"look at the bases"}
 
     last = lesson.items[2].item_id
-    memory_store.move_lesson_item(last, -10)  # stops at the top
-    assert [r.ref_id for r in memory_store.get_lesson_set(set_id).refs] == ["7", "a", "b"]  # type: ignore[union-attr]
-    memory_store.update_lesson_notes({last: "an analysis"})
-    assert memory_store.remove_lesson_item(lesson.items[0].item_id)
-    after = memory_store.get_lesson_set(set_id)
+    any_store.move_lesson_item(last, -10)  # stops at the top
+    assert [r.ref_id for r in any_store.get_lesson_set(set_id).refs] == ["7", "a", "b"]  # type: ignore[union-attr]
+    any_store.update_lesson_notes({last: "an analysis"})
+    assert any_store.remove_lesson_item(lesson.items[0].item_id)
+    after = any_store.get_lesson_set(set_id)
     assert after is not None and [i.position for i in after.items] == [1, 2]
     assert after.items[0].note == "an analysis"
     with pytest.raises(InputError, match="every item"):
-        memory_store.reorder_lesson_items(set_id, [after.items[0].item_id])
+        any_store.reorder_lesson_items(set_id, [after.items[0].item_id])
 
-    memory_store.rename_lesson_set(set_id, "Pneumonia basics", "new")
-    assert memory_store.get_lesson_set(set_id).name == "Pneumonia basics"  # type: ignore[union-attr]
-    assert memory_store.delete_lesson_set(set_id)
-    assert memory_store.lesson_sets() == []
-    with memory_store.cursor() as cur:
+    any_store.rename_lesson_set(set_id, "Pneumonia basics", "new")
+    assert any_store.get_lesson_set(set_id).name == "Pneumonia basics"  # type: ignore[union-attr]
+    assert any_store.delete_lesson_set(set_id)
+    assert any_store.lesson_sets() == []
+    with any_store.cursor() as cur:
         assert cur.execute("SELECT count(*) FROM lesson_items").fetchone()[0] == 0  # items went with the set
 
 
-def test_names_are_checked(memory_store: Store) -> None:
-    memory_store.create_lesson_set("Chest basics")
+def test_names_are_checked(any_store: Any) -> None:
+    any_store.create_lesson_set("Chest basics")
     with pytest.raises(InputError, match="exists already"):
-        memory_store.create_lesson_set("chest BASICS")
-    other = memory_store.create_lesson_set("Other")
+        any_store.create_lesson_set("chest BASICS")
+    other = any_store.create_lesson_set("Other")
     with pytest.raises(InputError, match="exists already"):
-        memory_store.rename_lesson_set(other, "Chest basics")
+        any_store.rename_lesson_set(other, "Chest basics")
     for bad in ("", "   ", "x" * 500):
         with pytest.raises(InputError):
-            memory_store.create_lesson_set(bad)
+            any_store.create_lesson_set(bad)
     with pytest.raises(InputError, match="no lesson set"):
-        memory_store.add_lesson_items(9999, [ItemRef("case", "a")])
+        any_store.add_lesson_items(9999, [ItemRef("case", "a")])
     with pytest.raises(InputError):
         ItemRef("image", "a")  # type: ignore[arg-type]
 
 
-def test_annotations_are_stored_normalised_and_deleted(memory_store: Store) -> None:
+def test_annotations_are_stored_normalised_and_deleted(any_store: Any) -> None:
     ref = ItemRef("case", "a")
-    box = memory_store.add_annotation(Annotation(ref, "box", 50, 60, 10, 20, label="RLL"))
-    arrow = memory_store.add_annotation(Annotation(ref, "arrow", 50, 60, 10, 20, label="tip"))
-    memory_store.add_annotation(Annotation(ItemRef("analysis", "3"), "box", 1, 2, 3, 4))
-    found = memory_store.annotations_for([ref])
+    box = any_store.add_annotation(Annotation(ref, "box", 50, 60, 10, 20, label="RLL"))
+    arrow = any_store.add_annotation(Annotation(ref, "arrow", 50, 60, 10, 20, label="tip"))
+    any_store.add_annotation(Annotation(ItemRef("analysis", "3"), "box", 1, 2, 3, 4))
+    found = any_store.annotations_for([ref])
     assert [(a.annotation_id, a.shape) for a in found] == [(box, "box"), (arrow, "arrow")]
     assert (found[0].x0, found[0].y0, found[0].x1, found[0].y1) == (10, 20, 50, 60)  # a box's corners sorted
     assert (found[1].x0, found[1].y0, found[1].x1, found[1].y1) == (50, 60, 10, 20)  # an arrow keeps its direction
-    assert memory_store.delete_annotation(box) and not memory_store.delete_annotation(box)
+    assert any_store.delete_annotation(box) and not any_store.delete_annotation(box)
     with pytest.raises(InputError):
         Annotation(ref, "box", float("nan"), 0, 1, 1)
 
 
-def test_quiz_answers_round_trip(memory_store: Store) -> None:
+def test_quiz_answers_round_trip(any_store: Any) -> None:
     answers = [
         QuizAnswer("s1", "Set A", "Ada", "exam", 1, "label", ItemRef("case", "a"), "normal", "normal", True),
         QuizAnswer(
@@ -150,13 +150,13 @@ def test_quiz_answers_round_trip(memory_store: Store) -> None:
         ),
         QuizAnswer("s2", "Set B", "Grace", "practice", 1, "label", ItemRef("case", "a"), "normal", "covid19", False),
     ]
-    ids = memory_store.save_quiz_answers(answers)
+    ids = any_store.save_quiz_answers(answers)
     assert len(set(ids)) == 3
-    loaded = memory_store.quiz_answers(quiz_name="Set A")
+    loaded = any_store.quiz_answers(quiz_name="Set A")
     assert [(a.question_no, a.correct, a.click) for a in loaded] == [(1, True, None), (2, False, (3.5, 4.0))]
-    assert set(memory_store.quiz_names()) == {"Set A", "Set B"}
-    assert list(memory_store.quiz_answers_frame(learner="Grace")["answer"]) == ["covid19"]
-    assert memory_store.delete_quiz_answers("Set B") == 1
+    assert set(any_store.quiz_names()) == {"Set A", "Set B"}
+    assert list(any_store.quiz_answers_frame(learner="Grace")["answer"]) == ["covid19"]
+    assert any_store.delete_quiz_answers("Set B") == 1
 
 
 def test_an_older_file_gains_the_teaching_tables_when_opened(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ deletes, so deleting a set deletes its items in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import pandas as pd
@@ -82,15 +83,29 @@ def _annotation(row: Sequence[Any]) -> Annotation:
     )
 
 
-class TeachingStore(Database):
-    """Reads and writes ``lesson_sets``, ``lesson_items``, ``quiz_answers`` and ``annotations``."""
+class TeachingQueries:
+    """Reads and writes ``lesson_sets``, ``lesson_items``, ``quiz_answers`` and ``annotations``.
+
+    Portable SQL with ``?`` placeholders, shared by the DuckDB file (:class:`TeachingStore`) and the
+    PostgreSQL store (:class:`medrag.store.pg.teaching.PgTeaching`): each gives the cursors and the one
+    list-membership test the two dialects spell differently.
+    """
+
+    #: ``expr`` is one of the values of a single list parameter (DuckDB's spelling).
+    IN_LIST_SQL = "list_contains(?, {expr})"
+
+    def _tq_cursor(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError  # pragma: no cover - every store provides it
+
+    def _tq_transaction(self) -> AbstractContextManager[Any]:
+        raise NotImplementedError  # pragma: no cover - every store provides it
 
     # ------------------------------------------------------------------------------------- lesson sets
     def create_lesson_set(self, name: str, description: str = "") -> int:
         """A new, empty lesson set; returns its id. An :class:`InputError` if the name is taken."""
         name, description = clean_name(name, "lesson-set name"), clean_note(description)
         now = utcnow()
-        with self.transaction() as cur:
+        with self._tq_transaction() as cur:
             if cur.execute("SELECT 1 FROM lesson_sets WHERE lower(name) = lower(?)", [name]).fetchone():
                 raise InputError(f"A lesson set named {name!r} exists already; choose another name.")
             row = cur.execute(
@@ -104,7 +119,7 @@ class TeachingStore(Database):
     def rename_lesson_set(self, set_id: int, name: str, description: str | None = None) -> None:
         """Give a set a new name (and description, when given)."""
         name = clean_name(name, "lesson-set name")
-        with self.transaction() as cur:
+        with self._tq_transaction() as cur:
             clash = cur.execute(
                 "SELECT set_id FROM lesson_sets WHERE lower(name) = lower(?) AND set_id <> ?", [name, int(set_id)]
             ).fetchone()
@@ -121,14 +136,14 @@ class TeachingStore(Database):
 
     def delete_lesson_set(self, set_id: int) -> bool:
         """Delete a set and its items (the cases themselves stay in the library); whether it existed."""
-        with self.transaction() as cur:
+        with self._tq_transaction() as cur:
             cur.execute("DELETE FROM lesson_items WHERE set_id = ?", [int(set_id)])
             gone = cur.execute("DELETE FROM lesson_sets WHERE set_id = ? RETURNING set_id", [int(set_id)]).fetchall()
         return bool(gone)
 
     def lesson_sets(self) -> list[LessonSet]:
         """Every lesson set with its items, by name."""
-        with self.cursor() as cur:
+        with self._tq_cursor() as cur:
             sets = cur.execute(f"SELECT {_SET_COLUMNS} FROM lesson_sets ORDER BY lower(name)").fetchall()
             items = cur.execute(
                 f"SELECT {_ITEM_COLUMNS} FROM lesson_items ORDER BY set_id, position, item_id"
@@ -152,7 +167,7 @@ class TeachingStore(Database):
         """Append cases or analyses to a set (one already in it is skipped); returns how many were added."""
         note = clean_note(note)
         now = utcnow()
-        with self.transaction() as cur:
+        with self._tq_transaction() as cur:
             self._require_set(cur, set_id)
             present = {
                 (r[0], r[1])
@@ -183,13 +198,13 @@ class TeachingStore(Database):
     def update_lesson_notes(self, notes: dict[int, str]) -> None:
         """Set the teaching note of several items at once (item id → note)."""
         cleaned = {int(k): clean_note(v) for k, v in notes.items()}
-        with self.transaction() as cur:
+        with self._tq_transaction() as cur:
             for item_id, note in cleaned.items():
                 cur.execute("UPDATE lesson_items SET note = ? WHERE item_id = ?", [note, item_id])
 
     def remove_lesson_item(self, item_id: int) -> bool:
         """Take an item out of its set (the positions after it close up); whether it existed."""
-        with self.transaction() as cur:
+        with self._tq_transaction() as cur:
             row = cur.execute("DELETE FROM lesson_items WHERE item_id = ? RETURNING set_id", [int(item_id)]).fetchone()
             if row is None:
                 return False
@@ -199,7 +214,7 @@ class TeachingStore(Database):
     def reorder_lesson_items(self, set_id: int, item_ids: Sequence[int]) -> None:
         """Put a set's items in this order (every item of the set, each once)."""
         wanted = [int(i) for i in item_ids]
-        with self.transaction() as cur:
+        with self._tq_transaction() as cur:
             self._require_set(cur, set_id)
             have = [
                 int(r[0])
@@ -217,7 +232,7 @@ class TeachingStore(Database):
 
     def move_lesson_item(self, item_id: int, offset: int) -> None:
         """Move an item ``offset`` places (negative: earlier), stopping at either end."""
-        with self.cursor() as cur:
+        with self._tq_cursor() as cur:
             row = cur.execute("SELECT set_id FROM lesson_items WHERE item_id = ?", [int(item_id)]).fetchone()
             if row is None:
                 raise InputError("That item is no longer in the lesson set; reload the page.")
@@ -248,7 +263,7 @@ class TeachingStore(Database):
     def save_quiz_answers(self, answers: Sequence[QuizAnswer]) -> list[int]:
         """Store answers (one transaction); returns their ids."""
         ids: list[int] = []
-        with self.transaction() as cur:
+        with self._tq_transaction() as cur:
             for a in answers:
                 click_x, click_y = a.click if a.click is not None else (None, None)
                 row = cur.execute(
@@ -280,7 +295,7 @@ class TeachingStore(Database):
     def quiz_answers(self, *, quiz_name: str | None = None, learner: str | None = None) -> list[QuizAnswer]:
         """Stored answers, oldest first, optionally for one quiz and/or one learner."""
         where, params = _answer_filters(quiz_name, learner)
-        with self.cursor() as cur:
+        with self._tq_cursor() as cur:
             rows = cur.execute(
                 f"SELECT {', '.join(ANSWER_COLUMNS)} FROM quiz_answers{where} ORDER BY answered_at, answer_id", params
             ).fetchall()
@@ -300,12 +315,21 @@ class TeachingStore(Database):
         """Stored answers as a table (:data:`ANSWER_COLUMNS`), oldest first."""
         where, params = _answer_filters(quiz_name, learner)
         sql = f"SELECT {', '.join(ANSWER_COLUMNS)} FROM quiz_answers{where} ORDER BY answered_at, answer_id"
-        with self.cursor() as cur:
-            return cur.execute(sql, params).df()
+        with self._tq_cursor() as cur:
+            rows = cur.execute(sql, params).fetchall()
+        frame = pd.DataFrame([tuple(r) for r in rows], columns=list(ANSWER_COLUMNS))
+        # The dtypes DuckDB's own frames had: timestamps, floats (NaN for no click), booleans, integers.
+        frame["answered_at"] = pd.to_datetime(frame["answered_at"])
+        for column in ("click_x", "click_y"):
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+        frame["correct"] = frame["correct"].astype(bool)
+        for column in ("answer_id", "question_no"):
+            frame[column] = frame[column].astype("int64")
+        return frame
 
     def quiz_names(self) -> list[str]:
         """The quizzes that have answers, most recent first."""
-        with self.cursor() as cur:
+        with self._tq_cursor() as cur:
             rows = cur.execute(
                 "SELECT quiz_name FROM quiz_answers GROUP BY quiz_name ORDER BY max(answered_at) DESC"
             ).fetchall()
@@ -313,7 +337,7 @@ class TeachingStore(Database):
 
     def delete_quiz_answers(self, quiz_name: str) -> int:
         """Forget every answer to one quiz; returns how many rows went."""
-        with self.transaction() as cur:
+        with self._tq_transaction() as cur:
             return len(
                 cur.execute("DELETE FROM quiz_answers WHERE quiz_name = ? RETURNING answer_id", [quiz_name]).fetchall()
             )
@@ -323,7 +347,7 @@ class TeachingStore(Database):
         """Store an educator's annotation; returns its id."""
         a = annotation.normalised()
         label = clean_name(a.label, "annotation label") if a.label.strip() else ""
-        with self.transaction() as cur:
+        with self._tq_transaction() as cur:
             row = cur.execute(
                 "INSERT INTO annotations (ref_kind, ref_id, shape, x0, y0, x1, y1, label, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING annotation_id",
@@ -347,21 +371,32 @@ class TeachingStore(Database):
         keys = [ref.key for ref in refs]
         if not keys:
             return []
-        with self.cursor() as cur:
+        with self._tq_cursor() as cur:
             rows = cur.execute(
-                f"SELECT {_ANNOTATION_COLUMNS} FROM annotations WHERE list_contains(?, ref_kind || ':' || ref_id) "
-                "ORDER BY created_at, annotation_id",
+                f"SELECT {_ANNOTATION_COLUMNS} FROM annotations WHERE "
+                + self.IN_LIST_SQL.format(expr="ref_kind || ':' || ref_id")
+                + " ORDER BY created_at, annotation_id",
                 [keys],
             ).fetchall()
         return [_annotation(r) for r in rows]
 
     def delete_annotation(self, annotation_id: int) -> bool:
         """Delete one annotation; whether it existed."""
-        with self.transaction() as cur:
+        with self._tq_transaction() as cur:
             gone = cur.execute(
                 "DELETE FROM annotations WHERE annotation_id = ? RETURNING annotation_id", [int(annotation_id)]
             ).fetchall()
         return bool(gone)
 
 
-__all__ = ["ANSWER_COLUMNS", "TeachingStore"]
+class TeachingStore(TeachingQueries, Database):
+    """The teaching tables in the DuckDB file."""
+
+    def _tq_cursor(self) -> AbstractContextManager[Any]:
+        return self.cursor()
+
+    def _tq_transaction(self) -> AbstractContextManager[Any]:
+        return self.transaction()
+
+
+__all__ = ["ANSWER_COLUMNS", "TeachingQueries", "TeachingStore"]

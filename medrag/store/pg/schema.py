@@ -18,7 +18,7 @@ from typing import Any
 from medrag.errors import StoreError
 
 #: The shape this MedRAG writes; a database with a higher version is refused (a newer MedRAG made it).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: One migration step: an SQL statement, or a function of a psycopg cursor.
 Step = str | Callable[[Any], None]
@@ -92,11 +92,59 @@ CREATE: tuple[str, ...] = (
         results TEXT NOT NULL)""",
 )
 
+#: Version 2: the teaching tables (medrag.store.teaching), the DuckDB file's columns in PostgreSQL's types.
+TEACHING: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS lesson_sets (
+        set_id BIGSERIAL PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        description TEXT DEFAULT '',
+        created_at TIMESTAMP NOT NULL,
+        updated_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS lesson_items (
+        item_id BIGSERIAL PRIMARY KEY,
+        set_id BIGINT NOT NULL,
+        position INTEGER NOT NULL,
+        ref_kind TEXT NOT NULL,
+        ref_id TEXT NOT NULL,
+        note TEXT DEFAULT '',
+        added_at TIMESTAMP NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS lesson_items_set ON lesson_items (set_id, position)",
+    """CREATE TABLE IF NOT EXISTS quiz_answers (
+        answer_id BIGSERIAL PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        quiz_name TEXT NOT NULL,
+        learner TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        question_no INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        ref_kind TEXT NOT NULL,
+        ref_id TEXT NOT NULL,
+        truth TEXT DEFAULT '',
+        answer TEXT DEFAULT '',
+        correct BOOLEAN NOT NULL,
+        click_x DOUBLE PRECISION,
+        click_y DOUBLE PRECISION,
+        answered_at TIMESTAMP NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS annotations (
+        annotation_id BIGSERIAL PRIMARY KEY,
+        ref_kind TEXT NOT NULL,
+        ref_id TEXT NOT NULL,
+        shape TEXT NOT NULL,
+        x0 DOUBLE PRECISION NOT NULL,
+        y0 DOUBLE PRECISION NOT NULL,
+        x1 DOUBLE PRECISION NOT NULL,
+        y1 DOUBLE PRECISION NOT NULL,
+        label TEXT DEFAULT '',
+        created_at TIMESTAMP NOT NULL)""",
+)
+CREATE = CREATE + TEACHING
+
 #: version n → the steps that turn a version n-1 database into version n (version 1 is the first shape).
-MIGRATIONS: Mapping[int, tuple[Step, ...]] = {}
+MIGRATIONS: Mapping[int, tuple[Step, ...]] = {2: TEACHING}
 
 #: The tables of the newest shape.
-TABLES: tuple[str, ...] = ("meta", "cases", "embeddings", "sources", "analyses", "web_cache")
+TABLES: tuple[str, ...] = ("meta", "cases", "embeddings", "sources", "analyses", "web_cache",
+                          "lesson_sets", "lesson_items", "quiz_answers", "annotations")
 
 
 def migration_steps(found: int, target: int) -> list[tuple[int, tuple[Step, ...]]]:
