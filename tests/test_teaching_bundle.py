@@ -184,6 +184,21 @@ def test_browser_uploads_are_staged_with_the_csv_matched_by_file_name(tmp_path: 
     assert zipped.folder.name == "teaching" and (zipped.folder / "x" / "1.png").is_file()
 
 
+def test_a_browser_csv_with_a_long_report_is_staged_and_a_broken_one_is_a_clear_error(tmp_path: Path) -> None:
+    from medrag.errors import InputError
+    from medrag.ui.upload_import import stage_uploads
+
+    image = write_png(tmp_path / "src" / "a.png", 0).read_bytes()
+    report = "Findings: " + "small left effusion. " * 10_000  # 210,000 characters: over csv's default limit
+    labels = f'image,label,report\nimages/a.png,effusion,"{report}"\n'.encode()
+    staged = stage_uploads([("a.png", image)], ("labels.csv", labels), tmp_path / "data")
+    assert staged.labels_csv is not None
+    assert len(staged.labels_csv.read_text()) > 200_000 and "a.png,effusion," in staged.labels_csv.read_text()
+    broken = b'image,label,report\na.png,normal,"a quote that never closes\n'
+    with pytest.raises(InputError, match="labels CSV cannot be read near line"):
+        stage_uploads([("a.png", image)], ("labels.csv", broken), tmp_path / "data2")
+
+
 def test_the_handout_embeds_images_escapes_text_and_puts_answers_last(memory_store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     make_library(memory_store, tmp_path, phantoms=True)
     set_id = memory_store.create_lesson_set("<script>alert(1)</script> lesson")

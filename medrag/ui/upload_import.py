@@ -22,6 +22,7 @@ import streamlit as st
 
 from medrag.errors import InputError, MedRAGError
 from medrag.fsutil import atomic_write, atomic_write_text
+from medrag.ingest_sources import MAX_CSV_FIELD_CHARS
 from medrag.teaching.ziputil import extract_zip, safe_name
 from medrag.ui.safe import escape_markdown
 
@@ -59,22 +60,32 @@ def _rewrite_csv(data: bytes, folder: Path, by_name: dict[str, str]) -> str:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InputError("The labels CSV is not UTF-8 text; save it as UTF-8 CSV and upload it again.") from None
-    reader = csv.DictReader(io.StringIO(text))
-    fields = list(reader.fieldnames or [])
-    column = next((f for f in fields if f.strip().lower() in _IMAGE_COLUMNS), None)
-    if column is None:
-        return text  # the importer says what is missing
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    for row in reader:
-        given = (row.get(column) or "").strip()
-        safe = safe_name(given)
-        if (safe is None or not folder.joinpath(*safe.parts).is_file()) and Path(
-            given.replace("\\", "/")
-        ).name in by_name:
-            row[column] = by_name[Path(given.replace("\\", "/")).name]
-        writer.writerow(row)
+    reader = csv.DictReader(io.StringIO(text), strict=True)
+    # The importer's own limit on a field (a long report), not the csv module's 131,072 characters.
+    previous_limit = csv.field_size_limit(MAX_CSV_FIELD_CHARS)
+    try:
+        fields = list(reader.fieldnames or [])
+        column = next((f for f in fields if f.strip().lower() in _IMAGE_COLUMNS), None)
+        if column is None:
+            return text  # the importer says what is missing
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        for row in reader:
+            given = (row.get(column) or "").strip()
+            safe = safe_name(given)
+            if (safe is None or not folder.joinpath(*safe.parts).is_file()) and Path(
+                given.replace("\\", "/")
+            ).name in by_name:
+                row[column] = by_name[Path(given.replace("\\", "/")).name]
+            writer.writerow(row)
+    except csv.Error as exc:
+        raise InputError(
+            f"The labels CSV cannot be read near line {reader.line_num}: {exc}. Fix that row (a quote left open, "
+            f"or a field over {MAX_CSV_FIELD_CHARS:,} characters) and upload it again."
+        ) from None
+    finally:
+        csv.field_size_limit(previous_limit)
     return out.getvalue()
 
 
