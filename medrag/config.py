@@ -115,6 +115,9 @@ class Settings:
     save_history: bool = True
     #: a shared PostgreSQL store (MEDRAG_DATABASE_URL, postgresql://…); None = the data folder's DuckDB file
     database_url: str | None = field(default=None, repr=False)
+    #: the educator's password hash for a class (MEDRAG_EDUCATOR_PASSWORD_HASH, from ``medrag auth
+    #: hash-password``); None = a workstation, login-free, where everyone is the educator
+    educator_password_hash: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= 100:
@@ -148,6 +151,12 @@ class Settings:
                 "the data folder's own database."
             )
         object.__setattr__(self, "database_url", url)
+        educator = (self.educator_password_hash or "").strip() or None
+        if educator is not None:
+            from medrag.roles import check_hash
+
+            educator = check_hash(educator)
+        object.__setattr__(self, "educator_password_hash", educator)
         object.__setattr__(self, "readers", tuple(r.strip() for r in self.readers if r and r.strip()))
         object.__setattr__(self, "openclip_model", self.openclip_model.strip())
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
@@ -213,7 +222,7 @@ def load_settings(secrets_path: Path | None = None, **overrides: Any) -> Setting
     MEDRAG_SERPAPI_BASE_URL, MEDRAG_TAVILY_BASE_URL, MEDRAG_OPENAI_BASE_URL, MEDRAG_OPENAI_MODEL, OPENAI_API_KEY,
     MEDRAG_DEVICE, MEDRAG_OPENCLIP_MODEL, MEDRAG_READERS, HF_HUB_CACHE (HUGGINGFACE_HUB_CACHE, HF_HOME),
     MEDRAG_XRV_CACHE, MEDRAG_DATABASE_URL, MEDRAG_OPENAI_TIMEOUT, MEDRAG_OPENAI_CONNECT_TIMEOUT,
-    MEDRAG_OPENAI_MAX_CONCURRENT.
+    MEDRAG_OPENAI_MAX_CONCURRENT, MEDRAG_EDUCATOR_PASSWORD_HASH.
     """
     secrets = _read_secrets(secrets_path or REPO_ROOT / ".streamlit" / "secrets.toml")
     env = os.environ
@@ -232,6 +241,8 @@ def load_settings(secrets_path: Path | None = None, **overrides: Any) -> Setting
         "serpapi_base_url": env.get("MEDRAG_SERPAPI_BASE_URL"),
         "tavily_base_url": env.get("MEDRAG_TAVILY_BASE_URL"),
         "database_url": env.get("MEDRAG_DATABASE_URL") or secrets.get("MEDRAG_DATABASE_URL"),
+        "educator_password_hash": env.get("MEDRAG_EDUCATOR_PASSWORD_HASH")
+        or secrets.get("MEDRAG_EDUCATOR_PASSWORD_HASH"),
         "device": default_device(),
         "openclip_model": default_openclip_model(),
         "hf_cache_dir": default_hf_cache_dir(),

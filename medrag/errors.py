@@ -83,5 +83,9 @@ class WebSearchError(MedRAGError):
     """A web-search provider failed or is not configured."""
 
 
+class PermissionDeniedError(MedRAGError):
+    """A learner asked for something only the educator may do (delete, edit, see others' answers)."""
+
+
 class GuardRefusal(MedRAGError):
     """The domain guard refused a request (not a medical-imaging question / not a chest X-ray)."""

@@ -22,6 +22,7 @@ from medrag.ui.panels import (
     render_stage_log,
     render_web,
 )
+from medrag.ui.roles import is_educator
 from medrag.ui.safe import escape_markdown
 from medrag.ui.tables import history_table, neighbour_scores, short_time
 from medrag.ui.viewer import PLOTLY_CONFIG, view_controls
@@ -150,21 +151,25 @@ with reasoning_col:
     if render_outcome(analysis):
         render_label_and_findings(analysis)
 
-    add_to_lesson_set(workbench, analysis, key="history")
-    with st.form("history_notes"):
-        notes = st.text_area("Notes", value=analysis.user_notes, key=f"history_notes_{opened}")
-        tags = st.text_input("Tags (comma-separated)", value=", ".join(analysis.tags), key=f"history_tags_{opened}")
-        if st.form_submit_button("Save notes and tags"):
+    if not is_educator():
+        st.caption("Adding to lesson sets, notes, tags and deleting are for the educator (sign in in the sidebar).")
+    else:
+        add_to_lesson_set(workbench, analysis, key="history")
+        with st.form("history_notes"):
+            notes = st.text_area("Notes", value=analysis.user_notes, key=f"history_notes_{opened}")
+            tags = st.text_input("Tags (comma-separated)", value=", ".join(analysis.tags),
+                                 key=f"history_tags_{opened}")
+            if st.form_submit_button("Save notes and tags"):
+                with error_boundary():
+                    data.update_analysis_notes(workbench, opened, notes, [t.strip() for t in tags.split(",")])
+                    st.success("Notes and tags saved.")
+        confirm = st.checkbox(f"Yes, delete analysis #{opened}", key=f"history_confirm_{opened}")
+        if st.button("Delete this analysis", disabled=not confirm, key="history_delete"):
             with error_boundary():
-                data.update_analysis_notes(workbench, opened, notes, [t.strip() for t in tags.split(",")])
-                st.success("Notes and tags saved.")
-    confirm = st.checkbox(f"Yes, delete analysis #{opened}", key=f"history_confirm_{opened}")
-    if st.button("Delete this analysis", disabled=not confirm, key="history_delete"):
-        with error_boundary():
-            data.delete_analysis(workbench, opened)
-            st.session_state[state.HISTORY_OPEN] = None
-            st.toast(f"Deleted analysis #{opened}")
-            st.rerun()
+                data.delete_analysis(workbench, opened)
+                st.session_state[state.HISTORY_OPEN] = None
+                st.toast(f"Deleted analysis #{opened}")
+                st.rerun()
 
 if analysis.ok:
     with error_boundary():

@@ -7,6 +7,7 @@ import streamlit as st
 from medrag.teaching.model import ItemRef
 from medrag.ui import annotate, data, images, lessons
 from medrag.ui.page import error_boundary, setup_page
+from medrag.ui.roles import is_educator
 from medrag.ui.safe import escape_markdown
 
 ALL = "all"
@@ -80,16 +81,19 @@ def case_picker(key: str, *, multiple: bool) -> list[str]:
 # ---------------------------------------------------------------------------------------------- the set
 with error_boundary():
     sets = lessons.lesson_sets(workbench)
-    with st.expander("New lesson set", expanded=not sets):
-        with st.form("lesson_new_form", clear_on_submit=True):
-            new_name = st.text_input("Name", key="lesson_new_name", placeholder="e.g. Normal vs pneumonia")
-            new_description = st.text_area("Description (optional)", key="lesson_new_description", height=68)
-            if st.form_submit_button("Create", type="primary", key="lesson_create"):
-                with error_boundary():
-                    st.session_state["lesson_pending"] = lessons.create_set(workbench, new_name, new_description)
-                    st.rerun()
+    if is_educator():
+        with st.expander("New lesson set", expanded=not sets):
+            with st.form("lesson_new_form", clear_on_submit=True):
+                new_name = st.text_input("Name", key="lesson_new_name", placeholder="e.g. Normal vs pneumonia")
+                new_description = st.text_area("Description (optional)", key="lesson_new_description", height=68)
+                if st.form_submit_button("Create", type="primary", key="lesson_create"):
+                    with error_boundary():
+                        st.session_state["lesson_pending"] = lessons.create_set(workbench, new_name,
+                                                                                new_description)
+                        st.rerun()
     if not sets:
-        st.info("No lesson sets yet: create one above.")
+        st.info("No lesson sets yet: create one above." if is_educator()
+                else "No lesson sets yet: the educator makes them.")
         st.stop()
     ids = [s.set_id for s in sets]
     flash = st.session_state.pop("lesson_flash", None)

@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "medrag.cli.evaluate",
     "medrag.cli.models",
     "medrag.cli.teaching",
+    "medrag.cli.auth",
     "medrag.cli.maintenance",
 )
 #: Command modules that may be absent from an installation (their commands are then not offered).

@@ -20,6 +20,7 @@ from medrag.records import Case
 from medrag.teaching.annotations import COLOURS, annotations_of
 from medrag.teaching.model import SHAPES, Annotation, ItemRef
 from medrag.teaching.regions import Region
+from medrag.ui.roles import require_educator
 from medrag.ui.safe import escape_markdown
 from medrag.ui.viewer import MAX_DISPLAY_SIDE, downsample, png_data_uri
 
@@ -184,11 +185,13 @@ def overlay_for(workbench: Any, ref: ItemRef, case: Case | None) -> list[Annotat
 
 def save_annotation(workbench: Any, annotation: Annotation) -> int:
     """Store an educator's annotation; returns its id."""
+    require_educator("draw or delete annotations")
     return int(teaching_tables(workbench).add_annotation(annotation))
 
 
 def delete_annotation(workbench: Any, annotation_id: int) -> bool:
     """Delete an educator's annotation; whether it existed."""
+    require_educator("draw or delete annotations")
     return bool(teaching_tables(workbench).delete_annotation(annotation_id))
 
 

@@ -21,6 +21,7 @@ import streamlit as st
 from medrag.analysis import Analysis
 from medrag.casenames import case_caption, case_from_row, case_title, is_synthetic
 from medrag.records import Case
+from medrag.ui.roles import require_educator
 
 if TYPE_CHECKING:
     from medrag.library import IngestReport
@@ -199,6 +200,7 @@ def import_folder(
     """Import a folder (or parquet / Open-i archive) into the library and index it; returns the report."""
     from medrag.ui.workers import spawn_safe_main
 
+    require_educator("import into the library")
     try:
         with spawn_safe_main():
             return workbench.ingest(source, labels_csv=labels_csv, on_progress=on_progress)
@@ -210,6 +212,7 @@ def import_folder(
 
 def reindex(workbench: Workbench) -> Any:
     """Re-embed every case with the current image encoder and rebuild the image index; returns the index."""
+    require_educator("rebuild the index")
     try:
         return workbench.ensure_index("image", rebuild=True)
     finally:
@@ -294,7 +297,8 @@ def history_changed(workbench: Workbench) -> None:
 
 
 def update_analysis_notes(workbench: Workbench, analysis_id: int, notes: str, tags: Sequence[str]) -> None:
-    """Set the reader's notes and tags of a saved analysis."""
+    """Set the reader's notes and tags of a saved analysis (the educator only, in class mode)."""
+    require_educator("edit an analysis' notes and tags")
     try:
         workbench.store.update_analysis_notes(analysis_id, notes, tags)
     finally:
@@ -302,7 +306,8 @@ def update_analysis_notes(workbench: Workbench, analysis_id: int, notes: str, ta
 
 
 def delete_analysis(workbench: Workbench, analysis_id: int) -> bool:
-    """Delete a saved analysis; returns whether it existed."""
+    """Delete a saved analysis; returns whether it existed (the educator only, in class mode)."""
+    require_educator("delete an analysis")
     try:
         return workbench.store.delete_analysis(analysis_id)
     finally:

@@ -16,6 +16,7 @@ import streamlit as st
 from medrag.errors import MedRAGError
 from medrag.teaching.items import ItemView
 from medrag.teaching.model import ItemRef, LessonItem, LessonSet
+from medrag.ui.roles import require_educator
 from medrag.ui.safe import defang_markdown, escape_markdown
 
 if TYPE_CHECKING:
@@ -56,16 +57,19 @@ def set_views(workbench: Workbench, lesson: LessonSet) -> list[tuple[LessonItem,
 
 def create_set(workbench: Workbench, name: str, description: str = "") -> int:
     """A new, empty set; returns its id."""
+    require_educator("create a lesson set")
     return teaching_tables(workbench).create_lesson_set(name, description)
 
 
 def rename_set(workbench: Workbench, set_id: int, name: str, description: str) -> None:
     """Rename a set and set its description."""
+    require_educator("rename a lesson set")
     teaching_tables(workbench).rename_lesson_set(set_id, name, description)
 
 
 def delete_set(workbench: Workbench, set_id: int) -> bool:
     """Delete a set (its cases stay in the library)."""
+    require_educator("delete a lesson set")
     return teaching_tables(workbench).delete_lesson_set(set_id)
 
 
@@ -73,21 +77,25 @@ def add_items(workbench: Workbench, set_name: str, refs: Sequence[ItemRef], note
     """Add cases or analyses to a set by name (created if new); returns the set and how many were added."""
     from medrag.teaching.sets import add_to_set
 
+    require_educator("change a lesson set's items")
     return add_to_set(teaching_tables(workbench), set_name, refs, note)
 
 
 def save_notes(workbench: Workbench, notes: dict[int, str]) -> None:
     """Set the teaching notes of several items (item id → note)."""
+    require_educator("change a lesson set's items")
     teaching_tables(workbench).update_lesson_notes(notes)
 
 
 def move_item(workbench: Workbench, item_id: int, offset: int) -> None:
     """Move an item earlier (negative) or later in its set."""
+    require_educator("change a lesson set's items")
     teaching_tables(workbench).move_lesson_item(item_id, offset)
 
 
 def remove_item(workbench: Workbench, item_id: int) -> bool:
     """Take an item out of its set."""
+    require_educator("change a lesson set's items")
     return teaching_tables(workbench).remove_lesson_item(item_id)
 
 
@@ -111,6 +119,7 @@ def import_bundle(workbench: Workbench, payload: bytes) -> ImportedSet:
     from medrag.ui import data
     from medrag.ui.resources import spawn_safe_main
 
+    require_educator("import a lesson set")
     try:
         with spawn_safe_main():
             return run(workbench, payload)

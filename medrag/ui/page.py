@@ -43,6 +43,9 @@ def sidebar_menu() -> None:
         for path, label, icon in PAGES:
             st.page_link(path, label=label, icon=f":material/{icon}:")
         st.divider()
+    from medrag.ui.roles import render_sign_in
+
+    render_sign_in()
 
 
 def disclaimer() -> None:

@@ -61,7 +61,10 @@ def quiz_names(workbench: Workbench) -> list[str]:
 
 
 def answers_frame(workbench: Workbench, quiz_name: str | None = None) -> pd.DataFrame:
-    """Stored answers (all quizzes, or one)."""
+    """Stored answers (all quizzes, or one): every learner's, so the educator only, in class mode."""
+    from medrag.ui.roles import require_educator
+
+    require_educator("see the quiz results")
     return teaching_tables(workbench).quiz_answers_frame(quiz_name=quiz_name)
 
 
@@ -322,7 +325,13 @@ def render_run(workbench: Workbench) -> None:
 
 # ---------------------------------------------------------------------------------------------- results
 def render_results(workbench: Workbench) -> None:
-    """Per learner and quiz: answered, right, score; the answers; both as CSV."""
+    """Per learner and quiz: answered, right, score; the answers; both as CSV (the educator only, in class mode)."""
+    from medrag.ui.roles import is_educator
+
+    if not is_educator():
+        st.info("Quiz results (every learner's answers) are for the educator: sign in as the educator in the "
+                "sidebar to see them.")
+        return
     names = quiz_names(workbench)
     if not names:
         st.info("No answers yet: run a quiz first.")
