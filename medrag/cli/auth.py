@@ -26,8 +26,8 @@ def cmd_auth(args: argparse.Namespace) -> int:
 
     hashed = hash_password(_read_password())
     echo(hashed)
-    print("Set it for the app (environment or .streamlit/secrets.toml), never the password itself:\n"
-          f"  MEDRAG_EDUCATOR_PASSWORD_HASH='{hashed}'", file=sys.stderr)
+    echo("Set it for the app (environment or .streamlit/secrets.toml), never the password itself:", err=True)
+    echo(f"  MEDRAG_EDUCATOR_PASSWORD_HASH='{hashed}'", err=True)
     return 0
 
 
