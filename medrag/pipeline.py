@@ -225,7 +225,8 @@ def analyze(
                 raise
             from medrag.reasoners.evidence import EvidenceReasoner
 
-            fallback_notes = (f"{exc} The offline evidence reasoner wrote this reading instead.",)
+            # One line without terminal escapes, as a failed stage's message: it may quote the server's text.
+            fallback_notes = (one_line(f"{exc} The offline evidence reasoner wrote this reading instead."),)
             log.info("reasoner %s unavailable; the evidence reasoner takes over", reasoner.name)
             reasoner = EvidenceReasoner()
             for piece in reasoner.stream(request):

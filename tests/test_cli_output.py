@@ -190,6 +190,12 @@ def _serp_routes(reply: Reply) -> dict:
     return {"GET /search": lambda req: reply, "GET /search.json": lambda req: reply}
 
 
+def _stored_meta(library: Path) -> str:
+    store = Store(Settings(data_dir=library).db_path)
+    with store.cursor() as cur:
+        return str(cur.execute("SELECT meta FROM analyses ORDER BY id DESC LIMIT 1").fetchall()[0][0])
+
+
 def _stored_errors(library: Path) -> str:
     store = Store(Settings(data_dir=library).db_path)
     with store.cursor() as cur:
@@ -246,9 +252,11 @@ def test_openai_compatible_server_error_is_printed_and_stored_clean(
         argv = ("--data-dir", str(library), "--reasoner", "openai", "analyze", "--text", QUESTION, "--no-web")
         code, out, err = cli(*argv)
         assert len(server.requests) >= 1
-    assert "[reasoning failed]" in err and "HTTP 500" in err, (code, out, err)
+    # The server failed before its first token: the offline reasoner wrote the reading, and a note says why.
+    assert "note:" in err and "HTTP 500" in err and "offline evidence reasoner" in err, (code, out, err)
+    assert "[reasoner: evidence" in out
     assert_clean(out)
     assert_clean(err)
-    stored = _stored_errors(library)
-    assert "reasoning" in stored and "\\u001b" not in stored and "\\u009b" not in stored and "\\u202e" not in stored
+    stored = _stored_meta(library)
+    assert "HTTP 500" in stored and "\\u001b" not in stored and "\\u009b" not in stored and "\\u202e" not in stored
     assert OPENAI_KEY not in out + err + stored

@@ -66,6 +66,8 @@ def _show(event: Event) -> int | None:
     elif isinstance(event, ev.ReasoningDone):
         blank()
         echo(f"[reasoner: {event.backend} / {event.model}; first token {event.first_token_seconds * 1000:.0f} ms]")
+        for note in event.notes:  # e.g. the model server was down and the offline reasoner took over
+            echo(f"note: {note}", err=True)
     elif isinstance(event, ev.SummaryReady):
         summary = event.summary
         blank()
