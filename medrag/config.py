@@ -262,5 +262,6 @@ def load_settings(secrets_path: Path | None = None, **overrides: Any) -> Setting
                 values[key] = float(env[variable])
             except ValueError as exc:
                 raise ConfigError(f"{variable} must be a number of seconds, got {env[variable]!r}.") from exc
-    values.update(overrides)
+    # An override left unset (None: a CLI option not given) keeps the environment's value.
+    values.update({key: value for key, value in overrides.items() if value is not None})
     return Settings().with_overrides(**values)

@@ -361,3 +361,20 @@ def test_pg_version_1_database_gains_the_teaching_tables(pg_server_url: str) -> 
         set_id = store.create_lesson_set("Week 1")
         assert store.add_lesson_items(set_id, [ItemRef("case", "c1")]) == 1
         assert [s.name for s in store.lesson_sets()] == ["Week 1"]
+
+
+def test_the_cli_follows_the_environment_when_an_option_is_not_given(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`MEDRAG_DATABASE_URL=… medrag ingest …` must reach PostgreSQL (an unset --database-url is not "none")."""
+    from medrag.cli import build_parser
+    from medrag.cli.common import workbench
+
+    monkeypatch.setenv("MEDRAG_DATABASE_URL", "postgresql://medrag@127.0.0.1:1/medrag")
+    monkeypatch.setenv("MEDRAG_IMAGE_ENCODER", "xrv")
+    args = build_parser().parse_args(["--data-dir", str(tmp_path), "demo"])
+    settings = load_settings(database_url=args.database_url, image_encoder=args.image_encoder)
+    assert settings.database_url == "postgresql://medrag@127.0.0.1:1/medrag" and settings.image_encoder == "xrv"
+    with pytest.raises(StoreError, match="127.0.0.1:1"):  # it really tries that server, not the DuckDB file
+        workbench(args)
+    assert not (tmp_path / "medrag.duckdb").exists()
