@@ -59,6 +59,7 @@ def ingest_items(
     progress: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
+    ray_address: str | None = None,
 ) -> IngestReport:
     """Decode, thumbnail, embed and store ``items``; updates and returns ``report``.
 
@@ -69,7 +70,8 @@ def ingest_items(
 
     Results are written in batches of up to :data:`_FLUSH_ITEMS` cases or :data:`_FLUSH_SECONDS` of
     work, each in one transaction on one opening of the database: between batches the file is free for
-    another process (the app) to take its turn.
+    another process (the app) to take its turn. ``ray_address`` spreads the per-image work over a Ray
+    cluster (:mod:`medrag.ingest_ray`; ``"local"`` starts one here) instead of local worker processes.
     """
     start = time.perf_counter()
     known = store.known_sources()
@@ -107,7 +109,13 @@ def ingest_items(
         batch = []
         last_flush = time.perf_counter()
 
-    for prepared in _prepared_stream(todo, settings, encoder is not None, workers, encoder):
+    if ray_address is not None and todo:
+        from medrag.ingest_ray import ray_prepared_stream
+
+        stream = ray_prepared_stream(todo, settings, encoder is not None, ray_address)
+    else:
+        stream = _prepared_stream(todo, settings, encoder is not None, workers, encoder)
+    for prepared in stream:
         batch.append(prepared)
         if len(batch) >= _FLUSH_ITEMS or time.perf_counter() - last_flush >= _FLUSH_SECONDS:
             flush()
@@ -242,6 +250,7 @@ def ingest_path(
     progress: bool = False,
     on_progress: Callable[[int, int], None] | None = None,
     encoder: Any = None,
+    ray_address: str | None = None,
 ) -> IngestReport:
     """Import ``source``: a folder (optionally with a labels CSV), an Open-i .tgz/.xml, or a .parquet."""
     source = Path(source).expanduser()
@@ -264,7 +273,8 @@ def ingest_path(
         raise LibraryError(
             f"{source} is not a folder, .parquet, .tgz or .xml; to analyse a single image use `medrag analyze`."
         )
-    return ingest_items(items, settings, store, report, encoder=encoder, progress=progress, on_progress=on_progress)
+    return ingest_items(items, settings, store, report, encoder=encoder, progress=progress, on_progress=on_progress,
+                        ray_address=ray_address)
 
 __all__ = [
     "IMAGE_SUFFIXES",

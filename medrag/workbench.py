@@ -126,17 +126,19 @@ class Workbench:
         progress: bool = False,
         on_progress: Callable[[int, int], None] | None = None,
         reindex: bool = False,
+        ray_address: str | None = None,
     ) -> IngestReport:
         """Import a folder / CSV / Open-i / parquet source, then bring the indexes up to date.
 
         Any thumbnail missing from the data folder is made again from its image (unchanged sources too).
+        ``ray_address`` ("local" or a cluster's address) runs the per-image work on Ray workers.
         """
         from medrag.engine.thumbnails import restore_missing_thumbnails
 
         self.store.check_location()
         report = ingest_path(
             source, self.settings, self.store, labels_csv=labels_csv, images_dir=images_dir,
-            progress=progress, on_progress=on_progress, encoder=self.image_encoder,
+            progress=progress, on_progress=on_progress, encoder=self.image_encoder, ray_address=ray_address,
         )
         report.notes += restore_missing_thumbnails(self.store, self.settings).notes()
         if reindex or report.added or report.embedded:

@@ -26,7 +26,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     wb = workbench(args)
     report = wb.ingest(
         Path(args.path), labels_csv=Path(args.labels) if args.labels else None,
-        images_dir=Path(args.images) if args.images else None, progress=True,
+        images_dir=Path(args.images) if args.images else None, progress=True, ray_address=args.ray,
     )
     echo(report.summary())
     for note in report.notes[:MAX_LISTED]:
@@ -70,6 +70,9 @@ def add_parsers(sub: Subparsers) -> None:
     p.add_argument("path")
     p.add_argument("--labels", help="labels CSV (image, label, report, patient_id, view, ...)")
     p.add_argument("--images", help="images folder for Open-i XML reports")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="spread decoding, thumbnails and features over a Ray cluster: alone, one started on this "
+                        "machine; with ADDRESS, a running cluster (workers must see the files and the data folder)")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("index", help="embed new cases and build the indexes")
