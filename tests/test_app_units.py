@@ -412,3 +412,19 @@ def test_compute_line_names_the_device_and_the_openclip_model(tmp_path: Path, mo
     assert "`cpu` (chosen automatically)" in line and "model: not set" in line
     line = compute_line(Settings(data_dir=tmp_path, device="cuda", openclip_model="local-dir:/models/my`clip"))
     assert "`cuda` is not usable here" in line and "`local-dir:/models/myclip`" in line
+
+
+def test_the_image_reading_stage_says_which_readers_ran_and_what_they_found() -> None:
+    from medrag.reading.base import FindingRead, ImageReading
+
+    reading = ImageReading(findings={
+        "effusion": FindingRead("effusion", "present", 0.9, ("right lower zone",)),
+        "support devices": FindingRead("support devices", "present"),
+        "edema": FindingRead("edema", "absent", 0.02),
+    }, readers=("anatomy", "medrag-cnn"))
+    analysis = Analysis(reading=reading, timings={"findings": 0.12})
+    expected = "Image reading by anatomy + medrag-cnn: effusion, support devices · 0.12 s"
+    assert stage_line(analysis, "findings") == expected
+    nothing = Analysis(reading=ImageReading(findings={"edema": FindingRead("edema", "absent")}, readers=("anatomy",)))
+    assert stage_line(nothing, "findings") == "Image reading by anatomy: nothing definite"
+    assert "no image reader" in stage_line(Analysis(), "findings")

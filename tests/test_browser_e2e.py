@@ -456,3 +456,46 @@ def test_teach_a_class_with_real_cases(server: str, tmp_path: Path) -> None:
             browser.close()
     foreign = sorted({url for url in seen if _foreign(url)})
     assert foreign == [], f"the app asked hosts other than its own server: {foreign[:20]}"
+
+
+BEDSIDE = REAL_DATA / "images" / "pneumonia" / "nih_00000150_002.png"
+
+
+def test_a_bedside_film_is_read_from_its_pixels(server: str) -> None:
+    """Issue #11's walk: an AP bedside film (NIH pneumonia, expert box over the patient's left mid zone) with
+    ECG leads and lines, asked "Is there consolidation?". The reading answers first, says the ratio is
+    unreliable on AP, names the devices, locates the opacity, and its impression agrees with the table."""
+    from playwright.sync_api import expect, sync_playwright
+
+    if not BEDSIDE.is_file():
+        pytest.skip(f"{BEDSIDE} is not here (../shared/data/cxr-real)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(f"{server}/Analyze")
+            wait_idle(page, timeout_s=240)
+            page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(BEDSIDE))
+            wait_idle(page)
+            page.get_by_label("Question (optional with an image)").fill("Is there consolidation?")
+            page.get_by_label("Question (optional with an image)").press("Tab")
+            wait_idle(page)
+            page.get_by_role("button", name="Analyze", exact=True).click()
+            saved = page.get_by_test_id("stAlertContentSuccess").filter(has_text="Saved to history as #")
+            expect(saved).to_be_visible(timeout=240_000)
+            wait_idle(page)
+            reasoning = page.locator('[data-testid="stExpander"]').filter(has_text="Reasoning by").first
+            text = reasoning.inner_text()
+            assert "Question: Is there consolidation?" in text
+            assert "Answer." in text and text.index("Answer.") < text.index("Technical assessment")
+            assert "AP view" in text and "overstates" in text  # the ratio caveat on an AP film
+            assert "Devices seen:" in text and ("ecg electrode" in text or "line or tube" in text)
+            assert "zone" in text.split("Lungs.", 1)[1].split("Pleura.", 1)[0]  # the opacity is placed in a zone
+            impression = text.split("Impression.", 1)[1].split("Note:", 1)[0].lower()
+            # The label (condensed from the same findings table) names what the impression names.
+            label = page.get_by_role("heading").filter(has_text="support devices").first.inner_text().lower()
+            assert "consolidation" in label and "consolidation" in impression and "device" in impression
+            expect(page.get_by_role("switch", name="Outlines")).to_be_visible()  # the overlay the reading used
+            _shot(page, "11_bedside_film")
+        finally:
+            browser.close()

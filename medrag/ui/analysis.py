@@ -12,6 +12,7 @@ from medrag.analysis import Analysis
 STAGE_TITLES: dict[str, str] = {
     "input": "Reading the input",
     "guard": "Domain check",
+    "findings": "Image reading",
     "neighbours": "Finding similar cases",
     "reasoning": "Reasoning",
     "summary": "Label and findings",
@@ -42,6 +43,13 @@ def stage_line(analysis: Analysis, stage: str) -> str:
         if analysis.verdict is None:
             return f"{title}{took}"
         return f"{title}: {'passed' if analysis.verdict.allowed else 'refused'}{took}"
+    if stage == "findings":
+        reading = analysis.reading
+        if reading is None:
+            return f"{title}: no image reader configured{took}"
+        seen = [f.name for f in reading.findings.values() if f.status == "present"]
+        what = ", ".join(seen[:3]) + ("…" if len(seen) > 3 else "") if seen else "nothing definite"
+        return f"{title} by {' + '.join(reading.readers) or '?'}: {what}{took}"
     if stage == "neighbours":
         return f"Found {len(analysis.neighbours)} similar cases with the {analysis.encoder or '?'} encoder{took}"
     if stage == "reasoning":
