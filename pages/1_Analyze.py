@@ -186,6 +186,11 @@ with reasoning_col:
     if run:
         # The events carry everything shown afterwards (stored upload, notes, query vector): nothing is re-read.
         fresh = Analysis(input_name=name or "question", question=question.strip(), case_id=case_id)
+        from medrag.ui.resources import warm_up_finished
+
+        if not warm_up_finished(workbench):
+            st.caption(":material/hourglass_top: The models are still loading after the server started (once, up "
+                       "to about half a minute on a small machine); this analysis starts as soon as they are ready.")
         with error_boundary():
             events = workbench.analyze(
                 source, question=question, name=name, k=state.current_k(), web=bool(st.session_state[state.WEB_ON]),

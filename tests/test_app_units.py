@@ -428,3 +428,18 @@ def test_the_image_reading_stage_says_which_readers_ran_and_what_they_found() ->
     nothing = Analysis(reading=ImageReading(findings={"edema": FindingRead("edema", "absent")}, readers=("anatomy",)))
     assert stage_line(nothing, "findings") == "Image reading by anatomy: nothing definite"
     assert "no image reader" in stage_line(Analysis(), "findings")
+
+
+def test_the_warm_up_is_marked_finished_even_when_a_backend_fails(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from medrag.errors import BackendUnavailableError
+    from medrag.ui import resources
+
+    def broken() -> None:
+        raise BackendUnavailableError("no weights here")
+
+    workbench = SimpleNamespace(settings=SimpleNamespace(data_dir=tmp_path), backend_status=broken)
+    assert not resources.warm_up_finished(workbench)  # type: ignore[arg-type]
+    resources._warm(workbench)  # type: ignore[arg-type]
+    assert resources.warm_up_finished(workbench)  # type: ignore[arg-type]  # the Analyze page stops saying "loading"

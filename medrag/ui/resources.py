@@ -38,6 +38,8 @@ WARM_UP_DELAY_S = 1.0
 _TIMERS: weakref.WeakSet[threading.Timer] = weakref.WeakSet()
 _LEASES: weakref.WeakSet[StoreLease] = weakref.WeakSet()
 _WARMED: set[str] = set()
+#: data folders whose warm-up has ended (models loaded, or it stopped on an error the pages will show)
+_WARM_DONE: set[str] = set()
 _WARM_LOCK = threading.Lock()
 
 
@@ -153,6 +155,18 @@ def _freeze_heap() -> None:
 
 
 def _warm(workbench: Workbench) -> None:
+    try:
+        _warm_steps(workbench)
+    finally:
+        _WARM_DONE.add(str(workbench.settings.data_dir))
+
+
+def warm_up_finished(workbench: Workbench) -> bool:
+    """Whether the background loading of the models has ended for this data folder."""
+    return str(workbench.settings.data_dir) in _WARM_DONE
+
+
+def _warm_steps(workbench: Workbench) -> None:
     try:
         workbench.backend_status()  # builds encoders, reasoner, summariser
         workbench.index("image")
