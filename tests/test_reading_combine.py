@@ -85,3 +85,41 @@ def test_a_present_finding_rules_out_a_normal_film() -> None:
     cnn = ImageReading(findings={"no finding": normal, "atelectasis": FindingRead("atelectasis", "present", 0.3)})
     merged = merge_readings([cnn])
     assert merged.findings["no finding"].status == "absent" and merged.findings["no finding"].probability == 0.4
+
+
+def test_a_measurement_that_says_present_settles_a_classifier_that_says_possible() -> None:
+    anatomy = ImageReading(findings={
+        "cardiomegaly": FindingRead("cardiomegaly", "present", None, (), "cardiothoracic ratio 0.61", "anatomy"),
+        "opacity": FindingRead("opacity", "absent", None, (), "no zone markedly more opaque", "anatomy"),
+    }, readers=("anatomy",))
+    cnn = ImageReading(findings={
+        "cardiomegaly": FindingRead("cardiomegaly", "uncertain", 0.04, source="medrag-cnn"),
+        "opacity": FindingRead("opacity", "uncertain", 0.2, source="medrag-cnn"),
+    }, readers=("medrag-cnn",))
+    merged = merge_readings([anatomy, cnn])
+    assert merged.findings["cardiomegaly"].status == "present"  # the ratio over its band decides
+    assert merged.findings["opacity"].status == "uncertain"  # a measurement's "absent" does not overrule "possible"
+
+
+def test_the_classifier_never_calls_present_a_class_it_is_not_shown_to_read() -> None:
+    from medrag.reading.cnn_reader import MedragCnnReader, unproven_classes
+
+    class FakeCnn:
+        meta = {"weights_sha256": "x", "metrics": {"held_out": {"per_class": {
+            "nodule/mass": {"auc": 0.585, "auc_ci95": [0.498, 0.676]},
+            "edema": {"auc": 0.845, "auc_ci95": [0.718, 0.953]}}}}}
+        thresholds = {"nodule/mass": 0.1, "edema": 0.1}
+
+        def forward(self, pixels: np.ndarray) -> object:
+            from types import SimpleNamespace
+
+            return SimpleNamespace(probabilities={"nodule/mass": 0.9, "edema": 0.9})
+
+        def heatmap(self, pixels: np.ndarray, name: str) -> np.ndarray:
+            return np.zeros(pixels.shape, np.float32)
+
+    assert set(unproven_classes(FakeCnn.meta)) == {"nodule/mass"}
+    reading = MedragCnnReader(FakeCnn()).read(np.zeros((64, 64), np.float32))  # type: ignore[arg-type]
+    nodule = reading.findings["nodule/mass"]
+    assert nodule.status == "uncertain" and "not shown to beat chance" in nodule.evidence and "0.50" in nodule.evidence
+    assert reading.findings["edema"].status == "present"

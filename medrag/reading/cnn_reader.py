@@ -3,7 +3,9 @@
 Its calibrated probability decides each class's status: at or above the class's trained threshold
 "present", above :data:`UNCERTAIN_SHARE` of it "uncertain", else "absent". The heatmap (class activation)
 is made for the most probable abnormal finding; :mod:`medrag.reading.combine` names the lung zone under
-its peak.
+its peak. A class whose held-out AUC interval reaches chance (its lower 95 % bound at or below
+:data:`CHANCE_AUC`: consolidation, nodule/mass and cardiomegaly for the shipped weights) is never called
+"present" by the classifier alone: at most "uncertain", with the reason in its evidence.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
 CLASS_FINDINGS: dict[str, str] = {"infiltration": "opacity"}
 #: A probability above this share of the class threshold reads as "uncertain".
 UNCERTAIN_SHARE = 0.85
+#: A class whose held-out AUC's lower 95 % bound is at or below this is not shown to beat chance.
+CHANCE_AUC = 0.5
 #: The heatmap kept in the history is this coarse (cells per side).
 HEATMAP_CELLS = 32
 
@@ -54,6 +58,7 @@ class MedragCnnReader:
     def __init__(self, cnn: CnnReader) -> None:
         self.cnn = cnn
         self.model = f"medrag-cnn@{str(cnn.meta.get('weights_sha256', ''))[:12]}"
+        self.unproven = unproven_classes(cnn.meta)
 
     def read(self, pixels: np.ndarray, *, view_hint: str | None = None) -> ImageReading:
         """Calibrated probabilities for every class, and a heatmap for the most probable abnormal one."""
@@ -63,7 +68,14 @@ class MedragCnnReader:
         for name, probability in output.probabilities.items():
             finding = CLASS_FINDINGS.get(name, name)
             status = _status(probability, thresholds.get(name, 0.5))
-            findings[finding] = FindingRead(finding, status, float(probability), source="medrag-cnn")  # type: ignore[arg-type]
+            evidence = ""
+            if name in self.unproven:
+                auc, low, high = self.unproven[name]
+                evidence = (f"the classifier is not shown to beat chance for {finding} (held-out AUC {auc:.2f}, "
+                            f"95% CI {low:.2f}-{high:.2f}), so it says at most 'possible'")
+                status = "uncertain" if status == "present" else status
+            findings[finding] = FindingRead(finding, status, float(probability), evidence=evidence,  # type: ignore[arg-type]
+                                            source="medrag-cnn")
         abnormal = [(p, c) for c, p in output.probabilities.items() if c != "no finding"]
         heatmap, heatmap_finding = None, ""
         if abnormal:
@@ -80,6 +92,18 @@ class MedragCnnReader:
         return set(data.get("train_patients") or self.cnn.meta.get("train_patients") or ())
 
 
+def unproven_classes(meta: dict[str, object]) -> dict[str, tuple[float, float, float]]:
+    """Classes whose held-out AUC interval reaches :data:`CHANCE_AUC`: class → (AUC, low, high)."""
+    metrics = meta.get("metrics")
+    per_class = metrics.get("held_out", {}).get("per_class", {}) if isinstance(metrics, dict) else {}
+    out = {}
+    for name, figures in per_class.items():
+        interval = figures.get("auc_ci95") or []
+        if len(interval) == 2 and interval[0] is not None and float(interval[0]) <= CHANCE_AUC:
+            out[name] = (float(figures.get("auc", float("nan"))), float(interval[0]), float(interval[1]))
+    return out
+
+
 def _factory(settings: Settings) -> MedragCnnReader:
     from medrag.reading.cnn import TRAIN_COMMAND, CnnReader
 
@@ -91,4 +115,4 @@ def _factory(settings: Settings) -> MedragCnnReader:
 
 register_reader(ReaderSpec("medrag-cnn", _factory, "MedRAG's trained finding classifier with heatmaps (offline)"))
 
-__all__ = ["CLASS_FINDINGS", "HEATMAP_CELLS", "UNCERTAIN_SHARE", "MedragCnnReader"]
+__all__ = ["CHANCE_AUC", "CLASS_FINDINGS", "HEATMAP_CELLS", "UNCERTAIN_SHARE", "MedragCnnReader", "unproven_classes"]

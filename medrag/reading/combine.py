@@ -2,8 +2,9 @@
 
 Merging: the anatomy reader's measurements, zones, view, devices and overlays are kept as they are; each
 finding takes the status of the reader that gives a calibrated probability (the classifier), and the
-measured evidence and places of the others (the anatomy reader). Where only one reader speaks of a finding,
-its word stands. A reader that cannot load (missing weights) is skipped with a note; a reader that fails on
+measured evidence and places of the others (the anatomy reader); where the classifier says "possible" and a
+measurement says "present", the measurement settles it. Where only one reader speaks of a finding, its word
+stands. A reader that cannot load (missing weights) is skipped with a note; a reader that fails on
 one image is skipped for that image with a note, so one broken reader never hides the others.
 """
 
@@ -144,6 +145,10 @@ def _merge_finding(current: FindingRead | None, new: FindingRead) -> FindingRead
     if decider.status == "absent" and other.status in ("present", "uncertain"):
         # A measurement points to it though the classifier does not: say "possible", not "no".
         decider = replace(decider, status="uncertain")
+    elif decider.status == "uncertain" and other.status == "present" and other.probability is None:
+        # The classifier says "possible" and a measurement says "present" (a ratio over its band, a zone
+        # over 2 SD, a device seen): the measurement settles it.
+        decider = replace(decider, status="present")
     evidence = "; ".join(e for e in (decider.evidence, other.evidence) if e)
     where = decider.where or other.where
     sources = " + ".join(s for s in (decider.source, other.source) if s)
