@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -31,24 +30,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from pgserver import ThrowawayServer, _binaries, fresh_database  # noqa: E402
-from test_browser_e2e import CHROMIUM, _free_port, _wait_healthy, wait_idle  # noqa: E402
-from test_replicas import _ask, _saved_text  # noqa: E402
-
-
-def _servers(env: dict[str, str], count: int, folder: Path) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
-    procs, urls = [], []
-    for n in range(count):
-        port = _free_port()
-        log = folder / f"streamlit-{n}.log"
-        with log.open("wb") as sink:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "streamlit", "run", str(REPO / "streamlit_app.py"), "--server.address",
-                 "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-                 "--browser.gatherUsageStats", "false"],
-                cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True))
-        urls.append(f"http://127.0.0.1:{port}")
-        _wait_healthy(urls[-1], procs[-1], log)
-    return procs, urls
+from test_browser_e2e import CHROMIUM, wait_idle  # noqa: E402
+from test_replicas import _ask, _saved_text, start_servers, stop_servers  # noqa: E402
 
 
 def run_setting(name: str, replicas: int, database_url: str | None, sessions: int, rounds: int) -> dict[str, Any]:
@@ -64,7 +47,7 @@ def run_setting(name: str, replicas: int, database_url: str | None, sessions: in
                            capture_output=True, text=True, check=False)
     if built.returncode:
         raise SystemExit(built.stderr[-2000:])
-    procs, urls = _servers(env, replicas, folder)
+    procs, urls = start_servers(env, replicas, folder)
     latencies: list[float] = []
     try:
         with sync_playwright() as pw:
@@ -92,10 +75,7 @@ def run_setting(name: str, replicas: int, database_url: str | None, sessions: in
             wall = time.perf_counter() - started
             browser.close()
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=30)
+        stop_servers(procs)
     from medrag.config import Settings
     from medrag.store.factory import open_store
 

@@ -214,6 +214,16 @@ def _read_secrets(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not valid TOML ({exc}); fix it or delete it.") from exc
 
 
+#: Numeric environment variables: (variable, setting, type, what the error says it must be).
+_NUMERIC_VARIABLES: tuple[tuple[str, str, type, str], ...] = (
+    ("MEDRAG_K", "k", int, "an integer"),
+    ("MEDRAG_DEMO_CASES", "demo_cases", int, "an integer"),
+    ("MEDRAG_OPENAI_MAX_CONCURRENT", "openai_max_concurrent", int, "an integer"),
+    ("MEDRAG_OPENAI_TIMEOUT", "openai_timeout", float, "a number of seconds"),
+    ("MEDRAG_OPENAI_CONNECT_TIMEOUT", "openai_connect_timeout", float, "a number of seconds"),
+)
+
+
 def load_settings(secrets_path: Path | None = None, **overrides: Any) -> Settings:
     """Settings from the environment and ``.streamlit/secrets.toml``, then ``overrides``.
 
@@ -248,20 +258,12 @@ def load_settings(secrets_path: Path | None = None, **overrides: Any) -> Setting
         "hf_cache_dir": default_hf_cache_dir(),
         "xrv_cache_dir": default_xrv_cache_dir(),
     }
-    for variable, key in (("MEDRAG_K", "k"), ("MEDRAG_DEMO_CASES", "demo_cases"),
-                          ("MEDRAG_OPENAI_MAX_CONCURRENT", "openai_max_concurrent")):
+    for variable, key, kind, what in _NUMERIC_VARIABLES:
         if env.get(variable):
             try:
-                values[key] = int(env[variable])
+                values[key] = kind(env[variable])
             except ValueError as exc:
-                raise ConfigError(f"{variable} must be an integer, got {env[variable]!r}.") from exc
-    for variable, key in (("MEDRAG_OPENAI_TIMEOUT", "openai_timeout"),
-                          ("MEDRAG_OPENAI_CONNECT_TIMEOUT", "openai_connect_timeout")):
-        if env.get(variable):
-            try:
-                values[key] = float(env[variable])
-            except ValueError as exc:
-                raise ConfigError(f"{variable} must be a number of seconds, got {env[variable]!r}.") from exc
+                raise ConfigError(f"{variable} must be {what}, got {env[variable]!r}.") from exc
     # An override left unset (None: a CLI option not given) keeps the environment's value.
     values.update({key: value for key, value in overrides.items() if value is not None})
     return Settings().with_overrides(**values)

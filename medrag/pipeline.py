@@ -212,28 +212,25 @@ def analyze(
         reasoner: Reasoner = engine.reasoner
         first_token = 0.0
         fallback_notes: tuple[str, ...] = ()
-        try:
-            for piece in reasoner.stream(request):
-                if not pieces:
-                    first_token = run.seconds
-                pieces.append(piece)
-                yield emit(ReasoningToken(stage="reasoning", text=piece))
-        except BackendUnavailableError as exc:
-            # A model server that is down, busy or too slow before its first token: the offline reasoner
-            # writes this reading (with a note), so the analysis still has one. A stream cut midway fails.
-            if pieces or reasoner.name == "evidence":
-                raise
-            from medrag.reasoners.evidence import EvidenceReasoner
+        while True:
+            try:
+                for piece in reasoner.stream(request):
+                    if not pieces:
+                        first_token = run.seconds
+                    pieces.append(piece)
+                    yield emit(ReasoningToken(stage="reasoning", text=piece))
+                break
+            except BackendUnavailableError as exc:
+                # A model server that is down, busy or too slow before its first token: the offline reasoner
+                # writes this reading (with a note), so the analysis still has one. A stream cut midway fails.
+                if pieces or reasoner.name == "evidence":
+                    raise
+                from medrag.reasoners.evidence import EvidenceReasoner
 
-            # One line without terminal escapes, as a failed stage's message: it may quote the server's text.
-            fallback_notes = (one_line(f"{exc} The offline evidence reasoner wrote this reading instead."),)
-            log.info("reasoner %s unavailable; the evidence reasoner takes over", reasoner.name)
-            reasoner = EvidenceReasoner()
-            for piece in reasoner.stream(request):
-                if not pieces:
-                    first_token = run.seconds
-                pieces.append(piece)
-                yield emit(ReasoningToken(stage="reasoning", text=piece))
+                # One line without terminal escapes, as a failed stage's message: it may quote the server's text.
+                fallback_notes = (one_line(f"{exc} The offline evidence reasoner wrote this reading instead."),)
+                log.info("reasoner %s unavailable; the evidence reasoner takes over", reasoner.name)
+                reasoner = EvidenceReasoner()
         done = ReasoningDone(stage="reasoning", text="".join(pieces), backend=reasoner.name, model=reasoner.model,
                              seconds=run.seconds, first_token_seconds=first_token, notes=fallback_notes)
     yield emit(run.failure or done)

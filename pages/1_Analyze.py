@@ -16,6 +16,7 @@ import streamlit as st
 from medrag.analysis import Analysis
 from medrag.ui import images, state
 from medrag.ui.page import error_boundary, open_workbench, start_page
+from medrag.ui.references import render_web
 from medrag.ui.safe import escape_markdown
 
 #: Input modes (stored value -> label).
@@ -147,7 +148,6 @@ from medrag.ui.panels import (  # noqa: E402 - imported after the first paint on
     render_saved,
     render_similar,
     render_stage_log,
-    render_web,
     run_live,
 )
 from medrag.ui.viewer import PLOTLY_CONFIG, view_controls  # noqa: E402

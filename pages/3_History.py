@@ -20,8 +20,8 @@ from medrag.ui.panels import (
     render_outcome,
     render_similar,
     render_stage_log,
-    render_web,
 )
+from medrag.ui.references import render_web
 from medrag.ui.roles import is_educator
 from medrag.ui.safe import escape_markdown
 from medrag.ui.tables import history_table, neighbour_scores, short_time

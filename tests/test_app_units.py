@@ -301,7 +301,8 @@ def _panels_app() -> None:
 
     from medrag.analysis import Analysis  # AppTest runs this function's body on its own
     from medrag.records import WebResult
-    from medrag.ui.panels import render_label_and_findings, render_outcome, render_web
+    from medrag.ui.panels import render_label_and_findings, render_outcome
+    from medrag.ui.references import render_web
 
     view = Analysis(
         label="effusion",

@@ -47,10 +47,19 @@ def replicas(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
            "MEDRAG_DEMO_CASES": "24", "HF_HUB_OFFLINE": "1"}
     built = _cli("demo", "--n", "24", env=env)
     assert built.returncode == 0, built.stderr[-2000:]
+    procs, urls = start_servers(env, 2, shared)
+    try:
+        yield url, shared, urls
+    finally:
+        stop_servers(procs)
+
+
+def start_servers(env: dict[str, str], count: int, folder: Path) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
+    """``count`` `streamlit run` processes with ``env`` on free ports, healthy; their logs go to ``folder``."""
     procs, urls = [], []
-    for name in ("a", "b"):
+    for n in range(count):
         port = _free_port()
-        log = shared / f"streamlit-{name}.log"
+        log = folder / f"streamlit-{n}.log"
         with log.open("wb") as sink:
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "streamlit", "run", str(REPO / "streamlit_app.py"), "--server.address",
@@ -60,13 +69,15 @@ def replicas(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
             ))
         urls.append(f"http://127.0.0.1:{port}")
         _wait_healthy(urls[-1], procs[-1], log)
-    try:
-        yield url, shared, urls
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=20)
+    return procs, urls
+
+
+def stop_servers(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Stop the servers :func:`start_servers` started (their whole process groups)."""
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
 
 
 def _saved_text(page) -> str:  # type: ignore[no-untyped-def]

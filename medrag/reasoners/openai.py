@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from medrag.errors import BackendUnavailableError, ConfigError
 from medrag.reasoners.base import BackendSpec, ReasoningRequest, register_reasoner, register_summariser
 from medrag.reasoners.prompts import build_reasoning_messages, build_summary_messages
-from medrag.reasoners.server_slots import server_slot
+from medrag.reasoners.server_slots import DEFAULT_MAX_CONCURRENT, server_slot
 from medrag.reasoners.summary import summarise_with_model
 from medrag.records import CXRImage, Summary
 
@@ -33,8 +33,6 @@ if TYPE_CHECKING:
 #: (connect, read) seconds. The read timeout bounds the wait for *each* piece of the stream,
 #: so a slow first token on a CPU server needs a generous value.
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 120.0)
-#: Requests one process streams from one server at once (MEDRAG_OPENAI_MAX_CONCURRENT).
-DEFAULT_MAX_CONCURRENT = 4
 #: No automatic retries: a retried generation doubles a long wait, and the user can simply rerun.
 DEFAULT_MAX_RETRIES = 0
 #: Longest image side sent to the server; vision encoders resize far below this anyway.
@@ -229,11 +227,8 @@ class OpenAIChatClient:
         return self._fail(f"The stream from {self.where} failed ({type(exc).__name__}); check the server logs.")
 
     def stream_chat(self, messages: list[dict[str, Any]], *, max_tokens: int, temperature: float) -> Iterator[str]:
-        """Yield content pieces of the streamed answer; raise BackendUnavailableError on any failure.
-
-        At most ``max_concurrent`` answers per server stream at once in this process; a request that finds
-        no free slot within the read timeout fails with a "busy" message.
-        """
+        """Yield content pieces of the streamed answer (at most ``max_concurrent`` at once per server, see
+        :mod:`medrag.reasoners.server_slots`); raise BackendUnavailableError on any failure."""
         import openai
 
         with server_slot(self.base_url, self.max_concurrent, self.timeout[1]):
@@ -371,11 +366,9 @@ def _client_from(settings: Settings, what: str) -> OpenAIChatClient:
             f"The openai {what} needs an OpenAI-compatible server (vLLM, Ollama, LM Studio): start one "
             "and set MEDRAG_OPENAI_BASE_URL, e.g. http://localhost:8000/v1."
         )
-    return OpenAIChatClient(
-        settings.openai_base_url, settings.openai_model, settings.openai_api_key,
-        timeout=(settings.openai_connect_timeout, settings.openai_timeout),
-        max_concurrent=settings.openai_max_concurrent,
-    )
+    return OpenAIChatClient(settings.openai_base_url, settings.openai_model, settings.openai_api_key,
+                            timeout=(settings.openai_connect_timeout, settings.openai_timeout),
+                            max_concurrent=settings.openai_max_concurrent)
 
 
 def _reasoner_factory(settings: Settings) -> OpenAIReasoner:

@@ -13,6 +13,9 @@ from contextlib import contextmanager
 
 from medrag.errors import BackendUnavailableError
 
+#: Requests one process streams from one server at once unless MEDRAG_OPENAI_MAX_CONCURRENT says otherwise.
+DEFAULT_MAX_CONCURRENT = 4
+
 _lock = threading.Lock()
 #: base URL → (limit, semaphore); a new limit for the same server replaces the semaphore
 _slots: dict[str, tuple[int, threading.BoundedSemaphore]] = {}
@@ -43,4 +46,4 @@ def server_slot(base_url: str, limit: int, wait_s: float) -> Iterator[None]:
         semaphore.release()
 
 
-__all__ = ["server_slot"]
+__all__ = ["DEFAULT_MAX_CONCURRENT", "server_slot"]

@@ -1,5 +1,5 @@
 """Result panels shared by Analyze, History and the quiz: stage log, live streaming, label and findings,
-similar cases (grid, scores, library map, votes) and web references.
+similar cases (grid, scores, library map, votes); the web references are in :mod:`medrag.ui.references`.
 
 Everything that came from a file, a model or the web goes through :mod:`medrag.ui.safe` first.
 """
@@ -32,7 +32,7 @@ from medrag.records import FINDING_STATUSES, Case, Neighbour
 from medrag.ui import data, images, resources, state
 from medrag.ui.analysis import STAGE_TITLES, stage_line
 from medrag.ui.figures import library_map_figure, scores_bar, votes_frame
-from medrag.ui.safe import defang_markdown, escape_markdown, safe_url, shorten
+from medrag.ui.safe import defang_markdown, escape_markdown, shorten
 from medrag.ui.viewer import PLOTLY_CONFIG, ViewSettings, linked_figure
 from medrag.workbench import Workbench
 
@@ -383,26 +383,3 @@ def render_similar(workbench: Workbench, analysis: Analysis, key: str) -> None:
     if map_tab.open:
         with map_tab:
             render_map(workbench, analysis, key)
-
-
-def render_web(analysis: Analysis) -> None:
-    """Reference cards from allowlisted sites; nothing when there are none (the stage log says why)."""
-    if not analysis.web_results:
-        return
-    st.subheader("Web references")
-    st.caption(escape_markdown(analysis.web_status))
-    for result in analysis.web_results:
-        with st.container(border=True):
-            image = safe_url(result.image_url)
-            if image:
-                picture, text = st.columns([1, 5])
-                picture.image(image, width="stretch")
-            else:
-                text = st.container()
-            with text:
-                st.markdown(f"**{escape_markdown(result.title or result.domain)}**")
-                st.caption(escape_markdown(result.domain))
-                st.text(shorten(result.snippet, 500))
-                link = safe_url(result.url)
-                if link:
-                    st.link_button("Open source ↗", link)
