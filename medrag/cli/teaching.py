@@ -20,9 +20,9 @@ def _write(path: str, payload: bytes, data_dir: Path, force: bool) -> Path:
 
 def cmd_sets_list(args: argparse.Namespace) -> int:
     """One line a lesson set: name, number of cases, labels, last change."""
-    from medrag.teaching.sets import sets_table, teaching_store
+    from medrag.teaching.sets import sets_table
 
-    table = sets_table(teaching_store(workbench(args).store))
+    table = sets_table(workbench(args).store)
     if table.empty:
         echo("No lesson sets yet: build one on the app's Lessons page.")
         return 0
@@ -35,9 +35,9 @@ def cmd_sets_list(args: argparse.Namespace) -> int:
 
 def cmd_sets_show(args: argparse.Namespace) -> int:
     """The cases of one set in order, with their notes."""
-    from medrag.teaching.sets import find_set, set_views, teaching_store
+    from medrag.teaching.sets import find_set, set_views
 
-    store = teaching_store(workbench(args).store)
+    store = workbench(args).store
     lesson = find_set(store, args.name)
     echo(f"{lesson.name}: {len(lesson.items)} cases")
     for item, view in set_views(store, lesson):
@@ -52,12 +52,12 @@ def cmd_sets_export(args: argparse.Namespace) -> int:
     from medrag.errors import InputError
     from medrag.teaching.bundle import export_bundle
     from medrag.teaching.handout import handout_for_set
-    from medrag.teaching.sets import find_set, teaching_store
+    from medrag.teaching.sets import find_set
 
     if not (args.zip or args.html):
         raise InputError("Say what to write: --zip PATH (a set a colleague can import) and/or --html PATH (a handout).")
     wb = workbench(args)
-    store = teaching_store(wb.store)
+    store = wb.store
     lesson = find_set(store, args.name)
     if args.zip:
         target = _write(args.zip, export_bundle(store, lesson), wb.settings.data_dir, args.force)
@@ -83,10 +83,9 @@ def cmd_sets_import(args: argparse.Namespace) -> int:
 def cmd_quiz_results(args: argparse.Namespace) -> int:
     """Per learner and quiz: answered, right, score; optionally written as CSV."""
     from medrag.teaching.results import answers_table, case_titles, results_csv, results_table
-    from medrag.teaching.sets import teaching_store
 
     wb = workbench(args)
-    store = teaching_store(wb.store)
+    store = wb.store
     frame = store.quiz_answers_frame(quiz_name=args.set)
     table = answers_table(frame, case_titles(store, frame)) if args.answers else results_table(frame)
     if args.csv:

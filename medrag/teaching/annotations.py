@@ -20,7 +20,7 @@ from medrag.teaching.model import Annotation, ItemRef
 from medrag.teaching.regions import NIH_BOX_KEY, parse_nih_boxes
 
 if TYPE_CHECKING:
-    from medrag.store import Store
+    from medrag.store.factory import AnyStore
 
 #: Colour per source: educator annotations in amber, NIH expert boxes in cyan (both readable on grey).
 COLOURS: dict[str, tuple[int, int, int]] = {"educator": (255, 190, 0), "nih": (0, 200, 255)}
@@ -35,7 +35,7 @@ def nih_annotations(case: Case) -> list[Annotation]:
     ]
 
 
-def annotations_of(store: Store, ref: ItemRef, case: Case | None = None) -> list[Annotation]:
+def annotations_of(store: AnyStore, ref: ItemRef, case: Case | None = None) -> list[Annotation]:
     """What to overlay on an item: the educator's annotations, then the NIH boxes of its case."""
     out = list(store.annotations_for([ref]))
     if case is not None:

@@ -27,13 +27,13 @@ from PIL import Image
 from medrag.errors import InputError
 from medrag.fsutil import atomic_write, atomic_write_text
 from medrag.teaching.model import Annotation, ItemRef, LessonSet, clean_name, clean_note
-from medrag.teaching.sets import set_views, teaching_store
+from medrag.teaching.sets import set_views
 from medrag.teaching.ziputil import read_zip, safe_name
 from medrag.textsafe import one_line, printable
 
 if TYPE_CHECKING:
     from medrag.library import IngestReport
-    from medrag.store import Store
+    from medrag.store.factory import AnyStore
     from medrag.workbench import Workbench
 
 FORMAT = "medrag-lesson-set"
@@ -83,7 +83,7 @@ def _annotation_dict(a: Annotation) -> dict[str, Any]:
     return {"shape": a.shape, "x0": a.x0, "y0": a.y0, "x1": a.x1, "y1": a.y1, "label": a.label}
 
 
-def export_bundle(store: Store, lesson: LessonSet) -> bytes:
+def export_bundle(store: AnyStore, lesson: LessonSet) -> bytes:
     """The set as zip bytes (items whose case or analysis is gone are left out and listed in the manifest)."""
     import zipfile
 
@@ -231,7 +231,7 @@ def parse_manifest(files: dict[str, bytes]) -> dict[str, Any]:
     }
 
 
-def _free_name(store: Store, wanted: str) -> str:
+def _free_name(store: AnyStore, wanted: str) -> str:
     if store.lesson_set_by_name(wanted) is None:
         return wanted
     for n in range(2, 1000):
@@ -248,7 +248,7 @@ def import_bundle(workbench: Workbench, source: bytes | Path, *, name: str | Non
     payload = source if isinstance(source, bytes) else Path(source).read_bytes()
     files = read_zip(payload)
     manifest = parse_manifest(files)
-    store = teaching_store(workbench.store)
+    store = workbench.store
     folder = workbench.settings.data_dir / "imports" / f"lesson-{hashlib.sha256(payload).hexdigest()[:16]}"
     rows, paths = [], []
     for index, entry in enumerate(manifest["items"], start=1):

@@ -23,7 +23,7 @@ from medrag.teaching.model import Annotation, LessonSet
 from medrag.teaching.sets import set_views
 
 if TYPE_CHECKING:
-    from medrag.store import Store
+    from medrag.store.factory import AnyStore
 
 #: Longest side of an image in the handout (enough to read a film on paper or a screen).
 IMAGE_SIDE = 768
@@ -130,7 +130,7 @@ def _images(path: str, annotations: Sequence[Annotation]) -> tuple[bytes | None,
     return plain, marked
 
 
-def handout_for_set(store: Store, lesson: LessonSet, *, annotated_answers: bool = True) -> str:
+def handout_for_set(store: AnyStore, lesson: LessonSet, *, annotated_answers: bool = True) -> str:
     """The handout of a lesson set (annotations, when there are any, drawn on the answers' images)."""
     entries = []
     for number, (item, view) in enumerate(set_views(store, lesson), start=1):

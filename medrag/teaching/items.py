@@ -16,7 +16,7 @@ from medrag.teaching.model import ItemRef
 
 if TYPE_CHECKING:
     from medrag.analysis import Analysis
-    from medrag.store import Store
+    from medrag.store.factory import AnyStore
 
 #: Metadata a reader may want beside the label (keys of a case's ``extra``), in display order.
 DETAIL_KEYS: tuple[tuple[str, str], ...] = (
@@ -119,7 +119,7 @@ def missing_view(ref: ItemRef) -> ItemView:
     return ItemView(ref=ref, title=f"(the {what} is no longer in this MedRAG)", missing=True)
 
 
-def resolve_refs(store: Store, refs: Iterable[ItemRef]) -> dict[ItemRef, ItemView]:
+def resolve_refs(store: AnyStore, refs: Iterable[ItemRef]) -> dict[ItemRef, ItemView]:
     """Every reference as an :class:`ItemView` (missing ones marked), reading each case and analysis once."""
     wanted = list(dict.fromkeys(refs))
     analyses: dict[str, Analysis | None] = {

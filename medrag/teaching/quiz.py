@@ -29,7 +29,7 @@ from medrag.teaching.model import Annotation, ItemRef, QuestionKind, QuizAnswer,
 from medrag.teaching.regions import Region, image_size, is_locatable, regions_for, score_click
 
 if TYPE_CHECKING:
-    from medrag.store import Store
+    from medrag.store.factory import AnyStore
 
 #: Most questions one quiz asks.
 MAX_QUESTIONS = 100
@@ -179,7 +179,7 @@ class QuizSession:
 
 
 # ---------------------------------------------------------------------------------------------- candidates
-def _library_views(store: Store, source: QuizSource) -> list[ItemView]:
+def _library_views(store: AnyStore, source: QuizSource) -> list[ItemView]:
     labels = list(source.labels) or list(store.label_counts())
     views: list[ItemView] = []
     for label in labels:
@@ -192,7 +192,7 @@ def _library_views(store: Store, source: QuizSource) -> list[ItemView]:
     return views
 
 
-def gather_candidates(store: Store, source: QuizSource) -> tuple[list[Candidate], tuple[str, ...]]:
+def gather_candidates(store: AnyStore, source: QuizSource) -> tuple[list[Candidate], tuple[str, ...]]:
     """The cases a quiz can ask about, and the labels a learner chooses from."""
     notes: dict[ItemRef, str] = {}
     if source.lesson_set:
@@ -341,7 +341,7 @@ class QuizPlan:
 
 
 def make_plan(
-    store: Store,
+    store: AnyStore,
     source: QuizSource,
     *,
     mode: QuizMode = "exam",
@@ -361,7 +361,7 @@ def make_plan(
     return QuizPlan(source, mode, int(n), int(n_locate), seed, tuple(candidates), choices, tuple(questions))
 
 
-def start_session(store: Store, plan: QuizPlan, learner: str) -> QuizSession:
+def start_session(store: AnyStore, plan: QuizPlan, learner: str) -> QuizSession:
     """A session for one learner: the exam's questions, or their own practice round."""
     learner = clean_name(learner, "learner name")
     if plan.mode == "exam":

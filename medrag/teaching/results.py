@@ -14,7 +14,7 @@ from medrag.teaching.items import resolve_refs
 from medrag.teaching.model import ItemRef
 
 if TYPE_CHECKING:
-    from medrag.store import Store
+    from medrag.store.factory import AnyStore
 
 
 def results_table(answers: pd.DataFrame) -> pd.DataFrame:
@@ -45,7 +45,7 @@ def results_table(answers: pd.DataFrame) -> pd.DataFrame:
     return out[columns]
 
 
-def case_titles(store: Store, answers: pd.DataFrame) -> dict[str, str]:
+def case_titles(store: AnyStore, answers: pd.DataFrame) -> dict[str, str]:
     """``"kind:id"`` → the readable name of each case or analysis the answers are about."""
     if answers.empty:
         return {}

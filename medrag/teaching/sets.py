@@ -11,30 +11,15 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from medrag.errors import ConfigError, InputError
+from medrag.errors import InputError
 from medrag.teaching.items import ItemView, resolve_refs
 from medrag.teaching.model import ItemRef, LessonItem, LessonSet, clean_name
 
 if TYPE_CHECKING:
-    from medrag.store import Store
+    from medrag.store.factory import AnyStore
 
 
-def teaching_store(store: object) -> Store:
-    """``store`` as one that keeps the teaching tables, or a :class:`ConfigError` saying what to do.
-
-    The DuckDB store has them; the PostgreSQL store (``MEDRAG_DATABASE_URL``) does not yet.
-    """
-    from medrag.store import Store
-
-    if isinstance(store, Store):
-        return store
-    raise ConfigError(
-        "Lesson sets, quizzes and annotations are kept in the data folder's DuckDB database only, and this MedRAG "
-        "uses PostgreSQL (MEDRAG_DATABASE_URL); unset it to teach with this data folder."
-    )
-
-
-def find_set(store: Store, name_or_id: str | int) -> LessonSet:
+def find_set(store: AnyStore, name_or_id: str | int) -> LessonSet:
     """A set by name (case-insensitive) or by ``#id``; an :class:`InputError` listing the sets otherwise."""
     text = str(name_or_id).strip()
     found = store.lesson_set_by_name(text)
@@ -47,7 +32,7 @@ def find_set(store: Store, name_or_id: str | int) -> LessonSet:
     return found
 
 
-def add_to_set(store: Store, name: str, refs: Iterable[ItemRef], note: str = "") -> tuple[LessonSet, int]:
+def add_to_set(store: AnyStore, name: str, refs: Iterable[ItemRef], note: str = "") -> tuple[LessonSet, int]:
     """Add cases to the set called ``name``, creating it if needed; returns the set and how many were added."""
     name = clean_name(name, "lesson-set name")
     lesson = store.lesson_set_by_name(name)
@@ -58,7 +43,7 @@ def add_to_set(store: Store, name: str, refs: Iterable[ItemRef], note: str = "")
     return updated, added
 
 
-def sets_table(store: Store) -> pd.DataFrame:
+def sets_table(store: AnyStore) -> pd.DataFrame:
     """One row a set: name, number of cases, labels in it, last change."""
     rows = []
     for lesson in store.lesson_sets():
@@ -76,10 +61,10 @@ def sets_table(store: Store) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["set", "cases", "labels", "missing", "updated"])
 
 
-def set_views(store: Store, lesson: LessonSet) -> list[tuple[LessonItem, ItemView]]:
+def set_views(store: AnyStore, lesson: LessonSet) -> list[tuple[LessonItem, ItemView]]:
     """The set's items in order, each with what it shows."""
     views = resolve_refs(store, lesson.refs)
     return [(item, views[item.ref]) for item in lesson.items]
 
 
-__all__ = ["add_to_set", "find_set", "set_views", "sets_table", "teaching_store"]
+__all__ = ["add_to_set", "find_set", "set_views", "sets_table"]

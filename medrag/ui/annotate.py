@@ -10,7 +10,7 @@ which is how the tests and keyboard users do it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -23,9 +23,6 @@ from medrag.teaching.regions import Region
 from medrag.ui.roles import require_educator
 from medrag.ui.safe import escape_markdown
 from medrag.ui.viewer import MAX_DISPLAY_SIDE, downsample, png_data_uri
-
-if TYPE_CHECKING:
-    from medrag.store import Store
 
 #: Markers per side of the click grid (a click lands within half a cell of where it was meant).
 GRID = 96
@@ -171,28 +168,21 @@ def read_box(event: Any) -> tuple[float, float, float, float] | None:
 
 
 # ---------------------------------------------------------------------------------------------- reads and writes
-def teaching_tables(workbench: Any) -> Store:
-    """The workbench's store, which keeps the teaching tables (a :class:`ConfigError` when it cannot)."""
-    from medrag.teaching.sets import teaching_store
-
-    return teaching_store(workbench.store)
-
-
 def overlay_for(workbench: Any, ref: ItemRef, case: Case | None) -> list[Annotation]:
     """The educator's annotations of an item (and of its case), then the case's NIH expert boxes."""
-    return annotations_of(teaching_tables(workbench), ref, case)
+    return annotations_of(workbench.store, ref, case)
 
 
 def save_annotation(workbench: Any, annotation: Annotation) -> int:
     """Store an educator's annotation; returns its id."""
     require_educator("draw or delete annotations")
-    return int(teaching_tables(workbench).add_annotation(annotation))
+    return int(workbench.store.add_annotation(annotation))
 
 
 def delete_annotation(workbench: Any, annotation_id: int) -> bool:
     """Delete an educator's annotation; whether it existed."""
     require_educator("draw or delete annotations")
-    return bool(teaching_tables(workbench).delete_annotation(annotation_id))
+    return bool(workbench.store.delete_annotation(annotation_id))
 
 
 # ---------------------------------------------------------------------------------------------- the editor

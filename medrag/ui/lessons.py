@@ -20,7 +20,6 @@ from medrag.ui.roles import require_educator
 from medrag.ui.safe import defang_markdown, escape_markdown
 
 if TYPE_CHECKING:
-    from medrag.store import Store
     from medrag.teaching.bundle import ImportedSet
     from medrag.workbench import Workbench
 
@@ -31,46 +30,39 @@ PRESENT = "lesson_present"
 
 
 # ---------------------------------------------------------------------------------------------- reads and writes
-def teaching_tables(workbench: Workbench) -> Store:
-    """The workbench's store, which keeps the teaching tables (a :class:`ConfigError` when it cannot)."""
-    from medrag.teaching.sets import teaching_store
-
-    return teaching_store(workbench.store)
-
-
 def lesson_sets(workbench: Workbench) -> list[LessonSet]:
     """Every lesson set with its items, by name."""
-    return teaching_tables(workbench).lesson_sets()
+    return workbench.store.lesson_sets()
 
 
 def lesson_set(workbench: Workbench, set_id: int) -> LessonSet | None:
     """One set, or None when it was deleted."""
-    return teaching_tables(workbench).get_lesson_set(set_id)
+    return workbench.store.get_lesson_set(set_id)
 
 
 def set_views(workbench: Workbench, lesson: LessonSet) -> list[tuple[LessonItem, ItemView]]:
     """A set's items in order, each with its image, name, label and text."""
     from medrag.teaching.sets import set_views as views
 
-    return views(teaching_tables(workbench), lesson)
+    return views(workbench.store, lesson)
 
 
 def create_set(workbench: Workbench, name: str, description: str = "") -> int:
     """A new, empty set; returns its id."""
     require_educator("create a lesson set")
-    return teaching_tables(workbench).create_lesson_set(name, description)
+    return workbench.store.create_lesson_set(name, description)
 
 
 def rename_set(workbench: Workbench, set_id: int, name: str, description: str) -> None:
     """Rename a set and set its description."""
     require_educator("rename a lesson set")
-    teaching_tables(workbench).rename_lesson_set(set_id, name, description)
+    workbench.store.rename_lesson_set(set_id, name, description)
 
 
 def delete_set(workbench: Workbench, set_id: int) -> bool:
     """Delete a set (its cases stay in the library)."""
     require_educator("delete a lesson set")
-    return teaching_tables(workbench).delete_lesson_set(set_id)
+    return workbench.store.delete_lesson_set(set_id)
 
 
 def add_items(workbench: Workbench, set_name: str, refs: Sequence[ItemRef], note: str = "") -> tuple[LessonSet, int]:
@@ -78,39 +70,39 @@ def add_items(workbench: Workbench, set_name: str, refs: Sequence[ItemRef], note
     from medrag.teaching.sets import add_to_set
 
     require_educator("change a lesson set's items")
-    return add_to_set(teaching_tables(workbench), set_name, refs, note)
+    return add_to_set(workbench.store, set_name, refs, note)
 
 
 def save_notes(workbench: Workbench, notes: dict[int, str]) -> None:
     """Set the teaching notes of several items (item id → note)."""
     require_educator("change a lesson set's items")
-    teaching_tables(workbench).update_lesson_notes(notes)
+    workbench.store.update_lesson_notes(notes)
 
 
 def move_item(workbench: Workbench, item_id: int, offset: int) -> None:
     """Move an item earlier (negative) or later in its set."""
     require_educator("change a lesson set's items")
-    teaching_tables(workbench).move_lesson_item(item_id, offset)
+    workbench.store.move_lesson_item(item_id, offset)
 
 
 def remove_item(workbench: Workbench, item_id: int) -> bool:
     """Take an item out of its set."""
     require_educator("change a lesson set's items")
-    return teaching_tables(workbench).remove_lesson_item(item_id)
+    return workbench.store.remove_lesson_item(item_id)
 
 
 def handout_html(workbench: Workbench, lesson: LessonSet) -> bytes:
     """The set's self-contained HTML handout, as UTF-8 bytes for a download button."""
     from medrag.teaching.handout import handout_for_set
 
-    return handout_for_set(teaching_tables(workbench), lesson).encode("utf-8")
+    return handout_for_set(workbench.store, lesson).encode("utf-8")
 
 
 def bundle_zip(workbench: Workbench, lesson: LessonSet) -> bytes:
     """The set as a zip a colleague can import."""
     from medrag.teaching.bundle import export_bundle
 
-    return export_bundle(teaching_tables(workbench), lesson)
+    return export_bundle(workbench.store, lesson)
 
 
 def import_bundle(workbench: Workbench, payload: bytes) -> ImportedSet:
