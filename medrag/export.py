@@ -34,7 +34,7 @@ from medrag.store.analyses import history_where
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from medrag.store import Store
+    from medrag.store.factory import AnyStore
 
 Format = Literal["csv", "parquet"]
 FORMATS: tuple[str, ...] = ("csv", "parquet")
@@ -127,10 +127,22 @@ def check_target(target: Path | str, *, protected: Sequence[Path | str] = (), fo
 # ----------------------------------------------------------------------------- writing
 
 
+#: PostgreSQL type oids of the history's columns as Arrow types (anything else is exported as text)
+_PG_ARROW = {20: "int64", 23: "int64", 701: "float64", 16: "bool", 1114: "timestamp[us]", 1184: "timestamp[us, tz=UTC]"}
+
+
 @contextmanager
-def history_reader(store: Store, search: str | None = None, limit: int | None = None) -> Iterator[pa.RecordBatchReader]:
+def history_reader(store: AnyStore, search: str | None = None, limit: int | None = None
+                   ) -> Iterator[pa.RecordBatchReader]:
     """Every history row matching ``search`` (newest first, the newest ``limit`` if given; all columns, JSON
-    as text) as an Arrow batch reader that DuckDB fills as it is read (the store is held open meanwhile)."""
+    as text) as an Arrow batch reader filled as it is read (the store is held open meanwhile): DuckDB's own
+    reader, or PostgreSQL's rows from a server-side cursor."""
+    from medrag.store import Store
+
+    if not isinstance(store, Store):
+        with store.history_batches(search, limit, BATCH_ROWS) as (columns, batches):
+            yield _pg_reader(columns, batches)
+        return
     where, params = history_where(search)
     sql = f"SELECT * FROM analyses{where} ORDER BY id DESC"
     if limit is not None:
@@ -138,6 +150,27 @@ def history_reader(store: Store, search: str | None = None, limit: int | None = 
         params.append(max(0, int(limit)))
     with store.cursor() as cur:
         yield cur.sql(sql, params=params).to_arrow_reader(BATCH_ROWS)
+
+
+def _pg_reader(columns: list[tuple[str, int]], batches: Iterator[list[tuple[Any, ...]]]) -> pa.RecordBatchReader:
+    import pyarrow as pa
+
+    def arrow_type(oid: int) -> pa.DataType:
+        name = _PG_ARROW.get(oid, "string")
+        return pa.timestamp("us", tz="UTC") if name.endswith("tz=UTC]") else (
+            pa.timestamp("us") if name.startswith("timestamp") else pa.type_for_alias(name))
+
+    schema = pa.schema([(name, arrow_type(oid)) for name, oid in columns])
+    text = {i for i, (_, oid) in enumerate(columns) if oid not in _PG_ARROW}
+
+    def record_batches() -> Iterator[pa.RecordBatch]:
+        for rows in batches:
+            arrays = [[(None if v is None else str(v)) if i in text else v for v in column]
+                      for i, column in enumerate(zip(*rows, strict=True))]
+            yield pa.RecordBatch.from_arrays([pa.array(a, type=f.type) for a, f in zip(arrays, schema, strict=True)],
+                                             schema=schema)
+
+    return pa.RecordBatchReader.from_batches(schema, record_batches())
 
 
 def write_history(handle: BinaryIO, reader: pa.RecordBatchReader, fmt: Format) -> int:
@@ -163,7 +196,7 @@ def write_history(handle: BinaryIO, reader: pa.RecordBatchReader, fmt: Format) -
 
 
 def export_history(
-    store: Store,
+    store: AnyStore,
     target: Path | str,
     fmt: str | None = None,
     limit: int | None = None,
@@ -178,8 +211,10 @@ def export_history(
     always protected). Raises :class:`~medrag.errors.InputError` for a refused target or a failed write
     (full disk, permission); in every failure case ``target`` is as it was before.
     """
+    from medrag.store import Store
+
     guarded = [*protected]
-    if not store.in_memory:
+    if isinstance(store, Store) and not store.in_memory:
         db = Path(store.path)
         guarded += [db, db.with_name(db.name + ".wal")]
     real = check_target(target, protected=guarded, force=force)
@@ -195,14 +230,14 @@ def export_history(
         raise InputError(f"Could not write {target}: {reason}. Nothing was written{kept}; {advice}.") from None
     except duckdb.Error as exc:
         raise StoreError(
-            f"Could not read the history from {store.path} ({type(exc).__name__}); nothing was written{kept}. "
-            "Run `medrag history` to check the database."
+            f"Could not read the history from {getattr(store, 'path', 'the database')} ({type(exc).__name__}); "
+            f"nothing was written{kept}. Run `medrag history` to check the database."
         ) from None
     return ExportResult(path=real, rows=rows, format=chosen, bytes=os.path.getsize(real))
 
 
 def history_export_bytes(
-    store: Store, fmt: str = "csv", *, search: str | None = None, limit: int | None = None
+    store: AnyStore, fmt: str = "csv", *, search: str | None = None, limit: int | None = None
 ) -> bytes:
     """The history as CSV (formula cells neutralised) or Parquet bytes, for a download button.
 

@@ -49,15 +49,8 @@ def _show(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from medrag.export import export_history
-    from medrag.store import Store
 
     wb = workbench(args)
-    if not isinstance(wb.store, Store):
-        # The export streams DuckDB's Arrow reader; a PostgreSQL history has no such reader yet.
-        raise MedRAGError(
-            "`medrag history --export` reads the DuckDB history only; unset MEDRAG_DATABASE_URL to export "
-            "the local history, or export from PostgreSQL with its own tools (psql \\copy)."
-        )
     result = export_history(
         wb.store, args.export, limit=args.limit, force=args.force, search=args.search,
         protected=[wb.settings.data_dir],

@@ -9,7 +9,8 @@ search (``history_where``, its ``?`` placeholders turned into psycopg's), the pa
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pandas as pd
@@ -53,6 +54,31 @@ def _where(search: str | None, labels: Sequence[str] | None, backends: Sequence[
 
 class PgHistory(PgDatabase):
     """Reads and writes ``analyses`` and ``web_cache``."""
+
+    @contextmanager
+    def history_batches(
+        self, search: str | None = None, limit: int | None = None, batch_rows: int = 2048
+    ) -> Iterator[tuple[list[tuple[str, int]], Iterator[list[tuple[Any, ...]]]]]:
+        """Every history row matching ``search`` (newest first, the newest ``limit`` if given; every column as
+        stored): ``(columns as (name, PostgreSQL type oid), batches of rows)``, read through a server-side
+        cursor so a large history is never held in memory at once."""
+        where, params = _where(search, None, None)
+        sql = f"SELECT * FROM analyses{where} ORDER BY id DESC"
+        if limit is not None:
+            sql += " LIMIT %s"
+            params.append(max(0, int(limit)))
+        with self.pool.connection() as conn, conn.cursor(name="medrag_history_export") as cur:
+            cur.execute(sql, params)
+            first = cur.fetchmany(batch_rows)
+            columns = [(d.name, int(d.type_code)) for d in (cur.description or ())]
+
+            def batches() -> Iterator[list[tuple[Any, ...]]]:
+                chunk = first
+                while chunk:
+                    yield chunk
+                    chunk = cur.fetchmany(batch_rows)
+
+            yield columns, batches()
 
     # ------------------------------------------------------------------ analyses
     def save_analysis(self, analysis: Analysis) -> int:
