@@ -15,25 +15,21 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import duckdb
 
+from medrag.backup_manifest import Manifest, fsync_file, manifest_path, manifest_temp, publish
 from medrag.config import Settings
 from medrag.errors import BackupError, StoreError, StoreLockedError
-from medrag.fsutil import fsync_dir
+from medrag.fsutil import file_sha256, fsync_dir
 from medrag.store import schema
 from medrag.store.connection import Database, forget_file
 from medrag.store.health import check_size, quoted, table_counts
-
-#: The manifest's own format version.
-MANIFEST_FORMAT = 1
 
 
 def _stamp() -> str:
@@ -45,24 +41,6 @@ def sql_text(value: str | Path) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def fsync_file(path: Path) -> None:
-    with open(path, "rb+") as handle:
-        os.fsync(handle.fileno())
-
-
-def manifest_path(backup_file: Path) -> Path:
-    """Where a backup's manifest lives: beside it, ``<name>.json``."""
-    return backup_file.with_name(backup_file.name + ".json")
-
-
 def default_backup_path(settings: Settings) -> Path:
     """``<data>/backups/medrag-<time>.duckdb`` (a numbered suffix if that name is taken)."""
     folder = settings.data_dir / "backups"
@@ -72,19 +50,6 @@ def default_backup_path(settings: Settings) -> Path:
         target = folder / f"medrag-{_stamp()}-{n}.duckdb"
         n += 1
     return target
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """What a backup holds, written beside it as JSON."""
-
-    created_at: str
-    source: str
-    schema_version: int
-    rows: dict[str, int]
-    size: int
-    sha256: str
-    format: int = MANIFEST_FORMAT
 
 
 def ordered_tables(tables: set[str]) -> list[str]:
@@ -152,9 +117,14 @@ def _copy_live(store: Database, tmp: Path) -> dict[str, int]:
 
 
 def backup(settings: Settings, target: Path | None = None, *, force: bool = False) -> tuple[Path, Manifest]:
-    """Write a verified copy of the database to ``target`` (default :func:`default_backup_path`) and its manifest."""
+    """Write a verified copy of the database to ``target`` (default :func:`default_backup_path`) and its manifest;
+    with a PostgreSQL store, a checked ``pg_dump`` (:func:`medrag.backup_pg.backup_pg`)."""
     from medrag.store import Store
 
+    if settings.database_url:
+        from medrag.backup_pg import backup_pg
+
+        return backup_pg(settings, target, force=force)
     db = settings.db_path
     if not db.is_file():
         raise BackupError(f"There is no database at {db} to back up; check --data-dir.")
@@ -176,16 +146,9 @@ def backup(settings: Settings, target: Path | None = None, *, force: bool = Fals
             raise BackupError(f"The copy does not match the database (copy {rows}, database {live}); run backup again.")
         manifest = Manifest(
             created_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), source=str(db), schema_version=version, rows=rows,
-            size=tmp.stat().st_size, sha256=_sha256(tmp),
+            size=tmp.stat().st_size, sha256=file_sha256(tmp),
         )
-        # The manifest first, the file last: whatever exists under the backup's name is complete.
-        sidecar = manifest_path(target)
-        sidecar_tmp = sidecar.with_name(f".{sidecar.name}.{os.getpid()}.tmp")
-        sidecar_tmp.write_text(json.dumps(asdict(manifest), indent=2), encoding="utf-8")
-        fsync_file(sidecar_tmp)
-        os.replace(sidecar_tmp, sidecar)
-        os.replace(tmp, target)
-        fsync_dir(target.parent)
+        publish(tmp, target, manifest)
     except OSError as exc:
         raise BackupError(
             f"Could not write the backup {target}: {exc}. Nothing was changed; free some space or pick another place."
@@ -193,9 +156,7 @@ def backup(settings: Settings, target: Path | None = None, *, force: bool = Fals
     except duckdb.Error as exc:
         raise BackupError(f"Could not copy the database into {target}: {exc}.") from exc
     finally:
-        for leftover in (tmp, tmp.with_name(tmp.name + ".wal"), manifest_path(target).with_name(
-            f".{manifest_path(target).name}.{os.getpid()}.tmp"
-        )):
+        for leftover in (tmp, tmp.with_name(tmp.name + ".wal"), manifest_temp(target)):
             leftover.unlink(missing_ok=True)
     return target, manifest
 
@@ -217,7 +178,7 @@ def verify_backup(path: Path) -> Manifest:
     except (ValueError, TypeError, KeyError) as exc:
         raise BackupError(f"The manifest {sidecar} is unreadable ({exc}); use another backup.") from exc
     size = path.stat().st_size
-    if size != manifest.size or _sha256(path) != manifest.sha256:
+    if size != manifest.size or file_sha256(path) != manifest.sha256:
         raise BackupError(
             f"{path} is not the file its manifest describes ({size:,} bytes, expected {manifest.size:,}, or its "
             "SHA-256 differs): it is torn or was changed. It was not restored; use another backup."
@@ -295,7 +256,12 @@ def _checkpoint(db: Path) -> None:
 
 
 def restore(settings: Settings, backup_file: Path) -> tuple[Manifest, Path | None]:
-    """Put a verified backup in place of the database; returns its manifest and where the old database was kept."""
+    """Put a verified backup in place of the database; returns its manifest and where the old database was kept
+    (with a PostgreSQL store: :func:`medrag.backup_pg.restore_pg`)."""
+    if settings.database_url:
+        from medrag.backup_pg import restore_pg
+
+        return restore_pg(settings, backup_file)
     backup_file = Path(backup_file).expanduser().resolve()
     db = settings.db_path
     if backup_file == db.resolve():
@@ -306,7 +272,7 @@ def restore(settings: Settings, backup_file: Path) -> tuple[Manifest, Path | Non
     try:
         shutil.copyfile(backup_file, tmp)
         fsync_file(tmp)
-        if _sha256(tmp) != manifest.sha256:
+        if file_sha256(tmp) != manifest.sha256:
             raise BackupError(f"The copy of {backup_file} into {db.parent} came out different; nothing was changed.")
         forget_file(db)
         _checkpoint(db)

@@ -7,6 +7,7 @@ the rename) so the bytes also survive a power loss, not only a killed process.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -85,3 +86,12 @@ def write_content_addressed(
 
 
 __all__ = ["atomic_write", "atomic_write_text", "atomic_writer", "content_path", "fsync_dir", "write_content_addressed"]
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 hex digest of a file's bytes, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

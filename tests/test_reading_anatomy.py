@@ -265,7 +265,7 @@ def test_cardiomegaly_bands_follow_the_view(view: str, ctr: float, expected: str
 
 def test_the_view_classifier_was_fitted_on_the_shipped_segmenter() -> None:
     """view.json's features come from the segmenter: retrain it (view_train) whenever segment.safetensors changes."""
-    from medrag.reading.cnn import file_sha256
+    from medrag.fsutil import file_sha256
 
     meta = json.loads((WEIGHTS / "view.json").read_text())["meta"]
     fitted_on = meta.get("segment_weights_sha256") or meta.get("segmenter")

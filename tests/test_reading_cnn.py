@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from medrag.errors import BackendUnavailableError, InputError
-from medrag.reading.cnn import CLASSES, META_NAME, WEIGHTS_DIR, WEIGHTS_NAME, CnnReader, file_sha256
+from medrag.fsutil import file_sha256
+from medrag.reading.cnn import CLASSES, META_NAME, WEIGHTS_DIR, WEIGHTS_NAME, CnnReader
 
 NIH_TRAIN = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nih-train"
 

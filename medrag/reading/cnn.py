@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medrag.errors import BackendUnavailableError, InputError
+from medrag.fsutil import file_sha256
 
 if TYPE_CHECKING:
     import torch
@@ -151,15 +152,6 @@ def class_activation(features: torch.Tensor, weight: torch.Tensor, out_hw: tuple
     top = float(up.max())
     out = (up / top) if top > 0 else torch.zeros_like(up)
     return out.clamp_(0, 1).numpy().astype(np.float32)
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 hex of a file."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -315,5 +307,5 @@ class CnnReader:
 __all__ = [
     "ARCHITECTURE", "CLASSES", "IMAGENET_MEAN", "IMAGENET_STD", "META_NAME", "NIH_TO_CLASS", "TRAIN_COMMAND",
     "WEIGHTS_DIR", "WEIGHTS_NAME", "CnnOutput", "CnnReader", "as_gray", "box_from_masks", "box_pixels",
-    "build_network", "class_activation", "file_sha256", "normalise", "platt", "resize_gray", "thorax_box",
+    "build_network", "class_activation", "normalise", "platt", "resize_gray", "thorax_box",
 ]

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from medrag.errors import ConfigError
+from medrag.fsutil import file_sha256
 from medrag.phantoms import FINDING_NAMES, generate_phantom
 from medrag.reading.phantom_masks import phantom_masks
 
@@ -53,11 +54,6 @@ def resize(pixels: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(
         Image.fromarray(pixels.astype(np.float32), mode="F").resize((size, size), Image.Resampling.BILINEAR)
     )
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 hex of a file's bytes."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def data_list_sha256(entries: Sequence[tuple[str, str]]) -> str:
@@ -157,6 +153,6 @@ def dice(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 __all__ = [
-    "SHARED_DATA", "MaskedFilm", "bootstrap_ci", "data_list_sha256", "dice", "file_sha256", "load_cxr_masks",
+    "SHARED_DATA", "MaskedFilm", "bootstrap_ci", "data_list_sha256", "dice", "load_cxr_masks",
     "load_grey", "phantom_specs", "read_rows", "render_phantoms", "resize", "shared_folder", "split_patients",
 ]

@@ -17,7 +17,8 @@ import torch
 from PIL import Image
 
 from medrag.errors import ConfigError
-from medrag.reading.cnn import CLASSES, NIH_TO_CLASS, file_sha256
+from medrag.fsutil import file_sha256
+from medrag.reading.cnn import CLASSES, NIH_TO_CLASS
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 

@@ -35,6 +35,7 @@ from safetensors.torch import save_file
 from timm.models.efficientnet import EfficientNet
 
 from medrag.errors import ConfigError
+from medrag.fsutil import file_sha256
 from medrag.reading.cnn import (
     ARCHITECTURE,
     CLASSES,
@@ -44,7 +45,6 @@ from medrag.reading.cnn import (
     WEIGHTS_NAME,
     box_pixels,
     build_network,
-    file_sha256,
     normalise,
     resize_gray,
     thorax_box,

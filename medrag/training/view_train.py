@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from medrag.fsutil import file_sha256
 from medrag.reading.anatomy import largest_components
 from medrag.reading.segment import SEGMENT_WEIGHTS, default_segmenter
 from medrag.reading.view import VIEW_WEIGHTS, ViewModel, view_features
 from medrag.training.anatomy_data import (
     bootstrap_ci,
     data_list_sha256,
-    file_sha256,
     load_grey,
     read_rows,
     shared_folder,
