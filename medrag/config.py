@@ -118,6 +118,9 @@ class Settings:
     #: the educator's password hash for a class (MEDRAG_EDUCATOR_PASSWORD_HASH, from ``medrag auth
     #: hash-password``); None = a workstation, login-free, where everyone is the educator
     educator_password_hash: str | None = field(default=None, repr=False)
+    #: who is the educator when people sign in with st.login (an OIDC provider in secrets.toml's ``[auth]``):
+    #: their e-mail addresses (MEDRAG_EDUCATOR_EMAILS, comma-separated); everyone else signed in is a learner
+    educator_emails: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 1 <= self.k <= 100:
@@ -157,6 +160,12 @@ class Settings:
 
             educator = check_hash(educator)
         object.__setattr__(self, "educator_password_hash", educator)
+        emails = tuple(dict.fromkeys(e.strip().lower() for e in self.educator_emails if e and e.strip()))
+        malformed = [e for e in emails if e.count("@") != 1 or e.startswith("@") or e.endswith("@")]
+        if malformed:
+            raise ConfigError(f"MEDRAG_EDUCATOR_EMAILS holds {malformed[0]!r}, which is not an e-mail address; list "
+                              "the educators' addresses separated by commas (teacher@school.example,...).")
+        object.__setattr__(self, "educator_emails", emails)
         object.__setattr__(self, "readers", tuple(r.strip() for r in self.readers if r and r.strip()))
         object.__setattr__(self, "openclip_model", self.openclip_model.strip())
         object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().resolve())
@@ -224,6 +233,14 @@ _NUMERIC_VARIABLES: tuple[tuple[str, str, type, str], ...] = (
 )
 
 
+def _comma_list(value: Any) -> tuple[str, ...] | None:
+    """A comma-separated string (or a TOML list) as a tuple; None when unset."""
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else str(value).split(",")
+    return tuple(str(item) for item in items)
+
+
 def load_settings(secrets_path: Path | None = None, **overrides: Any) -> Settings:
     """Settings from the environment and ``.streamlit/secrets.toml``, then ``overrides``.
 
@@ -232,7 +249,7 @@ def load_settings(secrets_path: Path | None = None, **overrides: Any) -> Setting
     MEDRAG_SERPAPI_BASE_URL, MEDRAG_TAVILY_BASE_URL, MEDRAG_OPENAI_BASE_URL, MEDRAG_OPENAI_MODEL, OPENAI_API_KEY,
     MEDRAG_DEVICE, MEDRAG_OPENCLIP_MODEL, MEDRAG_READERS, HF_HUB_CACHE (HUGGINGFACE_HUB_CACHE, HF_HOME),
     MEDRAG_XRV_CACHE, MEDRAG_DATABASE_URL, MEDRAG_OPENAI_TIMEOUT, MEDRAG_OPENAI_CONNECT_TIMEOUT,
-    MEDRAG_OPENAI_MAX_CONCURRENT, MEDRAG_EDUCATOR_PASSWORD_HASH.
+    MEDRAG_OPENAI_MAX_CONCURRENT, MEDRAG_EDUCATOR_PASSWORD_HASH, MEDRAG_EDUCATOR_EMAILS.
     """
     secrets = _read_secrets(secrets_path or REPO_ROOT / ".streamlit" / "secrets.toml")
     env = os.environ
@@ -253,6 +270,7 @@ def load_settings(secrets_path: Path | None = None, **overrides: Any) -> Setting
         "database_url": env.get("MEDRAG_DATABASE_URL") or secrets.get("MEDRAG_DATABASE_URL"),
         "educator_password_hash": env.get("MEDRAG_EDUCATOR_PASSWORD_HASH")
         or secrets.get("MEDRAG_EDUCATOR_PASSWORD_HASH"),
+        "educator_emails": _comma_list(env.get("MEDRAG_EDUCATOR_EMAILS") or secrets.get("MEDRAG_EDUCATOR_EMAILS")),
         "device": default_device(),
         "openclip_model": default_openclip_model(),
         "hf_cache_dir": default_hf_cache_dir(),

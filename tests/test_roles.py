@@ -14,6 +14,7 @@ from medrag.config import Settings, load_settings
 from medrag.errors import ConfigError, PermissionDeniedError
 from medrag.roles import EDUCATOR_ONLY, check_hash, hash_password, require, verify_password
 from medrag.teaching.model import Annotation, ItemRef
+from pgsuite import folder_store
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "streamlit_app.py")
@@ -132,13 +133,12 @@ def test_a_learner_cannot_create_or_delete_and_the_educator_signs_in(class_app: 
     at.sidebar.text_input(key="roles_password").input(PASSWORD)
     at.sidebar.button(key="roles_sign_in").click().run()
     assert not at.exception
-    assert any("educator" in c.value and "Signed in" in c.value for c in at.sidebar.caption)
+    assert any("You are the **educator**" in c.value or "You are the educator" in c.value for c in at.sidebar.caption)
     at.text_input(key="lesson_new_name").input("Week 2")
     at.button(key="lesson_create").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    from medrag.store import Store
 
-    assert [s.name for s in Store(class_app / "medrag.duckdb").lesson_sets()] == ["Week 2"]
+    assert [s.name for s in folder_store(class_app).lesson_sets()] == ["Week 2"]
 
     learner = AppTest.from_file(APP, default_timeout=240)  # another browser session: a learner again
     learner.switch_page("pages/7_Quiz.py").run()
@@ -154,9 +154,8 @@ def test_a_learner_sees_an_analysis_in_history_but_no_edit_or_delete(class_app: 
     at = AppTest.from_file(APP, default_timeout=240)
     at.switch_page("pages/3_History.py").run()  # first run builds the demo library
     from medrag.analysis import Analysis
-    from medrag.store import Store
 
-    analysis_id = Store(class_app / "medrag.duckdb").save_analysis(Analysis(input_kind="text", question="effusion?"))
+    analysis_id = folder_store(class_app).save_analysis(Analysis(input_kind="text", question="effusion?"))
     at.session_state["history_open_id"] = analysis_id
     at.run()
     assert not at.exception, [e.value for e in at.exception]
@@ -164,3 +163,14 @@ def test_a_learner_sees_an_analysis_in_history_but_no_edit_or_delete(class_app: 
     assert not [b for b in at.button if b.key == "history_delete"]
     assert not [f for f in at.get("form") if "history_notes" in str(getattr(f, "form_id", ""))]
     assert any("for the educator" in c.value for c in at.caption)
+
+
+def test_settings_read_the_educators_addresses_for_single_sign_on(monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    monkeypatch.setenv("MEDRAG_EDUCATOR_EMAILS", " Teacher@School.example, second@school.example ,,")
+    settings = load_settings(secrets_path=tmp_path / "none.toml", data_dir=tmp_path)
+    assert settings.educator_emails == ("teacher@school.example", "second@school.example")
+    monkeypatch.setenv("MEDRAG_EDUCATOR_EMAILS", "teacher@school.example, Ms Teacher")
+    with pytest.raises(ConfigError, match="'ms teacher', which is not an e-mail address"):
+        load_settings(secrets_path=tmp_path / "none.toml", data_dir=tmp_path)
+    assert Settings().educator_emails == ()

@@ -24,12 +24,11 @@ from medrag.teaching.quiz import (
     start_session,
 )
 from medrag.teaching.results import answers_table, case_titles, results_csv, results_table
-from medrag.ui import annotate, images
+from medrag.ui import annotate, images, roles
 from medrag.ui.safe import escape_markdown
 from medrag.ui.viewer import PLOTLY_CONFIG
 
 if TYPE_CHECKING:
-    from medrag.store import Store
     from medrag.workbench import Workbench
 
 PLAN = "class_quiz_plan"
@@ -43,21 +42,14 @@ MODES = {
 
 
 # ---------------------------------------------------------------------------------------------- reads and writes
-def teaching_tables(workbench: Workbench) -> Store:
-    """The workbench's store, which keeps the teaching tables (a :class:`ConfigError` when it cannot)."""
-    from medrag.teaching.sets import teaching_store
-
-    return teaching_store(workbench.store)
-
-
 def save_answer(workbench: Workbench, answer: Any) -> None:
     """Store one answer."""
-    teaching_tables(workbench).save_quiz_answers([answer])
+    workbench.store.save_quiz_answers([answer])
 
 
 def quiz_names(workbench: Workbench) -> list[str]:
     """Quizzes with stored answers, most recent first."""
-    return teaching_tables(workbench).quiz_names()
+    return workbench.store.quiz_names()
 
 
 def answers_frame(workbench: Workbench, quiz_name: str | None = None) -> pd.DataFrame:
@@ -65,7 +57,7 @@ def answers_frame(workbench: Workbench, quiz_name: str | None = None) -> pd.Data
     from medrag.ui.roles import require_educator
 
     require_educator("see the quiz results")
-    return teaching_tables(workbench).quiz_answers_frame(quiz_name=quiz_name)
+    return workbench.store.quiz_answers_frame(quiz_name=quiz_name)
 
 
 # ---------------------------------------------------------------------------------------------- set-up
@@ -117,7 +109,7 @@ def render_setup(workbench: Workbench) -> None:
     st.caption(MODES[mode])
     if st.button("Create the quiz", type="primary", key="quiz_create"):
         try:
-            store = teaching_tables(workbench)
+            store = workbench.store
             plan = make_plan(store, source, mode=mode, n=n, n_locate=min(n_locate, n), ordered=ordered)
         except MedRAGError as exc:
             st.error(escape_markdown(str(exc)))
@@ -132,11 +124,13 @@ def render_learner_start(workbench: Workbench, plan: QuizPlan) -> None:
     count = len(plan.questions) if plan.questions else min(plan.n, len(plan.candidates))
     st.markdown(f"**{escape_markdown(plan.name)}** · {plan.mode} · {count} questions")
     with st.form("quiz_learner_form", clear_on_submit=True):
-        name = st.text_input("Learner name", key="quiz_learner", placeholder="Your name")
+        # Signed in through single sign-on: the quiz is answered under that name.
+        name = st.text_input("Learner name", key="quiz_learner", placeholder="Your name",
+                             value=roles.signed_on_name() or "")
         start = st.form_submit_button("Start", type="primary", key="quiz_start")
     if start:
         try:
-            session = start_session(teaching_tables(workbench), plan, name)
+            session = start_session(workbench.store, plan, name)
         except MedRAGError as exc:
             st.error(escape_markdown(str(exc)))
             return
@@ -340,7 +334,7 @@ def render_results(workbench: Workbench) -> None:
     frame = answers_frame(workbench, None if chosen == "all quizzes" else chosen)
     table = results_table(frame)
     st.dataframe(table, hide_index=True, width="stretch", key="quiz_results_table")
-    answers = answers_table(frame, case_titles(teaching_tables(workbench), frame))
+    answers = answers_table(frame, case_titles(workbench.store, frame))
     left, right = st.columns(2)
     left.download_button(
         "Download results (CSV)",
