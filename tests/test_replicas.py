@@ -27,6 +27,10 @@ from test_browser_e2e import CHROMIUM, REPO, _free_port, _wait_healthy, wait_idl
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 SESSIONS_PER_REPLICA = 2
 ROUNDS = 5
+#: the options every replica runs with (docs/compose.yaml's medrag service runs the same; test_deploy_compose.py)
+STREAMLIT_OPTIONS = ("--server.headless", "true", "--browser.gatherUsageStats", "false")
+#: the settings the replicas get beyond the test's own MEDRAG_DEMO_CASES (compose gives its replicas the same)
+REPLICA_VARIABLES = ("MEDRAG_DATABASE_URL", "MEDRAG_DATA_DIR", "MEDRAG_WEB", "HF_HUB_OFFLINE")
 MARKER = "Replica marker: large left tension pneumothorax with rightward mediastinal shift."
 
 
@@ -43,8 +47,8 @@ def replicas(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
     pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
     url = fresh_database(pg_server_url, "medrag_replicas")
     shared = tmp_path_factory.mktemp("replica-shared")
-    env = {**os.environ, "MEDRAG_DATABASE_URL": url, "MEDRAG_DATA_DIR": str(shared), "MEDRAG_WEB": "off",
-           "MEDRAG_DEMO_CASES": "24", "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, **dict(zip(REPLICA_VARIABLES, (url, str(shared), "off", "1"), strict=True)),
+           "MEDRAG_DEMO_CASES": "24"}
     built = _cli("demo", "--n", "24", env=env)
     assert built.returncode == 0, built.stderr[-2000:]
     procs, urls = start_servers(env, 2, shared)
@@ -54,17 +58,18 @@ def replicas(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
         stop_servers(procs)
 
 
-def start_servers(env: dict[str, str], count: int, folder: Path) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
-    """``count`` `streamlit run` processes with ``env`` on free ports, healthy; their logs go to ``folder``."""
+def start_servers(env: dict[str, str], count: int, folder: Path, *, ports: list[int] | None = None,
+                  extra_args: tuple[str, ...] = ()) -> tuple[list[subprocess.Popen[bytes]], list[str]]:
+    """``count`` `streamlit run` processes with ``env`` on ``ports`` (default: free ones) and ``extra_args``
+    (Streamlit options), healthy; their logs go to ``folder``."""
     procs, urls = [], []
     for n in range(count):
-        port = _free_port()
+        port = ports[n] if ports else _free_port()
         log = folder / f"streamlit-{n}.log"
         with log.open("wb") as sink:
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "streamlit", "run", str(REPO / "streamlit_app.py"), "--server.address",
-                 "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-                 "--browser.gatherUsageStats", "false"],
+                 "127.0.0.1", "--server.port", str(port), *STREAMLIT_OPTIONS, *extra_args],
                 cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
             ))
         urls.append(f"http://127.0.0.1:{port}")
