@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -14,8 +14,9 @@ if TYPE_CHECKING:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-#: the throwaway PostgreSQL server and the two-backend ``any_store`` fixture (tests/pgserver.py)
-pytest_plugins = ["pgserver"]
+#: the throwaway PostgreSQL server and the two-backend ``any_store`` fixture (tests/pgserver.py); the whole
+#: suite on PostgreSQL with MEDRAG_TEST_STORE=postgres (tests/pgsuite.py)
+pytest_plugins = ["pgserver", "pgsuite"]
 
 REAL_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cxr-real"
 
@@ -29,8 +30,14 @@ def real_data() -> Path:
 
 
 @pytest.fixture()
-def memory_store() -> Store:
-    """A fresh, empty ``Store(":memory:")`` for this test (no file, no lock; gone when the test ends)."""
+def memory_store(tmp_path: Path) -> Store | Any:
+    """A fresh, empty ``Store(":memory:")`` for this test (no file, no lock; gone when the test ends); in the
+    PostgreSQL mode a ``PgStore`` on a fresh database instead."""
+    from pgsuite import suite_store
+
+    store = suite_store(tmp_path)
+    if store is not None:
+        return store
     from medrag.store import Store
 
     return Store(":memory:")
@@ -43,6 +50,7 @@ def demo_workbench(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no
     from medrag.workbench import Workbench
 
     settings = Settings(data_dir=tmp_path_factory.mktemp("demo-data"), demo_cases=60, web_provider="off")
+    # In the PostgreSQL mode (tests/pgsuite.py) open_store gives this folder its own database.
     workbench = Workbench(settings)
     workbench.ensure_library()
     return workbench

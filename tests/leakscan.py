@@ -6,8 +6,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import duckdb
-
 
 def files_containing(folder: Path, needles: list[str]) -> dict[str, list[str]]:
     """``{needle: [files whose bytes contain it (UTF-8 or UTF-16)]}`` over every file under ``folder``."""
@@ -20,28 +18,35 @@ def files_containing(folder: Path, needles: list[str]) -> dict[str, list[str]]:
     return hits
 
 
-def _connect(db_path: Path) -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(str(db_path), read_only=True)
+#: the tables MedRAG made (DuckDB's ``main`` schema, PostgreSQL's ``public``), not the engine's own catalog
+USER_TABLES = ("SELECT table_name FROM information_schema.tables "
+               "WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1")
 
 
-def text_column_hits(db_path: Path, needles: list[str]) -> list[str]:
+def portable_sql(store: object, sql: str) -> str:
+    """``?`` placeholders as the store's driver wants them (psycopg: ``%s``)."""
+    if type(store).__name__ == "PgStore":
+        from medrag.store.pg.connection import pg_sql
+
+        return pg_sql(sql)
+    return sql
+
+
+def text_column_hits(store: object, needles: list[str]) -> list[str]:
     """``table.column: needle`` for every column (cast to text) of every table holding a needle (ILIKE)."""
     hits = []
-    con = _connect(db_path)
-    try:
-        tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
+    with store.cursor() as cur:  # type: ignore[attr-defined]
+        tables = [r[0] for r in cur.execute(USER_TABLES).fetchall()]
         for table in tables:
-            columns = [r[0] for r in con.execute(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = ?", [table]).fetchall()]
+            columns = [r[0] for r in cur.execute(portable_sql(store,
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                "AND table_schema NOT IN ('pg_catalog', 'information_schema')"), [table]).fetchall()]
             for column in columns:
                 for needle in needles:
-                    n = con.execute(
-                        f'SELECT count(*) FROM "{table}" WHERE CAST("{column}" AS VARCHAR) ILIKE ?', [f"%{needle}%"]
-                    ).fetchone()[0]
+                    query = f'SELECT count(*) FROM "{table}" WHERE CAST("{column}" AS VARCHAR) ILIKE ?'
+                    n = cur.execute(portable_sql(store, query), [f"%{needle}%"]).fetchone()[0]
                     if n:
                         hits.append(f"{table}.{column}: {needle}")
-    finally:
-        con.close()
     return hits
 
 
@@ -49,7 +54,7 @@ def table_digests(store: object) -> dict[str, tuple[int, str]]:
     """``{table: (rows, sha256 of the rows sorted)}`` for every table, read through a Store's cursor."""
     out = {}
     with store.cursor() as cur:  # type: ignore[attr-defined]
-        tables = [r[0] for r in cur.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()]
+        tables = [r[0] for r in cur.execute(USER_TABLES).fetchall()]
         for table in tables:
             rows = cur.execute(f'SELECT * FROM "{table}"').fetchall()
             text = sorted(json.dumps(list(r), default=str) for r in rows)
@@ -58,7 +63,13 @@ def table_digests(store: object) -> dict[str, tuple[int, str]]:
 
 
 def rows_digest(store: object, sql: str, params: list[object] | None = None) -> str:
-    """sha256 of the (sorted) rows a query returns."""
+    """sha256 of the (sorted) rows a query (``?`` placeholders) returns."""
     with store.cursor() as cur:  # type: ignore[attr-defined]
-        rows = cur.execute(sql, params or []).fetchall()
+        rows = cur.execute(portable_sql(store, sql), params or []).fetchall()
     return hashlib.sha256("\n".join(sorted(json.dumps(list(r), default=str) for r in rows)).encode()).hexdigest()
+
+
+def cases_digest(store: object, case_ids: list[str]) -> str:
+    """sha256 of the rows of these cases."""
+    marks = ", ".join("?" for _ in case_ids) or "NULL"
+    return rows_digest(store, f"SELECT * FROM cases WHERE case_id IN ({marks})", list(case_ids))

@@ -10,6 +10,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from pgsuite import folder_store
+
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "streamlit_app.py")
 DEMO_CASES = 24
@@ -47,9 +49,8 @@ def _phantom_png() -> bytes:
 
 
 def _count_history(data_dir: Path) -> int:
-    from medrag.store import Store
 
-    return Store(data_dir / "medrag.duckdb").count_analyses()
+    return folder_store(data_dir).count_analyses()
 
 
 def _plain(text: str) -> str:
@@ -143,9 +144,8 @@ def test_history_reopens_the_analysis(analyze: AppTest, data_dir: Path) -> None:
     at.text_input(key=f"history_tags_{analysis_id}").input("effusion, demo")
     next(b for b in at.form_submit_button if b.label == "Save notes and tags").click().run()
     assert any("Notes and tags saved" in s.value for s in at.success)
-    from medrag.store import Store
 
-    saved = Store(data_dir / "medrag.duckdb").get_analysis(analysis_id)
+    saved = folder_store(data_dir).get_analysis(analysis_id)
     assert saved is not None and saved.user_notes == "teaching file" and saved.tags == ["demo", "effusion"]
     # A new session shows what was saved: the write dropped the cached copy of the row.
     fresh = AppTest.from_file(APP, default_timeout=180)

@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest
 
 from medrag.casenames import SYNTHETIC_MARK, case_caption, case_title, is_synthetic, real_cases
 from medrag.records import Case, Neighbour
+from pgsuite import folder_store
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "streamlit_app.py")
@@ -109,9 +110,8 @@ def at_captions(at: AppTest) -> list[str]:
 
 
 def _case_label(mixed: Path, case_id: str) -> str:
-    from medrag.store import Store
 
-    case = Store(mixed / "medrag.duckdb").get_case(case_id)
+    case = folder_store(mixed).get_case(case_id)
     assert case is not None
     return case.label
 
@@ -323,9 +323,8 @@ def test_compare_label_filter_keeps_the_choice_and_lists_every_match(mixed: Path
     picker = at.multiselect(key="compare_cases")
     assert picker.value == before, "choosing a label filter wiped the selection"
     assert not any(i.value == "Pick at least two cases." for i in at.info)
-    from medrag.store import Store
 
-    real_pneumonia = set(Store(mixed / "medrag.duckdb").cases_frame(label="pneumonia", dataset="nih")["case_id"])
+    real_pneumonia = set(folder_store(mixed).cases_frame(label="pneumonia", dataset="nih")["case_id"])
     assert len(picker.options) == len(set(before) | real_pneumonia)  # every match, and the chosen ones
     assert not any(HASH.search(o) for o in picker.options)
     assert len([o for o in picker.options if " · pneumonia · " in o]) == PER_LABEL
@@ -356,9 +355,8 @@ def test_history_times_have_no_microseconds(mixed: Path) -> None:
 def test_history_pages_through_the_analyses(mixed: Path) -> None:
     at = _app("pages/3_History.py")
     assert not at.exception
-    from medrag.store import Store
 
-    total = Store(mixed / "medrag.duckdb").count_analyses()
+    total = folder_store(mixed).count_analyses()
     assert any(c.startswith(f"{total:,} matching analyses") for c in at_captions(at))
 
 

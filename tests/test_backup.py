@@ -29,6 +29,7 @@ from medrag.store.connection import forget_file
 from medrag.store.health import table_counts
 from medrag.workbench import Workbench
 
+pytestmark = pytest.mark.duckdb_only("these back up and restore the DuckDB file; tests/test_backup_pg.py the database")
 REPO = Path(__file__).resolve().parents[1]
 N, HISTORY = 30, 20_000
 KILLS, SEED = 8, 1212

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from pgsuite import store_env
+
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 REAL_DATA = REPO.parent / "shared" / "data" / "cxr-real"
@@ -77,6 +79,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "MEDRAG_DEMO_CASES": str(DEMO_CASES),
         "MEDRAG_WEB": "off",
         "HF_HUB_OFFLINE": "1",
+        **store_env(data_dir),
     }
     command = [
         sys.executable, "-m", "streamlit", "run", str(REPO / "streamlit_app.py"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from medrag.cli import main
+from pgsuite import store_env
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +54,13 @@ def test_errors_are_one_line_not_tracebacks(data_dir: Path, tmp_path: Path) -> N
     bad.write_text("hello")
     proc = subprocess.run(
         [sys.executable, "-m", "medrag", "--data-dir", str(data_dir), "analyze", str(bad), "--no-web"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, env={**os.environ, **store_env(data_dir)},
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "input failed" in proc.stderr
     proc = subprocess.run(
         [sys.executable, "-m", "medrag", "--data-dir", str(data_dir), "ingest", str(tmp_path / "nope")],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=120, env={**os.environ, **store_env(data_dir)},
     )
     assert proc.returncode == 2 and proc.stderr.startswith("error:") and "does not exist" in proc.stderr
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from medrag.analysis import Analysis
-from medrag.config import Settings
 from medrag.records import Neighbour
 from medrag.store import Store
 from medrag.store.analyses import HISTORY_COLUMNS
+from pgsuite import folder_store
 
 N = 53
 LABELS = ("normal", "cardiomegaly", "pneumonia")
@@ -131,7 +131,7 @@ def cli(*argv: str) -> tuple[int, str, str]:
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.mktemp("history-cli")
-    disk = Store(Settings(data_dir=data).db_path)
+    disk = folder_store(data)
     with disk.session():
         for i in range(N):
             disk.save_analysis(_analysis(i))

@@ -16,10 +16,10 @@ import pytest
 from PIL import Image
 
 from fakeservers import FakeServer, Reply
+from leakscan import portable_sql
 from medrag.cli import output
-from medrag.config import Settings
-from medrag.store import Store
 from medrag.textsafe import one_line, printable, strip_escapes
+from pgsuite import folder_store
 
 #: A line that data would forge if its line break reached the terminal.
 FORGED = "Saved to history as analysis #999."
@@ -155,17 +155,18 @@ def test_analyze_input_failed_line_is_clean(library: Path, tmp_path: Path) -> No
 
 
 def test_eval_retrieval_prints_labels_clean_and_one_table_row_each(library: Path) -> None:
-    store = Store(Settings(data_dir=library).db_path)
+    store = folder_store(library)
     with store.transaction() as cur:
         original = dict(cur.execute("SELECT case_id, label FROM cases").fetchall())
         victims = sorted(original)[: len(original) // 2]
         marks = ", ".join("?" * len(victims))
-        cur.execute(f"UPDATE cases SET label = ? WHERE case_id IN ({marks})", [HOSTILE, *victims])
+        cur.execute(portable_sql(store, f"UPDATE cases SET label = ? WHERE case_id IN ({marks})"), [HOSTILE, *victims])
     try:
         code, out, err = cli("--data-dir", str(library), "eval", "retrieval", "--encoder", "classic")
     finally:
         with store.transaction() as cur:
-            cur.executemany("UPDATE cases SET label = ? WHERE case_id = ?", [[v, k] for k, v in original.items()])
+            cur.executemany(portable_sql(store, "UPDATE cases SET label = ? WHERE case_id = ?"),
+                            [[v, k] for k, v in original.items()])
     assert code == 0, err
     assert_clean(out)
     assert_clean(err)
@@ -191,13 +192,13 @@ def _serp_routes(reply: Reply) -> dict:
 
 
 def _stored_meta(library: Path) -> str:
-    store = Store(Settings(data_dir=library).db_path)
+    store = folder_store(library)
     with store.cursor() as cur:
         return str(cur.execute("SELECT meta FROM analyses ORDER BY id DESC LIMIT 1").fetchall()[0][0])
 
 
 def _stored_errors(library: Path) -> str:
-    store = Store(Settings(data_dir=library).db_path)
+    store = folder_store(library)
     with store.cursor() as cur:
         return str(cur.execute("SELECT errors FROM analyses ORDER BY id DESC LIMIT 1").fetchall()[0][0])
 

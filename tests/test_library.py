@@ -16,6 +16,7 @@ from medrag.config import Settings
 from medrag.errors import LibraryError
 from medrag.library import ingest_items, ingest_path, iter_folder, read_labels_csv, resolve_inside
 from medrag.store import Store
+from pgsuite import folder_store
 
 
 def _png(path: Path, seed: int, size: int = 64) -> Path:
@@ -28,7 +29,7 @@ def _png(path: Path, seed: int, size: int = 64) -> Path:
 @pytest.fixture()
 def env(tmp_path: Path) -> tuple[Settings, Store]:
     settings = Settings(data_dir=tmp_path / "data", image_encoder="classic")
-    return settings, Store(settings.db_path)
+    return settings, folder_store(settings.data_dir)
 
 
 def test_folder_ingest_is_incremental_and_dedups_pixels(tmp_path: Path, env) -> None:  # type: ignore[no-untyped-def]
@@ -62,7 +63,7 @@ def test_worker_processes_import_exactly_what_the_main_process_imports(tmp_path:
     results = {}
     for workers in (0, 2):
         settings = Settings(data_dir=tmp_path / f"data{workers}", image_encoder="classic")
-        store = Store(settings.db_path)
+        store = folder_store(settings.data_dir)
         steps: list[tuple[int, int]] = []
         report = ingest_items(
             iter_folder(folder), settings, store, IngestReport(source=str(folder)), workers=workers,
@@ -214,7 +215,7 @@ def test_an_import_whose_workers_cannot_start_finishes_in_process(
     for i in range(6):
         _png(folder / "normal" / f"{i}.png", seed=i)
     settings = Settings(data_dir=tmp_path / "data", image_encoder="classic")
-    store = Store(settings.db_path)
+    store = folder_store(settings.data_dir)
     with caplog.at_level(logging.WARNING, logger="medrag"):
         report = ingest_items(iter_folder(folder), settings, store, library.IngestReport(source="x"), workers=2)
     assert (report.added, report.errors) == (6, []) and store.count_cases() == 6

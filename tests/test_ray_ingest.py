@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pgsuite import store_env
+
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install -r requirements.txt)")
 
 from medrag.config import Settings  # noqa: E402
@@ -80,7 +82,8 @@ def test_a_ray_import_equals_a_local_one(tmp_path: Path, local_ray: None) -> Non
 
 def test_a_killed_ray_import_resumes_without_losing_or_doubling(tmp_path: Path) -> None:
     source = _folder(tmp_path / "films", 400, size=256)
-    env = {**os.environ, "MEDRAG_DATA_DIR": str(tmp_path / "data"), "HF_HUB_OFFLINE": "1", "MEDRAG_WEB": "off"}
+    env = {**os.environ, "MEDRAG_DATA_DIR": str(tmp_path / "data"), "HF_HUB_OFFLINE": "1", "MEDRAG_WEB": "off",
+           **store_env(tmp_path / "data")}
     command = [sys.executable, "-m", "medrag", "ingest", str(source), "--ray"]
     proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)

@@ -19,13 +19,14 @@ import pytest
 
 import badinputs
 from badinputs import CSV_CASES, HOSTILE_NAMES, IMAGE_CASES, QUERY_CASES, BadCsv, BadInput
-from leakscan import rows_digest, table_digests
+from leakscan import cases_digest, rows_digest, table_digests
 from medrag import errors as E
 from medrag.analysis import Analysis
 from medrag.config import Settings
 from medrag.events import StageFailed
 from medrag.library import IMAGE_SUFFIXES
 from medrag.pipeline import MAX_QUESTION_CHARS, run_analysis
+from pgsuite import store_env
 
 REPO = Path(__file__).resolve().parents[1]
 REJECTS = [c for c in IMAGE_CASES if c.error is not None]
@@ -167,7 +168,7 @@ def test_cli_analyze_subprocess_has_no_traceback(lib, tmp_path: Path) -> None:  
             capture_output=True,
             text=True,
             timeout=180,
-            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            env={**os.environ, "HF_HUB_OFFLINE": "1", **store_env(lib.settings.data_dir)},
         )
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
         assert case.fragment in proc.stderr.lower()
@@ -189,7 +190,7 @@ def ingest_lib(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unt
 
 def _old_cases_unchanged(wb) -> tuple[set[str], str]:  # type: ignore[no-untyped-def]
     ids = set(wb.store.case_ids_where())
-    return ids, rows_digest(wb.store, "SELECT * FROM cases WHERE list_contains(?, case_id)", [sorted(ids)])
+    return ids, cases_digest(wb.store, sorted(ids))
 
 
 def test_cli_ingest_folder_of_bad_images(ingest_lib, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -219,7 +220,7 @@ def test_cli_ingest_folder_of_bad_images(ingest_lib, tmp_path: Path) -> None:  #
         assert len(skipped) == len(batch)
     added = set(wb.store.case_ids_where()) - ids
     assert 1 <= len(added) <= len(ACCEPTS), "accepted images are imported (identical pixels once)"
-    assert rows_digest(wb.store, "SELECT * FROM cases WHERE list_contains(?, case_id)", [sorted(ids)]) == digest
+    assert cases_digest(wb.store, sorted(ids)) == digest
     assert table_digests(wb.store)["analyses"] == analyses
     # Accepted-with-warning images keep their warning with the case.
     extras = " ".join(wb.store.cases_frame()["extra"])
@@ -235,7 +236,8 @@ def test_cli_ingest_subprocess_has_no_traceback(tmp_path: Path) -> None:
         _write(folder, case)
     proc = subprocess.run(
         [sys.executable, "-m", "medrag", "--data-dir", str(tmp_path / "data"), "ingest", str(folder.parent)],
-        cwd=REPO, capture_output=True, text=True, timeout=180, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        cwd=REPO, capture_output=True, text=True, timeout=180,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **store_env(tmp_path / "data")},
     )
     assert "Traceback" not in proc.stderr + proc.stdout
     assert proc.returncode == 1, "nothing could be imported: exit 1"
@@ -281,7 +283,7 @@ def test_cli_ingest_labels_csv(ingest_lib, case: BadCsv, tmp_path: Path) -> None
         labels = wb.store.label_counts()
         assert all(label in labels for label in case.labels), labels
     assert wb.store.count_cases() == before + case.added
-    assert rows_digest(wb.store, "SELECT * FROM cases WHERE list_contains(?, case_id)", [sorted(ids)]) == digest
+    assert cases_digest(wb.store, sorted(ids)) == digest
 
 
 def test_cli_ingest_parquet_with_corrupt_cells(ingest_lib, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

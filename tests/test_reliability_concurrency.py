@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from leakscan import portable_sql
 from medrag import events as ev
 from medrag.config import Settings
+from pgsuite import store_env
 
 REPO = Path(__file__).resolve().parents[1]
 SESSIONS, PER_SESSION = 8, 50
@@ -96,10 +98,9 @@ def test_eight_sessions_fifty_analyses_each(shared_workbench) -> None:  # type: 
     assert len(set(ids)) == total, "analysis ids are unique"
     assert wb.store.count_analyses() == before + total
     with wb.store.cursor() as cur:
-        rows = cur.execute(
-            "SELECT id, input_name, image_hash, reasoning, neighbours, findings, errors FROM analyses "
-            "WHERE list_contains(?, id)",
-            [ids],
+        rows = cur.execute(portable_sql(
+            wb.store, "SELECT id, input_name, image_hash, reasoning, neighbours, findings, errors FROM analyses "
+            f"WHERE id IN ({', '.join('?' for _ in ids)})"), ids,
         ).fetchall()
     assert len(rows) == total, "every saved id is in the table"
     for row_id, input_name, image_hash, reasoning, neighbours, findings, errs in rows:
@@ -188,14 +189,15 @@ def ingest_during_app(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type
     script.write_text(APP_SCRIPT)
     stop, out, probe = tmp_path / "stop", tmp_path / "app.json", tmp_path / "probe"
     app = subprocess.Popen([sys.executable, str(script), str(settings.data_dir), str(stop), str(out), str(probe)],
-                           cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                           cwd=REPO, env={**_env(), **store_env(settings.data_dir)}, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
     try:
         _wait_for(Path(str(out) + ".ready"), app, 180, "start")
         time.sleep(2.0)  # let it serve a few analyses first
         ingest_start = time.time()
         cli = subprocess.run(
             [sys.executable, "-m", "medrag", "--data-dir", str(settings.data_dir), "ingest", str(folder.parent)],
-            cwd=REPO, env=_env(), capture_output=True, text=True, timeout=240,
+            cwd=REPO, env={**_env(), **store_env(settings.data_dir)}, capture_output=True, text=True, timeout=240,
         )
         ingest_end = time.time()
         probe.write_text(str(folder / "7.png"))

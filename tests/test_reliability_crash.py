@@ -25,6 +25,9 @@ from PIL import Image
 from medrag.config import Settings
 from medrag.errors import IndexMismatchError
 
+pytestmark = pytest.mark.duckdb_only(
+    "kills processes writing the data folder's DuckDB file and checks what the file and the index files hold"
+)
 REPO = Path(__file__).resolve().parents[1]
 KILLS = 20
 INGEST_ROUNDS = sum(1 for r in range(KILLS) if r % 3 != 2)

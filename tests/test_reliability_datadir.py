@@ -25,6 +25,10 @@ from medrag.store import Store
 from medrag.store.connection import forget_file
 from medrag.workbench import Workbench
 
+pytestmark = pytest.mark.duckdb_only(
+    "each test works on a copy of a data folder, which carries its DuckDB file (moved, deleted, damaged, "
+    "repaired); a PostgreSQL database does not travel with the folder"
+)
 REPO = Path(__file__).resolve().parents[1]
 N = 30
 

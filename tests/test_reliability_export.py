@@ -21,6 +21,7 @@ from medrag.analysis import Analysis
 from medrag.config import Settings
 from medrag.export import FORMULA_PREFIXES, history_csv_bytes, history_export_bytes
 from medrag.store import Store
+from pgsuite import folder_store
 
 ROWS = 27  # more than the listing's 20, so "export everything" is visible
 HOSTILE = {
@@ -46,7 +47,7 @@ def cli(*argv: str) -> tuple[int, str, str]:
 def data_dir(tmp_path: Path) -> Path:
     """A data folder whose history holds :data:`ROWS` analyses, the last one with formula-like text."""
     data = tmp_path / "data"
-    store = Store(Settings(data_dir=data).db_path)
+    store = folder_store(data)
     with store.session():
         for i in range(ROWS - 1):
             store.save_analysis(Analysis(input_kind="text", question=f"question {i}", label="normal"))
@@ -59,7 +60,7 @@ def data_dir(tmp_path: Path) -> Path:
 
 def _db_state(data: Path) -> tuple[int, list[int], bytes]:
     """(row count, ids, the file's first 16 bytes): what an export over the database would destroy."""
-    store = Store(Settings(data_dir=data).db_path)
+    store = folder_store(data)
     ids = [int(i) for i in store.history_page(0, 1000, columns=("id",))["id"]]
     head = Settings(data_dir=data).db_path.read_bytes()[:16]
     return store.count_analyses(), ids, head
@@ -90,6 +91,7 @@ def _targets(data: Path, tmp_path: Path) -> dict[str, Path]:
     }
 
 
+@pytest.mark.duckdb_only("the targets include the DuckDB file and links to it, and its bytes are compared")
 @pytest.mark.parametrize("force", [False, True], ids=["plain", "--force"])
 def test_export_into_the_data_folder_is_refused_and_the_database_is_intact(
     data_dir: Path, tmp_path: Path, force: bool
@@ -234,7 +236,7 @@ def test_formula_cells_are_neutralised_in_the_cli_csv_and_kept_in_parquet(data_d
 
 
 def test_formula_cells_are_neutralised_in_the_app_export(data_dir: Path) -> None:
-    store = Store(Settings(data_dir=data_dir).db_path)
+    store = folder_store(data_dir)
     _assert_neutralised(_csv_rows(history_export_bytes(store, "csv")))
     _assert_neutralised(_csv_rows(history_csv_bytes(store.history_frame())))
     assert len(pd.read_parquet(io.BytesIO(history_export_bytes(store, "parquet")))) == ROWS

@@ -26,6 +26,7 @@ from medrag.imaging import load_image
 from medrag.library import IngestReport, ingest_path, iter_folder, read_labels_csv
 from medrag.store import Store
 from medrag.websearch import SerpApiProvider, TavilyProvider, search_references
+from pgsuite import folder_store
 
 KEY = "serp-PRIVATE-KEY-0123456789abcdef"
 MiB = 2**20
@@ -152,7 +153,7 @@ def test_an_unforeseen_provider_exception_becomes_a_websearch_error(tmp_path: Pa
 @pytest.fixture()
 def env(tmp_path: Path) -> tuple[Settings, Store]:
     settings = Settings(data_dir=tmp_path / "data", image_encoder="classic")
-    return settings, Store(settings.db_path)
+    return settings, folder_store(settings.data_dir)
 
 
 def _stored_paths(store: Store) -> list[Path]:

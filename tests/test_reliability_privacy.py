@@ -17,6 +17,7 @@ import badinputs
 from leakscan import files_containing, text_column_hits
 from medrag import events as ev
 from medrag.config import Settings
+from pgsuite import folder_store
 
 PHI_VALUES = [*badinputs.PHI.values(), "PrivatePhiTagValue"]
 
@@ -77,7 +78,7 @@ def test_no_phi_in_database_files_or_output(phi_run: dict) -> None:  # type: ign
     needles = _needles()
     # Sanity: the inputs really carry the PHI (the scan can find it).
     assert files_containing(phi_run["root"] / "incoming", PHI_VALUES), "the PHI is in the source DICOMs"
-    assert text_column_hits(settings.db_path, needles) == []
+    assert text_column_hits(folder_store(settings.data_dir), needles) == []
     assert files_containing(settings.data_dir, needles) == {}
     shown = phi_run["printed"] + "\n".join(repr(e) for e in phi_run["events"])
     assert [n for n in needles if n.lower() in shown.lower()] == []

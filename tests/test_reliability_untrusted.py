@@ -19,6 +19,7 @@ from medrag.config import Settings
 from medrag.reasoners.base import ReasoningRequest
 from medrag.reasoners.prompts import CONTEXT_CLOSE, CONTEXT_OPEN, REASONING_SYSTEM_PROMPT, build_reasoning_messages
 from medrag.records import Neighbour
+from pgsuite import PG_SUITE, folder_store
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_KEY = "sk-FAKE-KEY-123456"
@@ -156,14 +157,13 @@ def test_injection_from_an_imported_report_reaches_the_model_only_as_data(tmp_pa
     """Library import -> store -> neighbour -> openai reasoner -> HTTP body seen by a local server."""
     from medrag.library import ingest_path
     from medrag.reasoners.openai import OpenAIChatClient, OpenAIReasoner
-    from medrag.store import Store
 
     folder = tmp_path / "lib"
     folder.mkdir()
     (folder / "a.png").write_bytes(badinputs.png_bytes(64, 1))
     _write_csv(folder / "labels.csv", ["image", "label", "report"], ["a.png", "cardiomegaly", INJECTION])
     settings = Settings(data_dir=tmp_path / "data", web_provider="off")
-    store = Store(settings.db_path)
+    store = folder_store(settings.data_dir)
     assert ingest_path(folder, settings, store).added == 1
     case = next(iter(store.get_cases(list(store.case_ids_where())).values()))
     assert "HACKED-7731" in case.report
@@ -259,9 +259,9 @@ def test_api_key_never_stored_logged_or_shown(
     leaked_logs = [r.getMessage() for r in caplog.records if FAKE_KEY in r.getMessage()]
     assert not leaked_logs, f"log records carry the key: {leaked_logs[:3]}"
     wb.store.count_cases()  # make sure everything is flushed through the store
-    assert any(settings.data_dir.rglob("*.duckdb")), "the data folder holds the database"
+    assert PG_SUITE or any(settings.data_dir.rglob("*.duckdb")), "the data folder holds the database"
     assert files_containing(settings.data_dir, [FAKE_KEY]) == {}
-    assert text_column_hits(settings.db_path, [FAKE_KEY]) == []
+    assert text_column_hits(folder_store(settings.data_dir), [FAKE_KEY]) == []
     assert isinstance(events[-1], ev.AnalysisFinished)
 
 
@@ -271,7 +271,6 @@ def test_api_key_never_stored_logged_or_shown(
 def _xss_library(tmp_path: Path) -> Path:
     """A data folder whose two cases have a hostile report, label and dataset name."""
     from medrag.library import ingest_path
-    from medrag.store import Store
 
     folder = tmp_path / "lib"
     folder.mkdir()
@@ -281,7 +280,7 @@ def _xss_library(tmp_path: Path) -> Path:
                ["a.png", "<b>cardiomegaly</b>", XSS_REPORT, "<img src=y onerror=alert(4)>"],
                ["b.png", "<b>cardiomegaly</b>", XSS_REPORT, "<img src=y onerror=alert(4)>"])
     settings = Settings(data_dir=tmp_path / "data", web_provider="off")
-    assert ingest_path(folder, settings, Store(settings.db_path)).added == 2
+    assert ingest_path(folder, settings, folder_store(settings.data_dir)).added == 2
     return settings.data_dir
 
 

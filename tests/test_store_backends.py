@@ -328,10 +328,13 @@ def test_settings_take_only_postgres_urls(monkeypatch: pytest.MonkeyPatch, tmp_p
 
 
 def test_open_store_picks_the_backend(tmp_path: Path, pg_server_url: str) -> None:
+    import inspect
+
+    import medrag.store.factory as factory
     from medrag.cli import build_parser
-    from medrag.store.factory import open_store
     from medrag.store.pg import PgStore
 
+    open_store = inspect.unwrap(factory.open_store)  # the factory itself, also under make test-postgres
     duck = open_store(Settings(data_dir=tmp_path))
     assert isinstance(duck, Store) and Path(duck.path) == tmp_path / "medrag.duckdb"
     reset_database(pg_server_url)
@@ -378,3 +381,20 @@ def test_the_cli_follows_the_environment_when_an_option_is_not_given(
     with pytest.raises(StoreError, match="127.0.0.1:1"):  # it really tries that server, not the DuckDB file
         workbench(args)
     assert not (tmp_path / "medrag.duckdb").exists()
+
+
+def test_the_suite_mode_decides_which_store_a_data_folder_opens(tmp_path: Path) -> None:
+    """MEDRAG_TEST_STORE=postgres (make test-postgres) must really put the workbench's store in PostgreSQL."""
+    from medrag.config import Settings
+    from medrag.store import Store
+    from medrag.store.pg import PgStore
+    from medrag.workbench import Workbench
+    from pgsuite import PG_SUITE
+
+    workbench = Workbench(Settings(data_dir=tmp_path / "data", web_provider="off"))
+    try:
+        assert isinstance(workbench.store, PgStore if PG_SUITE else Store)
+        assert workbench.settings.db_path.exists() is not PG_SUITE
+    finally:
+        if isinstance(workbench.store, PgStore):
+            workbench.store.close()

@@ -11,15 +11,15 @@ import pytest
 
 from medrag.cli import main
 from medrag.teaching.model import ItemRef, QuizAnswer
+from pgsuite import folder_store
 from test_teaching_store import make_library
 
 
 @pytest.fixture()
 def data_dir(tmp_path: Path) -> Path:
-    from medrag.store import Store
 
     folder = tmp_path / "data"
-    store = Store(folder / "medrag.duckdb")
+    store = folder_store(folder)
     make_library(store, tmp_path / "images", phantoms=False)
     set_id = store.create_lesson_set("Week 3")
     store.add_lesson_items(set_id, [ItemRef("case", "n1"), ItemRef("case", "p1")], "compare the bases")
