@@ -119,12 +119,13 @@ APP_SCRIPT = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    from medrag.config import Settings
+    from medrag.config import load_settings
     from medrag.workbench import Workbench
     from medrag import events as ev
 
     data_dir, stop_file, out_file, probe_file = sys.argv[1:5]
-    wb = Workbench(Settings(data_dir=data_dir, web_provider="off"))
+    # As the app does: the environment decides the store (MEDRAG_DATABASE_URL under make test-postgres).
+    wb = Workbench(load_settings(data_dir=Path(data_dir), web_provider="off"))
     frame = wb.store.cases_frame()
     paths = list(frame["image_path"])
     done, failures, i, probe = [], [], 0, None
