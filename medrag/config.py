@@ -98,6 +98,9 @@ class Settings:
     openai_connect_timeout: float = 5.0
     #: requests this process sends the server at once; more wait for a slot (MEDRAG_OPENAI_MAX_CONCURRENT)
     openai_max_concurrent: int = 4
+    #: the share of a GPU each Ray import worker asks for (MEDRAG_RAY_GPUS, ``--ray-gpus``): Ray then places
+    #: the workers, and their torch encoders and readers, on the cluster's GPU machines; 0 = CPUs only
+    ray_gpus: float = 0.0
     max_new_tokens: int = 512
     temperature: float = 0.2
     load_in_4bit: bool = False
@@ -138,6 +141,9 @@ class Settings:
             value = float(getattr(self, name))
             if not 0 < value <= 3600:
                 raise ConfigError(f"{name} must be between 0 and 3600 seconds, got {value:g}; set {variable}.")
+        if not 0 <= float(self.ray_gpus) <= 8:
+            raise ConfigError(f"ray_gpus must be between 0 and 8 GPUs per worker, got {self.ray_gpus}; set "
+                              "MEDRAG_RAY_GPUS / --ray-gpus to a share such as 0.25 (four workers per GPU), or 0.")
         if not 1 <= self.openai_max_concurrent <= 256:
             raise ConfigError(f"openai_max_concurrent must be between 1 and 256, got {self.openai_max_concurrent}; "
                               "set MEDRAG_OPENAI_MAX_CONCURRENT (4 suits one vLLM server for a class).")
@@ -230,6 +236,7 @@ _NUMERIC_VARIABLES: tuple[tuple[str, str, type, str], ...] = (
     ("MEDRAG_OPENAI_MAX_CONCURRENT", "openai_max_concurrent", int, "an integer"),
     ("MEDRAG_OPENAI_TIMEOUT", "openai_timeout", float, "a number of seconds"),
     ("MEDRAG_OPENAI_CONNECT_TIMEOUT", "openai_connect_timeout", float, "a number of seconds"),
+    ("MEDRAG_RAY_GPUS", "ray_gpus", float, "a number of GPUs per worker"),
 )
 
 
@@ -249,7 +256,7 @@ def load_settings(secrets_path: Path | None = None, **overrides: Any) -> Setting
     MEDRAG_SERPAPI_BASE_URL, MEDRAG_TAVILY_BASE_URL, MEDRAG_OPENAI_BASE_URL, MEDRAG_OPENAI_MODEL, OPENAI_API_KEY,
     MEDRAG_DEVICE, MEDRAG_OPENCLIP_MODEL, MEDRAG_READERS, HF_HUB_CACHE (HUGGINGFACE_HUB_CACHE, HF_HOME),
     MEDRAG_XRV_CACHE, MEDRAG_DATABASE_URL, MEDRAG_OPENAI_TIMEOUT, MEDRAG_OPENAI_CONNECT_TIMEOUT,
-    MEDRAG_OPENAI_MAX_CONCURRENT, MEDRAG_EDUCATOR_PASSWORD_HASH, MEDRAG_EDUCATOR_EMAILS.
+    MEDRAG_OPENAI_MAX_CONCURRENT, MEDRAG_EDUCATOR_PASSWORD_HASH, MEDRAG_EDUCATOR_EMAILS, MEDRAG_RAY_GPUS.
     """
     secrets = _read_secrets(secrets_path or REPO_ROOT / ".streamlit" / "secrets.toml")
     env = os.environ

@@ -8,6 +8,9 @@ store exactly as a local import does. So an import that stops (a worker or this 
 running the same command again: batches are all-or-nothing, finished files are known by their fingerprints
 and skipped, and a case is keyed by its pixels, so nothing is lost and nothing is stored twice.
 
+With ``settings.ray_gpus`` (``--ray-gpus``, a share of a GPU) each worker asks Ray for that much GPU, so the
+workers, and the torch encoders and readers they load (``MEDRAG_DEVICE=auto``), run on the GPU machines.
+
 On a cluster the workers must see the source files and the data folder (thumbnails, the fitted encoder) at
 the same paths: a shared filesystem, as for app replicas (docs/DEPLOY.md).
 """
@@ -61,6 +64,21 @@ def _connect(ray: Any, address: str) -> bool:
     return True
 
 
+def worker_plan(resources: dict[str, float], gpus_per_worker: float) -> tuple[int, dict[str, Any]]:
+    """How many workers, and the Ray resources each asks for: one per CPU, or with a GPU share as many as the
+    cluster's GPUs hold (never more than its CPUs); a BackendUnavailableError when it has no GPU to share."""
+    cpus = max(1, int(resources.get("CPU", 1)))
+    if gpus_per_worker <= 0:
+        return cpus, {}
+    gpus = float(resources.get("GPU", 0.0))
+    if gpus < gpus_per_worker:
+        raise BackendUnavailableError(
+            f"--ray-gpus {gpus_per_worker:g} asks each worker for that share of a GPU, but the Ray cluster has "
+            f"{gpus:g} GPUs; start its workers on GPU machines (`ray start --num-gpus=N`) or import without --ray-gpus."
+        )
+    return max(1, min(cpus, int(gpus / gpus_per_worker + 1e-9))), {"num_gpus": gpus_per_worker}
+
+
 def ray_prepared_stream(
     todo: list[IngestItem], settings: Settings, embed: bool, address: str
 ) -> Iterator[PreparedImage]:
@@ -70,9 +88,11 @@ def ray_prepared_stream(
     try:
         from ray.util.multiprocessing import Pool
 
-        workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
-        log.info("ray import: %d items on %d workers", len(todo), workers)
-        with Pool(processes=workers, initializer=init_worker, initargs=(settings, embed)) as pool:
+        workers, remote = worker_plan(ray.cluster_resources(), float(settings.ray_gpus))
+        log.info("ray import: %d items on %d workers%s", len(todo), workers,
+                 f" ({settings.ray_gpus:g} GPU each)" if remote else "")
+        with Pool(processes=workers, initializer=init_worker, initargs=(settings, embed),
+                  ray_remote_args=remote) as pool:
             for item, result in zip(todo, pool.imap(prepare, todo, chunksize=CHUNK), strict=True):
                 if isinstance(result, PreparedImage):
                     yield result
@@ -83,4 +103,4 @@ def ray_prepared_stream(
             ray.shutdown()
 
 
-__all__ = ["CHUNK", "LOCAL", "ray_prepared_stream"]
+__all__ = ["CHUNK", "LOCAL", "ray_prepared_stream", "worker_plan"]

@@ -46,7 +46,7 @@ def _folder(root: Path, n: int, size: int = 128) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture()
 def local_ray() -> Iterator[None]:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
@@ -114,3 +114,33 @@ def test_a_killed_ray_import_resumes_without_losing_or_doubling(tmp_path: Path) 
     assert workbench.store.count_cases() == 400  # nothing lost, nothing twice
     ids, _ = workbench.store.load_embeddings(workbench.image_encoder.name, workbench.image_encoder.version)
     assert len(ids) == len(set(ids)) == 400
+
+
+def test_the_worker_plan_follows_the_cluster_cpus_and_gpus() -> None:
+    from medrag.errors import BackendUnavailableError
+    from medrag.ingest_ray import worker_plan
+
+    assert worker_plan({"CPU": 8.0}, 0.0) == (8, {})
+    assert worker_plan({"CPU": 16.0, "GPU": 2.0}, 0.25) == (8, {"num_gpus": 0.25})
+    assert worker_plan({"CPU": 4.0, "GPU": 2.0}, 0.25) == (4, {"num_gpus": 0.25})  # never more than the CPUs
+    with pytest.raises(BackendUnavailableError, match="has 0 GPUs.*ray start --num-gpus"):
+        worker_plan({"CPU": 8.0}, 0.5)
+
+
+def test_gpu_workers_are_placed_by_ray_and_import_the_same(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A cluster that declares one GPU (Ray schedules on the resource; torch here finds no CUDA device and runs
+    on the CPU): two workers with half a GPU each import exactly what a local import does."""
+    import logging
+
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        source = _folder(tmp_path / "films", 16)
+        Workbench(Settings(data_dir=tmp_path / "local", web_provider="off")).ingest(source)
+        on_gpus = Workbench(Settings(data_dir=tmp_path / "gpus", web_provider="off", ray_gpus=0.5))
+        with caplog.at_level(logging.INFO, logger="medrag"):
+            report = on_gpus.ingest(source, ray_address="local")
+        assert report.added == 16 and not report.errors
+        assert "16 items on 2 workers (0.5 GPU each)" in caplog.text
+        assert _library(tmp_path / "gpus") == _library(tmp_path / "local")
+    finally:
+        ray.shutdown()

@@ -28,6 +28,7 @@ def workbench(args: argparse.Namespace) -> Workbench:
         "reasoner": args.reasoner,
         "summariser": args.summariser,
         "k": getattr(args, "k", None),
+        "ray_gpus": getattr(args, "ray_gpus", None),
     }
     return Workbench(load_settings(**overrides))
 

@@ -73,6 +73,9 @@ def add_parsers(sub: Subparsers) -> None:
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="spread decoding, thumbnails and features over a Ray cluster: alone, one started on this "
                         "machine; with ADDRESS, a running cluster (workers must see the files and the data folder)")
+    p.add_argument("--ray-gpus", type=float, default=None, metavar="SHARE",
+                   help="with --ray: the share of a GPU each worker asks for (0.25 = four workers per GPU), so "
+                        "Ray runs the encoders and readers on the cluster's GPUs (MEDRAG_RAY_GPUS)")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("index", help="embed new cases and build the indexes")
