@@ -1,9 +1,10 @@
 """Two app replicas on one PostgreSQL store (issue #14 item 2): real `streamlit run` processes, real browser
 sessions spread over them, every analysis kept, and an import made elsewhere found by a search in a replica.
 
-Scaled to the 2-core CI machine: 2 replicas × 2 sessions each × 5 rounds = 20 concurrent text analyses (the
-issue's 8 sessions × 50 is the same code path, 20 times longer). Skips without Chromium, Playwright or a
-PostgreSQL server (tests/pgserver.py).
+Scaled to the 2-core CI machine: 2 replicas × 2 sessions each × 5 rounds = 20 concurrent text analyses. The
+issue's scale, 8 sessions × 50 analyses, is the same test with ``MEDRAG_TEST_REPLICA_SESSIONS=4
+MEDRAG_TEST_REPLICA_ROUNDS=50`` (run by hand; BENCHMARKS.md gives its figures). Skips without Chromium,
+Playwright or a PostgreSQL server (tests/pgserver.py).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from pgserver import fresh_database
 from test_browser_e2e import CHROMIUM, REPO, _free_port, _wait_healthy, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
-SESSIONS_PER_REPLICA = 2
-ROUNDS = 5
+SESSIONS_PER_REPLICA = int(os.environ.get("MEDRAG_TEST_REPLICA_SESSIONS") or 2)
+ROUNDS = int(os.environ.get("MEDRAG_TEST_REPLICA_ROUNDS") or 5)
 #: the options every replica runs with (docs/compose.yaml's medrag service runs the same; test_deploy_compose.py)
 STREAMLIT_OPTIONS = ("--server.headless", "true", "--browser.gatherUsageStats", "false")
 #: the settings the replicas get beyond the test's own MEDRAG_DEMO_CASES (compose gives its replicas the same)
