@@ -18,7 +18,7 @@ import pytest
 
 from fakeoidc import FakeOidcProvider, Person
 from pgsuite import store_env
-from test_browser_e2e import CHROMIUM, REPO, _free_port, wait_idle
+from test_browser_e2e import CHROMIUM, REPO, _free_port, _shot, wait_idle
 from test_replicas import start_servers, stop_servers
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
@@ -94,6 +94,7 @@ def test_an_educator_signs_in_with_the_provider_and_a_learner_cannot_make_sets(
             text = _sidebar(teacher)
             assert "Signed in as Ms Teacher (teacher@school.example)" in text and "You are the educator" in text
             assert teacher.get_by_role("button", name="Create", exact=True).count() == 1
+            _shot(teacher, "sign-on-educator")
 
             provider.signed_in_as = PUPIL
             pupil = browser.new_context().new_page()  # a separate browser: its own cookie
@@ -103,6 +104,7 @@ def test_an_educator_signs_in_with_the_provider_and_a_learner_cannot_make_sets(
             text = _sidebar(pupil)
             assert "Signed in as A Pupil (pupil@school.example)" in text and "You are a learner" in text
             assert pupil.get_by_role("button", name="Create", exact=True).count() == 0
+            _shot(pupil, "sign-on-learner")
             assert provider.issued_to == [TEACHER.email, PUPIL.email]
 
             teacher.get_by_test_id("stSidebar").get_by_role("button", name="Sign out").click()
