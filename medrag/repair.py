@@ -212,6 +212,12 @@ def _salvage(source: Path | None, target: Path, root: Path, report: RepairReport
 
 def repair(settings: Settings, *, force: bool = False) -> RepairReport:
     """Copy what is readable of a damaged database into a new one and swap it in (the damaged file is kept)."""
+    if settings.database_url:
+        raise StoreError(
+            "`medrag repair` salvages the data folder's DuckDB file, and this MedRAG uses PostgreSQL "
+            "(MEDRAG_DATABASE_URL), which recovers by itself after a crash; if rows are lost, put a backup back "
+            "with `medrag restore FILE.pgdump`."
+        )
     db = settings.db_path
     if not db.is_file():
         raise StoreError(f"There is no database at {db} to repair; check --data-dir.")

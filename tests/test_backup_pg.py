@@ -101,6 +101,8 @@ def test_a_torn_or_foreign_backup_is_refused_and_nothing_changes(
                                                "source": "/srv/data/medrag.duckdb"}))
     code, out = _cli(monkeypatch, settings, capsys, "restore", str(duck))
     assert code != 0 and "backup of a DuckDB file" in out
+    code, out = _cli(monkeypatch, settings, capsys, "repair")
+    assert code != 0 and "recovers by itself" in out and "medrag restore" in out
     assert _rows(store) == before
     assert not (settings.data_dir / "backups").exists()  # no refused restore got as far as the safety dump
 
