@@ -30,7 +30,7 @@ import faiss
 import numpy as np
 
 from medrag.errors import IndexMismatchError, InputError
-from medrag.fsutil import atomic_write, atomic_writer
+from medrag.fsutil import atomic_write, atomic_writer, file_sha256
 from medrag.index_kinds import (
     FLAT_MAX,
     HNSW_MAX,
@@ -103,14 +103,6 @@ def _write_faiss(index: faiss.Index, target: Path) -> str:
             handle.write(chunk)
 
         faiss.write_index(index, faiss.PyCallbackIOWriter(write))  # type: ignore[attr-defined]  # missing from the stub
-    return digest.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -358,7 +350,7 @@ class VectorIndex:
             )
         if kind not in INDEX_KINDS or len(ids) != count or len(labels) != count or len(set(ids)) != count:
             raise IndexMismatchError(f"{json_path} is inconsistent (kind {kind!r}, count {count}); {rebuild}.")
-        if _sha256(faiss_path) != digest:
+        if file_sha256(faiss_path) != digest:
             raise IndexMismatchError(
                 f"{faiss_path.name} does not match {json_path.name} (an interrupted save?); {rebuild}."
             )
