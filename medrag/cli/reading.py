@@ -70,7 +70,8 @@ def eval_reading(args: argparse.Namespace) -> dict[str, Any]:
     echo(f"macro AUC (findings with ≥ 50 positives): {_figure(report.macro_auc)}")
     echo(f"macro F1 (pneumonia, effusion, edema, atelectasis, no finding): {_figure(report.macro_f1)}")
     echo(f"view accuracy (PA/AP): {_figure(report.view_accuracy, report.view_ci)}")
-    echo(f"localisation: {_figure(report.localisation)} of {report.boxes} expert boxes hit")
+    echo(f"localisation: {_figure(report.localisation_peak)} of {report.boxes} expert boxes hold the reading's "
+         f"peak; {_figure(report.localisation)} hold its peak, heatmap peak or a flagged zone")
     if args.masks:
         from medrag.reading.segment import default_segmenter, to_grey
 
@@ -132,7 +133,8 @@ def analysis_json(analysis: Any, source: Path | None = None) -> dict[str, Any]:
 
     reading = reading_to_dict(analysis.reading) if analysis.reading is not None else None
     if reading is not None:
-        reading["overlays"].pop("heatmap", None)
+        reading["overlays"].pop("heatmap", None)  # grids: the history keeps them; a JSON line stays short
+        reading["overlays"].pop("opacity", None)
     return {
         "source": str(source) if source else analysis.input_name, "analysis_id": analysis.analysis_id,
         "question": analysis.question, "label": analysis.label, "findings": analysis.findings,

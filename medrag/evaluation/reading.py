@@ -4,8 +4,10 @@
   (present or uncertain counts as positive) against the library's fine labels (NIH ``Finding Labels``),
   with 95% bootstrap confidence intervals resampled by patient;
 - view accuracy (PA / AP) against the cases' ``view``;
-- localisation: the share of expert boxes (NIH ``bbox``) that contain the reading's heatmap peak or one of
-  its flagged zones for the box's finding;
+- localisation: the share of expert boxes (NIH ``bbox``) that contain the reading's peak (the opacity map's
+  peak where the reading has one, else the classifier heatmap's) — ``localisation_peak``, one point per film —
+  and, more lenient, ``localisation``: that peak, the heatmap's peak, or a zone the reading flagged or placed
+  the box's finding in overlaps the box;
 - segmentation Dice against a folder of lung masks (``--masks``, the cxr-masks layout).
 
 Patients a trained reader learned from are left out (``exclude_patients``), so the figures are held-out.
@@ -61,6 +63,7 @@ class ReadingReport:
     view_accuracy: float = float("nan")
     view_ci: tuple[float, float] = (float("nan"), float("nan"))
     localisation: float = float("nan")
+    localisation_peak: float = float("nan")
     boxes: int = 0
     dice: dict[str, Any] = field(default_factory=dict)
     excluded_patients: int = 0
@@ -158,16 +161,28 @@ def _score(reading: ImageReading, finding: str) -> tuple[float, int]:
     return float(score), int(read.status in ("present", "uncertain"))
 
 
+def _peak_in(grid: np.ndarray | None, box: tuple[float, float, float, float], size: tuple[int, int]) -> bool:
+    if grid is None or not np.asarray(grid).size or not size[0] or not size[1]:
+        return False
+    x, y, w, h = box
+    values = np.asarray(grid)
+    row, col = np.unravel_index(int(np.argmax(values)), values.shape)
+    px = (col + 0.5) / values.shape[1] * size[1]
+    py = (row + 0.5) / values.shape[0] * size[0]
+    return bool(x <= px <= x + w and y <= py <= y + h)
+
+
+def _peak_hit(reading: ImageReading, box: tuple[float, float, float, float], size: tuple[int, int]) -> bool:
+    """Does the box hold the reading's one peak (the opacity map's, else the heatmap's)?"""
+    overlays = reading.overlays
+    return _peak_in(overlays.opacity if overlays.opacity is not None else overlays.heatmap, box, size)
+
+
 def _hit(reading: ImageReading, finding: str, box: tuple[float, float, float, float], size: tuple[int, int]) -> bool:
     x, y, w, h = box
     overlays = reading.overlays
-    if overlays.heatmap is not None and overlays.heatmap.size and size[0] and size[1]:
-        grid = np.asarray(overlays.heatmap)
-        row, col = np.unravel_index(int(np.argmax(grid)), grid.shape)
-        px = (col + 0.5) / grid.shape[1] * size[1]
-        py = (row + 0.5) / grid.shape[0] * size[0]
-        if x <= px <= x + w and y <= py <= y + h:
-            return True
+    if _peak_in(overlays.opacity, box, size) or _peak_in(overlays.heatmap, box, size):
+        return True
     read = reading.findings.get(finding)
     zones = set(read.where if read else ()) | set(reading.flagged_zones())
     for zone in zones:
@@ -217,6 +232,8 @@ def evaluate_reading(
     hits = [_hit(reading, box[0], box[1:], lab.size) for lab, reading in pairs for box in lab.boxes]
     report.boxes = len(hits)
     report.localisation = float(np.mean(hits)) if hits else float("nan")
+    peaks = [_peak_hit(reading, box[1:], lab.size) for lab, reading in pairs for box in lab.boxes]
+    report.localisation_peak = float(np.mean(peaks)) if peaks else float("nan")
     return report
 
 

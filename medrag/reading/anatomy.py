@@ -21,6 +21,7 @@ from scipy import ndimage
 from medrag.reading.base import DeviceMark
 from medrag.reading.devices import detect_devices
 from medrag.reading.heart import cardiothoracic_ratio, choose_heart
+from medrag.reading.opacity import OpacityTemplate, default_template, opacity_map
 from medrag.reading.segment import SEG_SIZE, Segmentation, default_segmenter, to_grey
 from medrag.reading.view import ViewCall, classify_view
 from medrag.reading.zones import ZoneNorms, default_norms, split_lungs, zone_masks, zone_opacities
@@ -61,6 +62,8 @@ class AnatomyReading:
     devices: tuple[DeviceMark, ...]
     notes: tuple[str, ...]
     seconds: float
+    #: SD by which each lung pixel is denser than normal films at that place (SEG_SIZE x SEG_SIZE, 0 outside)
+    opacity: np.ndarray = field(default_factory=lambda: np.zeros((SEG_SIZE, SEG_SIZE), np.float32), repr=False)
 
     def measurements(self) -> dict[str, float]:
         """Flat named numbers (NaN where not measured) for tables and the reasoner."""
@@ -153,11 +156,11 @@ def recess_opacity(small: np.ndarray, lung: np.ndarray, point: tuple[int, int]) 
 
 
 def read_anatomy(pixels: np.ndarray, view_hint: str | None = None, *, norms: ZoneNorms | None = None,
-                 segmentation: Segmentation | None = None) -> AnatomyReading:
+                 segmentation: Segmentation | None = None, template: OpacityTemplate | None = None) -> AnatomyReading:
     """Read the anatomy of one frontal chest film (2-D grey pixels; uint8 or float in [0, 1]).
 
     ``view_hint`` (e.g. DICOM ViewPosition "PA"/"AP") overrides the view classifier. ``norms`` defaults to
-    the shipped NIH normal-film norms. Sides are the patient's.
+    the shipped NIH normal-film norms, ``template`` the shipped opacity template. Sides are the patient's.
     """
     started = time.perf_counter()
     grey = to_grey(pixels)
@@ -197,12 +200,16 @@ def read_anatomy(pixels: np.ndarray, view_hint: str | None = None, *, norms: Zon
     cp = _costophrenic_angles(seg.small, right, left, aspect, norms, view.label)
 
     asymmetry = _asymmetry(right, left, seg.small)
+    opacity = np.zeros_like(seg.small, dtype=np.float32)  # the template is of frontal films
+    if view.label != "lateral":
+        opacity = opacity_map(seg.small, lungs, template or default_template(), view.label)
     devices = tuple(detect_devices(grey, lungs, seg.scale))
     return AnatomyReading(
         lungs=lungs, right_lung=right, left_lung=left, heart=heart, scale=(sy, sx), ctr=ctr,
         ctr_reliable=ctr_reliable, ctr_method=ctr_method, heart_confidence=heart_confidence, zones=zones,
         cp_angles=cp, asymmetry=asymmetry, view=(view.label, view.probability),
         view_source=view_source, devices=devices, notes=tuple(notes), seconds=time.perf_counter() - started,
+        opacity=opacity,
     )
 
 

@@ -30,6 +30,8 @@ CTR_UNCERTAIN = 0.50
 CTR_AP_UNCERTAIN = 0.50
 #: Zone opacity z-scores: at or above ZONE_PRESENT the zone is flagged as more opaque.
 ZONE_PRESENT = 2.0
+#: The opacity map kept in the history is this coarse (cells per side; the segmenter works at 128 px).
+OPACITY_CELLS = 32
 
 
 def _zone_boxes(anatomy: AnatomyReading) -> dict[str, tuple[float, float, float, float]]:
@@ -43,6 +45,17 @@ def _zone_boxes(anatomy: AnatomyReading) -> dict[str, tuple[float, float, float,
             boxes[zone] = (float(cols.min() * sx), float(rows.min() * sy),
                            float((cols.max() - cols.min() + 1) * sx), float((rows.max() - rows.min() + 1) * sy))
     return boxes
+
+
+def coarse_opacity(opacity: np.ndarray, cells: int = OPACITY_CELLS) -> np.ndarray | None:
+    """The opacity map averaged into ``cells`` x ``cells`` blocks (what the history keeps); None when all zero."""
+    grid = np.asarray(opacity, dtype=np.float32)
+    if not grid.size or not grid.any():
+        return None
+    rows = np.linspace(0, grid.shape[0], cells + 1).astype(int)
+    cols = np.linspace(0, grid.shape[1], cells + 1).astype(int)
+    return np.add.reduceat(np.add.reduceat(grid, rows[:-1], axis=0), cols[:-1], axis=1) / np.outer(
+        np.diff(rows), np.diff(cols)).astype(np.float32)
 
 
 def findings_from_anatomy(anatomy: AnatomyReading) -> dict[str, FindingRead]:
@@ -95,7 +108,8 @@ def reading_from_anatomy(anatomy: AnatomyReading) -> ImageReading:
         findings=findings_from_anatomy(anatomy), measurements=measurements, view=view, view_probability=probability,
         ctr=anatomy.ctr, ctr_reliable=anatomy.ctr_reliable, zones={k: dict(v) for k, v in anatomy.zones.items()},
         devices=anatomy.devices,
-        overlays=Overlays(contours=anatomy.contours(), zone_boxes=_zone_boxes(anatomy), devices=anatomy.devices),
+        overlays=Overlays(contours=anatomy.contours(), zone_boxes=_zone_boxes(anatomy), devices=anatomy.devices,
+                          opacity=coarse_opacity(anatomy.opacity)),
         readers=("anatomy",), notes=anatomy.notes, seconds=anatomy.seconds,
     )
 
@@ -119,5 +133,5 @@ def _factory(settings: Settings) -> AnatomyReader:
 
 register_reader(ReaderSpec("anatomy", _factory, "lung and heart segmentation with measurements (offline)"))
 
-__all__ = ["CTR_AP_UNCERTAIN", "CTR_PRESENT", "CTR_UNCERTAIN", "AnatomyReader", "findings_from_anatomy",
-           "reading_from_anatomy"]
+__all__ = ["CTR_AP_UNCERTAIN", "CTR_PRESENT", "CTR_UNCERTAIN", "OPACITY_CELLS", "AnatomyReader", "coarse_opacity",
+           "findings_from_anatomy", "reading_from_anatomy"]

@@ -83,6 +83,8 @@ class Overlays:
     heatmap: np.ndarray | None = field(default=None, compare=False)
     heatmap_finding: str = ""
     devices: tuple[DeviceMark, ...] = ()
+    #: a coarse map over the whole image: SD by which the lungs are denser than normal films there (0 elsewhere)
+    opacity: np.ndarray | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,9 @@ def reading_to_dict(reading: ImageReading) -> dict[str, Any]:
     heatmap = None
     if overlays.heatmap is not None:
         heatmap = np.round(np.asarray(overlays.heatmap, dtype=np.float32), 3).tolist()
+    opacity = None
+    if overlays.opacity is not None:
+        opacity = np.round(np.asarray(overlays.opacity, dtype=np.float32), 2).tolist()
     return {
         "findings": {name: read.to_dict() for name, read in reading.findings.items()},
         "measurements": {k: float(v) for k, v in reading.measurements.items()},
@@ -175,7 +180,7 @@ def reading_to_dict(reading: ImageReading) -> dict[str, Any]:
         "overlays": {
             "contours": {k: [[float(x), float(y)] for x, y in pts] for k, pts in overlays.contours.items()},
             "zone_boxes": {k: [float(v) for v in box] for k, box in overlays.zone_boxes.items()},
-            "heatmap": heatmap, "heatmap_finding": overlays.heatmap_finding,
+            "heatmap": heatmap, "heatmap_finding": overlays.heatmap_finding, "opacity": opacity,
         },
         "readers": list(reading.readers), "notes": list(reading.notes), "seconds": float(reading.seconds),
     }
@@ -187,12 +192,14 @@ def reading_from_dict(data: dict[str, Any]) -> ImageReading:
     devices = tuple(DeviceMark(**{k: d[k] for k in ("kind", "x", "y", "w", "h", "score") if k in d})
                     for d in data.get("devices") or [] if isinstance(d, dict))
     heatmap = over.get("heatmap")
+    opacity = over.get("opacity")
     overlays = Overlays(
         contours={str(k): [(float(x), float(y)) for x, y in pts] for k, pts in (over.get("contours") or {}).items()},
         zone_boxes={str(k): (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
                     for k, b in (over.get("zone_boxes") or {}).items() if len(b) == 4},
         heatmap=None if heatmap is None else np.asarray(heatmap, dtype=np.float32),
         heatmap_finding=str(over.get("heatmap_finding") or ""), devices=devices,
+        opacity=None if opacity is None else np.asarray(opacity, dtype=np.float32),
     )
     ctr = data.get("ctr")
     return ImageReading(

@@ -6,10 +6,10 @@ with ``medrag-cnn.json`` beside them: classes, input size, normalisation, per-cl
 thresholds, the training data's checksum and the held-out metrics). :class:`CnnReader` loads them lazily
 from there and only from there — it never downloads anything.
 
-The network reads the thorax, not the whole film: the lung and heart segmenter
-(:mod:`medrag.reading.segment`) gives the box around both lungs and the heart (plus a margin), and that box
-is resized to the input size. Burned-in text, shoulders and the film's border are then outside what the
-network sees, so it cannot lean on them, and its heatmap falls inside the chest.
+What the network reads is recorded in its JSON: the shipped weights read the whole film (squashed to the
+input size). Weights trained with ``--crop thorax`` (``"crop": "thorax"``) read the box the lung and heart
+segmenter (:mod:`medrag.reading.segment`) puts around both lungs and the heart, so burned-in text and the
+film's border are outside what they see; that variant measured worse and is not shipped.
 
 The heatmap is a class-activation map on the last conv block. The head is global average pooling and one
 linear layer, so Grad-CAM's channel weights are exactly the classifier's row for the class: the map needs

@@ -92,7 +92,7 @@ def merge_readings(readings: Sequence[ImageReading], size: tuple[int, int] | Non
     zones: dict[str, dict[str, float]] = {}
     contours: dict[str, list[tuple[float, float]]] = {}
     zone_boxes: dict[str, tuple[float, float, float, float]] = {}
-    heatmap, heatmap_finding = None, ""
+    heatmap, heatmap_finding, opacity = None, "", None
     for reading in readings:
         measurements.update(reading.measurements)
         zones.update(reading.zones)
@@ -100,10 +100,10 @@ def merge_readings(readings: Sequence[ImageReading], size: tuple[int, int] | Non
         zone_boxes.update(reading.overlays.zone_boxes)
         if reading.overlays.heatmap is not None and heatmap is None:
             heatmap, heatmap_finding = reading.overlays.heatmap, reading.overlays.heatmap_finding
-    if heatmap is not None and size is not None and heatmap_finding in findings and not findings[heatmap_finding].where:
-        zone = peak_zone(heatmap, zone_boxes, size)
-        if zone:
-            findings[heatmap_finding] = replace(findings[heatmap_finding], where=(zone,))
+        if reading.overlays.opacity is not None and opacity is None:
+            opacity = reading.overlays.opacity
+    if size is not None:
+        _place_findings(findings, opacity, heatmap, heatmap_finding, zone_boxes, size)
     abnormal = [r for n, r in findings.items() if n not in ("no finding", "support devices") and r.status == "present"]
     if abnormal and "no finding" in findings and findings["no finding"].status in ("present", "uncertain"):
         # A finding the readers call present rules out a normal film, whatever "no finding" scored on its own.
@@ -115,10 +115,36 @@ def merge_readings(readings: Sequence[ImageReading], size: tuple[int, int] | Non
         findings=findings, measurements=measurements, view=with_view.view, view_probability=with_view.view_probability,
         ctr=with_ctr.ctr, ctr_reliable=with_ctr.ctr_reliable, zones=zones, devices=devices,
         overlays=Overlays(contours=contours, zone_boxes=zone_boxes, heatmap=heatmap,
-                          heatmap_finding=heatmap_finding, devices=devices),
+                          heatmap_finding=heatmap_finding, devices=devices, opacity=opacity),
         readers=tuple(name for r in readings for name in r.readers),
         notes=tuple(note for r in readings for note in r.notes),
     )
+
+
+#: Findings seen as denser lung: a seen one without a place takes the zone of the opacity map's peak.
+LUNG_OPACITY_FINDINGS: tuple[str, ...] = ("pneumonia", "consolidation", "opacity", "atelectasis", "edema",
+                                          "nodule/mass")
+#: The opacity map's peak places a finding only when it is at least this many SD denser than normal films.
+PLACING_Z = 1.0
+
+
+def _place_findings(findings: dict[str, FindingRead], opacity: np.ndarray | None, heatmap: np.ndarray | None,
+                    heatmap_finding: str, zone_boxes: dict[str, tuple[float, float, float, float]],
+                    size: tuple[int, int]) -> None:
+    """Give seen findings without a place one: lung opacities the opacity map's peak zone (measured density);
+    otherwise the heatmap's finding its peak zone. On the 36 NIH boxes of held-out patients the opacity peak
+    fell inside the box 42 % of the time, the classifier heatmap's 11 % (BENCHMARKS.md)."""
+    opacity_zone = ""
+    if opacity is not None and float(np.max(opacity)) >= PLACING_Z:
+        opacity_zone = peak_zone(opacity, zone_boxes, size)
+    for name in LUNG_OPACITY_FINDINGS:
+        read = findings.get(name)
+        if opacity_zone and read is not None and read.status in ("present", "uncertain") and not read.where:
+            findings[name] = replace(read, where=(opacity_zone,))
+    if heatmap is not None and heatmap_finding in findings and not findings[heatmap_finding].where:
+        zone = peak_zone(heatmap, zone_boxes, size)
+        if zone:
+            findings[heatmap_finding] = replace(findings[heatmap_finding], where=(zone,))
 
 
 def peak_zone(heatmap: np.ndarray, zone_boxes: dict[str, tuple[float, float, float, float]],
@@ -155,4 +181,4 @@ def _merge_finding(current: FindingRead | None, new: FindingRead) -> FindingRead
     return replace(decider, evidence=evidence, where=where, source=sources)
 
 
-__all__ = ["CombinedReader", "build_readers", "merge_readings", "peak_zone"]
+__all__ = ["LUNG_OPACITY_FINDINGS", "PLACING_Z", "CombinedReader", "build_readers", "merge_readings", "peak_zone"]
