@@ -14,7 +14,8 @@ from medrag.errors import ConfigError
 from medrag.evaluation.reading import LabelledImage, evaluate_reading
 from medrag.reading.base import FindingRead, ImageReading, Overlays, reading_from_dict, reading_to_dict
 from medrag.reading.combine import merge_readings
-from medrag.reading.opacity import DEFAULT_TEMPLATE, OpacityTemplate, framed, opacity_map, peak
+from medrag.reading.grids import peak
+from medrag.reading.opacity import DEFAULT_TEMPLATE, OpacityTemplate, framed, opacity_map
 
 SIZE = 128
 

@@ -164,11 +164,11 @@ def _score(reading: ImageReading, finding: str) -> tuple[float, int]:
 def _peak_in(grid: np.ndarray | None, box: tuple[float, float, float, float], size: tuple[int, int]) -> bool:
     if grid is None or not np.asarray(grid).size or not size[0] or not size[1]:
         return False
+    from medrag.reading.grids import peak
+
     x, y, w, h = box
-    values = np.asarray(grid)
-    row, col = np.unravel_index(int(np.argmax(values)), values.shape)
-    px = (col + 0.5) / values.shape[1] * size[1]
-    py = (row + 0.5) / values.shape[0] * size[0]
+    row, col, _ = peak(grid)
+    px, py = col * size[1], row * size[0]
     return bool(x <= px <= x + w and y <= py <= y + h)
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from medrag.reading.base import FindingRead, ImageReading, Overlays, ReaderSpec, register_reader
+from medrag.reading.grids import block_mean
 
 if TYPE_CHECKING:
     from medrag.config import Settings
@@ -50,12 +51,7 @@ def _zone_boxes(anatomy: AnatomyReading) -> dict[str, tuple[float, float, float,
 def coarse_opacity(opacity: np.ndarray, cells: int = OPACITY_CELLS) -> np.ndarray | None:
     """The opacity map averaged into ``cells`` x ``cells`` blocks (what the history keeps); None when all zero."""
     grid = np.asarray(opacity, dtype=np.float32)
-    if not grid.size or not grid.any():
-        return None
-    rows = np.linspace(0, grid.shape[0], cells + 1).astype(int)
-    cols = np.linspace(0, grid.shape[1], cells + 1).astype(int)
-    return np.add.reduceat(np.add.reduceat(grid, rows[:-1], axis=0), cols[:-1], axis=1) / np.outer(
-        np.diff(rows), np.diff(cols)).astype(np.float32)
+    return block_mean(grid, cells) if grid.size and grid.any() else None
 
 
 def findings_from_anatomy(anatomy: AnatomyReading) -> dict[str, FindingRead]:

@@ -16,6 +16,7 @@ import numpy as np
 
 from medrag.errors import BackendUnavailableError
 from medrag.reading.base import FindingRead, ImageReading, Overlays, ReaderSpec, register_reader
+from medrag.reading.grids import block_mean
 
 if TYPE_CHECKING:
     from medrag.config import Settings
@@ -38,14 +39,7 @@ def _status(probability: float, threshold: float) -> str:
 
 
 def _coarse(heatmap: np.ndarray, cells: int = HEATMAP_CELLS) -> np.ndarray:
-    h, w = heatmap.shape
-    rows = np.linspace(0, h, cells + 1).astype(int)
-    cols = np.linspace(0, w, cells + 1).astype(int)
-    out = np.zeros((cells, cells), np.float32)
-    for i in range(cells):
-        for j in range(cells):
-            block = heatmap[rows[i] : max(rows[i + 1], rows[i] + 1), cols[j] : max(cols[j + 1], cols[j] + 1)]
-            out[i, j] = float(block.mean()) if block.size else 0.0
+    out = block_mean(heatmap, cells)
     peak = float(out.max())
     return out / peak if peak > 0 else out
 

@@ -164,12 +164,5 @@ def opacity_map(small: np.ndarray, lungs: np.ndarray, template: OpacityTemplate,
     return np.maximum(out, 0.0)
 
 
-def peak(values: np.ndarray) -> tuple[float, float, float]:
-    """(row, col, value) of a map's hottest cell, row/col as fractions of its height/width (cell centres)."""
-    grid = np.asarray(values)
-    row, col = np.unravel_index(int(np.argmax(grid)), grid.shape)
-    return (row + 0.5) / grid.shape[0], (col + 0.5) / grid.shape[1], float(grid[row, col])
-
-
 __all__ = ["DEFAULT_TEMPLATE", "GRID", "MAX_Z", "MIN_COVERAGE", "SD_FLOOR", "SMOOTH_CELLS", "OpacityTemplate",
-           "default_template", "framed", "lung_frame", "opacity_map", "peak"]
+           "default_template", "framed", "lung_frame", "opacity_map"]

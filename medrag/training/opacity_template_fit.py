@@ -19,7 +19,8 @@ import numpy as np
 
 from medrag.fsutil import atomic_write_text, file_sha256
 from medrag.reading.anatomy import largest_components
-from medrag.reading.opacity import DEFAULT_TEMPLATE, OpacityTemplate, framed, peak
+from medrag.reading.grids import peak
+from medrag.reading.opacity import DEFAULT_TEMPLATE, OpacityTemplate, framed
 from medrag.reading.segment import default_segmenter
 from medrag.training.anatomy_data import load_grey, read_rows, shared_folder
 

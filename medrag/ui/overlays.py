@@ -18,7 +18,8 @@ import streamlit as st
 
 from medrag.reading.base import ImageReading
 from medrag.reading.combine import PLACING_Z
-from medrag.reading.opacity import MAX_Z, peak
+from medrag.reading.grids import peak
+from medrag.reading.opacity import MAX_Z
 from medrag.ui.viewer import ViewSettings, display_shape, image_figure
 
 #: The layers, in the order the toggles show them.
@@ -69,7 +70,7 @@ def available_layers(reading: ImageReading) -> list[str]:
     present = {
         "outlines": bool(overlays.contours),
         "zones": bool(reading.flagged_zones() and overlays.zone_boxes),
-        "opacity": overlays.opacity is not None and bool(np.max(overlays.opacity) >= 1.0),
+        "opacity": overlays.opacity is not None and bool(np.max(overlays.opacity) >= PLACING_Z),
         "heatmap": overlays.heatmap is not None,
         "devices": bool(overlays.devices or reading.devices),
     }
@@ -111,6 +112,15 @@ class Placement:
         return {"xaxis": self.xaxis, "yaxis": self.yaxis}
 
 
+def _grid_trace(grid: np.ndarray, original_shape: tuple[int, int], at: Placement, colours: list[list[object]],
+                zmax: float, name: str, hover: str) -> go.Heatmap:
+    """A coarse map covering the whole image, each cell centred on the part of the image it summarises."""
+    cell_h, cell_w = original_shape[0] / grid.shape[0], original_shape[1] / grid.shape[1]
+    return go.Heatmap(z=grid, x0=at.x(cell_w / 2), dx=cell_w * at.sx, y0=at.y(cell_h / 2), dy=cell_h * at.sy,
+                      colorscale=colours, zsmooth="best", showscale=False, zmin=0.0, zmax=zmax,
+                      hovertemplate=hover, name=name, **at.trace_axes)
+
+
 def add_overlays(
     fig: go.Figure, reading: ImageReading | None, original_shape: tuple[int, int], placement: Placement,
     layers: Collection[str],
@@ -122,12 +132,8 @@ def add_overlays(
     overlays = reading.overlays
     if "opacity" in layers and overlays.opacity is not None:
         grid = np.asarray(overlays.opacity, dtype=np.float32)
-        cell_h, cell_w = original_shape[0] / grid.shape[0], original_shape[1] / grid.shape[1]
-        fig.add_trace(go.Heatmap(
-            z=grid, x0=at.x(cell_w / 2), dx=cell_w * at.sx, y0=at.y(cell_h / 2), dy=cell_h * at.sy,
-            colorscale=OPACITY_COLOURS, zsmooth="best", showscale=False, zmin=0.0, zmax=MAX_Z,
-            hovertemplate="%{z:.1f} SD denser than normal films<extra></extra>", name="opacity", **at.trace_axes,
-        ))
+        fig.add_trace(_grid_trace(grid, original_shape, at, OPACITY_COLOURS, MAX_Z, "opacity",
+                                  "%{z:.1f} SD denser than normal films<extra></extra>"))
         row, col, top = peak(grid)
         if top >= PLACING_Z:  # the place the reading gives a lung opacity (medrag.reading.combine)
             fig.add_trace(go.Scatter(
@@ -137,14 +143,8 @@ def add_overlays(
                 **at.trace_axes,
             ))
     if "heatmap" in layers and overlays.heatmap is not None:
-        grid = np.asarray(overlays.heatmap, dtype=np.float32)
-        cell_h, cell_w = original_shape[0] / grid.shape[0], original_shape[1] / grid.shape[1]
-        fig.add_trace(go.Heatmap(
-            z=grid, x0=at.x(cell_w / 2), dx=cell_w * at.sx, y0=at.y(cell_h / 2), dy=cell_h * at.sy,
-            colorscale=HEAT_COLOURS, zsmooth="best", showscale=False, zmin=0.0, zmax=1.0,
-            hovertemplate=f"{overlays.heatmap_finding} heatmap %{{z:.2f}}<extra></extra>", name="heatmap",
-            **at.trace_axes,
-        ))
+        fig.add_trace(_grid_trace(np.asarray(overlays.heatmap, dtype=np.float32), original_shape, at, HEAT_COLOURS,
+                                  1.0, "heatmap", f"{overlays.heatmap_finding} heatmap %{{z:.2f}}<extra></extra>"))
     if "outlines" in layers:
         for name, points in overlays.contours.items():
             if not points:
