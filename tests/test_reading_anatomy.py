@@ -182,11 +182,6 @@ def test_lateral_heuristic() -> None:
     assert lateral_score(one_field) >= 0.75 > lateral_score(two_lungs)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect, open in #11: the electrode detector fires on two rib/clavicle crossings of this clean "
-    "phantom (scores 0.41-0.44); raising its margin loses the drawn electrodes",
-)
 def test_devices_found_on_a_phantom_with_drawn_devices() -> None:
     from medrag.reading.devices import ECG, LINE, detect_devices
 
