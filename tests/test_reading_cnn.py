@@ -184,3 +184,41 @@ def test_heatmap_is_zero_outside_the_crop_read(reader: CnnReader) -> None:
     assert float(heat[:60].max()) == 0.0 and float(heat[:, 200:].max()) == 0.0
     inside = float(heat[64:192, 64:192].max())
     assert inside == pytest.approx(1.0, abs=1e-6) or inside == 0.0  # scaled to its peak (all zero if no evidence)
+
+
+def test_flip_averaging_is_the_mean_of_the_film_and_its_mirror(reader: CnnReader) -> None:
+    """The shipped stamp says "flip": an analysis's logits are the mean of the film's and of its mirror image's,
+    its calibration was fitted on such logits, and the heatmap still comes from the film as it is (not mirrored)."""
+    import torch
+
+    assert reader.test_time == "flip"
+    assert reader.meta["metrics"]["held_out"]["macro_auc"]["value"] != \
+        reader.meta["metrics"]["held_out_single"]["macro_auc"]["value"]
+    pixels = _film(2, (260, 240))
+    pixels[:, :60] += 0.3  # a bright band on one side: the film and its mirror must read differently
+    x, _crop, _shape = reader.network_input(np.clip(pixels, 0, 1))
+    _f, plain = reader.raw_logits(x, flip=False)
+    _f, mirror = reader.raw_logits(torch.flip(x, dims=(-1,)), flip=False)
+    assert np.abs(plain - mirror).max() > 1e-3
+    out = reader.forward(np.clip(pixels, 0, 1))
+    averaged = np.array([out.logits[c] for c in CLASSES])
+    # float32 convolutions batched in two or one at a time round differently: compare far inside the gap
+    assert np.abs(averaged - (plain + mirror) / 2).max() < 0.1 * np.abs(plain - mirror).max()
+    features, _ = reader.raw_logits(x, flip=False)
+    assert out.features.shape == features.shape
+    assert torch.allclose(out.features, features, rtol=1e-3, atol=1e-3 * float(features.abs().max()))
+
+
+def test_single_pass_when_the_stamp_does_not_ask_for_flip(tmp_path: Path) -> None:
+    for name in (META_NAME, WEIGHTS_NAME):
+        shutil.copy(WEIGHTS_DIR / name, tmp_path / name)
+    meta = json.loads((tmp_path / META_NAME).read_text(encoding="utf-8"))
+    del meta["test_time"]
+    (tmp_path / META_NAME).write_text(json.dumps(meta), encoding="utf-8")
+    single = CnnReader(tmp_path)
+    assert single.test_time == "none"
+    pixels = _film(3)
+    x, _crop, _shape = single.network_input(pixels)
+    _f, plain = single.raw_logits(x, flip=False)
+    got = np.array([single.forward(pixels).logits[c] for c in CLASSES])
+    assert np.abs(got - plain).max() <= 1e-4 * max(1.0, float(np.abs(plain).max()))

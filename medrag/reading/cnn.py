@@ -251,12 +251,14 @@ class CnnReader:
             return pixels_box
         return box_pixels(gray.shape, box)
 
-    def forward(self, pixels: np.ndarray, box: tuple[float, float, float, float] | None = None) -> CnnOutput:
-        """Logits, calibrated probabilities and last-block features of one image (the last result is cached).
+    @property
+    def test_time(self) -> str:
+        """``"flip"`` when the stamp says to average each film's logits with its mirror image's, else ``"none"``."""
+        return str(self.meta.get("test_time", "none"))
 
-        ``box`` (top, left, bottom, right as fractions) is the thorax crop; by default the segmenter finds it
-        (pass the anatomy reader's box to skip a second segmentation).
-        """
+    def network_input(self, pixels: np.ndarray, box: tuple[float, float, float, float] | None = None
+                      ) -> tuple[torch.Tensor, tuple[int, int, int, int], tuple[int, int]]:
+        """The normalised (1, 3, size, size) tensor the network reads, its crop in ``pixels`` and their shape."""
         import torch
 
         gray = as_gray(pixels)
@@ -264,14 +266,33 @@ class CnnReader:
         norm = self.meta["normalisation"]
         region = torch.from_numpy(np.ascontiguousarray(gray[top:bottom, left:right]))
         x = normalise(resize_gray(region, self.size), tuple(norm["mean"]), tuple(norm["std"]))
-        key = hashlib.sha1(x.numpy().tobytes() + bytes(str((top, left, bottom, right, gray.shape)), "ascii")).digest()
+        return x, (top, left, bottom, right), (int(gray.shape[0]), int(gray.shape[1]))
+
+    def raw_logits(self, x: torch.Tensor, flip: bool) -> tuple[torch.Tensor, np.ndarray]:
+        """Last-block features of ``x`` and its logits; with ``flip`` the logits are the mean of ``x``'s and its
+        mirror image's (one batch of two). The features are always ``x``'s own, so the heatmap is not mirrored."""
+        import torch
+
+        model = self.load()
+        batch = torch.cat([x, torch.flip(x, dims=(-1,))]) if flip else x
+        with self._lock, torch.inference_mode():
+            features = model.forward_features(batch)
+            logits = model.forward_head(features).mean(0).numpy().astype(np.float64)
+        return features[:1], logits
+
+    def forward(self, pixels: np.ndarray, box: tuple[float, float, float, float] | None = None) -> CnnOutput:
+        """Logits, calibrated probabilities and last-block features of one image (the last result is cached).
+
+        ``box`` (top, left, bottom, right as fractions) is the thorax crop; by default the segmenter finds it
+        (pass the anatomy reader's box to skip a second segmentation). With ``"test_time": "flip"`` in the
+        stamp the logits average the film and its mirror image (the calibration was fitted on such logits).
+        """
+        x, crop, shape = self.network_input(pixels, box)
+        key = hashlib.sha1(x.numpy().tobytes() + bytes(str((crop, shape)), "ascii")).digest()
         last = self._last
         if last is not None and last[0] == key:
             return last[1]
-        model = self.load()
-        with self._lock, torch.inference_mode():
-            features = model.forward_features(x)
-            logits = model.forward_head(features)[0].numpy().astype(np.float64)
+        features, logits = self.raw_logits(x, flip=self.test_time == "flip")
         cal = self.meta["calibration"]
         a = np.array([cal["a"][c] for c in self.classes])
         b = np.array([cal["b"][c] for c in self.classes])
@@ -279,7 +300,7 @@ class CnnReader:
         out = CnnOutput(
             logits={c: float(v) for c, v in zip(self.classes, logits, strict=True)},
             probabilities={c: float(v) for c, v in zip(self.classes, probs, strict=True)},
-            features=features, crop=(top, left, bottom, right), shape=(int(gray.shape[0]), int(gray.shape[1])),
+            features=features, crop=crop, shape=shape,
         )
         self._last = (key, out)
         return out
