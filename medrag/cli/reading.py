@@ -70,8 +70,9 @@ def eval_reading(args: argparse.Namespace) -> dict[str, Any]:
     echo(f"macro AUC (findings with ≥ 50 positives): {_figure(report.macro_auc)}")
     echo(f"macro F1 (pneumonia, effusion, edema, atelectasis, no finding): {_figure(report.macro_f1)}")
     echo(f"view accuracy (PA/AP): {_figure(report.view_accuracy, report.view_ci)}")
-    echo(f"localisation: {_figure(report.localisation_peak)} of {report.boxes} expert boxes hold the reading's "
-         f"peak; {_figure(report.localisation)} hold its peak, heatmap peak or a flagged zone")
+    echo(f"localisation: {_figure(report.localisation_finding)} of {report.boxes} expert boxes hold the reading's "
+         f"point for their finding; {_figure(report.localisation_peak)} hold its one peak; "
+         f"{_figure(report.localisation)} hold its peak, heatmap peak or a flagged zone")
     if args.masks:
         from medrag.reading.segment import default_segmenter, to_grey
 

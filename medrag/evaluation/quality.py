@@ -49,7 +49,7 @@ TARGETS: dict[tuple[str, str], float] = {
     ("medrag-cnn", "AUC effusion"): 0.80, ("medrag-cnn", "AUC cardiomegaly"): 0.80,
     ("medrag-cnn", "AUC edema"): 0.78, ("medrag-cnn", "AUC atelectasis"): 0.72,
     ("medrag-cnn", "macro AUC"): 0.75, ("medrag-cnn", "macro F1"): 0.45, ("medrag-cnn", "localisation"): 0.60,
-    ("anatomy", "localisation (opacity peak)"): 0.60,
+    ("anatomy", "localisation (opacity peak)"): 0.60, ("anatomy", "localisation (finding's point)"): 0.60,
 }
 
 
@@ -102,6 +102,10 @@ def model_quality(folder: Path = WEIGHTS_DIR) -> list[QualityRow]:
     if isinstance(placed, dict) and "share" in placed:
         rows.append(_row("anatomy", "localisation (opacity peak)", placed.get("share"), placed.get("ci95"),
                          f"{placed.get('boxes', '?')} NIH expert boxes (the opacity map's peak inside)"))
+    pointed = _load("opacity_template.json", folder).get("localisation_finding", {})
+    if isinstance(pointed, dict) and "share" in pointed:
+        rows.append(_row("anatomy", "localisation (finding's point)", pointed.get("share"), pointed.get("ci95"),
+                         f"{pointed.get('boxes', '?')} NIH expert boxes (the point for the box's finding inside)"))
     return rows
 
 
@@ -129,6 +133,8 @@ def library_rows(saved: dict[str, Any]) -> list[QualityRow]:
     rows.append(_row("medrag-cnn", "macro AUC", report.get("macro_auc"), None, where))
     rows.append(_row("medrag-cnn", "macro F1", report.get("macro_f1"), None, where))
     rows.append(_row("view", "PA/AP accuracy, NIH films", report.get("view_accuracy"), report.get("view_ci"), where))
+    rows.append(_row("anatomy", "localisation (finding's point)", report.get("localisation_finding"), None,
+                     f"{report.get('boxes')} expert boxes in this library (the point for the box's finding inside)"))
     rows.append(_row("anatomy", "localisation (opacity peak)", report.get("localisation_peak"), None,
                      f"{report.get('boxes')} expert boxes in this library (the reading's peak inside)"))
     rows.append(_row("medrag-cnn", "localisation", report.get("localisation"), None,

@@ -6,6 +6,8 @@
 - view accuracy (PA / AP) against the cases' ``view``;
 - localisation: the share of expert boxes (NIH ``bbox``) that contain the reading's peak (the opacity map's
   peak where the reading has one, else the classifier heatmap's) — ``localisation_peak``, one point per film —
+  ``localisation_finding``: the point the reading gives for the box's own finding (the heart's centre for
+  cardiomegaly, the costophrenic angle for effusion, the map's peak otherwise; :mod:`medrag.reading.places`);
   and, more lenient, ``localisation``: that peak, the heatmap's peak, or a zone the reading flagged or placed
   the box's finding in overlaps the box;
 - segmentation Dice against a folder of lung masks (``--masks``, the cxr-masks layout).
@@ -64,6 +66,7 @@ class ReadingReport:
     view_ci: tuple[float, float] = (float("nan"), float("nan"))
     localisation: float = float("nan")
     localisation_peak: float = float("nan")
+    localisation_finding: float = float("nan")
     boxes: int = 0
     dice: dict[str, Any] = field(default_factory=dict)
     excluded_patients: int = 0
@@ -178,6 +181,18 @@ def _peak_hit(reading: ImageReading, box: tuple[float, float, float, float], siz
     return _peak_in(overlays.opacity if overlays.opacity is not None else overlays.heatmap, box, size)
 
 
+def _point_hit(reading: ImageReading, finding: str, box: tuple[float, float, float, float],
+               size: tuple[int, int]) -> bool:
+    """Does the box hold the point the reading gives for the box's own finding?"""
+    from medrag.reading.places import finding_point
+
+    point = finding_point(reading, finding, size) if size[0] and size[1] else None
+    if point is None:
+        return False
+    x, y, w, h = box
+    return bool(x <= point[0] <= x + w and y <= point[1] <= y + h)
+
+
 def _hit(reading: ImageReading, finding: str, box: tuple[float, float, float, float], size: tuple[int, int]) -> bool:
     x, y, w, h = box
     overlays = reading.overlays
@@ -234,6 +249,8 @@ def evaluate_reading(
     report.localisation = float(np.mean(hits)) if hits else float("nan")
     peaks = [_peak_hit(reading, box[1:], lab.size) for lab, reading in pairs for box in lab.boxes]
     report.localisation_peak = float(np.mean(peaks)) if peaks else float("nan")
+    placed = [_point_hit(reading, box[0], box[1:], lab.size) for lab, reading in pairs for box in lab.boxes]
+    report.localisation_finding = float(np.mean(placed)) if placed else float("nan")
     return report
 
 

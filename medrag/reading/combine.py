@@ -105,6 +105,7 @@ def merge_readings(readings: Sequence[ImageReading], size: tuple[int, int] | Non
             opacity = reading.overlays.opacity
     if size is not None:
         _place_findings(findings, opacity, heatmap, heatmap_finding, zone_boxes, size)
+    _place_effusion(findings, zones, measurements)
     abnormal = [r for n, r in findings.items() if n not in ("no finding", "support devices") and r.status == "present"]
     if abnormal and "no finding" in findings and findings["no finding"].status in ("present", "uncertain"):
         # A finding the readers call present rules out a normal film, whatever "no finding" scored on its own.
@@ -146,6 +147,20 @@ def _place_findings(findings: dict[str, FindingRead], opacity: np.ndarray | None
         zone = peak_zone(heatmap, zone_boxes, size)
         if zone:
             findings[heatmap_finding] = replace(findings[heatmap_finding], where=(zone,))
+
+
+def _place_effusion(findings: dict[str, FindingRead], zones: dict[str, dict[str, float]],
+                    measurements: dict[str, float]) -> None:
+    """A seen effusion without a place goes to the lower zone of the side whose base is denser than normal
+    (the side :func:`medrag.reading.places.finding_point` points at)."""
+    from medrag.reading.places import side_of_effusion
+
+    read = findings.get("effusion")
+    if read is None or read.where or read.status not in ("present", "uncertain"):
+        return
+    side = side_of_effusion((), zones, measurements)
+    if side:
+        findings["effusion"] = replace(read, where=(f"{side} lower zone",))
 
 
 def peak_zone(heatmap: np.ndarray, zone_boxes: dict[str, tuple[float, float, float, float]],

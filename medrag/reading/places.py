@@ -1,0 +1,93 @@
+"""Where a reading puts each finding, as one point: what a teacher would point at on the film.
+
+- cardiomegaly: the centre of the heart's outline (the enlarged thing is the heart itself);
+- effusion: the costophrenic angle (the lowest, most lateral part of a lung's outline) on the side the reading
+  names, else on the side whose lower zone or costophrenic recess is denser than normal films;
+- every other finding: the peak of the denser-than-normal map, else of the classifier heatmap.
+
+Points are (x, y) in original-image pixels; ``None`` when the reading has nothing to point with. Sides are the
+patient's, as everywhere in :mod:`medrag.reading`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medrag.reading.base import ImageReading
+from medrag.reading.grids import peak
+
+#: The costophrenic angle is looked for in this lowest share of a lung outline's height.
+ANGLE_BAND = 0.1
+
+
+def finding_point(reading: ImageReading, finding: str, size: tuple[int, int]) -> tuple[float, float] | None:
+    """The point (x, y) the reading gives for ``finding`` on an image of ``size`` (height, width)."""
+    contours = reading.overlays.contours
+    if finding == "cardiomegaly" and contours.get("heart"):
+        return _centre(contours["heart"])
+    if finding == "effusion":
+        side = effusion_side(reading)
+        if side and contours.get(f"{side} lung"):
+            return costophrenic_point(contours[f"{side} lung"], contours)
+    return map_peak(reading, size)
+
+
+def map_peak(reading: ImageReading, size: tuple[int, int]) -> tuple[float, float] | None:
+    """The hottest cell of the opacity map (else the heatmap), in image pixels."""
+    grid = reading.overlays.opacity if reading.overlays.opacity is not None else reading.overlays.heatmap
+    if grid is None or not np.asarray(grid).size:
+        return None
+    row, col, _ = peak(np.asarray(grid))
+    return float(col * size[1]), float(row * size[0])
+
+
+def effusion_side(reading: ImageReading) -> str:
+    """"right" or "left": the side the reading places an effusion on, else the denser lower hemithorax."""
+    read = reading.findings.get("effusion")
+    return side_of_effusion(read.where if read else (), reading.zones, reading.measurements)
+
+
+def side_of_effusion(where: tuple[str, ...], zones: dict[str, dict[str, float]],
+                     measurements: dict[str, float]) -> str:
+    """The side named in ``where``, else the one whose lower zone or costophrenic recess is the more SD denser
+    than normal films ("" when neither was measured)."""
+    for zone in where:
+        for side in ("right", "left"):
+            if zone.startswith(side):
+                return side
+    scores = {side: max(zones.get(f"{side} lower zone", {}).get("z", -np.inf),
+                        measurements.get(f"{side} costophrenic recess z", -np.inf))
+              for side in ("right", "left")}
+    best = max(scores, key=lambda s: scores[s])
+    return best if np.isfinite(scores[best]) else ""
+
+
+def costophrenic_point(outline: list[tuple[float, float]],
+                       contours: dict[str, list[tuple[float, float]]]) -> tuple[float, float]:
+    """The most lateral point of the lowest :data:`ANGLE_BAND` of a lung ``outline`` (lateral: away from the
+    midway between both lungs' centres, or from the outline's own centre when the other lung is missing)."""
+    points = np.asarray(outline, dtype=np.float64)
+    lungs = [np.asarray(c, dtype=np.float64) for k, c in contours.items() if k.endswith("lung") and c]
+    centres = [lung.mean(axis=0)[0] for lung in lungs]
+    midline = float(np.mean(centres)) if len(centres) == 2 else float(points[:, 0].mean())
+    own = float(points[:, 0].mean())
+    top, bottom = float(points[:, 1].min()), float(points[:, 1].max())
+    low = points[points[:, 1] >= bottom - ANGLE_BAND * (bottom - top)]
+    outward = np.sign(own - midline) or 1.0
+    x, y = low[int(np.argmax(outward * low[:, 0]))]
+    return float(x), float(y)
+
+
+def _centre(outline: list[tuple[float, float]]) -> tuple[float, float]:
+    """The area centroid of a closed outline (the vertices' mean when it encloses no area)."""
+    pts = np.asarray(outline, dtype=np.float64)
+    x, y = pts[:, 0], pts[:, 1]
+    xn, yn = np.roll(x, -1), np.roll(y, -1)
+    cross = x * yn - xn * y
+    area = cross.sum() / 2
+    if abs(area) < 1e-9:
+        return float(x.mean()), float(y.mean())
+    return float(((x + xn) * cross).sum() / (6 * area)), float(((y + yn) * cross).sum() / (6 * area))
+
+
+__all__ = ["ANGLE_BAND", "costophrenic_point", "effusion_side", "finding_point", "map_peak", "side_of_effusion"]
