@@ -123,3 +123,17 @@ def test_the_classifier_never_calls_present_a_class_it_is_not_shown_to_read() ->
     nodule = reading.findings["nodule/mass"]
     assert nodule.status == "uncertain" and "not shown to beat chance" in nodule.evidence and "0.50" in nodule.evidence
     assert reading.findings["edema"].status == "present"
+
+
+def test_a_measurement_that_says_absent_tempers_a_weak_present() -> None:
+    """The classifier's F1 threshold can call effusion at probability 0.15; with both angles sharp the reading
+    says "possible" — but a confident classifier (0.8) stands."""
+    anatomy = ImageReading(findings={
+        "effusion": FindingRead("effusion", "absent", None, (), "both costophrenic angles sharp", "anatomy"),
+    }, readers=("anatomy",))
+    for probability, expected in ((0.15, "uncertain"), (0.8, "present")):
+        cnn = ImageReading(findings={"effusion": FindingRead("effusion", "present", probability, source="medrag-cnn")},
+                           readers=("medrag-cnn",))
+        merged = merge_readings([anatomy, cnn]).findings["effusion"]
+        assert merged.status == expected
+        assert "both costophrenic angles sharp" in merged.evidence

@@ -3,8 +3,9 @@
 Merging: the anatomy reader's measurements, zones, view, devices and overlays are kept as they are; each
 finding takes the status of the reader that gives a calibrated probability (the classifier), and the
 measured evidence and places of the others (the anatomy reader); where the classifier says "possible" and a
-measurement says "present", the measurement settles it. Where only one reader speaks of a finding, its word
-stands. A reader that cannot load (missing weights) is skipped with a note; a reader that fails on
+measurement says "present", the measurement settles it; where the classifier says "present" at a probability
+under one half and a measurement says "absent", the finding is "possible". Where only one reader speaks of a
+finding, its word stands. A reader that cannot load (missing weights) is skipped with a note; a reader that fails on
 one image is skipped for that image with a note, so one broken reader never hides the others.
 """
 
@@ -123,6 +124,8 @@ def merge_readings(readings: Sequence[ImageReading], size: tuple[int, int] | Non
     )
 
 
+#: A classifier's "present" below this calibrated probability becomes "possible" when a measurement says absent.
+CONTRADICTED_BELOW = 0.5
 #: Findings seen as denser lung: a seen one without a place takes the zone of the opacity map's peak.
 LUNG_OPACITY_FINDINGS: tuple[str, ...] = ("pneumonia", "consolidation", "opacity", "atelectasis", "edema",
                                           "nodule/mass")
@@ -185,6 +188,11 @@ def _merge_finding(current: FindingRead | None, new: FindingRead) -> FindingRead
     if decider.status == "absent" and other.status in ("present", "uncertain"):
         # A measurement points to it though the classifier does not: say "possible", not "no".
         decider = replace(decider, status="uncertain")
+    elif (decider.status == "present" and decider.probability is not None and decider.probability < CONTRADICTED_BELOW
+          and other.status == "absent" and other.probability is None):
+        # The classifier's threshold (chosen for F1) calls it at a low probability, and a measurement says no
+        # (both costophrenic angles sharp, a normal ratio): "possible", not a flat "yes".
+        decider = replace(decider, status="uncertain")
     elif decider.status == "uncertain" and other.status == "present" and other.probability is None:
         # The classifier says "possible" and a measurement says "present" (a ratio over its band, a zone
         # over 2 SD, a device seen): the measurement settles it.
@@ -195,4 +203,5 @@ def _merge_finding(current: FindingRead | None, new: FindingRead) -> FindingRead
     return replace(decider, evidence=evidence, where=where, source=sources)
 
 
-__all__ = ["LUNG_OPACITY_FINDINGS", "PLACING_Z", "CombinedReader", "build_readers", "merge_readings", "peak_zone"]
+__all__ = ["CONTRADICTED_BELOW", "LUNG_OPACITY_FINDINGS", "PLACING_Z", "CombinedReader", "build_readers",
+           "merge_readings", "peak_zone"]
