@@ -145,3 +145,24 @@ def test_quality_without_metadata_or_eval_is_empty_not_an_error(tmp_path: Path) 
     (tmp_path / "eval").mkdir()
     (tmp_path / "eval" / "reading.json").write_text("{not json")
     assert library_eval(tmp_path) is None
+
+
+def test_both_shared_label_layouts_give_labelled_films() -> None:
+    """cxr-real names its columns fine_label / bbox_xywh_in_output_px, nih-train finding_labels / bbox."""
+    from medrag.evaluation.reading_run import labelled_cases
+    from medrag.records import Case
+
+    real = Case("r1", "pneumonia", "cxr-real", "/x/r1.png", "", patient_id="nih_1", view="AP",
+                extra={"fine_label": "Pneumonia|Effusion", "bbox_xywh_in_output_px": "Pneumonia:10,20,30,40",
+                       "width": 512, "height": 512})
+    nih = Case("n1", "", "nih-train", "/x/n1.jpg", "", patient_id="nih_2", view="PA",
+               extra={"finding_labels": "Cardiomegaly", "bbox": "Cardiomegaly:96,108,143,113"})
+    unlabelled = Case("u1", "normal", "other", "/x/u1.png", "", patient_id="p9", extra={"label": "normal"})
+    trained = Case("t1", "", "nih-train", "/x/t1.jpg", "", patient_id="nih_3", extra={"finding_labels": "Edema"})
+    got = {case.case_id: label for case, label in labelled_cases([real, nih, unlabelled, trained], {"nih_3"})}
+    assert set(got) == {"r1", "n1"}
+    assert got["r1"].findings == frozenset({"pneumonia", "effusion"}) and got["r1"].size == (512, 512)
+    assert got["r1"].boxes == (("pneumonia", 10.0, 20.0, 30.0, 40.0),)
+    assert got["n1"].findings == frozenset({"cardiomegaly"})
+    assert got["n1"].boxes == (("cardiomegaly", 96.0, 108.0, 143.0, 113.0),)
+    assert got["n1"].size == (0, 0)  # filled from the decoded image when it is read

@@ -62,13 +62,14 @@ def eval_reading(args: argparse.Namespace) -> dict[str, Any]:
     report = evaluate_library(cases, read, exclude_patients=exclude, rounds=args.rounds)
     echo(f"Readers: {reader.model}; {report.images} films of {report.patients} patients "
          f"({report.excluded_patients} training patients left out)")
-    rows = [f"{'finding':<16}{'positives':>10}  {'AUC [95% CI]':<22}{'F1 [95% CI]':<22}"]
+    rows = [f"{'finding':<16}{'positives':>10}  {'AUC [95% CI]':<22}{'F1 [95% CI]':<22}{'F1 present':>10}"]
     for name, figures in report.per_finding.items():
         rows.append(f"{name:<16}{figures['positives']:>10}  {_figure(figures['auc'], figures['auc_ci']):<22}"
-                    f"{_figure(figures['f1'], figures['f1_ci']):<22}")
+                    f"{_figure(figures['f1'], figures['f1_ci']):<22}{_figure(figures['f1_present']):>10}")
     lines("\n".join(rows))
     echo(f"macro AUC (findings with ≥ 50 positives): {_figure(report.macro_auc)}")
-    echo(f"macro F1 (pneumonia, effusion, edema, atelectasis, no finding): {_figure(report.macro_f1)}")
+    echo(f"macro F1 (pneumonia, effusion, edema, atelectasis, no finding): {_figure(report.macro_f1)} with "
+         f"'possible' counted as a call, {_figure(report.macro_f1_present)} with only 'present'")
     echo(f"view accuracy (PA/AP): {_figure(report.view_accuracy, report.view_ci)}")
     echo(f"localisation: {_figure(report.localisation_finding)} of {report.boxes} expert boxes hold the reading's "
          f"point for their finding; {_figure(report.localisation_peak)} hold its one peak; "

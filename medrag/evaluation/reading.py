@@ -1,8 +1,8 @@
 """``medrag eval reading``: how well the image readers read a labelled library, per finding, by patient.
 
 - per finding: AUC of the reading's probability (or status, for readers without one) and F1 of its status
-  (present or uncertain counts as positive) against the library's fine labels (NIH ``Finding Labels``),
-  with 95% bootstrap confidence intervals resampled by patient;
+  (present or uncertain counts as positive; ``f1_present``: only present) against the library's fine labels
+  (NIH ``Finding Labels``), with 95% bootstrap confidence intervals resampled by patient;
 - view accuracy (PA / AP) against the cases' ``view``;
 - localisation: the share of expert boxes (NIH ``bbox``) that contain the reading's peak (the opacity map's
   peak where the reading has one, else the classifier heatmap's) — ``localisation_peak``, one point per film —
@@ -62,6 +62,8 @@ class ReadingReport:
     per_finding: dict[str, dict[str, Any]] = field(default_factory=dict)
     macro_auc: float = float("nan")
     macro_f1: float = float("nan")
+    #: the same F1 when only "present" counts as a call ("possible" as not called)
+    macro_f1_present: float = float("nan")
     view_accuracy: float = float("nan")
     view_ci: tuple[float, float] = (float("nan"), float("nan"))
     localisation: float = float("nan")
@@ -164,6 +166,11 @@ def _score(reading: ImageReading, finding: str) -> tuple[float, int]:
     return float(score), int(read.status in ("present", "uncertain"))
 
 
+def _status(reading: ImageReading, finding: str) -> str:
+    read = reading.findings.get(finding)
+    return read.status if read is not None else "not mentioned"
+
+
 def _peak_in(grid: np.ndarray | None, box: tuple[float, float, float, float], size: tuple[int, int]) -> bool:
     if grid is None or not np.asarray(grid).size or not size[0] or not size[1]:
         return False
@@ -218,7 +225,7 @@ def evaluate_reading(
     pairs = list(items)
     report = ReadingReport(images=len(pairs), patients=len({lab.patient_id for lab, _ in pairs}))
     groups = [lab.patient_id for lab, _ in pairs]
-    aucs, f1s = [], []
+    aucs, f1s, f1s_present = [], [], []
     for finding in findings:
         truth = np.array([int(finding in lab.findings) for lab, _ in pairs])
         scored = [_score(reading, finding) for _, reading in pairs]
@@ -227,8 +234,10 @@ def evaluate_reading(
         if not len(truth):
             continue
         a, f = auc(truth, scores), f1(truth, predicted)
+        called = np.array([int(_status(reading, finding) == "present") for _, reading in pairs])
+        f_present = f1(truth, called)
         report.per_finding[finding] = {
-            "positives": int(truth.sum()), "auc": a, "f1": f,
+            "positives": int(truth.sum()), "auc": a, "f1": f, "f1_present": f_present,
             "auc_ci": bootstrap_ci(groups, on_rows(auc, truth, scores), rounds=rounds),
             "f1_ci": bootstrap_ci(groups, on_rows(f1, truth, predicted), rounds=rounds),
         }
@@ -236,8 +245,10 @@ def evaluate_reading(
             aucs.append(a)
         if finding in F1_FINDINGS and not math.isnan(f):
             f1s.append(f)
+            f1s_present.append(f_present)
     report.macro_auc = float(np.mean(aucs)) if aucs else float("nan")
     report.macro_f1 = float(np.mean(f1s)) if f1s else float("nan")
+    report.macro_f1_present = float(np.nanmean(f1s_present)) if f1s_present else float("nan")
     viewed = [(lab.view.upper(), reading.view.upper()) for lab, reading in pairs if lab.view and reading.view]
     if viewed:
         correct = np.array([int(t == p) for t, p in viewed])

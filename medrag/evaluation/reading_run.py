@@ -27,17 +27,21 @@ ReadFn = Callable[[np.ndarray, str | None], ImageReading | None]
 def labelled_cases(
     cases: list[Case], exclude_patients: frozenset[str] | set[str] = frozenset()
 ) -> list[tuple[Case, LabelledImage]]:
-    """Library cases with NIH fine labels, as :class:`LabelledImage` (patients in ``exclude_patients`` left out)."""
+    """Library cases with NIH fine labels, as :class:`LabelledImage` (patients in ``exclude_patients`` left out).
+
+    Both shared layouts are read: cxr-real's ``fine_label`` and ``bbox_xywh_in_output_px``, nih-train's
+    ``finding_labels`` and ``bbox`` (boxes in the stored image's pixels in both)."""
     out = []
     for case in cases:
         extra = case.extra if isinstance(case.extra, dict) else json.loads(case.extra or "{}")
-        fine = str(extra.get("fine_label") or "")
+        # cxr-real's labels.csv names them fine_label / bbox_xywh_in_output_px, nih-train's finding_labels / bbox
+        fine = str(extra.get("fine_label") or extra.get("finding_labels") or "")
         if not fine or case.patient_id in exclude_patients:
             continue
         size = (int(extra.get("height") or 0), int(extra.get("width") or 0))
         out.append((case, LabelledImage(
             case.case_id, case.patient_id or case.case_id, parse_nih_labels(fine), case.view,
-            parse_boxes(str(extra.get("bbox_xywh_in_output_px") or "")), size,
+            parse_boxes(str(extra.get("bbox_xywh_in_output_px") or extra.get("bbox") or "")), size,
         )))
     return out
 
