@@ -73,7 +73,7 @@ with error_boundary():
                "and the targets MedRAG aims for. For education and research only: these are not clinical "
                "performance claims.")
     st.markdown("**Shipped models** (held-out figures stored with their weights)")
-    st.dataframe(quality_frame(model_quality()), hide_index=True, width="stretch")
+    st.dataframe(quality_frame(model_quality()), hide_index=True, width="stretch", height="content")
     saved = library_eval(settings.data_dir)
     if saved is None:
         st.markdown("**This library**: not evaluated yet. With a labelled library imported (NIH fine labels), run:")
@@ -81,7 +81,7 @@ with error_boundary():
     else:
         st.markdown(f"**This library** (`{escape_markdown(str(saved.get('command', '')))}`, "
                     f"{escape_markdown(str(saved.get('date', '')))})")
-        st.dataframe(quality_frame(library_rows(saved)), hide_index=True, width="stretch")
+        st.dataframe(quality_frame(library_rows(saved)), hide_index=True, width="stretch", height="content")
 
 st.subheader("Web search")
 with error_boundary():

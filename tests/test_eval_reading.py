@@ -166,3 +166,15 @@ def test_both_shared_label_layouts_give_labelled_films() -> None:
     assert got["n1"].findings == frozenset({"cardiomegaly"})
     assert got["n1"].boxes == (("cardiomegaly", 96.0, 108.0, 143.0, 113.0),)
     assert got["n1"].size == (0, 0)  # filled from the decoded image when it is read
+
+
+def test_quality_table_never_rounds_a_miss_into_a_met_figure() -> None:
+    from medrag.evaluation.quality import QualityRow
+    from medrag.ui.tables import quality_frame
+
+    rows = [QualityRow("medrag-cnn", "macro F1", 0.449857, None, 0.45, "held-out"),
+            QualityRow("medrag-cnn", "macro AUC", 0.6929, (0.65, 0.73), 0.75, "held-out"),
+            QualityRow("segmenter", "lung Dice", 0.95, None, None, "held-out")]
+    frame = quality_frame(rows)
+    assert list(frame["value"]) == ["0.4499", "0.693", "0.950"]
+    assert list(frame["met"]) == ["no", "no", ""]

@@ -149,13 +149,18 @@ def neighbour_scores(history: pd.DataFrame) -> pd.DataFrame:
 
 def quality_frame(rows: Sequence[QualityRow]) -> pd.DataFrame:
     """Measured figures beside their targets: value, 95 % interval, target, met, and what they were measured on."""
-    def fmt(value: float | None) -> str:
-        return "" if value is None else f"{value:.3f}"
+    def fmt(value: float | None, target: float | None) -> str:
+        if value is None:
+            return ""
+        text = f"{value:.3f}"
+        if target is not None and (float(text) >= target) != (value >= target):
+            text = f"{value:.4f}"  # 0.4499 must not read as a met 0.450
+        return text
 
     return pd.DataFrame({
         "model": [r.model for r in rows],
         "measure": [r.measure for r in rows],
-        "value": [fmt(r.value) for r in rows],
+        "value": [fmt(r.value, r.target) for r in rows],
         "95% CI": [f"{r.ci95[0]:.2f}–{r.ci95[1]:.2f}" if r.ci95 else "" for r in rows],
         "target": [f"≥ {r.target:.2f}" if r.target is not None else "" for r in rows],
         "met": ["" if r.met is None else ("yes" if r.met else "no") for r in rows],
