@@ -171,21 +171,25 @@ def _status(reading: ImageReading, finding: str) -> str:
     return read.status if read is not None else "not mentioned"
 
 
+def _inside(point: tuple[float, float] | None, box: tuple[float, float, float, float]) -> bool:
+    x, y, w, h = box
+    return point is not None and bool(x <= point[0] <= x + w and y <= point[1] <= y + h)
+
+
 def _peak_in(grid: np.ndarray | None, box: tuple[float, float, float, float], size: tuple[int, int]) -> bool:
     if grid is None or not np.asarray(grid).size or not size[0] or not size[1]:
         return False
     from medrag.reading.grids import peak
 
-    x, y, w, h = box
     row, col, _ = peak(grid)
-    px, py = col * size[1], row * size[0]
-    return bool(x <= px <= x + w and y <= py <= y + h)
+    return _inside((col * size[1], row * size[0]), box)
 
 
 def _peak_hit(reading: ImageReading, box: tuple[float, float, float, float], size: tuple[int, int]) -> bool:
     """Does the box hold the reading's one peak (the opacity map's, else the heatmap's)?"""
-    overlays = reading.overlays
-    return _peak_in(overlays.opacity if overlays.opacity is not None else overlays.heatmap, box, size)
+    from medrag.reading.places import map_peak
+
+    return bool(size[0] and size[1]) and _inside(map_peak(reading, size), box)
 
 
 def _point_hit(reading: ImageReading, finding: str, box: tuple[float, float, float, float],
@@ -193,11 +197,7 @@ def _point_hit(reading: ImageReading, finding: str, box: tuple[float, float, flo
     """Does the box hold the point the reading gives for the box's own finding?"""
     from medrag.reading.places import finding_point
 
-    point = finding_point(reading, finding, size) if size[0] and size[1] else None
-    if point is None:
-        return False
-    x, y, w, h = box
-    return bool(x <= point[0] <= x + w and y <= point[1] <= y + h)
+    return bool(size[0] and size[1]) and _inside(finding_point(reading, finding, size), box)
 
 
 def _hit(reading: ImageReading, finding: str, box: tuple[float, float, float, float], size: tuple[int, int]) -> bool:
