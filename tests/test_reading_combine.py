@@ -80,11 +80,48 @@ def test_a_reading_survives_the_history_round_trip() -> None:
     assert back.overlays.heatmap is not None and back.overlays.heatmap.shape == (10, 10)
 
 
-def test_a_present_finding_rules_out_a_normal_film() -> None:
-    normal = FindingRead("no finding", "present", 0.4, source="medrag-cnn")
-    cnn = ImageReading(findings={"no finding": normal, "atelectasis": FindingRead("atelectasis", "present", 0.3)})
+def test_a_finding_further_above_its_threshold_rules_out_a_normal_film() -> None:
+    normal = FindingRead("no finding", "present", 0.4, source="medrag-cnn", threshold=0.35)
+    # 0.3 / 0.15 = 2.0 above its threshold against 0.4 / 0.35 = 1.14 for "no finding"
+    cnn = ImageReading(findings={"no finding": normal,
+                                 "atelectasis": FindingRead("atelectasis", "present", 0.3, threshold=0.15)})
     merged = merge_readings([cnn])
     assert merged.findings["no finding"].status == "absent" and merged.findings["no finding"].probability == 0.4
+    assert merged.findings["atelectasis"].status == "present"
+
+
+def test_a_weak_classifier_call_gives_way_to_a_likelier_normal_film() -> None:
+    normal = FindingRead("no finding", "present", 0.87, source="medrag-cnn", threshold=0.35)
+    cnn = ImageReading(findings={
+        "no finding": normal,
+        "consolidation": FindingRead("consolidation", "uncertain", 0.05, ("left lower zone",), threshold=0.057),
+        "nodule/mass": FindingRead("nodule/mass", "present", 0.2, threshold=0.14),
+    })
+    merged = merge_readings([cnn])
+    assert merged.findings["no finding"].status == "present"
+    for name in ("consolidation", "nodule/mass"):
+        read = merged.findings[name]
+        assert read.status == "absent" and read.where == () and "normal film is the likelier" in read.evidence
+        assert read.probability == cnn.findings[name].probability  # the AUC still scores the probability
+
+
+def test_a_measured_finding_always_rules_out_a_normal_film() -> None:
+    anatomy = ImageReading(findings={
+        "opacity": FindingRead("opacity", "present", None, ("right lower zone",), "right lower zone 2.4 SD", "anatomy"),
+    })
+    cnn = ImageReading(findings={
+        "no finding": FindingRead("no finding", "present", 0.9, threshold=0.35),
+        "opacity": FindingRead("opacity", "uncertain", 0.17, threshold=0.19),
+    })
+    merged = merge_readings([anatomy, cnn])
+    assert merged.findings["opacity"].status == "present" and merged.findings["no finding"].status == "absent"
+
+
+def test_the_threshold_survives_the_history_round_trip_and_old_rows_still_load() -> None:
+    read = FindingRead("effusion", "present", 0.3, threshold=0.145)
+    assert FindingRead.from_dict(read.to_dict()) == read
+    assert "threshold" not in FindingRead("opacity", "present").to_dict()  # rows without one keep their shape
+    assert FindingRead.from_dict({"name": "edema", "status": "absent", "probability": 0.1}).threshold is None
 
 
 def test_a_measurement_that_says_present_settles_a_classifier_that_says_possible() -> None:

@@ -104,3 +104,25 @@ def test_a_question_gets_a_direct_answer_first() -> None:
     assert "Evidence for:" in answer and "Evidence against: classifier probability 0.41" in answer
     asked_no = ReasoningRequest(question="Is there a pneumothorax?", reading=_bedside_pneumonia())
     assert "No: no pneumothorax is seen" in EvidenceReasoner().compose(asked_no)
+
+
+def test_a_normal_film_with_ecg_leads_reads_as_normal_and_its_table_agrees() -> None:
+    from medrag.reading.combine import merge_readings
+
+    anatomy = ImageReading(
+        findings={"support devices": FindingRead("support devices", "present", None, (), "ecg electrode", "anatomy"),
+                  "effusion": FindingRead("effusion", "absent", None, (), "both costophrenic angles sharp", "anatomy")},
+        view="AP", devices=(DeviceMark("ecg electrode", 10, 10, 5, 5, 0.9),), readers=("anatomy",),
+    )
+    cnn = ImageReading(findings={
+        "no finding": FindingRead("no finding", "present", 0.87, threshold=0.35),
+        "consolidation": FindingRead("consolidation", "uncertain", 0.05, threshold=0.057),
+        "effusion": FindingRead("effusion", "absent", 0.03, threshold=0.145),
+    }, readers=("medrag-cnn",))
+    reading = merge_readings([anatomy, cnn])
+    text = EvidenceReasoner().compose(ReasoningRequest(reading=reading, neighbours=NEIGHBOURS))
+    impression = impression_of(text)
+    assert "No acute cardiopulmonary abnormality" in impression and "Possible consolidation" not in text
+    summary = label_text(impression)
+    assert summary.findings["no finding"] == "present" and summary.findings["support devices"] == "present"
+    assert summary.findings["consolidation"] == "absent" and contradictions(summary, text) == []

@@ -41,21 +41,26 @@ class FindingRead:
     evidence: str = ""
     #: which reader said so
     source: str = ""
+    #: the probability at or above which its reader calls it present (the classifier's per-class threshold)
+    threshold: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"name": self.name, "status": self.status, "probability": self.probability,
-                "where": list(self.where), "evidence": self.evidence, "source": self.source}
+        out: dict[str, Any] = {"name": self.name, "status": self.status, "probability": self.probability,
+                               "where": list(self.where), "evidence": self.evidence, "source": self.source}
+        if self.threshold is not None:
+            out["threshold"] = self.threshold
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FindingRead:
         """The inverse of :meth:`to_dict` (unknown keys ignored)."""
-        probability = data.get("probability")
+        probability, threshold = data.get("probability"), data.get("threshold")
         return cls(
             name=str(data.get("name", "")), status=data.get("status", "not mentioned"),
             probability=None if probability is None else float(probability),
             where=tuple(str(w) for w in data.get("where") or ()), evidence=str(data.get("evidence") or ""),
-            source=str(data.get("source") or ""),
+            source=str(data.get("source") or ""), threshold=None if threshold is None else float(threshold),
         )
 
 

@@ -61,7 +61,8 @@ class MedragCnnReader:
         findings: dict[str, FindingRead] = {}
         for name, probability in output.probabilities.items():
             finding = CLASS_FINDINGS.get(name, name)
-            status = _status(probability, thresholds.get(name, 0.5))
+            threshold = thresholds.get(name, 0.5)
+            status = _status(probability, threshold)
             evidence = ""
             if name in self.unproven:
                 auc, low, high = self.unproven[name]
@@ -69,7 +70,7 @@ class MedragCnnReader:
                             f"95% CI {low:.2f}-{high:.2f}), so it says at most 'possible'")
                 status = "uncertain" if status == "present" else status
             findings[finding] = FindingRead(finding, status, float(probability), evidence=evidence,  # type: ignore[arg-type]
-                                            source="medrag-cnn")
+                                            source="medrag-cnn", threshold=float(threshold))
         abnormal = [(p, c) for c, p in output.probabilities.items() if c != "no finding"]
         heatmap, heatmap_finding = None, ""
         if abnormal:

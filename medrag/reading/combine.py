@@ -5,8 +5,9 @@ finding takes the status of the reader that gives a calibrated probability (the 
 measured evidence and places of the others (the anatomy reader); where the classifier says "possible" and a
 measurement says "present", the measurement settles it; where the classifier says "present" at a probability
 under one half and a measurement says "absent", the finding is "possible". Where only one reader speaks of a
-finding, its word stands. A reader that cannot load (missing weights) is skipped with a note; a reader that fails on
-one image is skipped for that image with a note, so one broken reader never hides the others.
+finding, its word stands. Last, "no finding" and the abnormal findings are made to agree (:func:`_settle_normal`).
+A reader that cannot load (missing weights) is skipped with a note; a reader that fails on one image is skipped
+for that image with a note, so one broken reader never hides the others.
 """
 
 from __future__ import annotations
@@ -107,10 +108,7 @@ def merge_readings(readings: Sequence[ImageReading], size: tuple[int, int] | Non
     if size is not None:
         _place_findings(findings, opacity, heatmap, heatmap_finding, zone_boxes, size)
     _place_effusion(findings, zones, measurements)
-    abnormal = [r for n, r in findings.items() if n not in ("no finding", "support devices") and r.status == "present"]
-    if abnormal and "no finding" in findings and findings["no finding"].status in ("present", "uncertain"):
-        # A finding the readers call present rules out a normal film, whatever "no finding" scored on its own.
-        findings["no finding"] = replace(findings["no finding"], status="absent")
+    _settle_normal(findings, readings)
     with_view = next((r for r in readings if r.view), base)
     with_ctr = next((r for r in readings if r.ctr is not None), base)
     devices = next((r.devices for r in readings if r.devices), ())
@@ -150,6 +148,51 @@ def _place_findings(findings: dict[str, FindingRead], opacity: np.ndarray | None
         zone = peak_zone(heatmap, zone_boxes, size)
         if zone:
             findings[heatmap_finding] = replace(findings[heatmap_finding], where=(zone,))
+
+
+#: Findings that do not make a film abnormal.
+NOT_ABNORMAL: tuple[str, ...] = ("no finding", "support devices")
+
+
+def _settle_normal(findings: dict[str, FindingRead], readings: Sequence[ImageReading]) -> None:
+    """Make "no finding" and the abnormal findings agree: a film is not both normal and abnormal.
+
+    When "no finding" is called (present or possible) beside abnormal findings (present or possible), the
+    better-supported word stands. A finding outweighs "normal" when a measurement says present (a blunted
+    angle, a zone over 2 SD, a ratio over its band) or when it stands at least as far above its own threshold
+    as "no finding" does above its own (probability ÷ threshold, :func:`margin`): then "no finding" is absent.
+    Otherwise each call rests on the classifier alone and a normal film is the likelier reading, so each
+    becomes absent, its evidence saying why. (The F1 thresholds of weak classes sit near the base rate:
+    before this, nearly every film read "possible consolidation" at probability 0.05, and no NIH film of
+    248 held-out patients was called normal.)
+    """
+    normal = findings.get("no finding")
+    if normal is None or normal.status not in ("present", "uncertain") or normal.probability is None:
+        return
+    calls = [n for n, r in findings.items() if n not in NOT_ABNORMAL and r.status in ("present", "uncertain")]
+    if not calls:
+        return
+    measured = {n for reading in readings for n, r in reading.findings.items()
+                if r.probability is None and r.status == "present"}
+    normal_margin = margin(normal)
+    if any(n in measured or margin(findings[n]) >= normal_margin for n in calls):
+        findings["no finding"] = replace(normal, status="absent")
+        return
+    for name in calls:
+        read = findings[name]
+        why = f"a normal film is the likelier reading (probability of no finding {normal.probability:.2f})"
+        findings[name] = replace(read, status="absent", where=(),
+                                 evidence="; ".join(e for e in (read.evidence, why) if e))
+
+
+def margin(read: FindingRead) -> float:
+    """How far a finding's probability stands above the threshold its reader calls it at (1.0: on it).
+
+    Without a probability (a measurement) it is infinite; without a threshold, one half is assumed (the
+    classifier's default)."""
+    if read.probability is None:
+        return float("inf")
+    return float(read.probability) / (read.threshold if read.threshold else 0.5)
 
 
 def _place_effusion(findings: dict[str, FindingRead], zones: dict[str, dict[str, float]],
@@ -203,5 +246,5 @@ def _merge_finding(current: FindingRead | None, new: FindingRead) -> FindingRead
     return replace(decider, evidence=evidence, where=where, source=sources)
 
 
-__all__ = ["CONTRADICTED_BELOW", "LUNG_OPACITY_FINDINGS", "PLACING_Z", "CombinedReader", "build_readers",
-           "merge_readings", "peak_zone"]
+__all__ = ["CONTRADICTED_BELOW", "LUNG_OPACITY_FINDINGS", "NOT_ABNORMAL", "PLACING_Z", "CombinedReader",
+           "build_readers", "margin", "merge_readings", "peak_zone"]

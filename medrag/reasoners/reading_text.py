@@ -167,7 +167,8 @@ def impression(reading: ImageReading) -> str:
     if flagged:
         parts.append("Increased opacity in the " + " and ".join(flagged[:2]) + ".")
     parts += [f"Possible {display(r.name)}{_where(r)}." for r in possible]
-    if not present and not possible and not flagged:
+    # Devices are not an abnormality: a film with ECG leads and nothing else still reads as normal.
+    if not [r for r in present if r.name != "support devices"] and not possible and not flagged:
         parts.append("No acute cardiopulmonary abnormality is seen by the image readers.")
     if absent:
         parts.append("No " + _join_or([display(n) for n in absent]) + ".")
