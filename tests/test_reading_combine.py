@@ -138,7 +138,7 @@ def test_a_measurement_that_says_present_settles_a_classifier_that_says_possible
     assert merged.findings["opacity"].status == "uncertain"  # a measurement's "absent" does not overrule "possible"
 
 
-def test_the_classifier_never_calls_present_a_class_it_is_not_shown_to_read() -> None:
+def test_the_classifier_does_not_call_a_class_it_is_not_shown_to_read() -> None:
     from medrag.reading.cnn_reader import MedragCnnReader, unproven_classes
 
     class FakeCnn:
@@ -158,8 +158,39 @@ def test_the_classifier_never_calls_present_a_class_it_is_not_shown_to_read() ->
     assert set(unproven_classes(FakeCnn.meta)) == {"nodule/mass"}
     reading = MedragCnnReader(FakeCnn()).read(np.zeros((64, 64), np.float32))  # type: ignore[arg-type]
     nodule = reading.findings["nodule/mass"]
-    assert nodule.status == "uncertain" and "not shown to beat chance" in nodule.evidence and "0.50" in nodule.evidence
+    assert nodule.status == "not mentioned" and "not shown to beat chance" in nodule.evidence
+    assert "0.50" in nodule.evidence and nodule.probability == 0.9  # kept: the evaluation still scores it
     assert reading.findings["edema"].status == "present"
+    assert reading.overlays.heatmap_finding == "edema"  # no heatmap for a class it cannot read
+
+
+def _with_consolidation_at_chance(**calls: str) -> ImageReading:
+    findings = {"consolidation": FindingRead("consolidation", "not mentioned", 0.05, (), "not shown to beat chance",
+                                             "medrag-cnn", 0.057)}
+    for name, status in calls.items():
+        findings[name] = FindingRead(name, status, 0.5 if status == "present" else 0.1,  # type: ignore[arg-type]
+                                     ("right lower zone",) if status != "absent" else (), source="medrag-cnn")
+    return ImageReading(findings=findings)
+
+
+def test_consolidation_stands_in_from_the_airspace_opacity_calls() -> None:
+    called = merge_readings([_with_consolidation_at_chance(pneumonia="present", opacity="absent")])
+    read = called.findings["consolidation"]
+    assert read.status == "uncertain" and read.where == ("right lower zone",) and "pneumonia is called" in read.evidence
+    clear = merge_readings([_with_consolidation_at_chance(pneumonia="absent", opacity="absent")])
+    assert clear.findings["consolidation"].status == "absent"
+    assert "neither pneumonia nor airspace opacity" in clear.findings["consolidation"].evidence
+    alone = merge_readings([_with_consolidation_at_chance()])  # nothing to infer it from: it stays unsaid
+    assert alone.findings["consolidation"].status == "not mentioned"
+
+
+def test_a_measurement_speaks_for_a_class_the_classifier_cannot_read() -> None:
+    anatomy = ImageReading(findings={
+        "cardiomegaly": FindingRead("cardiomegaly", "present", None, (), "cardiothoracic ratio 0.61", "anatomy")})
+    cnn = ImageReading(findings={"cardiomegaly": FindingRead("cardiomegaly", "not mentioned", 0.04, (),
+                                                            "not shown to beat chance", "medrag-cnn")})
+    merged = merge_readings([anatomy, cnn]).findings["cardiomegaly"]
+    assert merged.status == "present" and merged.probability == 0.04 and "ratio 0.61" in merged.evidence
 
 
 def test_a_measurement_that_says_absent_tempers_a_weak_present() -> None:

@@ -126,3 +126,21 @@ def test_a_normal_film_with_ecg_leads_reads_as_normal_and_its_table_agrees() -> 
     summary = label_text(impression)
     assert summary.findings["no finding"] == "present" and summary.findings["support devices"] == "present"
     assert summary.findings["consolidation"] == "absent" and contradictions(summary, text) == []
+
+
+def test_an_answer_inferred_for_a_class_the_classifier_cannot_read_says_so_and_gives_the_reason() -> None:
+    from medrag.reading.combine import merge_readings
+
+    cnn = ImageReading(findings={
+        "consolidation": FindingRead("consolidation", "not mentioned", 0.06, (),
+                                     "the classifier is not shown to beat chance for consolidation (held-out AUC "
+                                     "0.50, 95% CI 0.36-0.65), so it does not call it", "medrag-cnn", 0.057),
+        "pneumonia": FindingRead("pneumonia", "present", 0.7, ("right lower zone",), source="medrag-cnn"),
+        "opacity": FindingRead("opacity", "absent", 0.1, source="medrag-cnn"),
+    })
+    request = ReasoningRequest(question="Is there consolidation?", reading=merge_readings([cnn]))
+    answer = EvidenceReasoner().compose(request).split("**Answer.**")[1].split("**Technical")[0]
+    assert answer.strip().startswith("Possibly: possible consolidation in the right lower zone")
+    assert "Evidence for: possible because pneumonia is called." in answer
+    assert "probability 0.06" not in answer  # a probability at chance is not offered as evidence
+    assert "Caveat: the classifier is not shown to beat chance for consolidation" in answer

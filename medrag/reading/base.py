@@ -27,6 +27,21 @@ ZONES: tuple[str, ...] = (
 )
 
 
+#: How a finding is named in prose.
+DISPLAY: dict[str, str] = {
+    "effusion": "pleural effusion",
+    "nodule/mass": "nodule or mass",
+    "opacity": "airspace opacity",
+    "support devices": "support devices",
+    "no finding": "no acute abnormality",
+}
+
+
+def display(name: str) -> str:
+    """A finding's name in prose."""
+    return DISPLAY.get(name, name)
+
+
 @dataclass(frozen=True)
 class FindingRead:
     """One finding as a reader saw it."""
@@ -219,6 +234,6 @@ def reading_from_dict(data: dict[str, Any]) -> ImageReading:
 
 
 __all__ = [
-    "ZONES", "DeviceMark", "FindingRead", "ImageReading", "Overlays", "Reader", "ReaderSpec",
-    "reading_from_dict", "reading_to_dict", "readers", "register_reader", "status_from_probability",
+    "DISPLAY", "ZONES", "DeviceMark", "FindingRead", "ImageReading", "Overlays", "Reader", "ReaderSpec",
+    "reading_from_dict", "reading_to_dict", "display", "readers", "register_reader", "status_from_probability",
 ]

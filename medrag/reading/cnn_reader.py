@@ -4,8 +4,11 @@ Its calibrated probability decides each class's status: at or above the class's 
 "present", above :data:`UNCERTAIN_SHARE` of it "uncertain", else "absent". The heatmap (class activation)
 is made for the most probable abnormal finding; :mod:`medrag.reading.combine` names the lung zone under
 its peak. A class whose held-out AUC interval reaches chance (its lower 95 % bound at or below
-:data:`CHANCE_AUC`: consolidation, nodule/mass and cardiomegaly for the shipped weights) is never called
-"present" by the classifier alone: at most "uncertain", with the reason in its evidence.
+:data:`CHANCE_AUC`: consolidation for the shipped weights, AUC 0.50) is not called by the classifier at all:
+its status is "not mentioned", its probability is kept (the evaluation still scores it) and its evidence
+says why; another reader's word, or for consolidation the airspace-opacity calls, decide it
+(:mod:`medrag.reading.combine`). Capping it at "possible" made nearly every film read "possible
+consolidation" at probability 0.05.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ CLASS_FINDINGS: dict[str, str] = {"infiltration": "opacity"}
 UNCERTAIN_SHARE = 0.85
 #: A class whose held-out AUC's lower 95 % bound is at or below this is not shown to beat chance.
 CHANCE_AUC = 0.5
+#: Marks the evidence of a class the classifier is not shown to read (the answer then skips its probability).
+UNPROVEN_NOTE = "the classifier is not shown to beat chance for"
 #: The heatmap kept in the history is this coarse (cells per side).
 HEATMAP_CELLS = 32
 
@@ -66,16 +71,16 @@ class MedragCnnReader:
             evidence = ""
             if name in self.unproven:
                 auc, low, high = self.unproven[name]
-                evidence = (f"the classifier is not shown to beat chance for {finding} (held-out AUC {auc:.2f}, "
-                            f"95% CI {low:.2f}-{high:.2f}), so it says at most 'possible'")
-                status = "uncertain" if status == "present" else status
+                evidence = (f"{UNPROVEN_NOTE} {finding} (held-out AUC {auc:.2f}, "
+                            f"95% CI {low:.2f}-{high:.2f}), so it does not call it")
+                status = "not mentioned"
             findings[finding] = FindingRead(finding, status, float(probability), evidence=evidence,  # type: ignore[arg-type]
                                             source="medrag-cnn", threshold=float(threshold))
-        abnormal = [(p, c) for c, p in output.probabilities.items() if c != "no finding"]
+        abnormal = [(p, c) for c, p in output.probabilities.items() if c != "no finding" and c not in self.unproven]
         heatmap, heatmap_finding = None, ""
         if abnormal:
             probability, top = max(abnormal)
-            if findings[CLASS_FINDINGS.get(top, top)].status != "absent":
+            if findings[CLASS_FINDINGS.get(top, top)].status in ("present", "uncertain"):
                 heatmap = _coarse(self.cnn.heatmap(pixels, top))
                 heatmap_finding = CLASS_FINDINGS.get(top, top)
         return ImageReading(findings=findings, overlays=Overlays(heatmap=heatmap, heatmap_finding=heatmap_finding),
@@ -110,4 +115,5 @@ def _factory(settings: Settings) -> MedragCnnReader:
 
 register_reader(ReaderSpec("medrag-cnn", _factory, "MedRAG's trained finding classifier with heatmaps (offline)"))
 
-__all__ = ["CHANCE_AUC", "CLASS_FINDINGS", "HEATMAP_CELLS", "UNCERTAIN_SHARE", "MedragCnnReader", "unproven_classes"]
+__all__ = ["CHANCE_AUC", "CLASS_FINDINGS", "HEATMAP_CELLS", "UNCERTAIN_SHARE", "UNPROVEN_NOTE", "MedragCnnReader",
+           "unproven_classes"]

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from medrag.errors import BackendUnavailableError, ConfigError
-from medrag.reading.base import FindingRead, ImageReading, Overlays, Reader, readers
+from medrag.reading.base import FindingRead, ImageReading, Overlays, Reader, display, readers
 from medrag.reading.grids import peak
 
 if TYPE_CHECKING:
@@ -109,6 +109,7 @@ def merge_readings(readings: Sequence[ImageReading], size: tuple[int, int] | Non
         _place_findings(findings, opacity, heatmap, heatmap_finding, zone_boxes, size)
     _place_effusion(findings, zones, measurements)
     _settle_normal(findings, readings)
+    _stand_in(findings)
     with_view = next((r for r in readings if r.view), base)
     with_ctr = next((r for r in readings if r.ctr is not None), base)
     devices = next((r.devices for r in readings if r.devices), ())
@@ -185,6 +186,33 @@ def _settle_normal(findings: dict[str, FindingRead], readings: Sequence[ImageRea
                                  evidence="; ".join(e for e in (read.evidence, why) if e))
 
 
+#: A finding no reader calls (the classifier at chance on it) is read from these: consolidation is airspace
+#: opacity, so it is "possible" where pneumonia or an airspace opacity is called, and absent where neither is.
+STANDS_IN_FOR: dict[str, tuple[str, ...]] = {"consolidation": ("pneumonia", "opacity")}
+
+
+def _stand_in(findings: dict[str, FindingRead]) -> None:
+    """Give a "not mentioned" finding of :data:`STANDS_IN_FOR` a status from the findings that stand in for it
+    (never more than "possible": it is inferred, not seen)."""
+    for name, proxies in STANDS_IN_FOR.items():
+        read = findings.get(name)
+        known = [findings[p] for p in proxies if p in findings and findings[p].status != "not mentioned"]
+        if read is None or read.status != "not mentioned" or not known:
+            continue
+        called = [r for r in known if r.status in ("present", "uncertain")]
+        if called:
+            named = " and ".join(f"{display(r.name)} is {'called' if r.status == 'present' else 'possible'}"
+                                 for r in called)
+            why = f"possible because {named}"
+            status, where = "uncertain", next((r.where for r in called if r.where), ())
+        else:
+            names = [display(r.name) for r in known]
+            why = f"neither {' nor '.join(names)} is called" if len(names) > 1 else f"no {names[0]} is called"
+            status, where = "absent", ()
+        findings[name] = replace(read, status=status, where=where,  # type: ignore[arg-type]
+                                 evidence="; ".join(e for e in (read.evidence, why) if e))
+
+
 def margin(read: FindingRead) -> float:
     """How far a finding's probability stands above the threshold its reader calls it at (1.0: on it).
 
@@ -228,7 +256,10 @@ def _merge_finding(current: FindingRead | None, new: FindingRead) -> FindingRead
         decider, other = (new, current) if new.probability is not None else (current, new)
     else:
         decider, other = (new, current) if _STRENGTH[new.status] > _STRENGTH[current.status] else (current, new)
-    if decider.status == "absent" and other.status in ("present", "uncertain"):
+    if decider.status == "not mentioned" and other.status != "not mentioned":
+        # The calibrated reader does not call this one (at chance on it): the other reader's word stands.
+        decider = replace(decider, status=other.status)
+    elif decider.status == "absent" and other.status in ("present", "uncertain"):
         # A measurement points to it though the classifier does not: say "possible", not "no".
         decider = replace(decider, status="uncertain")
     elif (decider.status == "present" and decider.probability is not None and decider.probability < CONTRADICTED_BELOW
@@ -247,4 +278,4 @@ def _merge_finding(current: FindingRead | None, new: FindingRead) -> FindingRead
 
 
 __all__ = ["CONTRADICTED_BELOW", "LUNG_OPACITY_FINDINGS", "NOT_ABNORMAL", "PLACING_Z", "CombinedReader",
-           "build_readers", "margin", "merge_readings", "peak_zone"]
+           "STANDS_IN_FOR", "build_readers", "margin", "merge_readings", "peak_zone"]

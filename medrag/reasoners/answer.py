@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from medrag.reading.base import FindingRead, ImageReading
+from medrag.reading.cnn_reader import UNPROVEN_NOTE
 from medrag.reasoners.reading_text import display
 
 #: At most this many findings a question names are answered one by one.
@@ -24,13 +25,17 @@ def asked_findings(question: str) -> list[str]:
     return named[:MAX_ANSWERED]
 
 
-def _for_and_against(read: FindingRead, reading: ImageReading) -> tuple[list[str], list[str]]:
+def _for_and_against(read: FindingRead, reading: ImageReading) -> tuple[list[str], list[str], list[str]]:
+    """Evidence for, evidence against, and caveats (a classifier at chance on this finding is neither)."""
     support: list[str] = []
     against: list[str] = []
-    if read.probability is not None:
+    parts = [part for part in read.evidence.split("; ") if part]
+    caveats = [part for part in parts if UNPROVEN_NOTE in part]
+    if read.probability is not None and not caveats:  # a probability at chance is no evidence either way
         (support if read.probability >= 0.5 else against).append(f"classifier probability {read.probability:.2f}")
-    if read.evidence:
-        support.append(read.evidence) if read.status != "absent" else against.append(read.evidence)
+    evidence = "; ".join(part for part in parts if part not in caveats)
+    if evidence:
+        support.append(evidence) if read.status != "absent" else against.append(evidence)
     flagged = reading.flagged_zones()
     if read.name in ("consolidation", "pneumonia", "opacity", "atelectasis", "edema"):
         if flagged:
@@ -41,14 +46,14 @@ def _for_and_against(read: FindingRead, reading: ImageReading) -> tuple[list[str
         (support if reading.ctr > 0.5 else against).append(f"cardiothoracic ratio {reading.ctr:.2f}")
         if not reading.ctr_reliable:
             against.append("the AP projection magnifies the heart, so the ratio overstates it")
-    return support, against
+    return support, against, caveats
 
 
 def _answer_one(read: FindingRead | None, name: str, reading: ImageReading) -> str:
     shown = display(name)
     if read is None or read.status == "not mentioned":
         return f"The image readers do not assess {shown}; see the similar cases below."
-    support, against = _for_and_against(read, reading)
+    support, against, caveats = _for_and_against(read, reading)
     where = f" in the {' and '.join(read.where[:2])}" if read.where else ""
     if read.status == "present":
         head = f"Yes: {shown}{where} on this film."
@@ -61,6 +66,8 @@ def _answer_one(read: FindingRead | None, name: str, reading: ImageReading) -> s
         tail += " Evidence for: " + "; ".join(support) + "."
     if against:
         tail += " Evidence against: " + "; ".join(against) + "."
+    if caveats:
+        tail += " Caveat: " + "; ".join(caveats) + "."
     return head + tail
 
 

@@ -9,16 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from medrag.reading.base import FindingRead, ImageReading
-
-#: How a finding is named in prose.
-DISPLAY: dict[str, str] = {
-    "effusion": "pleural effusion",
-    "nodule/mass": "nodule or mass",
-    "opacity": "airspace opacity",
-    "support devices": "support devices",
-    "no finding": "no acute abnormality",
-}
+from medrag.reading.base import DISPLAY, FindingRead, ImageReading, display
 
 #: The reasoning section each finding belongs to.
 SECTION_OF: dict[str, str] = {
@@ -32,10 +23,6 @@ SECTION_OF: dict[str, str] = {
 #: Findings named in the impression when ruled out (the ones a reader of a chest film always checks).
 KEY_NEGATIVES: tuple[str, ...] = ("effusion", "pneumothorax", "consolidation", "cardiomegaly")
 
-
-def display(name: str) -> str:
-    """A finding's name in prose."""
-    return DISPLAY.get(name, name)
 
 
 def _where(read: FindingRead) -> str:
