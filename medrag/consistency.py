@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import re
 
+from medrag.reading.base import NOT_ABNORMAL
 from medrag.records import FINDINGS, FindingStatus, Summary
 
 # The restated question and quotes of similar cases' reports say nothing about this image.
 _QUESTION_LINE = re.compile(r"^\s*(?:Question:|Similar case \d|Case \d+ \([\d.]+\) report:).*$", re.MULTILINE)
 _IMPRESSION = re.compile(r"\**\s*impression\s*[.:]?\s*\**\s*[:.]?", re.IGNORECASE)
-_ABNORMAL_SKIP = ("no finding", "support devices")
 
 
 def reasoning_body(reasoning: str) -> str:
@@ -48,7 +48,7 @@ def reconcile(summary: Summary, reasoning: str) -> Summary:
             findings[name] = said
             if said in ("present", "uncertain"):
                 notes.append(f"The impression leaves out {name}, which the reasoning reports as {said}.")
-    abnormal = any(findings.get(n) in ("present", "uncertain") for n in FINDINGS if n not in _ABNORMAL_SKIP)
+    abnormal = any(findings.get(n) in ("present", "uncertain") for n in FINDINGS if n not in NOT_ABNORMAL)
     if abnormal and findings.get("no finding") in ("present", "uncertain"):
         findings["no finding"] = "absent"
         notes.append("An abnormality is reported, so the table does not call the film normal.")

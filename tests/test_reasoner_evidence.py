@@ -126,6 +126,9 @@ def test_a_normal_film_with_ecg_leads_reads_as_normal_and_its_table_agrees() -> 
     summary = label_text(impression)
     assert summary.findings["no finding"] == "present" and summary.findings["support devices"] == "present"
     assert summary.findings["consolidation"] == "absent" and contradictions(summary, text) == []
+    # Asked whether it is normal, the answer agrees with the impression: ECG leads are not an abnormality.
+    asked = EvidenceReasoner().compose(ReasoningRequest(question="Is this film normal?", reading=reading))
+    assert "Yes: the image readers see no acute abnormality" in asked.split("**Answer.**")[1].split("**Technical")[0]
 
 
 def test_an_answer_inferred_for_a_class_the_classifier_cannot_read_says_so_and_gives_the_reason() -> None:

@@ -37,6 +37,10 @@ DISPLAY: dict[str, str] = {
 }
 
 
+#: Findings that do not make a film abnormal (a normal film may carry ECG leads).
+NOT_ABNORMAL: tuple[str, ...] = ("no finding", "support devices")
+
+
 def display(name: str) -> str:
     """A finding's name in prose."""
     return DISPLAY.get(name, name)
@@ -234,6 +238,7 @@ def reading_from_dict(data: dict[str, Any]) -> ImageReading:
 
 
 __all__ = [
-    "DISPLAY", "ZONES", "DeviceMark", "FindingRead", "ImageReading", "Overlays", "Reader", "ReaderSpec",
-    "reading_from_dict", "reading_to_dict", "display", "readers", "register_reader", "status_from_probability",
+    "DISPLAY", "NOT_ABNORMAL", "ZONES", "DeviceMark", "FindingRead", "ImageReading", "Overlays", "Reader",
+    "ReaderSpec", "display", "reading_from_dict", "reading_to_dict", "readers", "register_reader",
+    "status_from_probability",
 ]

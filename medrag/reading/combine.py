@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from medrag.errors import BackendUnavailableError, ConfigError
-from medrag.reading.base import FindingRead, ImageReading, Overlays, Reader, display, readers
+from medrag.reading.base import NOT_ABNORMAL, FindingRead, ImageReading, Overlays, Reader, display, readers
 from medrag.reading.grids import peak
 
 if TYPE_CHECKING:
@@ -151,10 +151,6 @@ def _place_findings(findings: dict[str, FindingRead], opacity: np.ndarray | None
             findings[heatmap_finding] = replace(findings[heatmap_finding], where=(zone,))
 
 
-#: Findings that do not make a film abnormal.
-NOT_ABNORMAL: tuple[str, ...] = ("no finding", "support devices")
-
-
 def _settle_normal(findings: dict[str, FindingRead], readings: Sequence[ImageReading]) -> None:
     """Make "no finding" and the abnormal findings agree: a film is not both normal and abnormal.
 
@@ -277,5 +273,5 @@ def _merge_finding(current: FindingRead | None, new: FindingRead) -> FindingRead
     return replace(decider, evidence=evidence, where=where, source=sources)
 
 
-__all__ = ["CONTRADICTED_BELOW", "LUNG_OPACITY_FINDINGS", "NOT_ABNORMAL", "PLACING_Z", "CombinedReader",
+__all__ = ["CONTRADICTED_BELOW", "LUNG_OPACITY_FINDINGS", "PLACING_Z", "CombinedReader",
            "STANDS_IN_FOR", "build_readers", "margin", "merge_readings", "peak_zone"]

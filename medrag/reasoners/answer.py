@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from medrag.reading.base import FindingRead, ImageReading
+from medrag.reading.base import NOT_ABNORMAL, FindingRead, ImageReading
 from medrag.reading.cnn_reader import UNPROVEN_NOTE
 from medrag.reasoners.reading_text import display
 
@@ -78,7 +78,7 @@ def answer_lines(question: str, reading: ImageReading) -> list[str]:
         return ["The question names no finding the readers assess; the whole reading follows."]
     if asked == ["no finding"]:
         abnormal = [
-            r for r in reading.findings.values() if r.name != "no finding" and r.status in ("present", "uncertain")
+            r for r in reading.findings.values() if r.name not in NOT_ABNORMAL and r.status in ("present", "uncertain")
         ]
         if not abnormal:
             return ["Yes: the image readers see no acute abnormality on this film."]
