@@ -205,3 +205,29 @@ def test_a_measurement_that_says_absent_tempers_a_weak_present() -> None:
         merged = merge_readings([anatomy, cnn]).findings["effusion"]
         assert merged.status == expected
         assert "both costophrenic angles sharp" in merged.evidence
+
+
+def test_a_class_read_poorly_is_at_most_possible_unless_a_measurement_says_present() -> None:
+    from types import SimpleNamespace
+
+    from medrag.reading.cnn_reader import MedragCnnReader
+
+    class FakeCnn:
+        meta = {"weights_sha256": "x", "metrics": {"held_out": {"per_class": {
+            "infiltration": {"auc": 0.64, "auc_ci95": [0.57, 0.71]},
+            "pneumonia": {"auc": 0.71, "auc_ci95": [0.64, 0.78]}}}}}
+        thresholds = {"infiltration": 0.19, "pneumonia": 0.3}
+
+        def forward(self, pixels: np.ndarray) -> object:
+            return SimpleNamespace(probabilities={"infiltration": 0.6, "pneumonia": 0.6})
+
+        def heatmap(self, pixels: np.ndarray, name: str) -> np.ndarray:
+            return np.zeros(pixels.shape, np.float32)
+
+    cnn = MedragCnnReader(FakeCnn()).read(np.zeros((64, 64), np.float32))  # type: ignore[arg-type]
+    opacity = cnn.findings["opacity"]
+    assert opacity.status == "uncertain" and "reads airspace opacity poorly (held-out AUC 0.64)" in opacity.evidence
+    assert cnn.findings["pneumonia"].status == "present"  # AUC 0.71: acceptable, its threshold stands
+    zones = ImageReading(findings={"opacity": FindingRead("opacity", "present", None, ("right lower zone",),
+                                                          "right lower zone 2.6 SD more opaque", "anatomy")})
+    assert merge_readings([zones, cnn]).findings["opacity"].status == "present"  # the measurement settles it

@@ -8,7 +8,11 @@ its peak. A class whose held-out AUC interval reaches chance (its lower 95 % bou
 its status is "not mentioned", its probability is kept (the evaluation still scores it) and its evidence
 says why; another reader's word, or for consolidation the airspace-opacity calls, decide it
 (:mod:`medrag.reading.combine`). Capping it at "possible" made nearly every film read "possible
-consolidation" at probability 0.05.
+consolidation" at probability 0.05. A class it reads poorly (held-out AUC under :data:`ACCEPTABLE_AUC`, the
+usual bar for acceptable discrimination: nodule/mass 0.62, airspace opacity 0.64, cardiomegaly 0.68) is at most
+"possible" by the classifier alone; a measurement that says present (a zone over 2 SD, a ratio over its band)
+can still make it present. Called "present" at its F1 threshold, nodule/mass was "present" on 127 of 299
+held-out films, 26 of them with a nodule or mass.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from medrag.errors import BackendUnavailableError
-from medrag.reading.base import FindingRead, ImageReading, Overlays, ReaderSpec, register_reader
+from medrag.reading.base import FindingRead, ImageReading, Overlays, ReaderSpec, display, register_reader
 from medrag.reading.grids import block_mean
 
 if TYPE_CHECKING:
@@ -31,6 +35,8 @@ CLASS_FINDINGS: dict[str, str] = {"infiltration": "opacity"}
 UNCERTAIN_SHARE = 0.85
 #: A class whose held-out AUC's lower 95 % bound is at or below this is not shown to beat chance.
 CHANCE_AUC = 0.5
+#: A class whose held-out AUC is under this is read poorly: the classifier alone says at most "possible".
+ACCEPTABLE_AUC = 0.7
 #: Marks the evidence of a class the classifier is not shown to read (the answer then skips its probability).
 UNPROVEN_NOTE = "the classifier is not shown to beat chance for"
 #: The heatmap kept in the history is this coarse (cells per side).
@@ -58,6 +64,8 @@ class MedragCnnReader:
         self.cnn = cnn
         self.model = f"medrag-cnn@{str(cnn.meta.get('weights_sha256', ''))[:12]}"
         self.unproven = unproven_classes(cnn.meta)
+        self.poor = {name: auc for name, auc in held_out_aucs(cnn.meta).items()
+                     if auc < ACCEPTABLE_AUC and name not in self.unproven}
 
     def read(self, pixels: np.ndarray, *, view_hint: str | None = None) -> ImageReading:
         """Calibrated probabilities for every class, and a heatmap for the most probable abnormal one."""
@@ -71,9 +79,13 @@ class MedragCnnReader:
             evidence = ""
             if name in self.unproven:
                 auc, low, high = self.unproven[name]
-                evidence = (f"{UNPROVEN_NOTE} {finding} (held-out AUC {auc:.2f}, "
+                evidence = (f"{UNPROVEN_NOTE} {display(finding)} (held-out AUC {auc:.2f}, "
                             f"95% CI {low:.2f}-{high:.2f}), so it does not call it")
                 status = "not mentioned"
+            elif name in self.poor and status == "present":
+                evidence = (f"the classifier reads {display(finding)} poorly (held-out AUC {self.poor[name]:.2f}), "
+                            "so it says at most 'possible'")
+                status = "uncertain"
             findings[finding] = FindingRead(finding, status, float(probability), evidence=evidence,  # type: ignore[arg-type]
                                             source="medrag-cnn", threshold=float(threshold))
         abnormal = [(p, c) for c, p in output.probabilities.items() if c != "no finding" and c not in self.unproven]
@@ -90,6 +102,14 @@ class MedragCnnReader:
         """Patient ids the classifier learned from (left out of ``medrag eval reading``)."""
         data = self.cnn.meta.get("data") or {}
         return set(data.get("train_patients") or self.cnn.meta.get("train_patients") or ())
+
+
+def held_out_aucs(meta: dict[str, object]) -> dict[str, float]:
+    """Each class's held-out AUC from the weights' stamp (classes without one left out)."""
+    metrics = meta.get("metrics")
+    per_class = metrics.get("held_out", {}).get("per_class", {}) if isinstance(metrics, dict) else {}
+    return {name: float(figures["auc"]) for name, figures in per_class.items()
+            if isinstance(figures, dict) and figures.get("auc") is not None}
 
 
 def unproven_classes(meta: dict[str, object]) -> dict[str, tuple[float, float, float]]:
@@ -115,5 +135,5 @@ def _factory(settings: Settings) -> MedragCnnReader:
 
 register_reader(ReaderSpec("medrag-cnn", _factory, "MedRAG's trained finding classifier with heatmaps (offline)"))
 
-__all__ = ["CHANCE_AUC", "CLASS_FINDINGS", "HEATMAP_CELLS", "UNCERTAIN_SHARE", "UNPROVEN_NOTE", "MedragCnnReader",
-           "unproven_classes"]
+__all__ = ["ACCEPTABLE_AUC", "CHANCE_AUC", "CLASS_FINDINGS", "HEATMAP_CELLS", "UNCERTAIN_SHARE", "UNPROVEN_NOTE",
+           "MedragCnnReader", "held_out_aucs", "unproven_classes"]
