@@ -465,6 +465,24 @@ BEDSIDE = REAL_DATA / "images" / "pneumonia" / "nih_00000150_002.png"
 NORMAL_WITH_LEADS = REAL_DATA / "images" / "normal" / "nih_00003914_001.png"
 
 
+def _analyze_upload(page, server: str, image: Path, question: str) -> str:  # type: ignore[no-untyped-def]
+    """Upload ``image`` on Analyze, ask ``question``, wait for the saved analysis; the reasoning's text."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{server}/Analyze")
+    wait_idle(page, timeout_s=240)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(image))
+    wait_idle(page)
+    page.get_by_label("Question (optional with an image)").fill(question)
+    page.get_by_label("Question (optional with an image)").press("Tab")
+    wait_idle(page)
+    page.get_by_role("button", name="Analyze", exact=True).click()
+    saved = page.get_by_test_id("stAlertContentSuccess").filter(has_text="Saved to history as #")
+    expect(saved).to_be_visible(timeout=240_000)
+    wait_idle(page)
+    return str(page.locator('[data-testid="stExpander"]').filter(has_text="Reasoning by").first.inner_text())
+
+
 def test_a_bedside_film_is_read_from_its_pixels(server: str) -> None:
     """Issue #11's walk: an AP bedside film (NIH pneumonia, expert box over the patient's left mid zone) with
     ECG leads and lines, asked "Is there consolidation?". The reading answers first, says the ratio is
@@ -477,19 +495,7 @@ def test_a_bedside_film_is_read_from_its_pixels(server: str) -> None:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            page.goto(f"{server}/Analyze")
-            wait_idle(page, timeout_s=240)
-            page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(BEDSIDE))
-            wait_idle(page)
-            page.get_by_label("Question (optional with an image)").fill("Is there consolidation?")
-            page.get_by_label("Question (optional with an image)").press("Tab")
-            wait_idle(page)
-            page.get_by_role("button", name="Analyze", exact=True).click()
-            saved = page.get_by_test_id("stAlertContentSuccess").filter(has_text="Saved to history as #")
-            expect(saved).to_be_visible(timeout=240_000)
-            wait_idle(page)
-            reasoning = page.locator('[data-testid="stExpander"]').filter(has_text="Reasoning by").first
-            text = reasoning.inner_text()
+            text = _analyze_upload(page, server, BEDSIDE, "Is there consolidation?")
             assert "Question: Is there consolidation?" in text
             assert "Answer." in text and text.index("Answer.") < text.index("Technical assessment")
             assert "AP view" in text and "overstates" in text  # the ratio caveat on an AP film
@@ -517,18 +523,7 @@ def test_a_normal_film_with_ecg_leads_reads_as_normal(server: str) -> None:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            page.goto(f"{server}/Analyze")
-            wait_idle(page, timeout_s=240)
-            page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(NORMAL_WITH_LEADS))
-            wait_idle(page)
-            page.get_by_label("Question (optional with an image)").fill("Is this film normal?")
-            page.get_by_label("Question (optional with an image)").press("Tab")
-            wait_idle(page)
-            page.get_by_role("button", name="Analyze", exact=True).click()
-            saved = page.get_by_test_id("stAlertContentSuccess").filter(has_text="Saved to history as #")
-            expect(saved).to_be_visible(timeout=240_000)
-            wait_idle(page)
-            text = page.locator('[data-testid="stExpander"]').filter(has_text="Reasoning by").first.inner_text()
+            text = _analyze_upload(page, server, NORMAL_WITH_LEADS, "Is this film normal?")
             answer = text.split("Answer.", 1)[1].split("Technical assessment", 1)[0]
             assert answer.strip().startswith("Yes: the image readers see no acute abnormality"), answer
             impression = text.split("Impression.", 1)[1].split("Note:", 1)[0]

@@ -138,25 +138,37 @@ def test_a_measurement_that_says_present_settles_a_classifier_that_says_possible
     assert merged.findings["opacity"].status == "uncertain"  # a measurement's "absent" does not overrule "possible"
 
 
+class FakeCnn:
+    """Stands in for ``CnnReader``: fixed probabilities, thresholds and held-out figures."""
+
+    def __init__(self, per_class: dict[str, dict[str, object]], thresholds: dict[str, float],
+                 probabilities: dict[str, float]) -> None:
+        self.meta = {"weights_sha256": "x", "metrics": {"held_out": {"per_class": per_class}}}
+        self.thresholds, self.probabilities = thresholds, probabilities
+
+    def forward(self, pixels: np.ndarray) -> object:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(probabilities=self.probabilities)
+
+    def heatmap(self, pixels: np.ndarray, name: str) -> np.ndarray:
+        return np.zeros(pixels.shape, np.float32)
+
+
+def _read_with(cnn: FakeCnn) -> ImageReading:
+    from medrag.reading.cnn_reader import MedragCnnReader
+
+    return MedragCnnReader(cnn).read(np.zeros((64, 64), np.float32))  # type: ignore[arg-type]
+
+
 def test_the_classifier_does_not_call_a_class_it_is_not_shown_to_read() -> None:
-    from medrag.reading.cnn_reader import MedragCnnReader, unproven_classes
+    from medrag.reading.cnn_reader import unproven_classes
 
-    class FakeCnn:
-        meta = {"weights_sha256": "x", "metrics": {"held_out": {"per_class": {
-            "nodule/mass": {"auc": 0.585, "auc_ci95": [0.498, 0.676]},
-            "edema": {"auc": 0.845, "auc_ci95": [0.718, 0.953]}}}}}
-        thresholds = {"nodule/mass": 0.1, "edema": 0.1}
-
-        def forward(self, pixels: np.ndarray) -> object:
-            from types import SimpleNamespace
-
-            return SimpleNamespace(probabilities={"nodule/mass": 0.9, "edema": 0.9})
-
-        def heatmap(self, pixels: np.ndarray, name: str) -> np.ndarray:
-            return np.zeros(pixels.shape, np.float32)
-
-    assert set(unproven_classes(FakeCnn.meta)) == {"nodule/mass"}
-    reading = MedragCnnReader(FakeCnn()).read(np.zeros((64, 64), np.float32))  # type: ignore[arg-type]
+    cnn = FakeCnn({"nodule/mass": {"auc": 0.585, "auc_ci95": [0.498, 0.676]},
+                   "edema": {"auc": 0.845, "auc_ci95": [0.718, 0.953]}},
+                  {"nodule/mass": 0.1, "edema": 0.1}, {"nodule/mass": 0.9, "edema": 0.9})
+    assert set(unproven_classes(cnn.meta)) == {"nodule/mass"}
+    reading = _read_with(cnn)
     nodule = reading.findings["nodule/mass"]
     assert nodule.status == "not mentioned" and "not shown to beat chance" in nodule.evidence
     assert "0.50" in nodule.evidence and nodule.probability == 0.9  # kept: the evaluation still scores it
@@ -208,23 +220,9 @@ def test_a_measurement_that_says_absent_tempers_a_weak_present() -> None:
 
 
 def test_a_class_read_poorly_is_at_most_possible_unless_a_measurement_says_present() -> None:
-    from types import SimpleNamespace
-
-    from medrag.reading.cnn_reader import MedragCnnReader
-
-    class FakeCnn:
-        meta = {"weights_sha256": "x", "metrics": {"held_out": {"per_class": {
-            "infiltration": {"auc": 0.64, "auc_ci95": [0.57, 0.71]},
-            "pneumonia": {"auc": 0.71, "auc_ci95": [0.64, 0.78]}}}}}
-        thresholds = {"infiltration": 0.19, "pneumonia": 0.3}
-
-        def forward(self, pixels: np.ndarray) -> object:
-            return SimpleNamespace(probabilities={"infiltration": 0.6, "pneumonia": 0.6})
-
-        def heatmap(self, pixels: np.ndarray, name: str) -> np.ndarray:
-            return np.zeros(pixels.shape, np.float32)
-
-    cnn = MedragCnnReader(FakeCnn()).read(np.zeros((64, 64), np.float32))  # type: ignore[arg-type]
+    cnn = _read_with(FakeCnn({"infiltration": {"auc": 0.64, "auc_ci95": [0.57, 0.71]},
+                              "pneumonia": {"auc": 0.71, "auc_ci95": [0.64, 0.78]}},
+                             {"infiltration": 0.19, "pneumonia": 0.3}, {"infiltration": 0.6, "pneumonia": 0.6}))
     opacity = cnn.findings["opacity"]
     assert opacity.status == "uncertain" and "reads airspace opacity poorly (held-out AUC 0.64)" in opacity.evidence
     assert cnn.findings["pneumonia"].status == "present"  # AUC 0.71: acceptable, its threshold stands

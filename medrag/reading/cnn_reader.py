@@ -17,7 +17,7 @@ held-out films, 26 of them with a nodule or mass.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -104,20 +104,23 @@ class MedragCnnReader:
         return set(data.get("train_patients") or self.cnn.meta.get("train_patients") or ())
 
 
-def held_out_aucs(meta: dict[str, object]) -> dict[str, float]:
-    """Each class's held-out AUC from the weights' stamp (classes without one left out)."""
+def _per_class(meta: dict[str, object]) -> dict[str, dict[str, Any]]:
+    """The held-out figures per class in the weights' stamp (empty when it has none)."""
     metrics = meta.get("metrics")
     per_class = metrics.get("held_out", {}).get("per_class", {}) if isinstance(metrics, dict) else {}
-    return {name: float(figures["auc"]) for name, figures in per_class.items()
-            if isinstance(figures, dict) and figures.get("auc") is not None}
+    return {name: figures for name, figures in per_class.items() if isinstance(figures, dict)}
+
+
+def held_out_aucs(meta: dict[str, object]) -> dict[str, float]:
+    """Each class's held-out AUC from the weights' stamp (classes without one left out)."""
+    return {name: float(figures["auc"]) for name, figures in _per_class(meta).items()
+            if figures.get("auc") is not None}
 
 
 def unproven_classes(meta: dict[str, object]) -> dict[str, tuple[float, float, float]]:
     """Classes whose held-out AUC interval reaches :data:`CHANCE_AUC`: class → (AUC, low, high)."""
-    metrics = meta.get("metrics")
-    per_class = metrics.get("held_out", {}).get("per_class", {}) if isinstance(metrics, dict) else {}
     out = {}
-    for name, figures in per_class.items():
+    for name, figures in _per_class(meta).items():
         interval = figures.get("auc_ci95") or []
         if len(interval) == 2 and interval[0] is not None and float(interval[0]) <= CHANCE_AUC:
             out[name] = (float(figures.get("auc", float("nan"))), float(interval[0]), float(interval[1]))
