@@ -8,6 +8,7 @@ pipeline runs on.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from medrag.config import Settings, load_settings
 from medrag.engine.backends import Backends, BackendStatus
 from medrag.engine.search import LibraryMap, Searcher
 from medrag.engine.vectors import EmbedReport, LibraryVectors
-from medrag.events import Event
+from medrag.events import Event, StageStarted
 from medrag.library import IngestReport, ingest_path
 from medrag.reading.base import ImageReading
 from medrag.reasoners import Reasoner, Summariser
@@ -232,7 +233,22 @@ class Workbench:
 
         self.store.check_location()
 
-        return analyze(self, source, question=question, name=name, **options)
+        events = analyze(self, source, question=question, name=name, **options)
+        return self._store_held(events, web=bool(options.get("web", True)))
+
+    def _store_held(self, events: Iterator[Event], *, web: bool) -> Iterator[Event]:
+        """``events`` with the store's file held open from the first stage, let go before a web search.
+
+        Each store call would otherwise reopen the DuckDB file (about 20 ms with the damage check; an analysis
+        makes several). The network is not waited on with the file held, so another process is kept out for
+        the length of the local stages only; the save after a web search opens the file again.
+        """
+        with contextlib.ExitStack() as held:
+            held.enter_context(self.store.session())
+            for event in events:
+                if web and isinstance(event, StageStarted) and event.stage == "web":
+                    held.close()
+                yield event
 
 
 __all__ = ["BackendStatus", "LibraryMap", "Workbench"]
