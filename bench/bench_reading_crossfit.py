@@ -5,7 +5,9 @@ thresholds, which were fitted on those same films: optimistic. This reads every 
 readers), then for each seed splits the patients in two halves, refits the classifier's Platt calibration
 and F1 threshold per class on one half, reads the other half's films through the shipped reader and merge
 with them (``MedragCnnReader`` on the refitted probabilities, ``merge_readings`` with the anatomy reading),
-and scores the whole reading the way ``medrag eval reading`` does.
+and scores the whole reading the way ``medrag eval reading`` does. Where the measurements are fused with the
+classifier (``medrag-fusion.json``), the fused score's calibration and threshold are refitted on the half the
+same way; ``--no-fusion`` reads without it, for the side-by-side figure.
 
     medrag --data-dir /tmp/nihdata ingest ../shared/data/nih-train --labels ../shared/data/nih-train/labels.csv
     python bench/bench_reading_crossfit.py --data-dir /tmp/nihdata --seeds 0 1 2
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -30,6 +32,7 @@ from medrag.imaging import load_image
 from medrag.reading.base import ImageReading
 from medrag.reading.cnn_reader import CLASS_FINDINGS, MedragCnnReader
 from medrag.reading.combine import merge_readings
+from medrag.reading.fusion import FusionModel, anatomy_features, default_fusion
 from medrag.training.cnn_eval import best_f1_threshold, fit_platt, halves
 from medrag.workbench import Workbench
 
@@ -41,6 +44,8 @@ class Film:
     size: tuple[int, int]
     #: the classifier's logits per class (before calibration), recovered from its calibrated output
     logits: dict[str, float]
+    #: its shipped calibrated probabilities (what the fusion reads)
+    probabilities: dict[str, float]
 
 
 class RefittedCnn:
@@ -79,15 +84,29 @@ def read_films(data_dir: Path) -> tuple[list[Film], dict[str, Any]]:
             label = LabelledImage(label.case_id, label.patient_id, label.findings, label.view, label.boxes, size)
         probabilities = cnn.cnn.forward(pixels).probabilities  # type: ignore[attr-defined]
         logits = {c: _logit(p, a[c], b[c]) for c, p in probabilities.items()}
-        films.append(Film(label, anatomy.read(pixels, view_hint=case.view or None), size, logits))
+        films.append(Film(label, anatomy.read(pixels, view_hint=case.view or None), size, logits, probabilities))
     return films, meta
 
 
-def score(films: list[Film], meta: dict[str, Any], fit_mask: list[np.ndarray], apply_mask: list[np.ndarray]) -> Any:
+def fused_scores(films: list[Film], fusion: FusionModel) -> dict[str, np.ndarray]:
+    """Each fused class's score before calibration (the standardised sum), per film."""
+    out: dict[str, list[float]] = {c: [] for c in fusion.classes}
+    for film in films:
+        x = fusion.vector(anatomy_features(film.anatomy))
+        for c, model in fusion.classes.items():
+            p = min(max(film.probabilities[c], 1e-6), 1 - 1e-6)  # as medrag.reading.fusion does
+            out[c].append(float((np.log(p / (1 - p)) - model.cnn_centre) / model.cnn_spread
+                                + (model.anatomy_logit(x) - model.anatomy_centre) / model.anatomy_spread))
+    return {c: np.array(v) for c, v in out.items()}
+
+
+def score(films: list[Film], meta: dict[str, Any], fit_mask: list[np.ndarray], apply_mask: list[np.ndarray],
+          fusion: FusionModel | None) -> Any:
     """Refit on each ``fit_mask`` and read the films of the matching ``apply_mask``; the report of all of them."""
     classes = list(films[0].logits)
     truth = {c: np.array([int(CLASS_FINDINGS.get(c, c) in f.label.findings) for f in films]) for c in classes}
     logits = {c: np.array([f.logits[c] for f in films]) for c in classes}
+    fused = fused_scores(films, fusion) if fusion else {}
     readings: list[ImageReading | None] = [None] * len(films)
     for fit, apply in zip(fit_mask, apply_mask, strict=True):
         probabilities: dict[str, np.ndarray] = {}
@@ -96,9 +115,22 @@ def score(films: list[Film], meta: dict[str, Any], fit_mask: list[np.ndarray], a
             a, b = fit_platt(logits[c][fit], truth[c][fit])
             probabilities[c] = 1.0 / (1.0 + np.exp(-(a * logits[c] + b)))
             thresholds[c] = best_f1_threshold(probabilities[c][fit], truth[c][fit])
+        refitted = None
+        if fusion:
+            per_class = {}
+            for c, model in fusion.classes.items():
+                a, b = fit_platt(fused[c][fit], truth[c][fit])
+                t = best_f1_threshold(1.0 / (1.0 + np.exp(-(a * fused[c][fit] + b))), truth[c][fit])
+                per_class[c] = replace(model, a=a, b=b, threshold=t)
+            refitted = replace(fusion, classes=per_class)
         for i in np.where(apply)[0]:
-            cnn = RefittedCnn(meta, {c: float(probabilities[c][i]) for c in classes}, thresholds)
+            own = {c: float(probabilities[c][i]) for c in classes}
+            if refitted:  # the fusion reads the classifier's shipped probability, then is calibrated afresh
+                own.update({c: films[i].probabilities[c] for c in refitted.classes})
+            cnn = RefittedCnn(meta, own, thresholds)
             cnn_reading = MedragCnnReader(cnn).read(np.zeros((64, 64), np.float32))  # type: ignore[arg-type]
+            if refitted:
+                cnn_reading = refitted.fuse(cnn_reading, films[i].anatomy)
             readings[i] = merge_readings([films[i].anatomy, cnn_reading], size=films[i].size)
     return evaluate_reading([(f.label, r) for f, r in zip(films, readings, strict=True) if r is not None], rounds=50)
 
@@ -108,16 +140,18 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, required=True, help="a data folder with the NIH-labelled library")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--no-fusion", action="store_true", help="read without the measurements fused in")
     args = parser.parse_args()
     films, meta = read_films(args.data_dir)
+    fusion = None if args.no_fusion else default_fusion()
     everyone = np.ones(len(films), dtype=bool)
     rows: list[dict[str, Any]] = []
-    in_sample = score(films, meta, [everyone], [everyone])
+    in_sample = score(films, meta, [everyone], [everyone], fusion)
     rows.append({"fit": "all held-out films (as shipped)", "report": in_sample})
     for seed in args.seeds:
         half = halves([f.label.patient_id for f in films], seed)
         rows.append({"fit": f"other half of the patients, seed {seed}",
-                     "report": score(films, meta, [half != 0, half != 1], [half == 0, half == 1])})
+                     "report": score(films, meta, [half != 0, half != 1], [half == 0, half == 1], fusion)})
     print(f"{len(films)} held-out films of {len({f.label.patient_id for f in films})} patients\n")
     print("| thresholds fitted on | macro F1 | only present | " + " | ".join(F1_FINDINGS) + " |")
     print("|---|---:|---:|" + "---:|" * len(F1_FINDINGS))

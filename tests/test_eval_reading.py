@@ -135,6 +135,9 @@ def test_cli_eval_reading_prints_saves_and_feeds_the_quality_section(
     assert lung.value is not None and lung.ci95 is not None and lung.ci95[0] <= lung.value <= lung.ci95[1]
     assert lung.met is (lung.value >= 0.92)
     assert ("medrag-cnn", "macro AUC") in shipped and ("view", "PA/AP accuracy, NIH films") in shipped
+    fused = shipped[("medrag-cnn + anatomy", "AUC cardiomegaly")]  # the classifier with the measurements
+    assert fused.target == 0.80 and fused.ci95 is not None and fused.ci95[0] <= (fused.value or 0) <= fused.ci95[1]
+    assert ("medrag-cnn + anatomy", "macro F1") in shipped
 
 
 def test_quality_without_metadata_or_eval_is_empty_not_an_error(tmp_path: Path) -> None:

@@ -49,6 +49,9 @@ TARGETS: dict[tuple[str, str], float] = {
     ("medrag-cnn", "AUC effusion"): 0.80, ("medrag-cnn", "AUC cardiomegaly"): 0.80,
     ("medrag-cnn", "AUC edema"): 0.78, ("medrag-cnn", "AUC atelectasis"): 0.72,
     ("medrag-cnn", "macro AUC"): 0.75, ("medrag-cnn", "macro F1"): 0.45, ("medrag-cnn", "localisation"): 0.60,
+    ("medrag-cnn + anatomy", "AUC effusion"): 0.80, ("medrag-cnn + anatomy", "AUC cardiomegaly"): 0.80,
+    ("medrag-cnn + anatomy", "AUC edema"): 0.78, ("medrag-cnn + anatomy", "macro AUC"): 0.75,
+    ("medrag-cnn + anatomy", "macro F1"): 0.45,
     ("anatomy", "localisation (opacity peak)"): 0.60, ("anatomy", "localisation (finding's point)"): 0.60,
 }
 
@@ -94,6 +97,7 @@ def model_quality(folder: Path = WEIGHTS_DIR) -> list[QualityRow]:
     for key, measure in (("macro_auc", "macro AUC"), ("macro_f1", "macro F1")):
         if key in held:
             rows.append(_row("medrag-cnn", measure, held[key].get("value"), held[key].get("ci95"), where))
+    rows += _fusion_rows(_load("medrag-fusion.json", folder), where)
     local = cnn.get("metrics", {}).get("localisation", {})
     if isinstance(local, dict) and "share" in local:
         rows.append(_row("medrag-cnn", "localisation", local.get("share"), local.get("ci95"),
@@ -106,6 +110,19 @@ def model_quality(folder: Path = WEIGHTS_DIR) -> list[QualityRow]:
     if isinstance(pointed, dict) and "share" in pointed:
         rows.append(_row("anatomy", "localisation (finding's point)", pointed.get("share"), pointed.get("ci95"),
                          f"{pointed.get('boxes', '?')} NIH expert boxes (the point for the box's finding inside)"))
+    return rows
+
+
+def _fusion_rows(fusion: dict[str, Any], where: str) -> list[QualityRow]:
+    """The classes the measurements are fused into, and the macro figures with them (the reading's own)."""
+    held = fusion.get("metrics", {}).get("held_out", {})
+    model = "medrag-cnn + anatomy"
+    rows = [_row(model, f"AUC {name}", held.get("per_class", {}).get(name, {}).get("auc"),
+                 held.get("per_class", {}).get(name, {}).get("auc_ci95"), f"{where}, measurements fused")
+            for name in fusion.get("classes", {})]
+    for key, measure in (("macro_auc", "macro AUC"), ("macro_f1", "macro F1")):
+        if key in held:
+            rows.append(_row(model, measure, held[key].get("value"), held[key].get("ci95"), where))
     return rows
 
 

@@ -43,7 +43,8 @@ UNPROVEN_NOTE = "the classifier is not shown to beat chance for"
 HEATMAP_CELLS = 32
 
 
-def _status(probability: float, threshold: float) -> str:
+def status_for(probability: float, threshold: float) -> str:
+    """present at or above the threshold, uncertain above :data:`UNCERTAIN_SHARE` of it, else absent."""
     if probability >= threshold:
         return "present"
     return "uncertain" if probability >= UNCERTAIN_SHARE * threshold else "absent"
@@ -75,7 +76,7 @@ class MedragCnnReader:
         for name, probability in output.probabilities.items():
             finding = CLASS_FINDINGS.get(name, name)
             threshold = thresholds.get(name, 0.5)
-            status = _status(probability, threshold)
+            status = status_for(probability, threshold)
             evidence = ""
             if name in self.unproven:
                 auc, low, high = self.unproven[name]
@@ -139,4 +140,5 @@ def _factory(settings: Settings) -> MedragCnnReader:
 register_reader(ReaderSpec("medrag-cnn", _factory, "MedRAG's trained finding classifier with heatmaps (offline)"))
 
 __all__ = ["ACCEPTABLE_AUC", "CHANCE_AUC", "CLASS_FINDINGS", "HEATMAP_CELLS", "UNCERTAIN_SHARE", "UNPROVEN_NOTE",
-           "MedragCnnReader", "held_out_aucs", "unproven_classes"]
+           "MedragCnnReader", "held_out_aucs", "status_for",
+           "unproven_classes"]

@@ -6,8 +6,10 @@ measured evidence and places of the others (the anatomy reader); where the class
 measurement says "present", the measurement settles it; where the classifier says "present" at a probability
 under one half and a measurement says "absent", the finding is "possible". Where only one reader speaks of a
 finding, its word stands. Last, "no finding" and the abnormal findings are made to agree (:func:`_settle_normal`).
-A reader that cannot load (missing weights) is skipped with a note; a reader that fails on one image is skipped
-for that image with a note, so one broken reader never hides the others.
+Before merging, where both the anatomy reader and the classifier ran, the classifier's word on the classes the
+measurements help read is re-read with them (:mod:`medrag.reading.fusion`). A reader that cannot load (missing
+weights) is skipped with a note; a reader that fails on one image is skipped for that image with a note, so one
+broken reader never hides the others.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 
 from medrag.errors import BackendUnavailableError, ConfigError
 from medrag.reading.base import NOT_ABNORMAL, FindingRead, ImageReading, Overlays, Reader, display, readers
+from medrag.reading.fusion import FIT_COMMAND, FusionModel, default_fusion, fuse_readings
 from medrag.reading.grids import peak
 
 if TYPE_CHECKING:
@@ -38,9 +41,10 @@ class CombinedReader:
 
     name = "readers"
 
-    def __init__(self, members: Sequence[Reader], notes: Sequence[str] = ()) -> None:
+    def __init__(self, members: Sequence[Reader], notes: Sequence[str] = (), fusion: FusionModel | None = None) -> None:
         self.members = list(members)
         self.notes = tuple(notes)
+        self.fusion = fusion
 
     @property
     def model(self) -> str:
@@ -62,7 +66,7 @@ class CombinedReader:
                 notes.append(
                     f"The {member.name} reader failed on this image ({type(exc).__name__}); its findings are missing."
                 )
-        merged = merge_readings(readings, size=(int(pixels.shape[0]), int(pixels.shape[1])))
+        merged = merge_readings(fuse_readings(readings, self.fusion), size=(int(pixels.shape[0]), int(pixels.shape[1])))
         return replace(merged, notes=(*merged.notes, *notes), seconds=time.perf_counter() - started)
 
 
@@ -76,7 +80,27 @@ def build_readers(settings: Settings) -> CombinedReader:
         except (BackendUnavailableError, ConfigError) as exc:
             log.warning("image reader %s unavailable: %s", name, exc)
             notes.append(f"The {name} reader is unavailable: {exc}")
-    return CombinedReader(members, notes)
+    return CombinedReader(members, notes, _fusion_for(members, notes))
+
+
+def _fusion_for(members: Sequence[Reader], notes: list[str]) -> FusionModel | None:
+    """The shipped fusion when both readers it joins are configured and it was fitted on these weights."""
+    names = {m.name for m in members}
+    if not {"anatomy", "medrag-cnn"} <= names:
+        return None
+    try:
+        fusion = default_fusion()
+    except ConfigError as exc:
+        log.warning("fusion unavailable: %s", exc)
+        notes.append(f"The measurements are not fused with the classifier: {exc}")
+        return None
+    cnn = next(m for m in members if m.name == "medrag-cnn")
+    weights = str(getattr(getattr(cnn, "cnn", None), "meta", {}).get("weights_sha256", ""))
+    if fusion is not None and fusion.cnn_weights_sha256 != weights:
+        notes.append("The measurements are not fused with the classifier: the fusion was fitted on other "
+                     f"medrag-cnn weights; refit it with `{FIT_COMMAND}`.")
+        return None
+    return fusion
 
 
 def merge_readings(readings: Sequence[ImageReading], size: tuple[int, int] | None = None) -> ImageReading:
