@@ -94,9 +94,7 @@ def fused_scores(films: list[Film], fusion: FusionModel) -> dict[str, np.ndarray
     for film in films:
         x = fusion.vector(anatomy_features(film.anatomy))
         for c, model in fusion.classes.items():
-            p = min(max(film.probabilities[c], 1e-6), 1 - 1e-6)  # as medrag.reading.fusion does
-            out[c].append(float((np.log(p / (1 - p)) - model.cnn_centre) / model.cnn_spread
-                                + (model.anatomy_logit(x) - model.anatomy_centre) / model.anatomy_spread))
+            out[c].append(model.score(film.probabilities[c], x))
     return {c: np.array(v) for c, v in out.items()}
 
 

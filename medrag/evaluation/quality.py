@@ -116,10 +116,9 @@ def model_quality(folder: Path = WEIGHTS_DIR) -> list[QualityRow]:
 def _fusion_rows(fusion: dict[str, Any], where: str) -> list[QualityRow]:
     """The classes the measurements are fused into, and the macro figures with them (the reading's own)."""
     held = fusion.get("metrics", {}).get("held_out", {})
-    model = "medrag-cnn + anatomy"
-    rows = [_row(model, f"AUC {name}", held.get("per_class", {}).get(name, {}).get("auc"),
-                 held.get("per_class", {}).get(name, {}).get("auc_ci95"), f"{where}, measurements fused")
-            for name in fusion.get("classes", {})]
+    model, per_class = "medrag-cnn + anatomy", held.get("per_class", {})
+    rows = [_row(model, f"AUC {name}", per_class.get(name, {}).get("auc"), per_class.get(name, {}).get("auc_ci95"),
+                 f"{where}, measurements fused") for name in fusion.get("classes", {})]
     for key, measure in (("macro_auc", "macro AUC"), ("macro_f1", "macro F1")):
         if key in held:
             rows.append(_row(model, measure, held[key].get("value"), held[key].get("ci95"), where))

@@ -140,5 +140,4 @@ def _factory(settings: Settings) -> MedragCnnReader:
 register_reader(ReaderSpec("medrag-cnn", _factory, "MedRAG's trained finding classifier with heatmaps (offline)"))
 
 __all__ = ["ACCEPTABLE_AUC", "CHANCE_AUC", "CLASS_FINDINGS", "HEATMAP_CELLS", "UNCERTAIN_SHARE", "UNPROVEN_NOTE",
-           "MedragCnnReader", "held_out_aucs", "status_for",
-           "unproven_classes"]
+           "MedragCnnReader", "held_out_aucs", "status_for", "unproven_classes"]

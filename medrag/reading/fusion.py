@@ -26,12 +26,11 @@ import numpy as np
 
 from medrag.errors import ConfigError
 from medrag.reading.base import ImageReading, display
+from medrag.reading.cnn_reader import ACCEPTABLE_AUC, CLASS_FINDINGS, status_for
 
 FUSION_NAME = "medrag-fusion.json"
 DEFAULT_FUSION = Path(__file__).resolve().parent / "weights" / FUSION_NAME
 FIT_COMMAND = "python -m medrag.training.fusion_fit"
-#: The classifier's classes that MedRAG names differently (as in medrag.reading.cnn_reader).
-_FINDING_OF = {"infiltration": "opacity"}
 
 
 def anatomy_features(anatomy: ImageReading) -> dict[str, float]:
@@ -57,9 +56,10 @@ def feature_text(name: str, value: float) -> str:
     return f"{name} {value:.2f}"
 
 
-def _logit(probability: float) -> float:
-    p = min(max(float(probability), 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
+def logit(probability: Any) -> Any:
+    """log(p / (1 - p)) of a probability or an array of them, clipped away from 0 and 1."""
+    p = np.clip(probability, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
 
 
 @dataclass(frozen=True)
@@ -84,11 +84,14 @@ class ClassFusion:
         """The measurement model's logit for one feature vector (already imputed)."""
         return float(self.coef @ ((x - self.mean) / self.scale) + self.intercept)
 
+    def score(self, cnn_probability: float, x: np.ndarray) -> float:
+        """The fused score before calibration: both logits standardised and added."""
+        return float((logit(cnn_probability) - self.cnn_centre) / self.cnn_spread
+                     + (self.anatomy_logit(x) - self.anatomy_centre) / self.anatomy_spread)
+
     def probability(self, cnn_probability: float, x: np.ndarray) -> float:
         """The calibrated fused probability from the classifier's calibrated probability and the features."""
-        score = ((_logit(cnn_probability) - self.cnn_centre) / self.cnn_spread
-                 + (self.anatomy_logit(x) - self.anatomy_centre) / self.anatomy_spread)
-        return float(1.0 / (1.0 + math.exp(-(self.a * score + self.b))))
+        return float(1.0 / (1.0 + math.exp(-(self.a * self.score(cnn_probability, x) + self.b))))
 
     def strongest(self, x: np.ndarray, names: tuple[str, ...]) -> str:
         """The feature that pushed this class's measurement model up the most."""
@@ -140,12 +143,10 @@ class FusionModel:
 
     def fuse(self, cnn: ImageReading, anatomy: ImageReading) -> ImageReading:
         """The classifier's reading with each fused class re-read from its probability and the measurements."""
-        from medrag.reading.cnn_reader import ACCEPTABLE_AUC, status_for
-
         x = self.vector(anatomy_features(anatomy))
         findings = dict(cnn.findings)
         for name, model in self.classes.items():
-            finding = _FINDING_OF.get(name, name)
+            finding = CLASS_FINDINGS.get(name, name)
             read = findings.get(finding)
             if read is None or read.probability is None or read.status == "not mentioned":
                 continue
@@ -180,4 +181,4 @@ def fuse_readings(readings: list[ImageReading], fusion: FusionModel | None) -> l
 
 
 __all__ = ["DEFAULT_FUSION", "FIT_COMMAND", "FUSION_NAME", "ClassFusion", "FusionModel", "anatomy_features",
-           "default_fusion", "feature_text", "fuse_readings"]
+           "default_fusion", "feature_text", "fuse_readings", "logit"]

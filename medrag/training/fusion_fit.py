@@ -36,7 +36,7 @@ from medrag.errors import ConfigError
 from medrag.fsutil import atomic_write_text
 from medrag.reading.cnn import CLASSES, CnnReader
 from medrag.reading.cnn_reader import ACCEPTABLE_AUC, unproven_classes
-from medrag.reading.fusion import DEFAULT_FUSION, FIT_COMMAND, FUSION_NAME, anatomy_features
+from medrag.reading.fusion import DEFAULT_FUSION, FIT_COMMAND, FUSION_NAME, anatomy_features, logit
 from medrag.training.cnn_data import SHARED_DATA, Film, load_films
 from medrag.training.cnn_eval import auc_on, cluster_bootstrap, evaluate, safe_auc
 from medrag.training.cnn_train import F1_CLASSES, FINDINGS_FOR_MACRO
@@ -45,13 +45,15 @@ from medrag.training.cnn_train import F1_CLASSES, FINDINGS_FOR_MACRO
 REGULARISATION = 0.03
 
 
-def read_films(films: list[Film], cnn: CnnReader, cache: Path) -> tuple[list[dict[str, float]], np.ndarray]:
-    """Each film's anatomy features and the classifier's calibrated probabilities (cached by film list)."""
+def read_films(films: list[Film], cnn: CnnReader, cache: Path) -> tuple[list[dict[str, float]], np.ndarray, float]:
+    """Each film's anatomy features, the classifier's calibrated probabilities and the seconds reading them took
+    (cached by film list and weights, with the seconds of the run that read them)."""
     key = {"images": [f.name for f in films], "weights": cnn.meta.get("weights_sha256")}
     if cache.is_file():
         stored = json.loads(cache.read_text(encoding="utf-8"))
         if stored.get("key") == key:
-            return stored["features"], np.array(stored["probabilities"], dtype=np.float64)
+            return (stored["features"], np.array(stored["probabilities"], dtype=np.float64),
+                    float(stored.get("seconds", math.nan)))
     from medrag.imaging.decode import load_image
     from medrag.reading.anatomy_reader import AnatomyReader
 
@@ -66,8 +68,10 @@ def read_films(films: list[Film], cnn: CnnReader, cache: Path) -> tuple[list[dic
         if (i + 1) % 100 == 0:
             print(f"  {i + 1}/{len(films)} films, {time.time() - started:.0f} s", flush=True)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(cache, json.dumps({"key": key, "features": features, "probabilities": probabilities}))
-    return features, np.array(probabilities, dtype=np.float64)
+    seconds = time.time() - started
+    atomic_write_text(cache, json.dumps({"key": key, "features": features, "probabilities": probabilities,
+                                         "seconds": seconds}))
+    return features, np.array(probabilities, dtype=np.float64), seconds
 
 
 def _model() -> Any:
@@ -94,11 +98,6 @@ def auc_gain(y: np.ndarray, base: np.ndarray, other: np.ndarray) -> Callable[[np
     return lambda idx: other_auc(idx) - base_auc(idx)
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
 def fit(features: list[dict[str, float]], probabilities: np.ndarray, films: list[Film], trained: set[str],
         seed: int) -> dict[str, Any]:
     """The fusion stamp (without provenance): features, medians, fused classes and the held-out figures."""
@@ -111,7 +110,7 @@ def fit(features: list[dict[str, float]], probabilities: np.ndarray, films: list
     labels = np.array([f.labels for f in films])
     groups = np.array([f.patient for f in films])
     held = ~train
-    cnn_logits = _logit(probabilities[held])
+    cnn_logits = logit(probabilities[held])
     fused = cnn_logits.copy()
     classes: dict[str, dict[str, Any]] = {}
     selection: dict[str, float] = {}
@@ -172,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"{len(films)} films under {args.data}, but medrag-cnn was trained on "
                           f"{meta['data']['films']}: the shared data changed; retrain the classifier first")
     trained = set(meta["data"]["train_patients"])
-    features, probabilities = read_films(films, cnn, args.cache)
+    features, probabilities, read_seconds = read_films(films, cnn, args.cache)
+    fit_started = time.time()
     seed = int(meta.get("seed", 0))
     stamp = fit(features, probabilities, films, trained, seed)
     unproven = set(unproven_classes(meta))
@@ -189,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
              "data": {"sha256": meta["data"]["sha256"], "label_files_sha256": meta["data"]["label_files_sha256"],
                       "train_films": int(sum(f.patient in trained for f in films)),
                       "held_out_films": int(sum(f.patient not in trained for f in films))},
-             "regularisation_C": REGULARISATION, "seed": seed, "fit_seconds": round(time.time() - started, 1),
+             "regularisation_C": REGULARISATION, "seed": seed, "read_seconds": round(read_seconds, 1),
+             "fit_seconds": round(time.time() - fit_started, 1),
              "command": FIT_COMMAND}
     atomic_write_text(args.out, json.dumps(stamp, indent=1) + "\n")
     print(f"wrote {args.out} ({FUSION_NAME}) in {time.time() - started:.0f} s")
