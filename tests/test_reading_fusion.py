@@ -50,6 +50,7 @@ def test_a_large_heart_on_the_measurements_raises_the_classifiers_word_and_says_
     assert (large.status, small.status) == ("present", "absent")
     assert large.threshold == 0.6
     assert "cardiothoracic ratio 0.62" in large.evidence and "the classifier (0.50)" in large.evidence
+    assert "cardiothoracic ratio 0.42" in small.evidence  # what argues against it, when the measurements do
     # a class the fusion does not cover keeps the classifier's own word
     assert fusion.fuse(_cnn(), _anatomy(0.62)).findings["pneumonia"] == _cnn().findings["pneumonia"]
 

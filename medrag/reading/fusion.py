@@ -51,6 +51,8 @@ def feature_text(name: str, value: float) -> str:
     """A feature and its value as the evidence says it ("cardiothoracic ratio 0.58")."""
     if name == "ctr":
         return f"cardiothoracic ratio {value:.2f}"
+    if name == "devices":
+        return f"{value:.0f} devices seen"
     if name.endswith(" z"):
         return f"{name[:-2]} {value:+.1f} SD against normal films"
     return f"{name} {value:.2f}"
@@ -94,9 +96,10 @@ class ClassFusion:
         return float(1.0 / (1.0 + math.exp(-(self.a * self.score(cnn_probability, x) + self.b))))
 
     def strongest(self, x: np.ndarray, names: tuple[str, ...]) -> str:
-        """The feature that pushed this class's measurement model up the most."""
+        """The feature that pushed this class's measurement model the most the way it leans (up or down)."""
         pushes = self.coef * (x - self.mean) / self.scale
-        return names[int(np.argmax(pushes))]
+        leaning = 1.0 if self.anatomy_logit(x) >= self.anatomy_centre else -1.0
+        return names[int(np.argmax(leaning * pushes))]
 
 
 @dataclass(frozen=True)
