@@ -114,7 +114,7 @@ def test_cli_eval_reading_prints_saves_and_feeds_the_quality_section(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from medrag.cli import main
-    from medrag.evaluation.quality import library_eval, library_rows, model_quality
+    from medrag.evaluation.quality import READING, library_eval, library_rows, model_quality
 
     data = _labelled_library(tmp_path)
     out = tmp_path / "reading.json"
@@ -128,7 +128,8 @@ def test_cli_eval_reading_prints_saves_and_feeds_the_quality_section(
     assert saved is not None and saved["command"].startswith("medrag eval reading --rounds 20")
     assert saved["report"]["images"] == 16
     rows = {(r.model, r.measure): r for r in library_rows(saved)}
-    assert rows[("medrag-cnn", "AUC effusion")].target == 0.80
+    assert rows[(READING, "AUC effusion")].target == 0.80 and rows[(READING, "macro F1")].target == 0.45
+    assert not any(model == "medrag-cnn" for model, _ in rows)  # the whole reading is scored, not the classifier
     # The shipped models' own held-out figures, beside the targets.
     shipped = {(r.model, r.measure): r for r in model_quality()}
     lung = shipped[("segmenter", "lung Dice, real films")]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from medrag.reading.base import FindingRead, ImageReading, Overlays, reading_from_dict, reading_to_dict
 from medrag.reading.combine import CombinedReader, merge_readings, peak_zone
+from medrag.reading.fusion import FUSED_SOURCE
 
 ZONE_BOXES = {"right lower zone": (0.0, 60.0, 50.0, 40.0), "left lower zone": (50.0, 60.0, 50.0, 40.0)}
 
@@ -105,7 +108,18 @@ def test_a_weak_classifier_call_gives_way_to_a_likelier_normal_film() -> None:
         assert read.probability == cnn.findings[name].probability  # the AUC still scores the probability
 
 
-def test_a_measured_finding_always_rules_out_a_normal_film() -> None:
+def test_a_finding_only_a_measurement_reads_rules_out_a_normal_film() -> None:
+    anatomy = ImageReading(findings={
+        "opacity": FindingRead("opacity", "present", None, ("right lower zone",), "right lower zone 2.4 SD", "anatomy"),
+    })
+    cnn = ImageReading(findings={"no finding": FindingRead("no finding", "present", 0.9, threshold=0.35)})
+    merged = merge_readings([anatomy, cnn])
+    assert merged.findings["opacity"].status == "present" and merged.findings["no finding"].status == "absent"
+
+
+def test_a_zone_flag_beside_a_weak_classifier_call_does_not_outweigh_a_normal_film() -> None:
+    # A zone over 2 SD is weak evidence (likelihood ratio 1.5 on the training films): it raises the
+    # classifier's "possible" to "present" but weighs only the classifier's margin against a normal film.
     anatomy = ImageReading(findings={
         "opacity": FindingRead("opacity", "present", None, ("right lower zone",), "right lower zone 2.4 SD", "anatomy"),
     })
@@ -114,7 +128,36 @@ def test_a_measured_finding_always_rules_out_a_normal_film() -> None:
         "opacity": FindingRead("opacity", "uncertain", 0.17, threshold=0.19),
     })
     merged = merge_readings([anatomy, cnn])
-    assert merged.findings["opacity"].status == "present" and merged.findings["no finding"].status == "absent"
+    assert merged.findings["no finding"].status == "present"
+    opacity = merged.findings["opacity"]
+    assert opacity.status == "absent" and "2.4 SD" in opacity.evidence
+    assert "normal film is the likelier" in opacity.evidence
+    stronger = ImageReading(findings={**cnn.findings,
+                                      "opacity": FindingRead("opacity", "uncertain", 0.6, threshold=0.19)})
+    merged = merge_readings([anatomy, stronger])  # 0.6 / 0.19 = 3.2 over 0.9 / 0.35 = 2.6
+    assert merged.findings["no finding"].status == "absent" and merged.findings["opacity"].status == "present"
+
+
+def test_a_fused_finding_keeps_its_status_beside_the_measurements_it_weighed() -> None:
+    anatomy = ImageReading(findings={
+        "cardiomegaly": FindingRead("cardiomegaly", "present", None, (), "cardiothoracic ratio 0.61", "anatomy"),
+        "effusion": FindingRead("effusion", "absent", None, (), "both costophrenic angles sharp", "anatomy"),
+    }, readers=("anatomy",))
+    cnn = ImageReading(findings={
+        "no finding": FindingRead("no finding", "present", 0.4, threshold=0.35),
+        "cardiomegaly": FindingRead("cardiomegaly", "uncertain", 0.1, source=FUSED_SOURCE, threshold=0.12),
+        "effusion": FindingRead("effusion", "present", 0.3, source=FUSED_SOURCE, threshold=0.2),
+    }, readers=("medrag-cnn",))
+    merged = merge_readings([anatomy, cnn])
+    cardiomegaly, effusion = merged.findings["cardiomegaly"], merged.findings["effusion"]
+    assert cardiomegaly.status == "uncertain" and cardiomegaly.probability == 0.1
+    assert "ratio 0.61" in cardiomegaly.evidence
+    # not raised to "present" by the ratio it weighed, and not lowered to "possible" by the sharp angles
+    assert effusion.status == "present" and "angles sharp" in effusion.evidence
+    assert merged.findings["no finding"].status == "absent"  # effusion 1.5 times its threshold, normal 1.14
+    unfused = ImageReading(findings={name: replace(read, source="medrag-cnn") for name, read in cnn.findings.items()},
+                           readers=("medrag-cnn",))
+    assert merge_readings([anatomy, unfused]).findings["effusion"].status == "uncertain"
 
 
 def test_the_threshold_survives_the_history_round_trip_and_old_rows_still_load() -> None:

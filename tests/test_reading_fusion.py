@@ -11,7 +11,14 @@ import pytest
 
 from medrag.errors import ConfigError
 from medrag.reading.base import FindingRead, ImageReading, Overlays
-from medrag.reading.fusion import DEFAULT_FUSION, FusionModel, anatomy_features, feature_text, fuse_readings
+from medrag.reading.fusion import (
+    DEFAULT_FUSION,
+    FusionModel,
+    anatomy_features,
+    feature_text,
+    fuse_readings,
+    is_fused,
+)
 
 FEATURES = ["ctr", "left costophrenic recess z"]
 
@@ -51,6 +58,7 @@ def test_a_large_heart_on_the_measurements_raises_the_classifiers_word_and_says_
     assert large.threshold == 0.6
     assert "cardiothoracic ratio 0.62" in large.evidence and "the classifier (0.50)" in large.evidence
     assert "cardiothoracic ratio 0.42" in small.evidence  # what argues against it, when the measurements do
+    assert is_fused(large) and not is_fused(_cnn().findings["cardiomegaly"])  # merging won't count them twice
     # a class the fusion does not cover keeps the classifier's own word
     assert fusion.fuse(_cnn(), _anatomy(0.62)).findings["pneumonia"] == _cnn().findings["pneumonia"]
 

@@ -54,6 +54,10 @@ TARGETS: dict[tuple[str, str], float] = {
     ("medrag-cnn + anatomy", "macro F1"): 0.45,
     ("anatomy", "localisation (opacity peak)"): 0.60, ("anatomy", "localisation (finding's point)"): 0.60,
 }
+#: A library eval scores the whole reading (every reader merged), not one model.
+READING = "reading (all readers)"
+TARGETS.update({(READING, measure): target for (model, measure), target in list(TARGETS.items())
+                if model == "medrag-cnn"})
 
 
 def _row(model: str, measure: str, value: Any, ci: Any, data: str) -> QualityRow:
@@ -144,19 +148,19 @@ def library_rows(saved: dict[str, Any]) -> list[QualityRow]:
     report = saved.get("report", {})
     where = (f"{report.get('images')} films of {report.get('patients')} patients in this library "
              f"({report.get('excluded_patients')} training patients left out)")
-    rows = [_row("medrag-cnn", f"AUC {name}", f.get("auc"), f.get("auc_ci"), f"{where}, {f.get('positives')} pos.")
+    rows = [_row(READING, f"AUC {name}", f.get("auc"), f.get("auc_ci"), f"{where}, {f.get('positives')} pos.")
             for name, f in report.get("per_finding", {}).items()]
-    rows.append(_row("medrag-cnn", "macro AUC", report.get("macro_auc"), None, where))
-    rows.append(_row("medrag-cnn", "macro F1", report.get("macro_f1"), None, where))
+    rows.append(_row(READING, "macro AUC", report.get("macro_auc"), None, where))
+    rows.append(_row(READING, "macro F1", report.get("macro_f1"), None, where))
     rows.append(_row("view", "PA/AP accuracy, NIH films", report.get("view_accuracy"), report.get("view_ci"), where))
     rows.append(_row("anatomy", "localisation (finding's point)", report.get("localisation_finding"), None,
                      f"{report.get('boxes')} expert boxes in this library (the point for the box's finding inside)"))
     rows.append(_row("anatomy", "localisation (opacity peak)", report.get("localisation_peak"), None,
                      f"{report.get('boxes')} expert boxes in this library (the reading's peak inside)"))
-    rows.append(_row("medrag-cnn", "localisation", report.get("localisation"), None,
+    rows.append(_row(READING, "localisation", report.get("localisation"), None,
                      f"{report.get('boxes')} expert boxes in this library (peak, heatmap peak or flagged zone)"))
     return [r for r in rows if r.value is not None]
 
 
-__all__ = ["EVAL_COMMAND", "EVAL_FILE", "TARGETS", "QualityRow", "library_eval", "library_rows", "model_quality",
-           "save_library_eval"]
+__all__ = ["EVAL_COMMAND", "EVAL_FILE", "READING", "TARGETS", "QualityRow", "library_eval", "library_rows",
+           "model_quality", "save_library_eval"]

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from medrag.errors import ConfigError
-from medrag.reading.base import ImageReading, display
+from medrag.reading.base import FindingRead, ImageReading, display
 from medrag.reading.cnn_reader import ACCEPTABLE_AUC, CLASS_FINDINGS, status_for
 
 FUSION_NAME = "medrag-fusion.json"
@@ -163,8 +163,17 @@ class FusionModel:
                 evidence += f"; read poorly, so at most 'possible' for {display(finding)}"
                 status = "uncertain"
             findings[finding] = replace(read, status=status, probability=probability,  # type: ignore[arg-type]
-                                        threshold=model.threshold, evidence=evidence)
+                                        threshold=model.threshold, evidence=evidence, source=FUSED_SOURCE)
         return replace(cnn, findings=findings)
+
+
+#: The ``source`` of a finding whose probability already weighs the measurements: merging does not count them again.
+FUSED_SOURCE = "medrag-cnn with the measurements"
+
+
+def is_fused(read: FindingRead) -> bool:
+    """Whether ``read``'s probability already weighs the anatomy measurements (a fused class)."""
+    return FUSED_SOURCE in read.source
 
 
 @functools.cache
@@ -183,5 +192,6 @@ def fuse_readings(readings: list[ImageReading], fusion: FusionModel | None) -> l
     return [fusion.fuse(r, anatomy) if r.readers == ("medrag-cnn",) else r for r in readings]
 
 
-__all__ = ["DEFAULT_FUSION", "FIT_COMMAND", "FUSION_NAME", "ClassFusion", "FusionModel", "anatomy_features",
-           "default_fusion", "feature_text", "fuse_readings", "logit"]
+__all__ = ["DEFAULT_FUSION", "FIT_COMMAND", "FUSED_SOURCE", "FUSION_NAME", "ClassFusion", "FusionModel",
+           "anatomy_features",
+           "default_fusion", "feature_text", "fuse_readings", "is_fused", "logit"]
