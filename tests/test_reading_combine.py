@@ -7,7 +7,7 @@ from dataclasses import replace
 import numpy as np
 
 from medrag.reading.base import FindingRead, ImageReading, Overlays, reading_from_dict, reading_to_dict
-from medrag.reading.combine import CombinedReader, merge_readings, peak_zone
+from medrag.reading.combine import NORMAL_MARGIN, CombinedReader, merge_readings, peak_zone
 from medrag.reading.fusion import FUSED_SOURCE
 
 ZONE_BOXES = {"right lower zone": (0.0, 60.0, 50.0, 40.0), "left lower zone": (50.0, 60.0, 50.0, 40.0)}
@@ -133,9 +133,20 @@ def test_a_zone_flag_beside_a_weak_classifier_call_does_not_outweigh_a_normal_fi
     assert opacity.status == "absent" and "2.4 SD" in opacity.evidence
     assert "normal film is the likelier" in opacity.evidence
     stronger = ImageReading(findings={**cnn.findings,
-                                      "opacity": FindingRead("opacity", "uncertain", 0.6, threshold=0.19)})
-    merged = merge_readings([anatomy, stronger])  # 0.6 / 0.19 = 3.2 over 0.9 / 0.35 = 2.6
+                                      "opacity": FindingRead("opacity", "uncertain", 0.7, threshold=0.19)})
+    merged = merge_readings([anatomy, stronger])  # 0.7 / 0.19 = 3.7, over 1.25 x 0.9 / 0.35 = 3.2
     assert merged.findings["no finding"].status == "absent" and merged.findings["opacity"].status == "present"
+
+
+def test_a_call_must_stand_clearly_further_above_its_threshold_than_a_normal_film() -> None:
+    normal = FindingRead("no finding", "present", 0.4, threshold=0.35)  # 1.14 times its threshold
+    near = ImageReading(findings={"no finding": normal,
+                                  "atelectasis": FindingRead("atelectasis", "present", 0.18, threshold=0.15)})
+    merged = merge_readings([near])  # 1.2 times its threshold: above normal's 1.14, under 1.25 x 1.14
+    assert NORMAL_MARGIN == 1.25
+    assert merged.findings["no finding"].status == "present" and merged.findings["atelectasis"].status == "absent"
+    even = merge_readings([near], normal_margin=1.0)  # the benchmark's other choices
+    assert even.findings["no finding"].status == "absent" and even.findings["atelectasis"].status == "present"
 
 
 def test_a_fused_finding_keeps_its_status_beside_the_measurements_it_weighed() -> None:

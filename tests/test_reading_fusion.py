@@ -103,6 +103,17 @@ def test_the_features_come_from_the_anatomy_reading() -> None:
     assert (features["opacity map max"], features["opacity map mean"]) == (3.0, 2.0)
     assert features["opacity map share over 2 SD"] == 0.5
     assert feature_text("left costophrenic recess z", 2.14) == "left costophrenic recess +2.1 SD against normal films"
+    # every measurement the stamp fuses reads as words, never as the reader's key
+    fusion = FusionModel.load()
+    for name in fusion.features:
+        text = feature_text(name, 1.0)
+        assert "_" not in text and "asymmetry " not in text, text
+    assert feature_text("cp_angle_right", 76.64) == "right costophrenic angle 77°"
+    assert feature_text("right costophrenic angle", 101.2) == "right costophrenic angle 101°"
+    assert feature_text("cp_blunted_left", 1.0) == "left costophrenic angle blunted"
+    assert feature_text("hemithorax_asymmetry", 0.33) == "the left hemithorax more opaque (0.33 image SD)"
+    assert feature_text("asymmetry opacity_difference", -0.33) == feature_text("hemithorax_asymmetry", 0.33)
+    assert feature_text("view AP", 1.0) == "an AP view"
 
 
 def test_the_fit_fuses_only_a_class_the_measurements_read_on_the_training_patients() -> None:

@@ -47,15 +47,41 @@ def anatomy_features(anatomy: ImageReading) -> dict[str, float]:
     return out
 
 
+#: Plain words for the measurement names that are not already words (the anatomy reader's keys).
+_FEATURE_WORDS: dict[str, str] = {
+    "asymmetry area_ratio": "right-to-left lung area ratio",
+    "asymmetry height_ratio": "right-to-left lung height ratio",
+    "view probability": "the view model's confidence",
+}
+
+
 def feature_text(name: str, value: float) -> str:
     """A feature and its value as the evidence says it ("cardiothoracic ratio 0.58")."""
+    side = name.rsplit("_", 1)[-1]
     if name == "ctr":
         return f"cardiothoracic ratio {value:.2f}"
     if name == "devices":
-        return f"{value:.0f} devices seen"
+        return f"{value:.0f} device seen" if round(value) == 1 else f"{value:.0f} devices seen"
+    if name == "view AP":
+        return "an AP view" if value >= 0.5 else "a PA view"
+    if name.startswith("cp_blunted_"):
+        return f"{side} costophrenic angle {'blunted' if value >= 0.5 else 'sharp'}"
+    if name.startswith("cp_angle_") or name.endswith("costophrenic angle"):
+        where = side if name.startswith("cp_angle_") else name.split(" ", 1)[0]
+        return f"{where} costophrenic angle {value:.0f}°"
+    if name in ("hemithorax_asymmetry", "asymmetry opacity_difference"):
+        denser = ("left" if value > 0 else "right") if name == "hemithorax_asymmetry" else \
+            ("right" if value > 0 else "left")
+        return f"the {denser} hemithorax more opaque ({abs(value):.2f} image SD)"
+    if name == "opacity map max":
+        return f"the densest lung area {value:+.1f} SD against normal films"
+    if name == "opacity map mean":
+        return f"the lungs {value:+.1f} SD against normal films on average"
+    if name == "opacity map share over 2 SD":
+        return f"{value:.0%} of the lungs over 2 SD denser than normal films"
     if name.endswith(" z"):
         return f"{name[:-2]} {value:+.1f} SD against normal films"
-    return f"{name} {value:.2f}"
+    return f"{_FEATURE_WORDS.get(name, name)} {value:.2f}"
 
 
 def logit(probability: Any) -> Any:
