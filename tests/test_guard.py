@@ -222,7 +222,7 @@ def test_false_refusal_rate_on_all_real_cxrs_is_at_most_one_percent(real_data: P
 
 
 def test_cues_of_a_centred_symmetric_chest_layout() -> None:
-    from medrag.guard import _chest_template
+    from medrag.guard_image import _chest_template
 
     cues = image_cues(_chest_template(256).astype(np.float32))
     assert cues.symmetry > 0.9 and cues.mediastinum > 0 and cues.template > 0.9 and not cues.weak()
