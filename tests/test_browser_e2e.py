@@ -499,7 +499,9 @@ def test_a_bedside_film_is_read_from_its_pixels(server: str) -> None:
             assert "Question: Is there consolidation?" in text
             assert "Answer." in text and text.index("Answer.") < text.index("Technical assessment")
             assert "AP view" in text and "overstates" in text  # the ratio caveat on an AP film
-            assert "Devices seen:" in text and ("ecg electrode" in text or "line or tube" in text)
+            devices = text.split("Devices seen:", 1)[1].split(".", 1)[0]
+            assert "ECG electrode" in devices or "line" in devices, devices
+            assert " on the " in devices or " on both sides" in devices, devices  # each kind placed on a side
             assert "zone" in text.split("Lungs.", 1)[1].split("Pleura.", 1)[0]  # the opacity is placed in a zone
             impression = text.split("Impression.", 1)[1].split("Note:", 1)[0].lower()
             # The label (condensed from the same findings table) names what the impression names.

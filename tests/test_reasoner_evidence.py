@@ -147,3 +147,21 @@ def test_an_answer_inferred_for_a_class_the_classifier_cannot_read_says_so_and_g
     assert "Evidence for: possible because pneumonia is called." in answer
     assert "probability 0.06" not in answer  # a probability at chance is not offered as evidence
     assert "Caveat: the classifier is not shown to beat chance for consolidation" in answer
+
+
+def test_devices_are_named_in_prose_with_the_side_of_the_patient_they_lie_on() -> None:
+    from medrag.reading.base import Overlays
+    from medrag.reasoners.reading_text import device_lines
+
+    # Image left is the patient's right: the right lung's outline lies at x 10-40, the left lung's at 60-90.
+    lungs = {"right lung": [(10.0, 20.0), (40.0, 20.0), (40.0, 80.0), (10.0, 80.0)],
+             "left lung": [(60.0, 20.0), (90.0, 20.0), (90.0, 80.0), (60.0, 80.0)]}
+    marks = (DeviceMark("ecg electrode", 70, 10, 4, 4, 0.9), DeviceMark("line or tube", 5, 30, 4, 40, 0.8),
+             DeviceMark("line or tube", 20, 30, 4, 40, 0.8), DeviceMark("line or tube", 80, 30, 4, 40, 0.8))
+    reading = ImageReading(devices=marks, overlays=Overlays(contours=lungs, devices=marks))
+    assert device_lines(reading) == ["Devices seen: an ECG electrode on the left and 3 lines or tubes on both sides."]
+    one_line = ImageReading(devices=marks[1:2], overlays=Overlays(contours=lungs))
+    assert device_lines(one_line) == ["Devices seen: a line or tube on the right."]
+    # Without lung outlines no side is guessed; without devices nothing is said.
+    assert device_lines(ImageReading(devices=marks[:1])) == ["Devices seen: an ECG electrode."]
+    assert device_lines(ImageReading()) == []

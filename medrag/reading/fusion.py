@@ -182,9 +182,9 @@ class FusionModel:
             probability = model.probability(read.probability, x)
             status = status_for(probability, model.threshold)
             why = model.strongest(x, self.features)
-            evidence = (f"the classifier ({read.probability:.2f}) with the measurements (most telling: "
-                        f"{feature_text(why, float(x[self.features.index(why)]))}; together held-out AUC "
-                        f"{model.auc:.2f})")
+            evidence = (f"the classifier's {read.probability:.2f} weighed with the measurements, most telling "
+                        f"{feature_text(why, float(x[self.features.index(why)]))}; held-out AUC together "
+                        f"{model.auc:.2f}")
             if model.auc < ACCEPTABLE_AUC and status == "present":
                 evidence += f"; read poorly, so at most 'possible' for {display(finding)}"
                 status = "uncertain"

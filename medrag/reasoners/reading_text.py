@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from medrag.reading.base import DISPLAY, FindingRead, ImageReading, display
+from medrag.reading.base import DISPLAY, DeviceMark, FindingRead, ImageReading, display
 
 #: The reasoning section each finding belongs to.
 SECTION_OF: dict[str, str] = {
@@ -104,15 +104,41 @@ def pleura_lines(reading: ImageReading) -> list[str]:
     return lines
 
 
+#: Each device kind in prose: (one, several).
+DEVICE_WORDS: dict[str, tuple[str, str]] = {
+    "ecg electrode": ("an ECG electrode", "ECG electrodes"),
+    "line or tube": ("a line or tube", "lines or tubes"),
+    "pacemaker": ("a pacemaker", "pacemakers"),
+}
+
+
+def _device_side(reading: ImageReading, marks: list[DeviceMark]) -> str:
+    """Where the marks lie across the patient's midline (" on the right", " on both sides"), or "" unknown."""
+    contours = reading.overlays.contours
+    right, left = contours.get("right lung"), contours.get("left lung")
+    if not right or not left:
+        return ""
+    right_x = sum(x for x, _ in right) / len(right)
+    left_x = sum(x for x, _ in left) / len(left)
+    midline = (right_x + left_x) / 2
+    sides = {"right" if (m.x + m.w / 2 < midline) == (right_x < midline) else "left" for m in marks}
+    return f" on the {sides.pop()}" if len(sides) == 1 else " on both sides"
+
+
 def device_lines(reading: ImageReading) -> list[str]:
-    """Devices found on the film, grouped by kind."""
+    """Devices found on the film, grouped by kind, each with its side of the patient ("a line on the right")."""
     if not reading.devices:
         return []
-    counts: dict[str, int] = defaultdict(int)
+    by_kind: dict[str, list[DeviceMark]] = defaultdict(list)
     for device in reading.devices:
-        counts[device.kind] += 1
-    named = ", ".join(f"{kind} ({n})" if n > 1 else kind for kind, n in sorted(counts.items()))
-    return [f"Devices seen: {named}."]
+        by_kind[device.kind].append(device)
+    named = []
+    for kind, marks in sorted(by_kind.items()):
+        article = "an" if kind[:1].lower() in "aeiou" else "a"
+        one, several = DEVICE_WORDS.get(kind, (f"{article} {kind}", f"{kind}s"))
+        named.append((one if len(marks) == 1 else f"{len(marks)} {several}") + _device_side(reading, marks))
+    listed = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+    return [f"Devices seen: {listed}."]
 
 
 def section_lines(reading: ImageReading) -> dict[str, list[str]]:
