@@ -182,3 +182,49 @@ def test_quality_table_never_rounds_a_miss_into_a_met_figure() -> None:
     frame = quality_frame(rows)
     assert list(frame["value"]) == ["0.4499", "0.693", "0.950"]
     assert list(frame["met"]) == ["no", "no", ""]
+
+
+def test_cli_eval_reading_cross_fit_refits_on_patient_halves_and_feeds_the_quality_section(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from medrag.cli import main
+    from medrag.evaluation.quality import READING, library_eval, library_rows
+
+    data = _labelled_library(tmp_path)
+    out = tmp_path / "reading.json"
+    assert main(["--data-dir", str(data), "eval", "reading", "--rounds", "20", "--cross-fit", "2",
+                 "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Cross-fitted (2 halvings of 16 patients)" in printed and "cross-fitted macro F1: mean" in printed
+    crossed = json.loads(out.read_text())["cross_fit"]
+    assert crossed["films"] == 16 and crossed["halvings"] == 2 and len(crossed["rows"]) == 3
+    assert crossed["rows"][0]["fit"].startswith("every film") and "seed 1" in crossed["rows"][2]["fit"]
+    halves = [row["macro_f1"] for row in crossed["rows"][1:]]
+    assert math.isclose(crossed["macro_f1_mean"], sum(halves) / 2, rel_tol=1e-9)
+    assert all(row["normal_margins"] and len(row["normal_margins"]) == (1 if i == 0 else 2)
+               for i, row in enumerate(crossed["rows"]))  # one margin chosen per fitting set
+    saved = library_eval(data)
+    assert saved is not None and "--cross-fit 2" in saved["command"]
+    rows = {(r.model, r.measure): r for r in library_rows(saved)}
+    assert rows[(READING, "macro F1, cross-fitted")].target == 0.45
+    assert rows[(READING, "F1 no finding, cross-fitted")].target == 0.80
+    # Bad input gets a clear error, and the saved eval stays as it was.
+    assert main(["--data-dir", str(data), "eval", "reading", "--cross-fit", "-1"]) != 0
+    assert "--cross-fit takes the number of halvings" in capsys.readouterr().err
+    assert library_eval(data) == saved
+
+
+def test_cross_fit_refuses_too_few_patients_and_readers_it_cannot_refit() -> None:
+    from medrag.errors import ConfigError
+    from medrag.evaluation.reading_crossfit import CrossFitFilm, cross_fit, readers_for_cross_fit
+
+    label = LabelledImage("c1", "p1", frozenset({"effusion"}), "PA", (), (64, 64))
+    films = [CrossFitFilm(label, ImageReading(), (64, 64), {"effusion": 0.0}, {"effusion": 0.5})] * 3
+    with pytest.raises(ConfigError, match="at least 4 patients"):
+        cross_fit(films, {}, None)
+
+    class Anatomy:
+        name = "anatomy"
+
+    with pytest.raises(ConfigError, match="MEDRAG_READERS=anatomy,medrag-cnn"):
+        readers_for_cross_fit([Anatomy()])

@@ -88,5 +88,8 @@ def add_parsers(sub: Subparsers) -> None:
     p.add_argument("--masks", help="reading: a folder of lung masks (labels.csv with image, lungs_mask) for Dice")
     p.add_argument("--rounds", type=int, default=500, help="reading: bootstrap rounds for the 95%% intervals")
     p.add_argument("--ignore-view", action="store_true", help="reading: do not pass the cases' view to the readers")
+    p.add_argument("--cross-fit", type=int, default=0, metavar="N",
+                   help="reading: also score with the calibration, thresholds and normal margin refitted on one "
+                   "half of the patients and read on the other, for N seeded halvings (the honest F1)")
     p.add_argument("--json", help="also write the figures as JSON")
     p.set_defaults(func=cmd_eval)

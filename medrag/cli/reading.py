@@ -35,6 +35,8 @@ def _command(args: argparse.Namespace) -> str:
                         ("--rounds", args.rounds if args.rounds != 500 else None)):
         if value:
             parts += [flag, shlex.quote(str(value))]
+    if getattr(args, "cross_fit", 0):
+        parts += ["--cross-fit", str(args.cross_fit)]
     return " ".join(parts + (["--ignore-view"] if args.ignore_view else []))
 
 
@@ -42,6 +44,8 @@ def eval_reading(args: argparse.Namespace) -> dict[str, Any]:
     """Read every labelled case of the library (held-out patients) and print the figures."""
     from medrag.evaluation.reading_run import evaluate_library, mask_dice
 
+    if getattr(args, "cross_fit", 0) < 0:
+        raise MedRAGError(f"--cross-fit takes the number of halvings (1 or more), not {args.cross_fit}.")
     wb = workbench(args)
     frame = wb.store.cases_frame(dataset=args.dataset)
     if frame.empty:
@@ -87,10 +91,29 @@ def eval_reading(args: argparse.Namespace) -> dict[str, Any]:
         blank()
         echo(f"lung Dice on {args.masks}: {json.dumps(report.dice)}")
     payload: dict[str, Any] = json.loads(report.to_json())
+    if getattr(args, "cross_fit", 0):
+        payload["cross_fit"] = _cross_fit(cases, reader, exclude, args)
     saved = save_library_eval(wb.settings.data_dir, payload, _command(args),
                               datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     echo(f"Saved for the Settings page's Quality section: {saved}")
     return payload
+
+
+def _cross_fit(cases: list[Any], reader: Any, exclude: set[str], args: argparse.Namespace) -> dict[str, Any]:
+    """Print and return the whole reading's F1 with its numbers refitted on patient halves (``--cross-fit N``)."""
+    from medrag.evaluation.reading_crossfit import cross_fit, markdown_table, read_films, readers_for_cross_fit
+    from medrag.evaluation.reading_run import labelled_cases
+
+    anatomy, cnn = readers_for_cross_fit(reader.members)
+    films = read_films(labelled_cases(cases, exclude), anatomy, cnn, use_view=not args.ignore_view)
+    fusion = getattr(reader, "fusion", None)
+    result = cross_fit(films, cnn.cnn.meta, fusion, seeds=range(args.cross_fit))
+    blank()
+    echo(f"Cross-fitted ({args.cross_fit} halvings of {result.patients} patients): calibration, thresholds and "
+         "normal margin fitted on one half, the other half read with them")
+    lines(markdown_table(result))
+    echo(f"cross-fitted macro F1: mean {_figure(result.mean())}; no finding {_figure(result.mean('no finding'))}")
+    return result.to_dict()
 
 
 def analyze_folder(args: argparse.Namespace) -> int:

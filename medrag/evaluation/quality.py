@@ -58,6 +58,7 @@ TARGETS: dict[tuple[str, str], float] = {
 READING = "reading (all readers)"
 TARGETS.update({(READING, measure): target for (model, measure), target in list(TARGETS.items())
                 if model == "medrag-cnn"})
+TARGETS.update({(READING, "macro F1, cross-fitted"): 0.45, (READING, "F1 no finding, cross-fitted"): 0.80})
 
 
 def _row(model: str, measure: str, value: Any, ci: Any, data: str) -> QualityRow:
@@ -152,6 +153,12 @@ def library_rows(saved: dict[str, Any]) -> list[QualityRow]:
             for name, f in report.get("per_finding", {}).items()]
     rows.append(_row(READING, "macro AUC", report.get("macro_auc"), None, where))
     rows.append(_row(READING, "macro F1", report.get("macro_f1"), None, where))
+    crossed = report.get("cross_fit")
+    if isinstance(crossed, dict) and crossed.get("halvings"):
+        how = f"{where}; mean of {crossed['halvings']} halvings, each half read with the other's fit"
+        rows.append(_row(READING, "macro F1, cross-fitted", crossed.get("macro_f1_mean"), None, how))
+        rows.append(_row(READING, "F1 no finding, cross-fitted", (crossed.get("f1_mean") or {}).get("no finding"),
+                         None, how))
     rows.append(_row("view", "PA/AP accuracy, NIH films", report.get("view_accuracy"), report.get("view_ci"), where))
     rows.append(_row("anatomy", "localisation (finding's point)", report.get("localisation_finding"), None,
                      f"{report.get('boxes')} expert boxes in this library (the point for the box's finding inside)"))
