@@ -59,8 +59,14 @@ def class_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
             stop_servers(procs)
 
 
-def _sidebar(page) -> str:  # type: ignore[no-untyped-def]
-    return str(page.get_by_test_id("stSidebar").inner_text())
+def _sidebar_says(page, *texts: str) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the sidebar shows each text (a loaded machine can start the page's script seconds after the
+    app shell is idle), then until the script has finished, so what the main area lacks is really absent."""
+    from playwright.sync_api import expect
+
+    for text in texts:
+        expect(page.get_by_test_id("stSidebar")).to_contain_text(text, timeout=60_000)
+    wait_idle(page)
 
 
 def _sign_in(page, server: str) -> None:  # type: ignore[no-untyped-def]
@@ -74,7 +80,7 @@ def _sign_in(page, server: str) -> None:  # type: ignore[no-untyped-def]
 def test_an_educator_signs_in_with_the_provider_and_a_learner_cannot_make_sets(
     class_server: tuple[str, FakeOidcProvider],
 ) -> None:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     server, provider = class_server
     with sync_playwright() as pw:
@@ -83,7 +89,7 @@ def test_an_educator_signs_in_with_the_provider_and_a_learner_cannot_make_sets(
             anonymous = browser.new_context().new_page()
             anonymous.goto(f"{server}/Lessons")
             wait_idle(anonymous)
-            assert "You are a learner" in _sidebar(anonymous)
+            _sidebar_says(anonymous, "You are a learner")
             assert anonymous.get_by_role("button", name="Create", exact=True).count() == 0
 
             provider.signed_in_as = TEACHER
@@ -91,9 +97,8 @@ def test_an_educator_signs_in_with_the_provider_and_a_learner_cannot_make_sets(
             teacher.goto(f"{server}/Lessons")
             wait_idle(teacher)
             _sign_in(teacher, server)
-            text = _sidebar(teacher)
-            assert "Signed in as Ms Teacher (teacher@school.example)" in text and "You are the educator" in text
-            assert teacher.get_by_role("button", name="Create", exact=True).count() == 1
+            _sidebar_says(teacher, "Signed in as Ms Teacher (teacher@school.example)", "You are the educator")
+            expect(teacher.get_by_role("button", name="Create", exact=True)).to_have_count(1, timeout=60_000)
             _shot(teacher, "sign-on-educator")
 
             provider.signed_in_as = PUPIL
@@ -101,8 +106,7 @@ def test_an_educator_signs_in_with_the_provider_and_a_learner_cannot_make_sets(
             pupil.goto(f"{server}/Lessons")
             wait_idle(pupil)
             _sign_in(pupil, server)
-            text = _sidebar(pupil)
-            assert "Signed in as A Pupil (pupil@school.example)" in text and "You are a learner" in text
+            _sidebar_says(pupil, "Signed in as A Pupil (pupil@school.example)", "You are a learner")
             assert pupil.get_by_role("button", name="Create", exact=True).count() == 0
             _shot(pupil, "sign-on-learner")
             assert provider.issued_to == [TEACHER.email, PUPIL.email]
@@ -111,6 +115,7 @@ def test_an_educator_signs_in_with_the_provider_and_a_learner_cannot_make_sets(
             teacher.wait_for_timeout(1000)
             teacher.goto(f"{server}/Lessons")
             wait_idle(teacher)
-            assert "You are a learner" in _sidebar(teacher)  # signed out: back to a learner
+            _sidebar_says(teacher, "You are a learner")  # signed out: back to a learner
+            assert "Signed in as" not in teacher.get_by_test_id("stSidebar").inner_text()
         finally:
             browser.close()
