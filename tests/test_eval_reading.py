@@ -82,8 +82,8 @@ def test_evaluate_reading_scores_findings_views_and_boxes() -> None:
     assert '"auc": 0.75' in report.to_json()
 
 
-def _labelled_library(tmp_path: Path) -> Path:
-    """A data folder with 16 phantom films labelled like NIH's (effusion or no finding, PA), one per patient."""
+def _labelled_library(tmp_path: Path, films: int = 16) -> Path:
+    """A data folder of phantom films labelled like NIH's (half effusion, half no finding, PA), one per patient."""
     import io
 
     from PIL import Image
@@ -95,7 +95,7 @@ def _labelled_library(tmp_path: Path) -> Path:
     incoming = tmp_path / "incoming"
     (incoming / "images").mkdir(parents=True)
     rows = ["image,label,dataset,patient_id,view,fine_label"]
-    for i in range(16):
+    for i in range(films):
         effusion = i % 2 == 0
         pixels = generate_phantom(frozenset({"effusion"} if effusion else set()), seed=910_000 + i, size=192)
         buffer = io.BytesIO()

@@ -91,5 +91,10 @@ def add_parsers(sub: Subparsers) -> None:
     p.add_argument("--cross-fit", type=int, default=0, metavar="N",
                    help="reading: also score with the calibration, thresholds and normal margin refitted on one "
                    "half of the patients and read on the other, for N seeded halvings (the honest F1)")
+    p.add_argument("--write-calibration", action="store_true",
+                   help="reading: fit the calibration, thresholds and normal margin on this library's labelled films "
+                   "and read its analyses with them (measured first by cross-fitting, at least 3 halvings)")
+    p.add_argument("--remove-calibration", action="store_true",
+                   help="reading: go back to the shipped calibration for this library's analyses")
     p.add_argument("--json", help="also write the figures as JSON")
     p.set_defaults(func=cmd_eval)

@@ -37,21 +37,28 @@ def _command(args: argparse.Namespace) -> str:
             parts += [flag, shlex.quote(str(value))]
     if getattr(args, "cross_fit", 0):
         parts += ["--cross-fit", str(args.cross_fit)]
+    if getattr(args, "write_calibration", False):
+        parts.append("--write-calibration")
     return " ".join(parts + (["--ignore-view"] if args.ignore_view else []))
 
 
 def eval_reading(args: argparse.Namespace) -> dict[str, Any]:
     """Read every labelled case of the library (held-out patients) and print the figures."""
+    from medrag.cli.reading_refit import calibration_line, refit_figures, remove_library_calibration
     from medrag.evaluation.reading_run import evaluate_library, mask_dice
+    from medrag.reading.combine import build_readers
 
     if getattr(args, "cross_fit", 0) < 0:
         raise MedRAGError(f"--cross-fit takes the number of halvings (1 or more), not {args.cross_fit}.")
     wb = workbench(args)
+    if getattr(args, "remove_calibration", False):
+        return remove_library_calibration(wb.settings.data_dir)
     frame = wb.store.cases_frame(dataset=args.dataset)
     if frame.empty:
         raise MedRAGError("No cases to evaluate; import a labelled library first (medrag ingest … --labels …).")
     cases = list(wb.store.get_cases(list(frame["case_id"])).values())
-    reader = wb.backends.reader
+    # The shipped numbers, even where this library has its own calibration: that one was fitted on these films.
+    reader = build_readers(wb.settings, library_calibration=False)
     exclude: set[str] = set()
     for member in reader.members:
         trained = getattr(member, "trained_patients", None)
@@ -66,6 +73,9 @@ def eval_reading(args: argparse.Namespace) -> dict[str, Any]:
     report = evaluate_library(cases, read, exclude_patients=exclude, rounds=args.rounds)
     echo(f"Readers: {reader.model}; {report.images} films of {report.patients} patients "
          f"({report.excluded_patients} training patients left out)")
+    calibrated = calibration_line(wb.settings.data_dir)
+    if calibrated:
+        echo(calibrated)
     rows = [f"{'finding':<16}{'positives':>10}  {'AUC [95% CI]':<22}{'F1 [95% CI]':<22}{'F1 present':>10}"]
     for name, figures in report.per_finding.items():
         rows.append(f"{name:<16}{figures['positives']:>10}  {_figure(figures['auc'], figures['auc_ci']):<22}"
@@ -91,29 +101,11 @@ def eval_reading(args: argparse.Namespace) -> dict[str, Any]:
         blank()
         echo(f"lung Dice on {args.masks}: {json.dumps(report.dice)}")
     payload: dict[str, Any] = json.loads(report.to_json())
-    if getattr(args, "cross_fit", 0):
-        payload["cross_fit"] = _cross_fit(cases, reader, exclude, args)
+    payload.update(refit_figures(wb.settings.data_dir, cases, reader, exclude, args, report.macro_f1))
     saved = save_library_eval(wb.settings.data_dir, payload, _command(args),
                               datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     echo(f"Saved for the Settings page's Quality section: {saved}")
     return payload
-
-
-def _cross_fit(cases: list[Any], reader: Any, exclude: set[str], args: argparse.Namespace) -> dict[str, Any]:
-    """Print and return the whole reading's F1 with its numbers refitted on patient halves (``--cross-fit N``)."""
-    from medrag.evaluation.reading_crossfit import cross_fit, markdown_table, read_films, readers_for_cross_fit
-    from medrag.evaluation.reading_run import labelled_cases
-
-    anatomy, cnn = readers_for_cross_fit(reader.members)
-    films = read_films(labelled_cases(cases, exclude), anatomy, cnn, use_view=not args.ignore_view)
-    fusion = getattr(reader, "fusion", None)
-    result = cross_fit(films, cnn.cnn.meta, fusion, seeds=range(args.cross_fit))
-    blank()
-    echo(f"Cross-fitted ({args.cross_fit} halvings of {result.patients} patients): calibration, thresholds and "
-         "normal margin fitted on one half, the other half read with them")
-    lines(markdown_table(result))
-    echo(f"cross-fitted macro F1: mean {_figure(result.mean())}; no finding {_figure(result.mean('no finding'))}")
-    return result.to_dict()
 
 
 def analyze_folder(args: argparse.Namespace) -> int:

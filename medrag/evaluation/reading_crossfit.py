@@ -24,6 +24,7 @@ import numpy as np
 from medrag.errors import ConfigError
 from medrag.evaluation.reading import F1_FINDINGS, LabelledImage, ReadingReport, evaluate_reading
 from medrag.reading.base import ImageReading
+from medrag.reading.calibration import MIN_POSITIVES, ClassCalibration, LibraryCalibration, RecalibratedCnn
 from medrag.reading.cnn_reader import CLASS_FINDINGS, MedragCnnReader
 from medrag.reading.combine import NORMAL_MARGIN, merge_readings
 from medrag.reading.fusion import FusionModel, anatomy_features
@@ -110,6 +111,8 @@ def readers_for_cross_fit(members: Sequence[Any]) -> tuple[Any, MedragCnnReader]
     if "anatomy" not in named or not isinstance(cnn, MedragCnnReader):
         raise ConfigError("--cross-fit refits the anatomy and medrag-cnn readers' numbers, but this session reads "
                           f"with {sorted(named) or 'no readers'}; set MEDRAG_READERS=anatomy,medrag-cnn")
+    if isinstance(cnn.cnn, RecalibratedCnn):  # refits start from the shipped numbers, never a library's
+        cnn = MedragCnnReader(cnn.cnn.inner)
     return named["anatomy"], cnn
 
 
@@ -149,32 +152,55 @@ def _fused_scores(films: list[CrossFitFilm], fusion: FusionModel) -> dict[str, n
     return {c: np.array(v) for c, v in out.items()}
 
 
-def refit_and_read(films: list[CrossFitFilm], meta: dict[str, Any], fit: np.ndarray, apply: np.ndarray,
-                   fusion: FusionModel | None, normal_margin: float) -> list[tuple[LabelledImage, ImageReading]]:
-    """Refit the calibration and thresholds on the ``fit`` films; read the ``apply`` films with them."""
+@dataclass
+class RefitNumbers:
+    """Calibration and thresholds fitted on some films: per classifier class, and per fused class."""
+
+    classes: dict[str, ClassCalibration]
+    fused: dict[str, ClassCalibration]
+
+
+def refit(films: list[CrossFitFilm], meta: dict[str, Any], fit: np.ndarray, fusion: FusionModel | None,
+          only: frozenset[str] | None = None) -> RefitNumbers:
+    """Platt calibration and F1 threshold per class fitted on the ``fit`` films (classes outside ``only``, when
+    given, keep the shipped numbers)."""
     from medrag.training.cnn_eval import best_f1_threshold, fit_platt
 
     classes = list(films[0].logits)
     truth = {c: np.array([int(CLASS_FINDINGS.get(c, c) in f.label.findings) for f in films]) for c in classes}
-    logits = {c: np.array([f.logits[c] for f in films]) for c in classes}
-    fused = _fused_scores(films, fusion) if fusion else {}
-    probabilities: dict[str, np.ndarray] = {}
-    thresholds: dict[str, float] = {}
+
+    def fitted(score: np.ndarray, y: np.ndarray) -> ClassCalibration:
+        a, b = fit_platt(score, y)
+        return ClassCalibration(a, b, best_f1_threshold(1.0 / (1.0 + np.exp(-(a * score + b))), y))
+
+    own = {}
     for c in classes:
-        a, b = fit_platt(logits[c][fit], truth[c][fit])
-        probabilities[c] = 1.0 / (1.0 + np.exp(-(a * logits[c] + b)))
-        thresholds[c] = best_f1_threshold(probabilities[c][fit], truth[c][fit])
+        if only is not None and c not in only:
+            own[c] = ClassCalibration(float(meta["calibration"]["a"][c]), float(meta["calibration"]["b"][c]),
+                                      float(meta["thresholds"][c]))
+        else:
+            own[c] = fitted(np.array([f.logits[c] for f in films])[fit], truth[c][fit])
+    fused = {}
+    if fusion:
+        scores = _fused_scores(films, fusion)
+        for c, model in fusion.classes.items():
+            fused[c] = (ClassCalibration(model.a, model.b, model.threshold) if only is not None and c not in only
+                        else fitted(scores[c][fit], truth[c][fit]))
+    return RefitNumbers(own, fused)
+
+
+def read_with(films: list[CrossFitFilm], meta: dict[str, Any], apply: np.ndarray, numbers: RefitNumbers,
+              fusion: FusionModel | None, normal_margin: float) -> list[tuple[LabelledImage, ImageReading]]:
+    """Read the ``apply`` films through the shipped reader and merge with ``numbers`` in place of the shipped."""
     refitted = None
     if fusion:
-        per_class = {}
-        for c, model in fusion.classes.items():
-            a, b = fit_platt(fused[c][fit], truth[c][fit])
-            t = best_f1_threshold(1.0 / (1.0 + np.exp(-(a * fused[c][fit] + b))), truth[c][fit])
-            per_class[c] = replace(model, a=a, b=b, threshold=t)
-        refitted = replace(fusion, classes=per_class)
+        refitted = replace(fusion, classes={c: replace(m, a=numbers.fused[c].a, b=numbers.fused[c].b,
+                                                       threshold=numbers.fused[c].threshold)
+                                            for c, m in fusion.classes.items()})
+    thresholds = {c: v.threshold for c, v in numbers.classes.items()}
     pairs = []
     for i in np.where(apply)[0]:
-        own = {c: float(probabilities[c][i]) for c in classes}
+        own = {c: v.probability(films[i].logits[c]) for c, v in numbers.classes.items()}
         if refitted:  # the fusion reads the classifier's shipped probability, then is calibrated afresh
             own.update({c: films[i].probabilities[c] for c in refitted.classes})
         cnn = _RefittedCnn(meta, own, thresholds)
@@ -186,27 +212,41 @@ def refit_and_read(films: list[CrossFitFilm], meta: dict[str, Any], fit: np.ndar
     return pairs
 
 
+def refit_and_read(films: list[CrossFitFilm], meta: dict[str, Any], fit: np.ndarray, apply: np.ndarray,
+                   fusion: FusionModel | None, normal_margin: float,
+                   only: frozenset[str] | None = None) -> list[tuple[LabelledImage, ImageReading]]:
+    """Refit the calibration and thresholds on the ``fit`` films; read the ``apply`` films with them."""
+    return read_with(films, meta, apply, refit(films, meta, fit, fusion, only), fusion, normal_margin)
+
+
+def best_margin(films: list[CrossFitFilm], meta: dict[str, Any], fit: np.ndarray, numbers: RefitNumbers,
+                fusion: FusionModel | None, margins: Sequence[float]) -> float:
+    """The normal margin of ``margins`` that reads the ``fit`` films best (macro F1) with ``numbers``."""
+    if len(margins) == 1:
+        return float(margins[0])
+    return float(max(margins, key=lambda m: evaluate_reading(
+        read_with(films, meta, fit, numbers, fusion, m), rounds=0).macro_f1))
+
+
 def score(films: list[CrossFitFilm], meta: dict[str, Any], fit_masks: list[np.ndarray],
           apply_masks: list[np.ndarray], fusion: FusionModel | None, margins: Sequence[float],
-          rounds: int = 50) -> tuple[ReadingReport, list[float]]:
+          rounds: int = 50, only: frozenset[str] | None = None) -> tuple[ReadingReport, list[float]]:
     """Per fitting mask: refit there, choose the normal margin of ``margins`` that reads those same films best
     (macro F1), then read the matching ``apply_masks`` films with both. The report over all of them, and the
     margins chosen."""
     pairs: list[tuple[LabelledImage, ImageReading]] = []
     chosen = []
     for fit, apply in zip(fit_masks, apply_masks, strict=True):
-        best = margins[0]
-        if len(margins) > 1:
-            best = max(margins, key=lambda m: evaluate_reading(
-                refit_and_read(films, meta, fit, fit, fusion, m), rounds=0).macro_f1)
+        numbers = refit(films, meta, fit, fusion, only)
+        best = best_margin(films, meta, fit, numbers, fusion, margins)
         chosen.append(best)
-        pairs += refit_and_read(films, meta, fit, apply, fusion, best)
+        pairs += read_with(films, meta, apply, numbers, fusion, best)
     return evaluate_reading(pairs, rounds=rounds), chosen
 
 
 def cross_fit(films: list[CrossFitFilm], meta: dict[str, Any], fusion: FusionModel | None, *,
               seeds: Sequence[int] = (0, 1, 2), margins: Sequence[float] = DEFAULT_MARGINS,
-              rounds: int = 50) -> CrossFitResult:
+              rounds: int = 50, only: frozenset[str] | None = None) -> CrossFitResult:
     """The in-sample row, then one cross-fitted row per seed (halves of the patients, each read by the other's fit).
 
     Fewer than four patients cannot be halved into two fitting sets: a ConfigError says so."""
@@ -218,14 +258,40 @@ def cross_fit(films: list[CrossFitFilm], meta: dict[str, Any], fusion: FusionMod
                           f"training set; this library has {len(set(patients))}")
     result = CrossFitResult(films=len(films), patients=len(set(patients)))
     everyone = np.ones(len(films), dtype=bool)
-    in_sample, chosen = score(films, meta, [everyone], [everyone], fusion, margins, rounds)
+    in_sample, chosen = score(films, meta, [everyone], [everyone], fusion, margins, rounds, only)
     in_sample_fit = "every film (in sample; on the classifier's held-out films, the shipped fit)"
     result.rows.append(CrossFitRow(in_sample_fit, in_sample, chosen))
     for seed in seeds:
         half = halves(patients, seed)
-        report, chosen = score(films, meta, [half != 0, half != 1], [half == 0, half == 1], fusion, margins, rounds)
+        report, chosen = score(films, meta, [half != 0, half != 1], [half == 0, half == 1], fusion, margins,
+                               rounds, only)
         result.rows.append(CrossFitRow(f"the other half of the patients, seed {seed}", report, chosen))
     return result
+
+
+def well_sampled(films: list[CrossFitFilm], min_positives: int = MIN_POSITIVES) -> frozenset[str]:
+    """The classes with at least ``min_positives`` positive films among ``films`` (the ones a library refits)."""
+    return frozenset(c for c in films[0].logits
+                     if sum(CLASS_FINDINGS.get(c, c) in f.label.findings for f in films) >= min_positives)
+
+
+def fit_library_calibration(films: list[CrossFitFilm], meta: dict[str, Any], fusion: FusionModel | None,
+                            result: CrossFitResult, shipped_macro_f1: float, date: str, *,
+                            margins: Sequence[float] = DEFAULT_MARGINS,
+                            min_positives: int = MIN_POSITIVES) -> LibraryCalibration:
+    """The library's calibration fitted on every film for its :func:`well_sampled` classes, with ``result``
+    (cross-fitted refitting those same classes) and the shipped numbers' macro F1 on the same films."""
+    everyone = np.ones(len(films), dtype=bool)
+    only = well_sampled(films, min_positives)
+    numbers = refit(films, meta, everyone, fusion, only)
+    margin = best_margin(films, meta, everyone, numbers, fusion, margins)
+    figures = {"shipped_macro_f1": float(shipped_macro_f1), "library_macro_f1": result.mean(),
+               "library_no_finding_f1": result.mean("no finding"), "halvings": len(result.cross_fitted),
+               "refitted_classes": sorted(only), "min_positives": min_positives}
+    return LibraryCalibration(str(meta.get("weights_sha256", "")),
+                              {c: v for c, v in numbers.classes.items() if c in only},
+                              {c: v for c, v in numbers.fused.items() if c in only}, margin,
+                              len(films), result.patients, date, figures)
 
 
 def markdown_table(result: CrossFitResult) -> str:
@@ -240,5 +306,6 @@ def markdown_table(result: CrossFitResult) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DEFAULT_MARGINS", "NORMAL_MARGIN", "CrossFitFilm", "CrossFitResult", "CrossFitRow", "cross_fit",
-           "markdown_table", "read_films", "readers_for_cross_fit", "refit_and_read", "score"]
+__all__ = ["DEFAULT_MARGINS", "NORMAL_MARGIN", "CrossFitFilm", "CrossFitResult", "CrossFitRow", "RefitNumbers",
+           "best_margin", "cross_fit", "fit_library_calibration", "well_sampled", "markdown_table", "read_films",
+           "readers_for_cross_fit", "read_with", "refit", "refit_and_read", "score"]

@@ -43,10 +43,13 @@ class CombinedReader:
 
     name = "readers"
 
-    def __init__(self, members: Sequence[Reader], notes: Sequence[str] = (), fusion: FusionModel | None = None) -> None:
+    def __init__(self, members: Sequence[Reader], notes: Sequence[str] = (), fusion: FusionModel | None = None,
+                 normal_margin: float | None = None) -> None:
         self.members = list(members)
         self.notes = tuple(notes)
         self.fusion = fusion
+        #: None: the shipped :data:`NORMAL_MARGIN`; a library's calibration sets its own
+        self.normal_margin = normal_margin
 
     @property
     def model(self) -> str:
@@ -68,12 +71,16 @@ class CombinedReader:
                 notes.append(
                     f"The {member.name} reader failed on this image ({type(exc).__name__}); its findings are missing."
                 )
-        merged = merge_readings(fuse_readings(readings, self.fusion), size=(int(pixels.shape[0]), int(pixels.shape[1])))
+        merged = merge_readings(fuse_readings(readings, self.fusion), size=(int(pixels.shape[0]), int(pixels.shape[1])),
+                                normal_margin=self.normal_margin)
         return replace(merged, notes=(*merged.notes, *notes), seconds=time.perf_counter() - started)
 
 
-def build_readers(settings: Settings) -> CombinedReader:
-    """The readers ``settings.readers`` names; unavailable ones are left out with a note saying why."""
+def build_readers(settings: Settings, *, library_calibration: bool = True) -> CombinedReader:
+    """The readers ``settings.readers`` names; unavailable ones are left out with a note saying why.
+
+    With ``library_calibration`` (the default) and a calibration written for this data folder
+    (``medrag eval reading --write-calibration``), the classifier, the fusion and the merge read with it."""
     members: list[Reader] = []
     notes: list[str] = []
     for name in settings.readers:
@@ -82,7 +89,34 @@ def build_readers(settings: Settings) -> CombinedReader:
         except (BackendUnavailableError, ConfigError) as exc:
             log.warning("image reader %s unavailable: %s", name, exc)
             notes.append(f"The {name} reader is unavailable: {exc}")
-    return CombinedReader(members, notes, _fusion_for(members, notes))
+    combined = CombinedReader(members, notes, _fusion_for(members, notes))
+    return _calibrated(combined, settings) if library_calibration else combined
+
+
+def _calibrated(combined: CombinedReader, settings: Settings) -> CombinedReader:
+    """``combined`` reading with the data folder's own calibration, when it has one that fits these weights."""
+    from medrag.reading.calibration import RecalibratedCnn, load_calibration
+    from medrag.reading.cnn_reader import MedragCnnReader
+
+    notes = list(combined.notes)
+    try:
+        calibration = load_calibration(settings.data_dir)
+    except ConfigError as exc:
+        log.warning("library calibration unreadable: %s", exc)
+        return CombinedReader(combined.members, [*notes, f"The shipped calibration is used: {exc}"],
+                              combined.fusion)
+    cnn = next((m for m in combined.members if isinstance(m, MedragCnnReader)), None)
+    if calibration is None or cnn is None:
+        return combined
+    if calibration.cnn_weights_sha256 != str(cnn.cnn.meta.get("weights_sha256", "")):
+        notes.append("The library's calibration was fitted for other medrag-cnn weights, so the shipped one is "
+                     "used; write it again with `medrag eval reading --write-calibration`.")
+        return CombinedReader(combined.members, notes, combined.fusion)
+    keep = frozenset(combined.fusion.classes) if combined.fusion else frozenset()
+    recalibrated = MedragCnnReader(RecalibratedCnn(cnn.cnn, calibration, keep))  # type: ignore[arg-type]
+    members = [recalibrated if m is cnn else m for m in combined.members]
+    fusion = calibration.apply_to_fusion(combined.fusion) if combined.fusion else None
+    return CombinedReader(members, [*notes, calibration.note()], fusion, calibration.normal_margin)
 
 
 def _fusion_for(members: Sequence[Reader], notes: list[str]) -> FusionModel | None:

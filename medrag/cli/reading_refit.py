@@ -1,0 +1,97 @@
+"""``medrag eval reading``'s refits: ``--cross-fit N`` (the honest F1) and a library's own calibration.
+
+``--write-calibration`` measures before it writes. The library's labelled films are cross-fitted by patient,
+refitting the classes the written calibration refits (those with at least
+:data:`~medrag.reading.calibration.MIN_POSITIVES` positive films in the library), and the result is printed
+beside the shipped numbers' figure on the same films. Only then is the calibration fitted on every film and written.
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from medrag.cli.output import blank, echo, lines
+from medrag.reading.calibration import calibration_path, load_calibration, remove_calibration
+
+#: Halvings a written calibration is measured with at least.
+MIN_HALVINGS = 3
+
+
+def _f(value: float) -> str:
+    return "n/a" if value != value else f"{value:.3f}"  # NaN is not equal to itself
+
+
+def calibration_line(data_dir: Path) -> str | None:
+    """A line saying this library's analyses read with their own calibration (None when they do not)."""
+    calibration = load_calibration(data_dir)
+    if calibration is None:
+        return None
+    return (f"This library's analyses read with its own calibration ({calibration.films} films, "
+            f"{calibration.date}); the figures below use the shipped numbers, the cross-fitted ones estimate "
+            "what its own numbers give.")
+
+
+def remove_library_calibration(data_dir: Path) -> dict[str, Any]:
+    """Remove the library's calibration and say what happened."""
+    path = calibration_path(data_dir)
+    removed = remove_calibration(data_dir)
+    echo(f"Removed {path}: this library's analyses read with the shipped calibration again." if removed else
+         f"No calibration at {path}: this library's analyses already read with the shipped one.")
+    return {"calibration_removed": removed, "path": str(path)}
+
+
+def refit_figures(data_dir: Path, cases: list[Any], reader: Any, exclude: set[str], args: argparse.Namespace,
+                  shipped_macro_f1: float) -> dict[str, Any]:
+    """What ``--cross-fit`` and ``--write-calibration`` add to the report (printed, and returned for the JSON)."""
+    from medrag.evaluation.reading_crossfit import (
+        cross_fit,
+        fit_library_calibration,
+        markdown_table,
+        read_films,
+        readers_for_cross_fit,
+        well_sampled,
+    )
+    from medrag.evaluation.reading_run import labelled_cases
+    from medrag.reading.calibration import MIN_POSITIVES, save_calibration
+
+    halvings, write = int(getattr(args, "cross_fit", 0) or 0), bool(getattr(args, "write_calibration", False))
+    if not halvings and not write:
+        return {}
+    anatomy, cnn = readers_for_cross_fit(reader.members)
+    films = read_films(labelled_cases(cases, exclude), anatomy, cnn, use_view=not args.ignore_view)
+    fusion = getattr(reader, "fusion", None)
+    meta = cnn.cnn.meta
+    out: dict[str, Any] = {}
+    if halvings:
+        result = cross_fit(films, meta, fusion, seeds=range(halvings))
+        blank()
+        echo(f"Cross-fitted ({halvings} halvings of {result.patients} patients): calibration, thresholds and "
+             "normal margin fitted on one half, the other half read with them")
+        lines(markdown_table(result))
+        echo(f"cross-fitted macro F1: mean {_f(result.mean())}; no finding {_f(result.mean('no finding'))}")
+        out["cross_fit"] = result.to_dict()
+    if write:
+        measured = cross_fit(films, meta, fusion, seeds=range(max(halvings, MIN_HALVINGS)),
+                             only=well_sampled(films, MIN_POSITIVES))
+        calibration = fit_library_calibration(films, meta, fusion, measured, shipped_macro_f1,
+                                              datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+        path = save_calibration(data_dir, calibration)
+        library = calibration.figures["library_macro_f1"]
+        blank()
+        echo(f"This library's own calibration, cross-fitted over {len(measured.cross_fitted)} halvings (classes "
+             f"with {MIN_POSITIVES}+ positives refitted: {', '.join(calibration.figures['refitted_classes']) or 'none'}"
+             f"): macro F1 {_f(library)} against {_f(shipped_macro_f1)} with the shipped numbers on the same films")
+        if not library > shipped_macro_f1:
+            echo("Warning: on these films the library's own numbers read no better than the shipped ones (on the "
+                 "classifier's own held-out NIH films the shipped figure is in sample, fitted on them); "
+                 "`medrag eval reading --remove-calibration` goes back.")
+        echo(f"Wrote {path}; this library's analyses now read with it (normal margin "
+             f"{calibration.normal_margin:g}).")
+        out["calibration"] = calibration.to_dict()
+    return out
+
+
+__all__ = ["MIN_HALVINGS", "calibration_line", "refit_figures", "remove_library_calibration"]

@@ -1,0 +1,162 @@
+"""A library's own calibration (``medrag eval reading --write-calibration``): fitted, measured, used, removed."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from medrag.errors import ConfigError
+from medrag.reading.calibration import (
+    ClassCalibration,
+    LibraryCalibration,
+    RecalibratedCnn,
+    calibration_path,
+    load_calibration,
+    save_calibration,
+)
+from medrag.reading.cnn import CnnOutput
+
+
+class _Cnn:
+    """The parts of CnnReader the calibration wraps: a fixed forward pass."""
+
+    meta = {"weights_sha256": "abc", "thresholds": {"effusion": 0.2, "edema": 0.3, "no finding": 0.4}}
+    thresholds = {"effusion": 0.2, "edema": 0.3, "no finding": 0.4}
+
+    def forward(self, pixels: np.ndarray, box: object = None) -> CnnOutput:
+        return CnnOutput(logits={"effusion": 1.0, "edema": -2.0, "no finding": 0.5},
+                         probabilities={"effusion": 0.6, "edema": 0.1, "no finding": 0.55}, features=None)
+
+    def heatmap(self, pixels: np.ndarray, name: str, box: object = None) -> np.ndarray:
+        return np.full(pixels.shape, 0.25, np.float32)
+
+
+def _calibration(**changes: object) -> LibraryCalibration:
+    base = LibraryCalibration("abc", {"effusion": ClassCalibration(2.0, -1.0, 0.7),
+                                      "edema": ClassCalibration(1.0, 0.0, 0.05)},
+                              {"edema": ClassCalibration(0.5, 0.1, 0.33)}, 1.5, 40, 38, "2026-12-04 19:00 UTC",
+                              {"shipped_macro_f1": 0.25, "library_macro_f1": 0.31})
+    return LibraryCalibration(**{**base.__dict__, **changes})  # type: ignore[arg-type]
+
+
+def test_a_recalibrated_classifier_reads_its_refitted_classes_from_their_logits_and_keeps_the_rest() -> None:
+    wrapped = RecalibratedCnn(_Cnn(), _calibration(), keep=frozenset({"edema"}))
+    out = wrapped.forward(np.zeros((8, 8)))
+    # effusion: sigmoid(2 * 1.0 - 1.0); edema is fused (kept as shipped); no finding was not refitted.
+    assert math.isclose(out.probabilities["effusion"], 1 / (1 + math.exp(-1.0)), rel_tol=1e-12)
+    assert out.probabilities["edema"] == 0.1 and out.probabilities["no finding"] == 0.55
+    assert wrapped.thresholds == {"effusion": 0.7, "edema": 0.3, "no finding": 0.4}
+    assert out.logits == _Cnn().forward(np.zeros((1, 1))).logits  # the ranking is the network's
+    assert float(wrapped.heatmap(np.zeros((4, 4)), "effusion").max()) == 0.25
+    assert wrapped.meta["weights_sha256"] == "abc"
+
+
+def test_a_calibration_round_trips_and_a_damaged_file_says_how_to_fix_it(tmp_path: Path) -> None:
+    assert load_calibration(tmp_path) is None
+    written = save_calibration(tmp_path, _calibration())
+    assert written == calibration_path(tmp_path) and load_calibration(tmp_path) == _calibration()
+    data = json.loads(written.read_text())
+    data["classes"]["effusion"]["a"] = "NaN"
+    written.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="--write-calibration"):
+        load_calibration(tmp_path)
+    written.write_text("{not json")
+    with pytest.raises(ConfigError, match="--remove-calibration"):
+        load_calibration(tmp_path)
+
+
+def test_build_readers_uses_the_librarys_calibration_only_for_the_weights_it_was_fitted_on(tmp_path: Path) -> None:
+    from medrag.config import Settings
+    from medrag.reading.cnn import CnnReader
+    from medrag.reading.combine import build_readers
+
+    settings = Settings(data_dir=tmp_path, web_provider="off")
+    shipped = build_readers(settings)
+    assert shipped.normal_margin is None and not any("calibrated" in n for n in shipped.notes)
+    sha = str(CnnReader().meta["weights_sha256"])
+    save_calibration(tmp_path, _calibration(cnn_weights_sha256=sha))
+    calibrated = build_readers(settings)
+    cnn = next(m for m in calibrated.members if m.name == "medrag-cnn")
+    assert isinstance(cnn.cnn, RecalibratedCnn) and calibrated.normal_margin == 1.5
+    assert any("calibrated to this library" in n and "40 labelled films" in n for n in calibrated.notes)
+    assert calibrated.fusion is not None and calibrated.fusion.classes["edema"].threshold == 0.33
+    assert build_readers(settings, library_calibration=False).normal_margin is None
+    save_calibration(tmp_path, _calibration(cnn_weights_sha256="other weights"))
+    stale = build_readers(settings)
+    assert stale.normal_margin is None and any("fitted for other medrag-cnn weights" in n for n in stale.notes)
+
+
+def test_cli_writes_a_measured_calibration_that_the_librarys_analyses_then_use_and_removes_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from medrag.cli import main
+    from medrag.config import Settings
+    from medrag.pipeline import run_analysis
+    from medrag.workbench import Workbench
+    from test_eval_reading import _labelled_library
+
+    data = _labelled_library(tmp_path, films=24)
+    out = tmp_path / "reading.json"
+    assert main(["--data-dir", str(data), "eval", "reading", "--rounds", "10", "--write-calibration",
+                 "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "cross-fitted over 3 halvings" in printed and "with the shipped numbers on the same films" in printed
+    written = json.loads(out.read_text())["calibration"]
+    assert written["films"] == 24 and written["figures"]["halvings"] == 3
+    # 12 effusion and 12 normal films: both refit; the rarer classes (no positives) keep the shipped numbers.
+    assert written["figures"]["refitted_classes"] == ["effusion", "no finding"]
+    assert set(written["classes"]) == {"effusion", "no finding"}
+    assert load_calibration(data) is not None
+
+    wb = Workbench(Settings(data_dir=data, web_provider="off"))
+    image = next(iter(wb.store.get_cases(list(wb.store.cases_frame()["case_id"])).values())).image_path
+    analysis = run_analysis(wb, Path(image), web=False, save=False)
+    assert analysis.reading is not None
+    assert any("calibrated to this library" in n for n in analysis.reading.notes)
+    # The library's own eval still scores the shipped numbers, and says the analyses read otherwise.
+    assert main(["--data-dir", str(data), "eval", "reading", "--rounds", "10"]) == 0
+    assert "This library's analyses read with its own calibration (24 films" in capsys.readouterr().out
+
+    assert main(["--data-dir", str(data), "eval", "reading", "--remove-calibration"]) == 0
+    assert "read with the shipped calibration again" in capsys.readouterr().out
+    assert load_calibration(data) is None
+    assert main(["--data-dir", str(data), "eval", "reading", "--remove-calibration"]) == 0
+    assert "already read with the shipped one" in capsys.readouterr().out
+
+
+def test_a_refit_leaves_the_classes_outside_the_well_sampled_set_at_their_shipped_numbers() -> None:
+    from medrag.evaluation.reading import LabelledImage
+    from medrag.evaluation.reading_crossfit import CrossFitFilm, refit, well_sampled
+    from medrag.reading.base import ImageReading
+
+    meta = {"calibration": {"a": {"effusion": 1.0, "edema": 0.8}, "b": {"effusion": 0.0, "edema": -0.2}},
+            "thresholds": {"effusion": 0.3, "edema": 0.25}}
+    films = []
+    for i in range(12):
+        findings = frozenset({"effusion"} if i < 6 else set()) | ({"edema"} if i == 0 else set())
+        label = LabelledImage(f"c{i}", f"p{i}", findings, "PA", (), (64, 64))
+        logits = {"effusion": 2.0 if i < 6 else -2.0, "edema": 0.1 * i}
+        films.append(CrossFitFilm(label, ImageReading(), (64, 64), logits, {"effusion": 0.5, "edema": 0.5}))
+    assert well_sampled(films, 5) == frozenset({"effusion"}) and well_sampled(films, 1) == {"effusion", "edema"}
+    numbers = refit(films, meta, np.ones(12, dtype=bool), None, well_sampled(films, 5))
+    assert numbers.classes["edema"] == ClassCalibration(0.8, -0.2, 0.25)  # one positive: shipped numbers kept
+    effusion = numbers.classes["effusion"]
+    assert effusion != ClassCalibration(1.0, 0.0, 0.3)  # refitted on these films, which it separates perfectly
+    assert effusion.probability(2.0) > effusion.threshold > effusion.probability(-2.0)
+
+
+def test_the_settings_page_says_when_a_librarys_analyses_read_with_its_own_calibration(tmp_path: Path) -> None:
+    from medrag.evaluation.quality import library_calibration_note
+
+    assert library_calibration_note(tmp_path) is None
+    save_calibration(tmp_path, _calibration())
+    note = library_calibration_note(tmp_path)
+    assert note is not None and "40 labelled films of 38 patients" in note and "0.31 against 0.25" in note
+    assert "--remove-calibration" in note
+    calibration_path(tmp_path).write_text("[]")
+    broken = library_calibration_note(tmp_path)
+    assert broken is not None and "cannot be read" in broken and "shipped one" in broken
