@@ -90,7 +90,9 @@ with error_boundary():
         st.dataframe(quality_frame(library_rows(saved)), hide_index=True, width="stretch", height="content")
     calibration_note = library_calibration_note(settings.data_dir)
     if calibration_note:
-        st.info(escape_markdown(calibration_note), icon=":material/tune:")
+        text, command = calibration_note
+        st.info(escape_markdown(text), icon=":material/tune:")
+        st.code(command, language="bash")
 
 st.subheader("Web search")
 with error_boundary():

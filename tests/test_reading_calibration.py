@@ -154,9 +154,11 @@ def test_the_settings_page_says_when_a_librarys_analyses_read_with_its_own_calib
 
     assert library_calibration_note(tmp_path) is None
     save_calibration(tmp_path, _calibration())
-    note = library_calibration_note(tmp_path)
-    assert note is not None and "40 labelled films of 38 patients" in note and "0.31 against 0.25" in note
-    assert "--remove-calibration" in note
+    said = library_calibration_note(tmp_path)
+    assert said is not None
+    note, command = said
+    assert "40 labelled films of 38 patients" in note and "0.31 against 0.25" in note
+    assert command == "medrag eval reading --remove-calibration"
     calibration_path(tmp_path).write_text("[]")
     broken = library_calibration_note(tmp_path)
-    assert broken is not None and "cannot be read" in broken and "shipped one" in broken
+    assert broken is not None and "cannot be read" in broken[0] and "shipped one" in broken[0]
