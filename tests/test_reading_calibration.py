@@ -162,3 +162,20 @@ def test_the_settings_page_says_when_a_librarys_analyses_read_with_its_own_calib
     calibration_path(tmp_path).write_text("[]")
     broken = library_calibration_note(tmp_path)
     assert broken is not None and "cannot be read" in broken[0] and "shipped one" in broken[0]
+
+
+def test_a_running_workbench_picks_up_a_calibration_written_or_removed_beside_it(tmp_path: Path) -> None:
+    from medrag.config import Settings
+    from medrag.reading.calibration import remove_calibration
+    from medrag.reading.cnn import CnnReader
+    from medrag.workbench import Workbench
+
+    wb = Workbench(Settings(data_dir=tmp_path, web_provider="off"))
+    shipped = wb.backends.reader
+    assert wb.backends.reader is shipped  # built once while nothing changes
+    save_calibration(tmp_path, _calibration(cnn_weights_sha256=str(CnnReader().meta["weights_sha256"])))
+    calibrated = wb.backends.reader
+    assert calibrated is not shipped and calibrated.normal_margin == 1.5
+    assert wb.backends.reader is calibrated
+    remove_calibration(tmp_path)
+    assert wb.backends.reader.normal_margin is None

@@ -43,6 +43,8 @@ class Backends:
         self.settings = settings
         self._lock = threading.RLock()
         self._members: dict[str, Any] = {}
+        #: the calibration file's (mtime, size) when the reader was built (None: no file)
+        self._reader_stamp: tuple[int, int] | None = None
         self._notes: dict[str, str] = {}
         self._builders: dict[str, Callable[[str], Any]] = {
             "image_encoder": lambda name: build_encoder(name, settings),
@@ -101,12 +103,19 @@ class Backends:
 
     @property
     def reader(self) -> Any:
-        """The configured image readers, combined (built once; unavailable ones left out with a note)."""
+        """The configured image readers, combined (built once; unavailable ones left out with a note).
+
+        Built again when the library's calibration file changes (``medrag eval reading --write-calibration``
+        or ``--remove-calibration`` run beside a running app): one stat per analysis, no restart needed."""
+        from medrag.reading.calibration import calibration_stamp
+
         with self._lock:
-            if "reader" not in self._members:
+            stamp = calibration_stamp(self.settings.data_dir)
+            if "reader" not in self._members or self._reader_stamp != stamp:
                 from medrag.reading.combine import build_readers
 
                 self._members["reader"] = build_readers(self.settings)
+                self._reader_stamp = stamp
             return self._members["reader"]
 
     def status(self) -> list[BackendStatus]:

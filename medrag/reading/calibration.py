@@ -149,6 +149,15 @@ def calibration_path(data_dir: Path) -> Path:
     return Path(data_dir) / CALIBRATION_FILE
 
 
+def calibration_stamp(data_dir: Path) -> tuple[int, int] | None:
+    """(mtime in ns, size) of the library's calibration file, or None without one: what tells a change."""
+    try:
+        stat = calibration_path(data_dir).stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
 def load_calibration(data_dir: Path) -> LibraryCalibration | None:
     """The library's calibration, or None when it has none; a ConfigError says how to fix a damaged file."""
     path = calibration_path(data_dir)
@@ -179,5 +188,5 @@ def remove_calibration(data_dir: Path) -> bool:
 
 
 __all__ = ["CALIBRATION_FILE", "MIN_POSITIVES", "REMOVE_COMMAND", "WRITE_COMMAND", "ClassCalibration",
-           "LibraryCalibration", "RecalibratedCnn", "calibration_path", "load_calibration", "remove_calibration",
-           "save_calibration"]
+           "LibraryCalibration", "RecalibratedCnn", "calibration_path", "calibration_stamp", "load_calibration",
+           "remove_calibration", "save_calibration"]
