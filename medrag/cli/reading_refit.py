@@ -52,7 +52,6 @@ def refit_figures(data_dir: Path, cases: list[Any], reader: Any, exclude: set[st
         markdown_table,
         read_films,
         readers_for_cross_fit,
-        well_sampled,
     )
     from medrag.evaluation.reading_run import labelled_cases
     from medrag.reading.calibration import MIN_POSITIVES, save_calibration
@@ -74,10 +73,9 @@ def refit_figures(data_dir: Path, cases: list[Any], reader: Any, exclude: set[st
         echo(f"cross-fitted macro F1: mean {_f(result.mean())}; no finding {_f(result.mean('no finding'))}")
         out["cross_fit"] = result.to_dict()
     if write:
-        measured = cross_fit(films, meta, fusion, seeds=range(max(halvings, MIN_HALVINGS)),
-                             only=well_sampled(films, MIN_POSITIVES))
-        calibration = fit_library_calibration(films, meta, fusion, measured, shipped_macro_f1,
-                                              datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
+        calibration, measured = fit_library_calibration(
+            films, meta, fusion, shipped_macro_f1, datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            seeds=range(max(halvings, MIN_HALVINGS)))
         path = save_calibration(data_dir, calibration)
         library = calibration.figures["library_macro_f1"]
         blank()

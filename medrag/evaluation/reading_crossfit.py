@@ -14,7 +14,7 @@ by numbers fitted on it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,7 +24,13 @@ import numpy as np
 from medrag.errors import ConfigError
 from medrag.evaluation.reading import F1_FINDINGS, LabelledImage, ReadingReport, evaluate_reading
 from medrag.reading.base import ImageReading
-from medrag.reading.calibration import MIN_POSITIVES, ClassCalibration, LibraryCalibration, RecalibratedCnn
+from medrag.reading.calibration import (
+    MIN_POSITIVES,
+    ClassCalibration,
+    LibraryCalibration,
+    RecalibratedCnn,
+    with_fused_numbers,
+)
 from medrag.reading.cnn_reader import CLASS_FINDINGS, MedragCnnReader
 from medrag.reading.combine import NORMAL_MARGIN, merge_readings
 from medrag.reading.fusion import FusionModel, anatomy_features
@@ -192,11 +198,7 @@ def refit(films: list[CrossFitFilm], meta: dict[str, Any], fit: np.ndarray, fusi
 def read_with(films: list[CrossFitFilm], meta: dict[str, Any], apply: np.ndarray, numbers: RefitNumbers,
               fusion: FusionModel | None, normal_margin: float) -> list[tuple[LabelledImage, ImageReading]]:
     """Read the ``apply`` films through the shipped reader and merge with ``numbers`` in place of the shipped."""
-    refitted = None
-    if fusion:
-        refitted = replace(fusion, classes={c: replace(m, a=numbers.fused[c].a, b=numbers.fused[c].b,
-                                                       threshold=numbers.fused[c].threshold)
-                                            for c, m in fusion.classes.items()})
+    refitted = with_fused_numbers(fusion, numbers.fused) if fusion else None
     thresholds = {c: v.threshold for c, v in numbers.classes.items()}
     pairs = []
     for i in np.where(apply)[0]:
@@ -210,13 +212,6 @@ def read_with(films: list[CrossFitFilm], meta: dict[str, Any], apply: np.ndarray
         merged = merge_readings([films[i].anatomy, cnn_reading], size=films[i].size, normal_margin=normal_margin)
         pairs.append((films[i].label, merged))
     return pairs
-
-
-def refit_and_read(films: list[CrossFitFilm], meta: dict[str, Any], fit: np.ndarray, apply: np.ndarray,
-                   fusion: FusionModel | None, normal_margin: float,
-                   only: frozenset[str] | None = None) -> list[tuple[LabelledImage, ImageReading]]:
-    """Refit the calibration and thresholds on the ``fit`` films; read the ``apply`` films with them."""
-    return read_with(films, meta, apply, refit(films, meta, fit, fusion, only), fusion, normal_margin)
 
 
 def best_margin(films: list[CrossFitFilm], meta: dict[str, Any], fit: np.ndarray, numbers: RefitNumbers,
@@ -276,22 +271,25 @@ def well_sampled(films: list[CrossFitFilm], min_positives: int = MIN_POSITIVES) 
 
 
 def fit_library_calibration(films: list[CrossFitFilm], meta: dict[str, Any], fusion: FusionModel | None,
-                            result: CrossFitResult, shipped_macro_f1: float, date: str, *,
+                            shipped_macro_f1: float, date: str, *, seeds: Sequence[int] = (0, 1, 2),
                             margins: Sequence[float] = DEFAULT_MARGINS,
-                            min_positives: int = MIN_POSITIVES) -> LibraryCalibration:
-    """The library's calibration fitted on every film for its :func:`well_sampled` classes, with ``result``
-    (cross-fitted refitting those same classes) and the shipped numbers' macro F1 on the same films."""
-    everyone = np.ones(len(films), dtype=bool)
+                            min_positives: int = MIN_POSITIVES) -> tuple[LibraryCalibration, CrossFitResult]:
+    """The library's calibration for its :func:`well_sampled` classes, and the cross-fit that measured it.
+
+    The cross-fit refits exactly those classes; its in-sample row is the fit on every film, so the written
+    normal margin is the one that row chose. The figures stored with it set the cross-fitted macro F1 beside
+    ``shipped_macro_f1`` (the shipped numbers on the same films)."""
     only = well_sampled(films, min_positives)
-    numbers = refit(films, meta, everyone, fusion, only)
-    margin = best_margin(films, meta, everyone, numbers, fusion, margins)
+    result = cross_fit(films, meta, fusion, seeds=seeds, margins=margins, only=only)
+    numbers = refit(films, meta, np.ones(len(films), dtype=bool), fusion, only)
     figures = {"shipped_macro_f1": float(shipped_macro_f1), "library_macro_f1": result.mean(),
                "library_no_finding_f1": result.mean("no finding"), "halvings": len(result.cross_fitted),
                "refitted_classes": sorted(only), "min_positives": min_positives}
-    return LibraryCalibration(str(meta.get("weights_sha256", "")),
-                              {c: v for c, v in numbers.classes.items() if c in only},
-                              {c: v for c, v in numbers.fused.items() if c in only}, margin,
-                              len(films), result.patients, date, figures)
+    calibration = LibraryCalibration(str(meta.get("weights_sha256", "")),
+                                     {c: v for c, v in numbers.classes.items() if c in only},
+                                     {c: v for c, v in numbers.fused.items() if c in only},
+                                     result.rows[0].margins[0], len(films), result.patients, date, figures)
+    return calibration, result
 
 
 def markdown_table(result: CrossFitResult) -> str:
@@ -308,4 +306,4 @@ def markdown_table(result: CrossFitResult) -> str:
 
 __all__ = ["DEFAULT_MARGINS", "NORMAL_MARGIN", "CrossFitFilm", "CrossFitResult", "CrossFitRow", "RefitNumbers",
            "best_margin", "cross_fit", "fit_library_calibration", "well_sampled", "markdown_table", "read_films",
-           "readers_for_cross_fit", "read_with", "refit", "refit_and_read", "score"]
+           "readers_for_cross_fit", "read_with", "refit", "score"]

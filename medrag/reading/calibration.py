@@ -106,9 +106,14 @@ class LibraryCalibration:
 
     def apply_to_fusion(self, fusion: FusionModel) -> FusionModel:
         """The fusion with this library's calibration and threshold for each fused class it refitted."""
-        per_class = {c: replace(m, a=self.fused[c].a, b=self.fused[c].b, threshold=self.fused[c].threshold)
-                     if c in self.fused else m for c, m in fusion.classes.items()}
-        return replace(fusion, classes=per_class)
+        return with_fused_numbers(fusion, self.fused)
+
+
+def with_fused_numbers(fusion: FusionModel, numbers: dict[str, ClassCalibration]) -> FusionModel:
+    """``fusion`` with ``numbers``' calibration and threshold for each fused class they name (the rest as shipped)."""
+    per_class = {c: replace(m, a=numbers[c].a, b=numbers[c].b, threshold=numbers[c].threshold)
+                 if c in numbers else m for c, m in fusion.classes.items()}
+    return replace(fusion, classes=per_class)
 
 
 class RecalibratedCnn:
@@ -189,4 +194,4 @@ def remove_calibration(data_dir: Path) -> bool:
 
 __all__ = ["CALIBRATION_FILE", "MIN_POSITIVES", "REMOVE_COMMAND", "WRITE_COMMAND", "ClassCalibration",
            "LibraryCalibration", "RecalibratedCnn", "calibration_path", "calibration_stamp", "load_calibration",
-           "remove_calibration", "save_calibration"]
+           "remove_calibration", "save_calibration", "with_fused_numbers"]
