@@ -66,13 +66,8 @@ with error_boundary():
 
 st.subheader("Quality of the image reading")
 with error_boundary():
-    from medrag.evaluation.quality import (
-        EVAL_COMMAND,
-        library_calibration_note,
-        library_eval,
-        library_rows,
-        model_quality,
-    )
+    from medrag.evaluation.quality import EVAL_COMMAND, library_eval, library_rows, model_quality
+    from medrag.ui.calibration_panel import library_calibration_panel
     from medrag.ui.tables import quality_frame
 
     st.caption("Figures measured on patients the models never saw, with 95 % bootstrap intervals (by patient) "
@@ -88,11 +83,7 @@ with error_boundary():
         st.markdown(f"**This library** (`{escape_markdown(str(saved.get('command', '')))}`, "
                     f"{escape_markdown(str(saved.get('date', '')))})")
         st.dataframe(quality_frame(library_rows(saved)), hide_index=True, width="stretch", height="content")
-    calibration_note = library_calibration_note(settings.data_dir)
-    if calibration_note:
-        text, command = calibration_note
-        st.info(escape_markdown(text), icon=":material/tune:")
-        st.code(command, language="bash")
+    library_calibration_panel(settings)
 
 st.subheader("Web search")
 with error_boundary():

@@ -110,6 +110,11 @@ def test_cli_writes_a_measured_calibration_that_the_librarys_analyses_then_use_a
     # 12 effusion and 12 normal films: both refit; the rarer classes (no positives) keep the shipped numbers.
     assert written["figures"]["refitted_classes"] == ["effusion", "no finding"]
     assert set(written["classes"]) == {"effusion", "no finding"}
+    per_class = written["figures"]["per_class"]
+    assert per_class["effusion"]["positives"] == per_class["no finding"]["positives"] == 12
+    assert per_class["edema"] == {"positives": 0, "f1_library": per_class["edema"]["f1_library"]}  # no shipped F1
+    for name in ("effusion", "no finding"):  # both F1s, the shipped one from the eval of these same films
+        assert 0.0 <= per_class[name]["f1_shipped"] <= 1.0 and 0.0 <= per_class[name]["f1_library"] <= 1.0
     assert load_calibration(data) is not None
 
     wb = Workbench(Settings(data_dir=data, web_provider="off"))
@@ -121,8 +126,18 @@ def test_cli_writes_a_measured_calibration_that_the_librarys_analyses_then_use_a
     assert main(["--data-dir", str(data), "eval", "reading", "--rounds", "10"]) == 0
     assert "This library's analyses read with its own calibration (24 films" in capsys.readouterr().out
 
+    assert main(["--data-dir", str(data), "eval", "reading", "--calibration", "off"]) == 0
+    assert "now read with the shipped calibration; its own is kept" in capsys.readouterr().out
+    assert not load_calibration(data).active  # type: ignore[union-attr]
+    assert main(["--data-dir", str(data), "eval", "reading", "--rounds", "10"]) == 0
+    assert "switched off" in capsys.readouterr().out
+    assert main(["--data-dir", str(data), "eval", "reading", "--calibration", "on"]) == 0
+    assert "now read with its own calibration (fitted on its 24 labelled films" in capsys.readouterr().out
+
     assert main(["--data-dir", str(data), "eval", "reading", "--remove-calibration"]) == 0
     assert "read with the shipped calibration again" in capsys.readouterr().out
+    assert main(["--data-dir", str(data), "eval", "reading", "--calibration", "on"]) == 2
+    assert "no calibration of its own to switch on" in capsys.readouterr().err
     assert load_calibration(data) is None
     assert main(["--data-dir", str(data), "eval", "reading", "--remove-calibration"]) == 0
     assert "already read with the shipped one" in capsys.readouterr().out
@@ -149,19 +164,59 @@ def test_a_refit_leaves_the_classes_outside_the_well_sampled_set_at_their_shippe
     assert effusion.probability(2.0) > effusion.threshold > effusion.probability(-2.0)
 
 
-def test_the_settings_page_says_when_a_librarys_analyses_read_with_its_own_calibration(tmp_path: Path) -> None:
-    from medrag.evaluation.quality import library_calibration_note
+def test_the_settings_table_sets_each_class_beside_the_shipped_numbers(tmp_path: Path) -> None:
+    from medrag.evaluation.calibration_view import calibration_rows
 
-    assert library_calibration_note(tmp_path) is None
-    save_calibration(tmp_path, _calibration())
-    said = library_calibration_note(tmp_path)
-    assert said is not None
-    note, command = said
-    assert "40 labelled films of 38 patients" in note and "0.31 against 0.25" in note
-    assert command == "medrag eval reading --remove-calibration"
-    calibration_path(tmp_path).write_text("[]")
-    broken = library_calibration_note(tmp_path)
-    assert broken is not None and "cannot be read" in broken[0] and "shipped one" in broken[0]
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "medrag-cnn.json").write_text(json.dumps({
+        "classes": ["no finding", "effusion", "edema", "cardiomegaly"],
+        "thresholds": {"no finding": 0.4, "effusion": 0.2, "edema": 0.3, "cardiomegaly": 0.06}}))
+    (weights / "medrag-fusion.json").write_text(json.dumps({"classes": {"edema": {"threshold": 0.25}}}))
+    figures = {"min_positives": 10, "per_class": {
+        "no finding": {"positives": 3}, "effusion": {"positives": 30, "f1_shipped": 0.2, "f1_library": 0.41},
+        "edema": {"positives": 12, "f1_shipped": 0.1, "f1_library": 0.3}, "cardiomegaly": {"positives": 2}}}
+    rows = {r.finding: r for r in calibration_rows(_calibration(figures=figures), weights)}
+    assert list(rows) == ["no finding", "effusion", "edema", "cardiomegaly"]  # the classifier's order
+    effusion, edema, normal = rows["effusion"], rows["edema"], rows["no finding"]
+    assert effusion.refitted and effusion.fitted_here == "yes"
+    assert (effusion.shipped_threshold, effusion.library_threshold) == (0.2, 0.7)
+    assert (effusion.f1_shipped, effusion.f1_library, effusion.positives) == (0.2, 0.41, 30)
+    # A fused class's threshold is the fused probability's, shipped and refitted.
+    assert edema.fused and (edema.shipped_threshold, edema.library_threshold) == (0.25, 0.33)
+    assert edema.fitted_here == "yes, on the fused score"
+    assert not normal.refitted and normal.fitted_here == "no: 3 positives, fewer than 10"
+    assert normal.library_threshold == normal.shipped_threshold == 0.4
+    # A file written before the per-class figures were stored still shows its thresholds.
+    old = {r.finding: r for r in calibration_rows(_calibration(), weights)}
+    assert old["effusion"].positives is None and old["effusion"].library_threshold == 0.7
+    assert old["no finding"].fitted_here == "no"
+
+
+def test_a_calibration_switched_off_is_kept_and_the_analyses_read_with_the_shipped_numbers(tmp_path: Path) -> None:
+    from medrag.config import Settings
+    from medrag.reading.calibration import set_calibration_active
+    from medrag.reading.cnn import CnnReader
+    from medrag.reading.combine import build_readers
+
+    with pytest.raises(ConfigError, match="--write-calibration"):
+        set_calibration_active(tmp_path, False)
+    settings = Settings(data_dir=tmp_path, web_provider="off")
+    save_calibration(tmp_path, _calibration(cnn_weights_sha256=str(CnnReader().meta["weights_sha256"])))
+    assert build_readers(settings).normal_margin == 1.5
+    off = set_calibration_active(tmp_path, False)
+    assert not off.active and load_calibration(tmp_path) == off  # kept, with every number
+    shipped = build_readers(settings)
+    assert shipped.normal_margin is None and not any("calibrated to this library" in n for n in shipped.notes)
+    assert set_calibration_active(tmp_path, True).active and build_readers(settings).normal_margin == 1.5
+    data = json.loads(calibration_path(tmp_path).read_text())
+    data["active"] = "no"
+    calibration_path(tmp_path).write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_calibration(tmp_path)
+    del data["active"]  # a file written before the switch existed is in use
+    calibration_path(tmp_path).write_text(json.dumps(data))
+    assert load_calibration(tmp_path).active  # type: ignore[union-attr]
 
 
 def test_a_running_workbench_picks_up_a_calibration_written_or_removed_beside_it(tmp_path: Path) -> None:

@@ -95,6 +95,8 @@ def add_parsers(sub: Subparsers) -> None:
                    help="reading: fit the calibration, thresholds and normal margin on this library's labelled films "
                    "and read its analyses with them (measured first by cross-fitting, at least 3 halvings)")
     p.add_argument("--remove-calibration", action="store_true",
-                   help="reading: go back to the shipped calibration for this library's analyses")
+                   help="reading: delete this library's calibration (its analyses read with the shipped one)")
+    p.add_argument("--calibration", choices=["on", "off"],
+                   help="reading: switch this library's written calibration on or off (kept either way)")
     p.add_argument("--json", help="also write the figures as JSON")
     p.set_defaults(func=cmd_eval)

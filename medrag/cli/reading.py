@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import shlex
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,9 +43,30 @@ def _command(args: argparse.Namespace) -> str:
     return " ".join(parts + (["--ignore-view"] if args.ignore_view else []))
 
 
+def progress_bar(desc: str) -> Callable[[int, int], None]:
+    """An ``on_progress(done, total)`` that draws a tqdm bar on stderr (the Settings page shows a fit's last one)."""
+    from tqdm import tqdm
+
+    bar: list[Any] = []
+
+    def update(done: int, total: int) -> None:
+        if not bar:
+            bar.append(tqdm(total=total, desc=desc, unit="film", mininterval=1.0))
+        bar[0].update(done - bar[0].n)
+        if done >= total:
+            bar[0].close()
+
+    return update
+
+
 def eval_reading(args: argparse.Namespace) -> dict[str, Any]:
     """Read every labelled case of the library (held-out patients) and print the figures."""
-    from medrag.cli.reading_refit import calibration_line, refit_figures, remove_library_calibration
+    from medrag.cli.reading_refit import (
+        calibration_line,
+        refit_figures,
+        remove_library_calibration,
+        switch_library_calibration,
+    )
     from medrag.evaluation.reading_run import evaluate_library, mask_dice
     from medrag.reading.combine import build_readers
 
@@ -53,6 +75,8 @@ def eval_reading(args: argparse.Namespace) -> dict[str, Any]:
     wb = workbench(args)
     if getattr(args, "remove_calibration", False):
         return remove_library_calibration(wb.settings.data_dir)
+    if getattr(args, "calibration", None):
+        return switch_library_calibration(wb.settings.data_dir, args.calibration)
     frame = wb.store.cases_frame(dataset=args.dataset)
     if frame.empty:
         raise MedRAGError("No cases to evaluate; import a labelled library first (medrag ingest … --labels …).")
@@ -70,7 +94,8 @@ def eval_reading(args: argparse.Namespace) -> dict[str, Any]:
     def read(pixels: Any, view: str | None) -> Any:
         return reader.read(pixels, view_hint=None if args.ignore_view else view)
 
-    report = evaluate_library(cases, read, exclude_patients=exclude, rounds=args.rounds)
+    report = evaluate_library(cases, read, exclude_patients=exclude, rounds=args.rounds,
+                              on_progress=progress_bar("reading the labelled films"))
     echo(f"Readers: {reader.model}; {report.images} films of {report.patients} patients "
          f"({report.excluded_patients} training patients left out)")
     calibrated = calibration_line(wb.settings.data_dir)
@@ -101,7 +126,9 @@ def eval_reading(args: argparse.Namespace) -> dict[str, Any]:
         blank()
         echo(f"lung Dice on {args.masks}: {json.dumps(report.dice)}")
     payload: dict[str, Any] = json.loads(report.to_json())
-    payload.update(refit_figures(wb.settings.data_dir, cases, reader, exclude, args, report.macro_f1))
+    shipped_f1 = {name: float(f["f1"]) for name, f in report.per_finding.items()
+                  if isinstance(f.get("f1"), float) and not math.isnan(f["f1"])}
+    payload.update(refit_figures(wb.settings.data_dir, cases, reader, exclude, args, report.macro_f1, shipped_f1))
     saved = save_library_eval(wb.settings.data_dir, payload, _command(args),
                               datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     echo(f"Saved for the Settings page's Quality section: {saved}")

@@ -29,6 +29,9 @@ def calibration_line(data_dir: Path) -> str | None:
     calibration = load_calibration(data_dir)
     if calibration is None:
         return None
+    if not calibration.active:
+        return (f"This library has its own calibration ({calibration.films} films, {calibration.date}), switched "
+                "off: its analyses read with the shipped numbers, as the figures below do.")
     return (f"This library's analyses read with its own calibration ({calibration.films} films, "
             f"{calibration.date}); the figures below use the shipped numbers, the cross-fitted ones estimate "
             "what its own numbers give.")
@@ -43,9 +46,22 @@ def remove_library_calibration(data_dir: Path) -> dict[str, Any]:
     return {"calibration_removed": removed, "path": str(path)}
 
 
+def switch_library_calibration(data_dir: Path, state: str) -> dict[str, Any]:
+    """Switch the library's written calibration on or off and say what its analyses read with now."""
+    from medrag.reading.calibration import set_calibration_active
+
+    calibration = set_calibration_active(data_dir, state == "on")
+    echo(f"This library's analyses now read with its own calibration ({calibration.summary()})." if calibration.active
+         else "This library's analyses now read with the shipped calibration; its own is kept for "
+         "`medrag eval reading --calibration on`.")
+    return {"calibration_active": calibration.active, "path": str(calibration_path(data_dir))}
+
+
 def refit_figures(data_dir: Path, cases: list[Any], reader: Any, exclude: set[str], args: argparse.Namespace,
-                  shipped_macro_f1: float) -> dict[str, Any]:
-    """What ``--cross-fit`` and ``--write-calibration`` add to the report (printed, and returned for the JSON)."""
+                  shipped_macro_f1: float, shipped_f1: dict[str, float] | None = None) -> dict[str, Any]:
+    """What ``--cross-fit`` and ``--write-calibration`` add to the report (printed, and returned for the JSON).
+
+    ``shipped_f1`` (per finding, the shipped numbers on the same films) is stored beside the library's per class."""
     from medrag.evaluation.reading_crossfit import (
         cross_fit,
         fit_library_calibration,
@@ -60,7 +76,10 @@ def refit_figures(data_dir: Path, cases: list[Any], reader: Any, exclude: set[st
     if not halvings and not write:
         return {}
     anatomy, cnn = readers_for_cross_fit(reader.members)
-    films = read_films(labelled_cases(cases, exclude), anatomy, cnn, use_view=not args.ignore_view)
+    from medrag.cli.reading import progress_bar
+
+    films = read_films(labelled_cases(cases, exclude), anatomy, cnn, use_view=not args.ignore_view,
+                       on_progress=progress_bar("reading them again for the refits"))
     fusion = getattr(reader, "fusion", None)
     meta = cnn.cnn.meta
     out: dict[str, Any] = {}
@@ -75,7 +94,7 @@ def refit_figures(data_dir: Path, cases: list[Any], reader: Any, exclude: set[st
     if write:
         calibration, measured = fit_library_calibration(
             films, meta, fusion, shipped_macro_f1, datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            seeds=range(max(halvings, MIN_HALVINGS)))
+            seeds=range(max(halvings, MIN_HALVINGS)), shipped_f1=shipped_f1)
         path = save_calibration(data_dir, calibration)
         library = calibration.figures["library_macro_f1"]
         blank()
@@ -92,4 +111,5 @@ def refit_figures(data_dir: Path, cases: list[Any], reader: Any, exclude: set[st
     return out
 
 
-__all__ = ["MIN_HALVINGS", "calibration_line", "refit_figures", "remove_library_calibration"]
+__all__ = ["MIN_HALVINGS", "calibration_line", "refit_figures", "remove_library_calibration",
+           "switch_library_calibration"]

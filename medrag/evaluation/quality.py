@@ -169,21 +169,5 @@ def library_rows(saved: dict[str, Any]) -> list[QualityRow]:
     return [r for r in rows if r.value is not None]
 
 
-def library_calibration_note(data_dir: Path) -> tuple[str, str] | None:
-    """What the Settings page says when this library's analyses read with its own calibration, and the command
-    that goes back to the shipped one (None when the library has no calibration)."""
-    from medrag.errors import ConfigError
-    from medrag.reading.calibration import REMOVE_COMMAND, load_calibration
-
-    try:
-        calibration = load_calibration(data_dir)
-    except ConfigError as exc:
-        return f"This library's calibration cannot be read, so its analyses use the shipped one: {exc}", REMOVE_COMMAND
-    if calibration is None:
-        return None
-    return (f"This library's analyses read with its own calibration, {calibration.summary()}. To go back to the "
-            "shipped one:", REMOVE_COMMAND)
-
-
-__all__ = ["EVAL_COMMAND", "EVAL_FILE", "READING", "TARGETS", "QualityRow", "library_calibration_note",
+__all__ = ["EVAL_COMMAND", "EVAL_FILE", "READING", "TARGETS", "QualityRow",
            "library_eval", "library_rows", "model_quality", "save_library_eval"]

@@ -266,25 +266,38 @@ def cross_fit(films: list[CrossFitFilm], meta: dict[str, Any], fusion: FusionMod
 
 def well_sampled(films: list[CrossFitFilm], min_positives: int = MIN_POSITIVES) -> frozenset[str]:
     """The classes with at least ``min_positives`` positive films among ``films`` (the ones a library refits)."""
-    return frozenset(c for c in films[0].logits
-                     if sum(CLASS_FINDINGS.get(c, c) in f.label.findings for f in films) >= min_positives)
+    return frozenset(c for c, n in positives_per_class(films).items() if n >= min_positives)
+
+
+def positives_per_class(films: list[CrossFitFilm]) -> dict[str, int]:
+    """How many of ``films`` carry each classifier class's finding."""
+    return {c: sum(CLASS_FINDINGS.get(c, c) in f.label.findings for f in films) for c in films[0].logits}
 
 
 def fit_library_calibration(films: list[CrossFitFilm], meta: dict[str, Any], fusion: FusionModel | None,
                             shipped_macro_f1: float, date: str, *, seeds: Sequence[int] = (0, 1, 2),
-                            margins: Sequence[float] = DEFAULT_MARGINS,
-                            min_positives: int = MIN_POSITIVES) -> tuple[LibraryCalibration, CrossFitResult]:
+                            margins: Sequence[float] = DEFAULT_MARGINS, min_positives: int = MIN_POSITIVES,
+                            shipped_f1: dict[str, float] | None = None) -> tuple[LibraryCalibration, CrossFitResult]:
     """The library's calibration for its :func:`well_sampled` classes, and the cross-fit that measured it.
 
     The cross-fit refits exactly those classes; its in-sample row is the fit on every film, so the written
     normal margin is the one that row chose. The figures stored with it set the cross-fitted macro F1 beside
-    ``shipped_macro_f1`` (the shipped numbers on the same films)."""
+    ``shipped_macro_f1`` (the shipped numbers on the same films), and per class its positives and, for the F1
+    findings, the cross-fitted F1 beside ``shipped_f1`` (by finding, when given)."""
     only = well_sampled(films, min_positives)
     result = cross_fit(films, meta, fusion, seeds=seeds, margins=margins, only=only)
     numbers = refit(films, meta, np.ones(len(films), dtype=bool), fusion, only)
+    per_class: dict[str, dict[str, Any]] = {}
+    for c, positives in positives_per_class(films).items():
+        finding = CLASS_FINDINGS.get(c, c)
+        per_class[c] = {"positives": positives}
+        if finding in F1_FINDINGS:
+            per_class[c]["f1_library"] = result.mean(finding)
+            if shipped_f1 is not None and finding in shipped_f1:
+                per_class[c]["f1_shipped"] = float(shipped_f1[finding])
     figures = {"shipped_macro_f1": float(shipped_macro_f1), "library_macro_f1": result.mean(),
                "library_no_finding_f1": result.mean("no finding"), "halvings": len(result.cross_fitted),
-               "refitted_classes": sorted(only), "min_positives": min_positives}
+               "refitted_classes": sorted(only), "min_positives": min_positives, "per_class": per_class}
     calibration = LibraryCalibration(str(meta.get("weights_sha256", "")),
                                      {c: v for c, v in numbers.classes.items() if c in only},
                                      {c: v for c, v in numbers.fused.items() if c in only},
@@ -305,5 +318,5 @@ def markdown_table(result: CrossFitResult) -> str:
 
 
 __all__ = ["DEFAULT_MARGINS", "NORMAL_MARGIN", "CrossFitFilm", "CrossFitResult", "CrossFitRow", "RefitNumbers",
-           "best_margin", "cross_fit", "fit_library_calibration", "well_sampled", "markdown_table", "read_films",
-           "readers_for_cross_fit", "read_with", "refit", "score"]
+           "best_margin", "cross_fit", "fit_library_calibration", "markdown_table", "positives_per_class",
+           "read_films", "readers_for_cross_fit", "read_with", "refit", "score", "well_sampled"]

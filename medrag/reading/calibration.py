@@ -6,8 +6,9 @@ with numbers fitted on its own labelled films: cross-fitted by patient on cxr-re
 (BENCHMARKS.md). ``medrag eval reading --write-calibration`` fits them on every labelled film of the library
 outside the classifier's training patients and writes ``<data>/models/reading-calibration.json`` with the
 cross-fitted figures that justify it. :func:`medrag.reading.combine.build_readers` then reads that library's
-analyses with them, and every reading says so in a note. ``--remove-calibration`` goes back to the shipped
-numbers.
+analyses with them, and every reading says so in a note. ``--calibration off`` (or the switch on the Settings
+page) reads with the shipped numbers again and keeps the fit for ``--calibration on``; ``--remove-calibration``
+deletes it.
 
 Only the calibration moves: a refit cannot reorder the films, so every AUC stays the shipped one.
 """
@@ -32,6 +33,8 @@ CALIBRATION_FILE = Path("models") / "reading-calibration.json"
 WRITE_COMMAND = "medrag eval reading --write-calibration"
 #: The command that goes back to the shipped numbers.
 REMOVE_COMMAND = "medrag eval reading --remove-calibration"
+#: The commands that switch a written calibration off and on again (the Settings page's switch does the same).
+SWITCH_COMMAND = "medrag eval reading --calibration {state}"
 #: A class is refitted only with at least this many positive films; otherwise it keeps the shipped numbers.
 MIN_POSITIVES = 10
 
@@ -62,8 +65,11 @@ class LibraryCalibration:
     films: int
     patients: int
     date: str
-    #: the cross-fitted macro F1 with the shipped numbers and with this library's (each half fitted on the other)
+    #: the cross-fitted macro F1 with the shipped numbers and with this library's (each half fitted on the other),
+    #: and per class (``per_class``: positives, F1 with the shipped numbers and cross-fitted with the library's)
     figures: dict[str, Any] = field(default_factory=dict)
+    #: False: written but switched off, so the library's analyses read with the shipped numbers
+    active: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready data."""
@@ -73,7 +79,7 @@ class LibraryCalibration:
         return {"name": "reading-calibration", "cnn_weights_sha256": self.cnn_weights_sha256,
                 "classes": numbers(self.classes), "fused": numbers(self.fused), "normal_margin": self.normal_margin,
                 "films": self.films, "patients": self.patients, "date": self.date, "figures": self.figures,
-                "command": WRITE_COMMAND}
+                "active": self.active, "command": WRITE_COMMAND}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LibraryCalibration:
@@ -87,9 +93,12 @@ class LibraryCalibration:
         margin = float(data["normal_margin"])
         if not math.isfinite(margin) or margin <= 0:
             raise ValueError(f"normal margin {margin} is not a positive number")
+        active = data.get("active", True)  # files written before the switch existed are in use
+        if not isinstance(active, bool):
+            raise ValueError(f"'active' is {active!r}, not true or false")
         return cls(str(data["cnn_weights_sha256"]), numbers(data["classes"]), numbers(data.get("fused") or {}),
                    margin, int(data["films"]), int(data["patients"]), str(data.get("date", "")),
-                   dict(data.get("figures") or {}))
+                   dict(data.get("figures") or {}), active)
 
     def summary(self) -> str:
         """Where the numbers came from and what they measured ("fitted on its 972 labelled films ...")."""
@@ -102,7 +111,8 @@ class LibraryCalibration:
     def note(self) -> str:
         """The sentence every reading with this calibration carries."""
         return (f"Probabilities and thresholds are calibrated to this library: {self.summary()}; "
-                f"`{REMOVE_COMMAND}` restores the shipped ones.")
+                f"`{SWITCH_COMMAND.format(state='off')}` (or the switch on the Settings page) reads with the "
+                "shipped ones.")
 
     def apply_to_fusion(self, fusion: FusionModel) -> FusionModel:
         """The fusion with this library's calibration and threshold for each fused class it refitted."""
@@ -183,6 +193,20 @@ def save_calibration(data_dir: Path, calibration: LibraryCalibration) -> Path:
     return path
 
 
+def set_calibration_active(data_dir: Path, active: bool) -> LibraryCalibration:
+    """Switch the library's written calibration on or off (kept either way, so switching back needs no refit).
+
+    A ConfigError says how to write one when the library has none, or how to mend a damaged file."""
+    calibration = load_calibration(data_dir)
+    if calibration is None:
+        raise ConfigError(f"this library has no calibration of its own to switch {'on' if active else 'off'}; "
+                          f"fit one on its labelled films with `{WRITE_COMMAND}`")
+    switched = replace(calibration, active=active)
+    if switched != calibration:
+        save_calibration(data_dir, switched)
+    return switched
+
+
 def remove_calibration(data_dir: Path) -> bool:
     """Remove the library's calibration; False when there was none."""
     path = calibration_path(data_dir)
@@ -192,6 +216,7 @@ def remove_calibration(data_dir: Path) -> bool:
     return True
 
 
-__all__ = ["CALIBRATION_FILE", "MIN_POSITIVES", "REMOVE_COMMAND", "WRITE_COMMAND", "ClassCalibration",
-           "LibraryCalibration", "RecalibratedCnn", "calibration_path", "calibration_stamp", "load_calibration",
-           "remove_calibration", "save_calibration", "with_fused_numbers"]
+__all__ = ["CALIBRATION_FILE", "MIN_POSITIVES", "REMOVE_COMMAND", "SWITCH_COMMAND", "WRITE_COMMAND",
+           "ClassCalibration", "LibraryCalibration", "RecalibratedCnn", "calibration_path", "calibration_stamp",
+           "load_calibration", "remove_calibration", "save_calibration", "set_calibration_active",
+           "with_fused_numbers"]

@@ -106,7 +106,7 @@ def _calibrated(combined: CombinedReader, settings: Settings) -> CombinedReader:
         return CombinedReader(combined.members, [*notes, f"The shipped calibration is used: {exc}"],
                               combined.fusion)
     cnn = next((m for m in combined.members if isinstance(m, MedragCnnReader)), None)
-    if calibration is None or cnn is None:
+    if calibration is None or cnn is None or not calibration.active:
         return combined
     if calibration.cnn_weights_sha256 != str(cnn.cnn.meta.get("weights_sha256", "")):
         notes.append("The library's calibration was fitted for other medrag-cnn weights, so the shipped one is "
