@@ -140,6 +140,7 @@ class Analysis:
         self.thumb_path = event.thumb_path
         self.upload_path = event.upload_path
         self.notes.extend(note for note in event.notes if note not in self.notes)
+        self.case_id = event.case_id or self.case_id
 
     def apply_summary(self, summary: Summary) -> None:
         """Take the label, findings, backend and caveats of a summary."""

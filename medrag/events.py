@@ -37,7 +37,8 @@ class InputReady(Event):
     """The input was decoded: image metadata/measurements and the (cleaned) question.
 
     ``upload_path`` is the stored copy of the decoded image the UI shows; ``notes`` are caveats (a question
-    cut to length) that travel with the analysis without failing the stage.
+    cut to length) that travel with the analysis without failing the stage. ``case_id`` names the library case
+    with exactly these pixels, when the image is one ("" otherwise).
     """
 
     kind: Literal["image", "text"] = "image"
@@ -50,6 +51,7 @@ class InputReady(Event):
     measurements: dict[str, float] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     seconds: float = 0.0
+    case_id: str = ""
 
 
 @dataclass(frozen=True)

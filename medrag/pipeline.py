@@ -150,6 +150,8 @@ def analyze(
             measurements = {key: float(v) for key, v in measure(image).items() if isinstance(v, (int, float))}
             measurements.setdefault("width", float(image.shape[1]))
             measurements.setdefault("height", float(image.shape[0]))
+            if not case_id:
+                case_id = _same_library_case(engine, image, notes)
     if run.failure is not None:
         yield emit(run.failure)
         yield finish(refused=True)
@@ -159,6 +161,7 @@ def analyze(
         name=printable(name, keep_newlines=False)[:300], question=question,
         image_hash=image.pixel_hash if image else "", thumb_path=thumb, upload_path=upload,
         meta=dict(image.meta) if image else {}, measurements=measurements, notes=tuple(notes), seconds=run.seconds,
+        case_id=case_id,
     ))
 
     # ---- guard
@@ -270,6 +273,25 @@ def analyze(
             saved = AnalysisSaved(stage="save", analysis_id=analysis_id, seconds=run.seconds)
         yield emit(run.failure or saved)
     yield finish()
+
+
+def _same_library_case(engine: AnalysisEngine, image: CXRImage, notes: list[str]) -> str:
+    """The id of the library case with exactly these pixels ("" when there is none), with a note saying so.
+
+    The same film analysed from the library is left out of its own similar cases; an upload of it must read the
+    same way, or its own label would lead the similar-case vote at similarity 1.00."""
+    from medrag.casenames import case_title
+
+    try:
+        case = engine.library_case(image.pixel_hash)
+    except MedRAGError as exc:  # a store that cannot answer must not stop the analysis
+        log.warning("could not look the upload up in the library: %s", exc)
+        return ""
+    if case is None:
+        return ""
+    notes.append(f"This image is already in the library ({one_line(case_title(case))}); it is left out of its own "
+                 "similar cases, as when it is analysed from the library.")
+    return case.case_id
 
 
 def _check_domain(engine: AnalysisEngine, question: str, image: CXRImage | None) -> GuardVerdict:

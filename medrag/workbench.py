@@ -24,7 +24,7 @@ from medrag.events import Event, StageStarted
 from medrag.library import IngestReport, ingest_path
 from medrag.reading.base import ImageReading
 from medrag.reasoners import Reasoner, Summariser
-from medrag.records import CXRImage, Neighbour
+from medrag.records import Case, CXRImage, Neighbour
 from medrag.store.factory import open_store
 
 if TYPE_CHECKING:
@@ -216,6 +216,10 @@ class Workbench:
     def check_location(self) -> None:
         """Raise StoreMovedError when the data folder was moved or deleted while this process ran."""
         self.store.check_location()
+
+    def library_case(self, case_id: str) -> Case | None:
+        """The library case with this id (a case's id is its pixels' hash), None when the library has none."""
+        return self.store.get_cases([case_id]).get(case_id) if case_id else None
 
     def save_analysis(self, analysis: Analysis) -> int:
         """Append an analysis to the history; returns its id."""

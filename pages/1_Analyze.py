@@ -188,15 +188,18 @@ with reasoning_col:
         fresh = Analysis(input_name=name or "question", question=question.strip(), case_id=case_id)
         from medrag.ui.resources import warm_up_finished
 
+        loading = st.empty()  # cleared once the analysis has run: a finished one is not waiting for anything
         if not warm_up_finished(workbench):
-            st.caption(":material/hourglass_top: The models are still loading after the server started (once, up "
-                       "to about half a minute on a small machine); this analysis starts as soon as they are ready.")
+            loading.caption(":material/hourglass_top: The models are still loading after the server started (once, "
+                            "up to about half a minute on a small machine); this analysis starts as soon as they are "
+                            "ready.")
         with error_boundary():
             events = workbench.analyze(
                 source, question=question, name=name, k=state.current_k(), web=bool(st.session_state[state.WEB_ON]),
                 save=True, case_id=case_id,
             )
             run_live(events, fresh)
+        loading.empty()
         if fresh.analysis_id is not None:
             data.history_changed(workbench)
         st.session_state[state.LAST_RESULT] = fresh

@@ -51,8 +51,9 @@ def test_image_analysis_streams_in_order_and_saves_history(demo_workbench) -> No
     assert len(tokens) > 20 and "".join(tokens) == done.text and done.backend == "evidence"
     neighbours = next(e for e in events if isinstance(e, ev.NeighboursFound)).neighbours
     assert len(neighbours) == 5 and neighbours[0].score >= neighbours[-1].score
-    # The image is in the library, so its own case comes first.
-    assert neighbours[0].image_path == str(path) and neighbours[0].score > 0.99
+    # The image is in the library: it is that case, left out of its own neighbours (as from the Library mode).
+    own = demo_workbench.store.cases_frame().set_index("image_path").loc[str(path), "case_id"]
+    assert all(n.case_id != own for n in neighbours) and neighbours[0].score < 0.9999
     web = next(e for e in events if isinstance(e, ev.WebResultsReady))
     assert "off" in web.status
     saved = next(e for e in events if isinstance(e, ev.AnalysisSaved))
@@ -82,6 +83,25 @@ def test_a_library_case_is_left_out_of_its_own_neighbours(demo_workbench) -> Non
     result = run_analysis(demo_workbench, path, save=False, web=False, case_id=own)
     assert result.case_id == own and result.neighbours
     assert all(n.case_id != own for n in result.neighbours)
+
+
+def test_an_upload_of_a_library_film_is_that_case_and_not_its_own_neighbour(  # type: ignore[no-untyped-def]
+    demo_workbench, tmp_path: Path
+) -> None:
+    path, _ = _first_demo_image(demo_workbench)
+    own = str(demo_workbench.store.cases_frame().set_index("image_path").loc[str(path), "case_id"])
+    copy = tmp_path / "renamed upload.png"
+    copy.write_bytes(path.read_bytes())
+    result = run_analysis(demo_workbench, copy, save=False, web=False)
+    assert result.case_id == own and result.neighbours
+    assert all(n.case_id != own for n in result.neighbours)
+    assert any("already in the library" in n and "left out of its own similar cases" in n for n in result.notes)
+    from PIL import Image, ImageOps
+
+    flipped = tmp_path / "flipped.png"  # another film (upside down): not in the library
+    ImageOps.flip(Image.open(copy)).save(flipped)
+    fresh = run_analysis(demo_workbench, flipped, save=False, web=False)
+    assert fresh.case_id == "" and not any("already in the library" in n for n in fresh.notes)
 
 
 def test_text_question_is_answered_from_library(demo_workbench) -> None:  # type: ignore[no-untyped-def]
@@ -146,7 +166,8 @@ def test_summary_notes_reach_the_events_the_history_and_the_reopened_analysis(de
     # The summariser's own caveat comes first; the consistency check may add its own after it.
     assert ready.summary.notes[0] == "the labeler read 20,000 of 90,000 characters"
     result = Analysis.fold(events)
-    assert result.all_notes[0] == "the labeler read 20,000 of 90,000 characters"
+    assert result.summary_notes[0] == "the labeler read 20,000 of 90,000 characters"
+    assert "the labeler read 20,000 of 90,000 characters" in result.all_notes
     row = demo_workbench.store.get_analysis(result.analysis_id)
     assert row is not None and row.summary_notes == list(ready.summary.notes)
     assert row.meta["format"] == "png"  # the image metadata is still there beside the notes

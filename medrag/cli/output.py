@@ -10,7 +10,8 @@ overrides, or line breaks that forge a line of output ("Saved to history…"). S
   :func:`echo`;
 - :func:`block` prints multi-line data meant to be read as prose (a reasoning text): escapes and controls
   stripped, its own line breaks kept, each line indented;
-- :func:`stream` writes a streamed piece (a reasoning token) without a newline.
+- :func:`stream` writes a streamed piece (a reasoning token) without a newline;
+- :func:`progress_bar` draws a tqdm bar on stderr (numbers only, no data).
 
 Nothing else in :mod:`medrag.cli` calls ``print``.
 """
@@ -18,7 +19,8 @@ Nothing else in :mod:`medrag.cli` calls ``print``.
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from medrag.textsafe import one_line, printable, strip_escapes
 
@@ -75,4 +77,20 @@ def stream(piece: str) -> None:
     out.flush()
 
 
-__all__ = ["VISIBLE_NEWLINE", "blank", "block", "clean", "echo", "lines", "stream"]
+def progress_bar(desc: str) -> Callable[[int, int], None]:
+    """An ``on_progress(done, total)`` that draws a tqdm bar on stderr (the Settings page shows a fit's last one)."""
+    from tqdm import tqdm
+
+    bar: list[Any] = []
+
+    def update(done: int, total: int) -> None:
+        if not bar:
+            bar.append(tqdm(total=total, desc=desc, unit="film", mininterval=1.0))
+        bar[0].update(done - bar[0].n)
+        if done >= total:
+            bar[0].close()
+
+    return update
+
+
+__all__ = ["VISIBLE_NEWLINE", "blank", "block", "clean", "echo", "lines", "progress_bar", "stream"]

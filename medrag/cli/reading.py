@@ -6,13 +6,12 @@ import argparse
 import json
 import math
 import shlex
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from medrag.cli.common import workbench
-from medrag.cli.output import blank, echo, lines
+from medrag.cli.output import blank, echo, lines, progress_bar
 from medrag.errors import MedRAGError
 from medrag.evaluation.quality import save_library_eval
 
@@ -41,22 +40,6 @@ def _command(args: argparse.Namespace) -> str:
     if getattr(args, "write_calibration", False):
         parts.append("--write-calibration")
     return " ".join(parts + (["--ignore-view"] if args.ignore_view else []))
-
-
-def progress_bar(desc: str) -> Callable[[int, int], None]:
-    """An ``on_progress(done, total)`` that draws a tqdm bar on stderr (the Settings page shows a fit's last one)."""
-    from tqdm import tqdm
-
-    bar: list[Any] = []
-
-    def update(done: int, total: int) -> None:
-        if not bar:
-            bar.append(tqdm(total=total, desc=desc, unit="film", mininterval=1.0))
-        bar[0].update(done - bar[0].n)
-        if done >= total:
-            bar[0].close()
-
-    return update
 
 
 def eval_reading(args: argparse.Namespace) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from medrag.cli.output import blank, echo, lines
+from medrag.cli.output import blank, echo, lines, progress_bar
 from medrag.reading.calibration import calibration_path, load_calibration, remove_calibration
 
 #: Halvings a written calibration is measured with at least.
@@ -76,8 +76,6 @@ def refit_figures(data_dir: Path, cases: list[Any], reader: Any, exclude: set[st
     if not halvings and not write:
         return {}
     anatomy, cnn = readers_for_cross_fit(reader.members)
-    from medrag.cli.reading import progress_bar
-
     films = read_films(labelled_cases(cases, exclude), anatomy, cnn, use_view=not args.ignore_view,
                        on_progress=progress_bar("reading them again for the refits"))
     fusion = getattr(reader, "fusion", None)

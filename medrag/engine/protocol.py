@@ -9,7 +9,7 @@ import numpy as np
 from medrag.config import Settings
 from medrag.reading.base import ImageReading
 from medrag.reasoners import Reasoner, Summariser
-from medrag.records import CXRImage, Neighbour
+from medrag.records import Case, CXRImage, Neighbour
 
 if TYPE_CHECKING:
     from medrag.analysis import Analysis
@@ -71,6 +71,10 @@ class AnalysisEngine(Protocol):
         dataset: str | None = None, exclude: set[str] | None = None,
     ) -> list[Neighbour]:
         """The k nearest library cases."""
+        ...
+
+    def library_case(self, case_id: str) -> Case | None:
+        """The library case with this id (a case's id is its pixels' hash), None when the library has none."""
         ...
 
     def save_analysis(self, analysis: Analysis) -> int:
