@@ -8,12 +8,11 @@ threshold applies to the fused probability).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medrag.evaluation.quality import WEIGHTS_DIR
+from medrag.evaluation.quality import WEIGHTS_DIR, load_json
 from medrag.reading.calibration import LibraryCalibration
 from medrag.reading.cnn_reader import CLASS_FINDINGS
 
@@ -46,22 +45,14 @@ class CalibrationClassRow:
         return f"no: {self.positives} positives, fewer than {self.min_positives}"
 
 
-def _load(path: Path) -> dict[str, Any]:
-    try:
-        loaded = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return loaded if isinstance(loaded, dict) else {}
-
-
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def calibration_rows(calibration: LibraryCalibration, weights_dir: Path = WEIGHTS_DIR) -> list[CalibrationClassRow]:
     """One row per shipped classifier class, in the classifier's order."""
-    cnn = _load(weights_dir / "medrag-cnn.json")
-    fusion = _load(weights_dir / "medrag-fusion.json").get("classes", {})
+    cnn = load_json("medrag-cnn.json", weights_dir)
+    fusion = load_json("medrag-fusion.json", weights_dir).get("classes", {})
     shipped = cnn.get("thresholds", {}) if isinstance(cnn.get("thresholds"), dict) else {}
     classes = [str(c) for c in cnn.get("classes", shipped)] or sorted(calibration.classes)
     per_class = calibration.figures.get("per_class") or {}

@@ -69,7 +69,8 @@ def _row(model: str, measure: str, value: Any, ci: Any, data: str) -> QualityRow
     return QualityRow(model, measure, number, interval, TARGETS.get((model, measure)), data)
 
 
-def _load(name: str, folder: Path) -> dict[str, Any]:
+def load_json(name: str, folder: Path) -> dict[str, Any]:
+    """The JSON object in ``folder / name`` ({} when the file is missing, unreadable or not an object)."""
     try:
         loaded = json.loads((folder / name).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -80,7 +81,7 @@ def _load(name: str, folder: Path) -> dict[str, Any]:
 def model_quality(folder: Path = WEIGHTS_DIR) -> list[QualityRow]:
     """The held-out figures stored with the shipped weights (a model whose metadata is missing is left out)."""
     rows: list[QualityRow] = []
-    seg = _load("segment.json", folder).get("metrics", {})
+    seg = load_json("segment.json", folder).get("metrics", {})
     for key, measure in (("real_lung_dice", "lung Dice, real films"), ("phantom_lung_dice", "lung Dice, phantoms"),
                          ("phantom_heart_dice", "heart Dice, phantoms")):
         if key in seg:
@@ -88,11 +89,11 @@ def model_quality(folder: Path = WEIGHTS_DIR) -> list[QualityRow]:
             where = (f"{figures.get('n')} held-out films of {figures.get('patients')} patients (cxr-masks)"
                      if "patients" in figures else f"{figures.get('n')} held-out phantoms")
             rows.append(_row("segmenter", measure, figures.get("mean"), figures.get("ci95"), where))
-    view = _load("view.json", folder).get("meta", {}).get("held_out_nih", {})
+    view = load_json("view.json", folder).get("meta", {}).get("held_out_nih", {})
     if view:
         rows.append(_row("view", "PA/AP accuracy, NIH films", view.get("accuracy"), view.get("ci95"),
                          f"{view.get('films')} films of {view.get('patients')} held-out patients"))
-    cnn = _load("medrag-cnn.json", folder)
+    cnn = load_json("medrag-cnn.json", folder)
     held = cnn.get("metrics", {}).get("held_out", {})
     patients = cnn.get("data", {}).get("held_out_patients")
     where = f"{patients} held-out NIH patients" if patients else "held-out NIH patients"
@@ -102,16 +103,16 @@ def model_quality(folder: Path = WEIGHTS_DIR) -> list[QualityRow]:
     for key, measure in (("macro_auc", "macro AUC"), ("macro_f1", "macro F1")):
         if key in held:
             rows.append(_row("medrag-cnn", measure, held[key].get("value"), held[key].get("ci95"), where))
-    rows += _fusion_rows(_load("medrag-fusion.json", folder), where)
+    rows += _fusion_rows(load_json("medrag-fusion.json", folder), where)
     local = cnn.get("metrics", {}).get("localisation", {})
     if isinstance(local, dict) and "share" in local:
         rows.append(_row("medrag-cnn", "localisation", local.get("share"), local.get("ci95"),
                          f"{local.get('boxes', '?')} NIH expert boxes (heatmap peak inside)"))
-    placed = _load("opacity_template.json", folder).get("localisation", {})
+    placed = load_json("opacity_template.json", folder).get("localisation", {})
     if isinstance(placed, dict) and "share" in placed:
         rows.append(_row("anatomy", "localisation (opacity peak)", placed.get("share"), placed.get("ci95"),
                          f"{placed.get('boxes', '?')} NIH expert boxes (the opacity map's peak inside)"))
-    pointed = _load("opacity_template.json", folder).get("localisation_finding", {})
+    pointed = load_json("opacity_template.json", folder).get("localisation_finding", {})
     if isinstance(pointed, dict) and "share" in pointed:
         rows.append(_row("anatomy", "localisation (finding's point)", pointed.get("share"), pointed.get("ci95"),
                          f"{pointed.get('boxes', '?')} NIH expert boxes (the point for the box's finding inside)"))
@@ -140,7 +141,7 @@ def save_library_eval(data_dir: Path, payload: dict[str, Any], command: str, whe
 
 def library_eval(data_dir: Path) -> dict[str, Any] | None:
     """The last saved library eval ({"command", "date", "report"}), or None when none was run here."""
-    loaded = _load(EVAL_FILE.name, data_dir / EVAL_FILE.parent)
+    loaded = load_json(EVAL_FILE.name, data_dir / EVAL_FILE.parent)
     return loaded if isinstance(loaded.get("report"), dict) else None
 
 
@@ -170,4 +171,4 @@ def library_rows(saved: dict[str, Any]) -> list[QualityRow]:
 
 
 __all__ = ["EVAL_COMMAND", "EVAL_FILE", "READING", "TARGETS", "QualityRow",
-           "library_eval", "library_rows", "model_quality", "save_library_eval"]
+           "library_eval", "library_rows", "load_json", "model_quality", "save_library_eval"]
