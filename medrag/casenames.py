@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import PurePath
 from typing import Any
 
+from medrag.case_truth import fine_label_text, label_from_nih
 from medrag.records import Case
 
 #: What every synthetic case's title starts with, so it is never taken for a real patient.
@@ -74,8 +75,11 @@ def _demographics(case: Case) -> str:
 
 def fine_label(case: Case) -> str:
     """The finer label the source gave (NIH findings, bacterial/viral pneumonia), or "" when it adds nothing."""
-    fine = _text((case.extra or {}).get("fine_label")).replace("|", ", ")
-    return "" if fine.lower() == case.label.strip().lower() else fine
+    raw = fine_label_text(case.extra)
+    label = case.label.strip().lower()
+    if raw.lower() == label or (label and label_from_nih(raw) == label):
+        return ""  # the label already says it (a label made from NIH's Finding Labels at import)
+    return raw.replace("|", ", ")
 
 
 def case_title(case: Case) -> str:
@@ -101,7 +105,7 @@ def case_facts(case: Case) -> str:
     """What is known of a case besides its report: fine label, sex/age, view, population, dataset."""
     extra = case.extra or {}
     parts = []
-    fine = fine_label(case) or _text(extra.get("fine_label"))
+    fine = fine_label(case) or fine_label_text(extra)
     if fine:
         parts.append(f"fine label: {fine}")
     for part in (_demographics(case), f"{_text(case.view)} view" if case.view else "", _text(extra.get("population"))):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any
 
+from medrag.case_truth import fine_label_text, label_from_nih
 from medrag.errors import LibraryError
 from medrag.imaging.dicom import looks_like_dicom
 from medrag.ingest_worker import IngestItem
@@ -206,7 +207,10 @@ def iter_labelled_folder(folder: Path, csv_path: Path, report: IngestReport) -> 
         extra = {k: v for k, v in row.items() if k not in _KNOWN_COLUMNS and k not in _IMAGE_COLUMNS and v}
         extra["source_file"] = relative
         parts = Path(relative).parts
-        label = _pick(row, _LABEL_COLUMNS) or (parts[0] if len(parts) > 1 else "unlabelled")
+        # NIH's own CSV (and nih-train's) has no label column, only its Finding Labels; a folder name
+        # ("images/") is no label at all.
+        label = (_pick(row, _LABEL_COLUMNS) or label_from_nih(fine_label_text(row))
+                 or (parts[0] if len(parts) > 1 else "unlabelled"))
         yield _file_item(
             path,
             resolved=True,

@@ -30,6 +30,10 @@ FINDINGS: tuple[str, ...] = (
     "support devices",
     "emphysema",
 )
+#: Findings a synthetic phantom can show, in the fixed order its labels use (:mod:`medrag.phantoms.plan`).
+PHANTOM_FINDINGS: tuple[str, ...] = (
+    "cardiomegaly", "effusion", "pneumothorax", "consolidation", "nodule/mass", "edema",
+)
 
 
 @dataclass

@@ -150,6 +150,7 @@ from medrag.ui.panels import (  # noqa: E402 - imported after the first paint on
     render_stage_log,
     run_live,
 )
+from medrag.ui.truth_panel import analysed_case, expert_regions, render_case_truth  # noqa: E402
 from medrag.ui.viewer import PLOTLY_CONFIG, view_controls  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------- viewer + reasoning
@@ -167,14 +168,18 @@ if pixels is None and last is not None and last.image_path and not run:
         pixels, meta = images.load_image_file(last.image_path)
         meta = last.meta or meta
 
+#: The library case on screen: the one picked, or the one the last upload turned out to be (its pixels' hash).
+shown_case = analysed_case(workbench, case_id or (last.case_id if last is not None and not run else ""))
 viewer_col, reasoning_col = st.columns([1, 1], gap="large")
 with viewer_col:
     if pixels is not None:
         view = view_controls("analyze_view", meta)
-        # The last reading's outlines, zones, heatmap and devices; a fresh run redraws the slot when it ends.
+        # The last reading's outlines, zones, heatmap and devices, and the case's expert boxes; a run draws the
+        # plain image first (no toggles: the slot is redrawn with them, under the same keys, when it ends).
         layer_slot, figure_slot = st.container(), st.empty()
         with layer_slot:
-            figure = reading_figure(pixels, view, last.reading if last is not None and not run else None, "analyze")
+            figure = reading_figure(pixels, view, last.reading if last is not None and not run else None, "analyze",
+                                    regions=() if run else expert_regions(shown_case))
         figure_slot.plotly_chart(figure, config=PLOTLY_CONFIG, key="analyze_image")
         render_metadata(meta)
     elif mode == "question":
@@ -206,9 +211,10 @@ with reasoning_col:
         st.session_state[state.LAST_INPUT] = current_input
         st.session_state[state.OPEN_NEIGHBOUR] = {**st.session_state[state.OPEN_NEIGHBOUR], "analyze": None}
         last = fresh
-        if pixels is not None and fresh.reading is not None:
+        regions = expert_regions(analysed_case(workbench, fresh.case_id))
+        if pixels is not None and (fresh.reading is not None or regions):
             with layer_slot:
-                figure = reading_figure(pixels, view, fresh.reading, "analyze")
+                figure = reading_figure(pixels, view, fresh.reading, "analyze", regions=regions)
             figure_slot.plotly_chart(figure, config=PLOTLY_CONFIG, key="analyze_image_read")
     elif last is not None:
         st.caption(f"Last analysis: {escape_markdown(last.input_name or last.question or 'question')}")
@@ -219,6 +225,7 @@ with reasoning_col:
                    f"{escape_markdown(hidden.input_name or hidden.question or 'a question')}, is hidden{where}.")
     if last is not None and render_outcome(last):
         render_label_and_findings(last)
+        render_case_truth(analysed_case(workbench, last.case_id), last)
         render_saved(last, "analyze")
         add_to_lesson_set(workbench, last, key="analyze")
 

@@ -25,6 +25,7 @@ from medrag.ui.references import render_web
 from medrag.ui.roles import is_educator
 from medrag.ui.safe import escape_markdown
 from medrag.ui.tables import history_table, neighbour_scores, short_time
+from medrag.ui.truth_panel import analysed_case, expert_regions, render_case_truth
 from medrag.ui.viewer import PLOTLY_CONFIG, view_controls
 
 #: Analyses listed per page of the table.
@@ -141,8 +142,9 @@ with image_col:
         with error_boundary():
             pixels, meta = images.load_image_file(analysis.image_path)
             shown = view_controls("history_view", analysis.meta or meta)
-            st.plotly_chart(reading_figure(pixels, shown, analysis.reading, "history"), config=PLOTLY_CONFIG,
-                            key="history_image")
+            figure = reading_figure(pixels, shown, analysis.reading, "history",
+                                    regions=expert_regions(analysed_case(workbench, analysis.case_id)))
+            st.plotly_chart(figure, config=PLOTLY_CONFIG, key="history_image")
             render_metadata(analysis.meta or meta)
     else:
         st.caption("Text question: no image.")
@@ -150,6 +152,7 @@ with reasoning_col:
     render_stage_log(analysis)
     if render_outcome(analysis):
         render_label_and_findings(analysis)
+        render_case_truth(analysed_case(workbench, analysis.case_id), analysis)
 
     if not is_educator():
         st.caption("Adding to lesson sets, notes, tags and deleting are for the educator (sign in in the sidebar).")

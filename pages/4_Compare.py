@@ -14,6 +14,7 @@ from medrag.ui.lessons import add_to_lesson_set
 from medrag.ui.page import error_boundary, setup_page
 from medrag.ui.panels import render_neighbour_grid
 from medrag.ui.safe import defang_markdown, escape_markdown, shorten
+from medrag.ui.truth_panel import expert_regions
 from medrag.ui.viewer import PLOTLY_CONFIG, image_figure, linked_figure, needs_windowing, view_controls
 
 workbench = setup_page("Compare", "compare")
@@ -66,15 +67,18 @@ if compare_tab.open:  # only the open tab runs
             figure = linked_figure([pixels for pixels, _ in loaded], short, view, side=COMPARE_SIDE)
             if st.toggle("Show what the reading sees", key="compare_overlays",
                          help="Lung and heart outlines, flagged zones, the classifier's heatmap and devices, "
-                              "read from each image the first time it is shown"):
+                              "read from each image the first time it is shown; and the expert boxes of the "
+                              "cases that have them"):
                 readings = [overlays.case_reading(workbench, cid, cases[cid].image_path) for cid in chosen]
-                available = [layer for layer in overlays.LAYERS
-                             if any(r is not None and layer in overlays.available_layers(r) for r in readings)]
+                boxed = [expert_regions(cases[cid]) for cid in chosen]
+                drawable = {layer for reading, regions in zip(readings, boxed, strict=True)
+                            for layer in overlays.available_layers(reading, regions)}
+                available = [layer for layer in overlays.LAYERS if layer in drawable]
                 layers = overlays.layer_toggles("compare", available)
                 shapes = [(int(px.shape[0]), int(px.shape[1])) for px, _ in loaded]
-                for reading, shape, placement in zip(readings, shapes,
-                                                     overlays.linked_placements(shapes, COMPARE_SIDE), strict=True):
-                    overlays.add_overlays(figure, reading, shape, placement, layers)
+                placements = overlays.linked_placements(shapes, COMPARE_SIDE)
+                for reading, regions, shape, placement in zip(readings, boxed, shapes, placements, strict=True):
+                    overlays.add_overlays(figure, reading, shape, placement, layers, regions)
             st.plotly_chart(figure, config=PLOTLY_CONFIG, key="compare_figure")
             st.caption("Zoom or pan one image and the others follow; window/level applies to all.")
             add_to_lesson_set(workbench, chosen, key="compare", label="Add these cases to a lesson set")

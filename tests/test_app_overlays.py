@@ -92,3 +92,40 @@ def test_compare_overlays_each_image_on_its_own_axes(data_dir: Path) -> None:
     assert {t.get("xaxis", "x") for t in outlines} == {"x", "x2"}  # one per subplot, on that subplot's axes
     for trace in outlines:
         assert 0 <= min(trace["x"]) and max(trace["x"]) <= 512  # inside the 512-px padded square
+
+
+def test_a_library_case_is_held_against_its_own_labels_and_boxes(data_dir: Path) -> None:
+    """A phantom's drawn findings are its truth: the viewer can draw where they are, and after the analysis a
+    closed panel sets the findings table beside them."""
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.session_state["analyze_mode_value"] = "library"
+    at.switch_page("pages/1_Analyze.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    labels = at.selectbox(key="analyze_case_label").options
+    at.selectbox(key="analyze_case_label").set_value(next(o for o in labels if "effusion" in o)).run()
+    # Before any analysis: the expert layer alone, drawn as dashed discs with the finding's name.
+    assert at.toggle(key="analyze_overlay_expert").value is True
+    figure = _image_figure(at)
+    expert = [s for s in figure["layout"].get("shapes", []) if s.get("line", {}).get("dash") == "dash"]
+    assert expert and all(s["type"] == "circle" for s in expert)
+    assert any("effusion (drawn)" in a.get("text", "") for a in figure["layout"]["annotations"])
+    at.toggle(key="analyze_overlay_expert").set_value(False).run()
+    assert not [s for s in _image_figure(at)["layout"].get("shapes", []) if s.get("line", {}).get("dash") == "dash"]
+
+    at.button(key="analyze_run").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    result = at.session_state["last_result"]
+    panel = next(e for e in at.expander if e.label == "Compare with this case's own labels")
+    table = panel.dataframe[0].value
+    row = table[table["finding"] == "effusion"].iloc[0]
+    assert row["in the labels"] == "yes"
+    assert row["reading"] == result.findings.get("effusion", "not mentioned")  # the table the page shows
+    assert row["verdict"].split(" ", 1)[1] in {"found", "called possible", "missed"}
+    assert any("phantom's drawn findings" in c.value for c in panel.caption)
+
+    history = AppTest.from_file(APP, default_timeout=240)
+    history.session_state["history_open_id"] = result.analysis_id
+    history.switch_page("pages/3_History.py").run()
+    assert not history.exception, [e.value for e in history.exception]
+    assert any(e.label == "Compare with this case's own labels" for e in history.expander)
+    assert history.toggle(key="history_overlay_expert").value is True

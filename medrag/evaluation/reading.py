@@ -26,15 +26,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from medrag.case_truth import NIH_FINDINGS
 from medrag.reading.base import ImageReading
 
-#: NIH ``Finding Labels`` → MedRAG finding.
-NIH_FINDINGS: dict[str, str] = {
-    "No Finding": "no finding", "Pneumonia": "pneumonia", "Effusion": "effusion", "Edema": "edema",
-    "Atelectasis": "atelectasis", "Cardiomegaly": "cardiomegaly", "Consolidation": "consolidation",
-    "Pneumothorax": "pneumothorax", "Infiltration": "opacity", "Nodule": "nodule/mass", "Mass": "nodule/mass",
-    "Emphysema": "emphysema",
-}
 #: The findings the issue's F1 target is over.
 F1_FINDINGS: tuple[str, ...] = ("pneumonia", "effusion", "edema", "atelectasis", "no finding")
 _STATUS_SCORE = {"present": 1.0, "uncertain": 0.5, "absent": 0.0, "not mentioned": 0.0}

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from medrag.case_truth import box_text, fine_label_text
 from medrag.evaluation.reading import (
     LabelledImage,
     ReadingReport,
@@ -34,14 +35,13 @@ def labelled_cases(
     out = []
     for case in cases:
         extra = case.extra if isinstance(case.extra, dict) else json.loads(case.extra or "{}")
-        # cxr-real's labels.csv names them fine_label / bbox_xywh_in_output_px, nih-train's finding_labels / bbox
-        fine = str(extra.get("fine_label") or extra.get("finding_labels") or "")
+        fine = fine_label_text(extra)
         if not fine or case.patient_id in exclude_patients:
             continue
         size = (int(extra.get("height") or 0), int(extra.get("width") or 0))
         out.append((case, LabelledImage(
             case.case_id, case.patient_id or case.case_id, parse_nih_labels(fine), case.view,
-            parse_boxes(str(extra.get("bbox_xywh_in_output_px") or extra.get("bbox") or "")), size,
+            parse_boxes(box_text(extra)), size,
         )))
     return out
 

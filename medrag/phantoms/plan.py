@@ -13,16 +13,10 @@ from typing import Any
 import numpy as np
 
 from medrag.errors import InputError
+from medrag.records import PHANTOM_FINDINGS
 
 #: Findings a phantom can show, in the fixed order used for labels (names as in records.FINDINGS).
-FINDING_NAMES: tuple[str, ...] = (
-    "cardiomegaly",
-    "effusion",
-    "pneumothorax",
-    "consolidation",
-    "nodule/mass",
-    "edema",
-)
+FINDING_NAMES: tuple[str, ...] = PHANTOM_FINDINGS
 
 
 @dataclass(frozen=True)

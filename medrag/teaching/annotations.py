@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw
 
+from medrag.case_truth import box_text
 from medrag.records import Case
 from medrag.teaching.model import Annotation, ItemRef
-from medrag.teaching.regions import NIH_BOX_KEY, parse_nih_boxes
+from medrag.teaching.regions import parse_nih_boxes
 
 if TYPE_CHECKING:
     from medrag.store.factory import AnyStore
@@ -31,7 +32,7 @@ def nih_annotations(case: Case) -> list[Annotation]:
     ref = ItemRef("case", case.case_id)
     return [
         Annotation(ref, "box", x, y, x + w, y + h, label=f"{name} (NIH expert box)", source="nih")
-        for name, x, y, w, h in parse_nih_boxes(case.extra.get(NIH_BOX_KEY))
+        for name, x, y, w, h in parse_nih_boxes(box_text(case.extra))
     ]
 
 

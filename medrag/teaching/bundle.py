@@ -41,11 +41,13 @@ VERSION = 1
 #: Metadata of a case that travels with it (keys of ``Case.extra``).
 EXPORTED_EXTRA: tuple[str, ...] = (
     "fine_label",
+    "finding_labels",
     "sex",
     "age",
     "population",
     "findings",
     "bbox_xywh_in_output_px",
+    "bbox",
     "expert_labels_google2019",
     "license",
     "source_repo",

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 #: Metadata a reader may want beside the label (keys of a case's ``extra``), in display order.
 DETAIL_KEYS: tuple[tuple[str, str], ...] = (
     ("fine_label", "fine label"),
+    ("finding_labels", "fine label"),
     ("sex", "sex"),
     ("age", "age"),
     ("population", "population"),

@@ -2,8 +2,8 @@
 
 Three sources, all in the stored image's pixels (``x`` column, ``y`` row):
 
-- the NIH expert boxes that come with the real images (``bbox_xywh_in_output_px`` in a case's metadata,
-  ``Finding:x,y,w,h``, several joined by ``;`` or ``|``);
+- the NIH expert boxes that come with the real images (``bbox_xywh_in_output_px`` or ``bbox`` in a case's
+  metadata, ``Finding:x,y,w,h``, several joined by ``;`` or ``|``; :func:`medrag.case_truth.box_text`);
 - the phantoms' known finding positions (:func:`medrag.phantoms.finding_centres`), as a disc around each;
 - a box an educator drew on the case (an :class:`~medrag.teaching.model.Annotation` of shape ``box``).
 
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from medrag.case_truth import box_text
 from medrag.records import Case
 from medrag.teaching.model import Annotation
 
@@ -27,7 +28,7 @@ from medrag.teaching.model import Annotation
 TOLERANCE_FRACTION = 0.02
 #: Radius of the disc around a phantom finding's centre, as a fraction of the image's side.
 PHANTOM_RADIUS_FRACTION = 0.12
-#: The metadata key the real images' expert boxes come in (labels.csv column, kept by the importer).
+#: The metadata key cxr-real's expert boxes come in (nih-train's is ``bbox``: read both with ``box_text``).
 NIH_BOX_KEY = "bbox_xywh_in_output_px"
 _BOX = re.compile(
     r"([A-Za-z][A-Za-z _/-]*?)\s*:\s*(\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)\s*,\s*(\d+(?:\.\d+)?)"
@@ -86,7 +87,7 @@ def nih_regions(case: Case) -> list[Region]:
     """The NIH expert boxes of a real case (none for other cases)."""
     return [
         Region(name, x, y, x + w, y + h, "box", "nih")
-        for name, x, y, w, h in parse_nih_boxes(case.extra.get(NIH_BOX_KEY))
+        for name, x, y, w, h in parse_nih_boxes(box_text(case.extra))
     ]
 
 
@@ -146,7 +147,7 @@ def is_locatable(case: Case | None, annotations: Sequence[Annotation] = ()) -> b
         return True
     if case is None:
         return False
-    return bool(parse_nih_boxes(case.extra.get(NIH_BOX_KEY))) or bool(
+    return bool(parse_nih_boxes(box_text(case.extra))) or bool(
         phantom_seed(case) is not None and phantom_findings(case)
     )
 

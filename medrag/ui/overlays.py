@@ -1,4 +1,5 @@
-"""What the reading used, drawn over the image: lung and heart outlines, flagged zones, the heatmap, devices.
+"""What the reading used, drawn over the image: lung and heart outlines, flagged zones, the heatmap, devices;
+and, for a library case whose source boxed its findings, the expert boxes to hold them against.
 
 Pure plotly on top of :func:`medrag.ui.viewer.image_figure` (its image may be downsampled) or of the linked
 side-by-side figure (padded squares): a :class:`Placement` maps the original image's pixels to the figure's.
@@ -20,12 +21,13 @@ from medrag.reading.base import ImageReading
 from medrag.reading.combine import PLACING_Z
 from medrag.reading.grids import peak
 from medrag.reading.opacity import MAX_Z
+from medrag.teaching.regions import Region
 from medrag.ui.viewer import ViewSettings, display_shape, image_figure
 
 #: The layers, in the order the toggles show them.
-LAYERS: tuple[str, ...] = ("outlines", "zones", "opacity", "heatmap", "devices")
+LAYERS: tuple[str, ...] = ("outlines", "zones", "opacity", "heatmap", "devices", "expert")
 _LAYER_LABELS = {"outlines": "Outlines", "zones": "Flagged zones", "opacity": "Opacity map",
-                 "heatmap": "Heatmap", "devices": "Devices"}
+                 "heatmap": "Heatmap", "devices": "Devices", "expert": "Expert boxes"}
 _LAYER_HELP = {
     "outlines": "The lung (green: patient's right, blue: left) and heart (red) borders the ratio was measured on",
     "zones": "Lung zones more opaque than normal films (dotted boxes, with how many SD)",
@@ -34,7 +36,11 @@ _LAYER_HELP = {
     "heatmap": "Where the classifier sees its most likely finding (class activation; brighter = more). It "
                "localises poorly (11 % of NIH boxes): the opacity layer is the better guide",
     "devices": "High-attenuation structures read as devices (a heuristic: it misses some and mistakes some)",
+    "expert": "Not the reading: where NIH's radiologists boxed this film's finding (or where a phantom's finding "
+              "was drawn), to hold the reading's marks against",
 }
+#: The expert boxes' colour (the annotations' NIH cyan is the opacity map's: white stands apart from every layer).
+EXPERT_COLOUR = "#ffffff"
 #: Where the classifier sees nothing the film shows through untinted; only the upper half of the map is coloured.
 HEAT_COLOURS = [[0.0, "rgba(0,0,0,0)"], [0.35, "rgba(120,28,109,0)"], [0.6, "rgba(237,105,37,0.35)"],
                 [1.0, "rgba(252,255,164,0.6)"]]
@@ -46,9 +52,10 @@ TOGGLES_PER_ROW = 3
 _COLOURS = {"right lung": "#2ca02c", "left lung": "#17becf", "heart": "#d62728"}
 
 
-def overlay_controls(key: str, reading: ImageReading | None) -> set[str]:
-    """Toggles for the layers this reading has (all on by default); returns the chosen layers."""
-    return layer_toggles(key, available_layers(reading) if reading is not None else [])
+def overlay_controls(key: str, reading: ImageReading | None, regions: Sequence[Region] = ()) -> set[str]:
+    """Toggles for the layers this reading (and the case's expert ``regions``) has, all on by default; returns
+    the chosen layers."""
+    return layer_toggles(key, available_layers(reading, regions))
 
 
 def layer_toggles(key: str, available: Sequence[str]) -> set[str]:
@@ -64,17 +71,19 @@ def layer_toggles(key: str, available: Sequence[str]) -> set[str]:
     return chosen
 
 
-def available_layers(reading: ImageReading) -> list[str]:
-    """The layers a reading can draw."""
-    overlays = reading.overlays
-    present = {
-        "outlines": bool(overlays.contours),
-        "zones": bool(reading.flagged_zones() and overlays.zone_boxes),
-        "opacity": overlays.opacity is not None and bool(np.max(overlays.opacity) >= PLACING_Z),
-        "heatmap": overlays.heatmap is not None,
-        "devices": bool(overlays.devices or reading.devices),
-    }
-    return [layer for layer in LAYERS if present[layer]]
+def available_layers(reading: ImageReading | None, regions: Sequence[Region] = ()) -> list[str]:
+    """The layers a reading (and a case's expert ``regions``) can draw."""
+    present = {"expert": bool(regions)}
+    if reading is not None:
+        overlays = reading.overlays
+        present |= {
+            "outlines": bool(overlays.contours),
+            "zones": bool(reading.flagged_zones() and overlays.zone_boxes),
+            "opacity": overlays.opacity is not None and bool(np.max(overlays.opacity) >= PLACING_Z),
+            "heatmap": overlays.heatmap is not None,
+            "devices": bool(overlays.devices or reading.devices),
+        }
+    return [layer for layer in LAYERS if present.get(layer)]
 
 
 @dataclass(frozen=True)
@@ -121,11 +130,26 @@ def _grid_trace(grid: np.ndarray, original_shape: tuple[int, int], at: Placement
                       hovertemplate=hover, name=name, **at.trace_axes)
 
 
+def _add_expert(fig: go.Figure, regions: Sequence[Region], at: Placement) -> None:
+    for region in regions:
+        shape = "circle" if region.shape == "disc" else "rect"
+        fig.add_shape(type=shape, x0=at.x(region.x0), y0=at.y(region.y0), x1=at.x(region.x1), y1=at.y(region.y1),
+                      line=dict(color=EXPERT_COLOUR, width=2, dash="dash"), **at.refs)
+        source = "NIH box" if region.source == "nih" else "drawn"
+        fig.add_annotation(x=at.x(region.x0), y=at.y(region.y1), text=f"{region.label} ({source})", showarrow=False,
+                           xanchor="left", yanchor="top", font=dict(color=EXPERT_COLOUR, size=11),
+                           bgcolor="rgba(0,0,0,0.45)", **at.refs)
+
+
 def add_overlays(
     fig: go.Figure, reading: ImageReading | None, original_shape: tuple[int, int], placement: Placement,
-    layers: Collection[str],
+    layers: Collection[str], regions: Sequence[Region] = (),
 ) -> go.Figure:
-    """Draw the chosen ``layers`` of ``reading`` (an image of ``original_shape`` px) on ``fig`` at ``placement``."""
+    """Draw the chosen ``layers`` of ``reading`` (an image of ``original_shape`` px) on ``fig`` at ``placement``;
+    the "expert" layer draws ``regions`` (the case's expert boxes, in the image's pixels)."""
+    if "expert" in layers and regions:
+        _add_expert(fig, regions, placement)
+        fig.update_layout(showlegend=False)
     if reading is None or not layers:
         return fig
     at = placement
@@ -175,19 +199,21 @@ def add_overlays(
 
 
 def reading_figure(pixels: np.ndarray, view: ViewSettings | None, reading: ImageReading | None, key: str,
-                   *, height: int = 520) -> go.Figure:
-    """The viewer's figure of one image with the layer toggles for its reading drawn above it."""
+                   *, height: int = 520, regions: Sequence[Region] = ()) -> go.Figure:
+    """The viewer's figure of one image with the layer toggles for its reading (and the case's expert
+    ``regions``) drawn above it."""
     fig = image_figure(pixels, view, height=height)
-    layers = overlay_controls(key, reading)
-    if not layers or reading is None:
-        return fig
+    layers = overlay_controls(key, reading, regions)
     shape = (int(pixels.shape[0]), int(pixels.shape[1]))
+    at = Placement.scaled(shape, display_shape(shape))
+    if not layers or reading is None:
+        return add_overlays(fig, None, shape, at, layers, regions)
     if "opacity" in layers and reading.overlays.opacity is not None:
         st.caption(f"Opacity map: up to **{float(np.max(reading.overlays.opacity)):.1f} SD** above the normal "
                    "films at the same place in the lungs (brighter = denser; the cross marks the densest place).")
     if "heatmap" in layers and reading.overlays.heatmap_finding:
         st.caption(f"Heatmap: where the classifier sees **{reading.overlays.heatmap_finding}** (brighter = more).")
-    return add_overlays(fig, reading, shape, Placement.scaled(shape, display_shape(shape)), layers)
+    return add_overlays(fig, reading, shape, at, layers, regions)
 
 
 def linked_placements(shapes: Sequence[tuple[int, int]], side: int) -> list[Placement]:
