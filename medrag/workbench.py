@@ -175,6 +175,11 @@ class Workbench:
         reading: ImageReading | None = self.backends.reader.read(image.pixels, view_hint=view)
         return reading
 
+    def reader_trained_patients(self) -> set[str]:
+        """Patient ids the configured image readers were trained on (an analysis of one is no fair test)."""
+        trained = getattr(self.backends.reader, "trained_patients", None)
+        return set(trained()) if callable(trained) else set()
+
     # ------------------------------------------------------------------ search
     def embed_image(self, image: CXRImage | np.ndarray) -> np.ndarray:
         """The query vector of an image with the library's encoder."""

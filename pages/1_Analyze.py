@@ -150,7 +150,12 @@ from medrag.ui.panels import (  # noqa: E402 - imported after the first paint on
     render_stage_log,
     run_live,
 )
-from medrag.ui.truth_panel import analysed_case, expert_regions, render_case_truth  # noqa: E402
+from medrag.ui.truth_panel import (  # noqa: E402
+    analysed_case,
+    expert_regions,
+    render_case_truth,
+    seen_in_training,
+)
 from medrag.ui.viewer import PLOTLY_CONFIG, view_controls  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------- viewer + reasoning
@@ -225,7 +230,8 @@ with reasoning_col:
                    f"{escape_markdown(hidden.input_name or hidden.question or 'a question')}, is hidden{where}.")
     if last is not None and render_outcome(last):
         render_label_and_findings(last)
-        render_case_truth(analysed_case(workbench, last.case_id), last)
+        read_case = analysed_case(workbench, last.case_id)
+        render_case_truth(read_case, last, trained_on=seen_in_training(workbench, read_case))
         render_saved(last, "analyze")
         add_to_lesson_set(workbench, last, key="analyze")
 

@@ -25,7 +25,7 @@ from medrag.ui.references import render_web
 from medrag.ui.roles import is_educator
 from medrag.ui.safe import escape_markdown
 from medrag.ui.tables import history_table, neighbour_scores, short_time
-from medrag.ui.truth_panel import analysed_case, expert_regions, render_case_truth
+from medrag.ui.truth_panel import analysed_case, expert_regions, render_case_truth, seen_in_training
 from medrag.ui.viewer import PLOTLY_CONFIG, view_controls
 
 #: Analyses listed per page of the table.
@@ -152,7 +152,8 @@ with reasoning_col:
     render_stage_log(analysis)
     if render_outcome(analysis):
         render_label_and_findings(analysis)
-        render_case_truth(analysed_case(workbench, analysis.case_id), analysis)
+        read_case = analysed_case(workbench, analysis.case_id)
+        render_case_truth(read_case, analysis, trained_on=seen_in_training(workbench, read_case))
 
     if not is_educator():
         st.caption("Adding to lesson sets, notes, tags and deleting are for the educator (sign in in the sidebar).")

@@ -118,9 +118,9 @@ def test_a_library_case_is_held_against_its_own_labels_and_boxes(data_dir: Path)
     panel = next(e for e in at.expander if e.label == "Compare with this case's own labels")
     table = panel.dataframe[0].value
     row = table[table["finding"] == "effusion"].iloc[0]
-    assert row["in the labels"] == "yes"
+    assert row["labelled"] == "yes"
     assert row["reading"] == result.findings.get("effusion", "not mentioned")  # the table the page shows
-    assert row["verdict"].split(" ", 1)[1] in {"found", "called possible", "missed"}
+    assert row["verdict"].split(" ", 1)[1] in {"found", "possible", "missed"}
     assert any("phantom's drawn findings" in c.value for c in panel.caption)
 
     history = AppTest.from_file(APP, default_timeout=240)

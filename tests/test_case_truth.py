@@ -125,3 +125,48 @@ def test_an_nih_style_labels_csv_labels_its_cases_by_their_findings(tmp_path: Pa
     other_store = folder_store(other.data_dir)
     ingest_path(folder, other, other_store, labels_csv=folder / "labels.csv")
     assert other_store.label_counts() == {"my label": 1}
+
+
+def test_the_readers_training_patients_are_the_union_of_their_members() -> None:
+    from medrag.reading.combine import CombinedReader
+
+    class Trained:
+        name = "trained"
+
+        def trained_patients(self) -> set[str]:
+            return {"nih_1", "nih_2"}
+
+    class Untrained:
+        name = "untrained"
+
+    assert CombinedReader([Trained(), Untrained()]).trained_patients() == {"nih_1", "nih_2"}  # type: ignore[list-item]
+    assert CombinedReader([]).trained_patients() == set()
+
+
+def _panel_app(trained_on: bool) -> None:
+    from medrag.analysis import Analysis
+    from medrag.records import Case
+    from medrag.ui.truth_panel import render_case_truth
+
+    case = Case("c1", "pneumonia", "nih", "/x.png", "", patient_id="nih_1",
+                extra={"finding_labels": "Pneumonia|Hernia", "bbox": "Pneumonia:1,2,3,4"})
+    render_case_truth(case, Analysis(findings={"pneumonia": "absent", "effusion": "present"}), trained_on=trained_on)
+    render_case_truth(Case("c2", "pneumonia", "folder", "/y.png", ""), Analysis(findings={"pneumonia": "present"}))
+
+
+def test_the_panel_names_what_was_missed_and_warns_when_the_reader_trained_on_the_patient() -> None:
+    from streamlit.testing.v1 import AppTest
+
+    for trained_on in (False, True):
+        at = AppTest.from_function(_panel_app, kwargs={"trained_on": trained_on}).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert len(at.expander) == 1  # the case with no source labels gets no panel
+        panel = at.expander[0]
+        line = panel.markdown[0].value.replace("\\", "")
+        assert "missed: pneumonia" in line and "over-called: effusion" in line
+        frame = panel.dataframe[0].value
+        assert list(frame.iloc[0]) == ["effusion", "—", "present", "✗ over-called"]
+        assert list(frame.iloc[1]) == ["pneumonia", "yes", "absent", "✗ missed"]
+        caption = panel.caption[0].value
+        assert "Hernia" in caption and "Expert boxes" in caption
+        assert bool(panel.warning) is trained_on

@@ -66,11 +66,7 @@ def eval_reading(args: argparse.Namespace) -> dict[str, Any]:
     cases = list(wb.store.get_cases(list(frame["case_id"])).values())
     # The shipped numbers, even where this library has its own calibration: that one was fitted on these films.
     reader = build_readers(wb.settings, library_calibration=False)
-    exclude: set[str] = set()
-    for member in reader.members:
-        trained = getattr(member, "trained_patients", None)
-        if callable(trained):
-            exclude |= trained()
+    exclude = reader.trained_patients()
     if args.limit:
         cases = cases[: args.limit]
 

@@ -56,6 +56,15 @@ class CombinedReader:
         """The readers that will run, e.g. "anatomy + medrag-cnn"."""
         return " + ".join(f"{m.name}" for m in self.members) or "none"
 
+    def trained_patients(self) -> set[str]:
+        """Patient ids a trained reader among the members learned from (its reading of them is no fair test)."""
+        out: set[str] = set()
+        for member in self.members:
+            trained = getattr(member, "trained_patients", None)
+            if callable(trained):
+                out |= trained()
+        return out
+
     def read(self, pixels: np.ndarray, *, view_hint: str | None = None) -> ImageReading | None:
         """Every reader's view of one image, merged (None when no reader is configured)."""
         if not self.members:
