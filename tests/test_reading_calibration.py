@@ -234,3 +234,41 @@ def test_a_running_workbench_picks_up_a_calibration_written_or_removed_beside_it
     assert wb.backends.reader is calibrated
     remove_calibration(tmp_path)
     assert wb.backends.reader.normal_margin is None
+
+
+def test_the_eval_keeps_for_the_refits_what_reading_every_film_again_would_give(tmp_path: Path) -> None:
+    """The refits used to read every film a second time (186 s of a Settings-page fit on 972 films, half of it
+    the second read); the eval's own reads are now kept for them instead."""
+    from medrag.config import Settings
+    from medrag.evaluation.film_tap import FilmTap
+    from medrag.evaluation.reading_crossfit import read_films, readers_for_cross_fit
+    from medrag.evaluation.reading_run import evaluate_library, labelled_cases
+    from medrag.reading.combine import build_readers
+    from medrag.workbench import Workbench
+    from test_eval_reading import _labelled_library
+
+    data = _labelled_library(tmp_path, films=6)
+    wb = Workbench(Settings(data_dir=data, web_provider="off"))
+    cases = list(wb.store.get_cases(list(wb.store.cases_frame()["case_id"])).values())
+    reader = build_readers(wb.settings, library_calibration=False)
+    tap = FilmTap(reader)
+
+    def read(pixels: np.ndarray, view: str | None) -> object:
+        tap.start()
+        return reader.read(pixels, view_hint=view)
+
+    evaluate_library(cases, read, rounds=5, on_read=tap.keep)
+    anatomy, cnn = readers_for_cross_fit(build_readers(wb.settings, library_calibration=False).members)
+    again = read_films(labelled_cases(cases), anatomy, cnn)
+    assert len(tap.films) == len(again) == 6 and tap.skipped == 0
+    for kept, second in zip(tap.films, again, strict=True):
+        assert kept.label == second.label and kept.size == second.size
+        assert kept.anatomy.statuses() == second.anatomy.statuses()
+        assert kept.anatomy.zones.keys() == second.anatomy.zones.keys()
+        for name, p in second.probabilities.items():  # the same forward pass: equal to far below any threshold
+            assert abs(kept.probabilities[name] - p) < 1e-6 and abs(kept.logits[name] - second.logits[name]) < 1e-4
+
+    # A film a reader failed on leaves nothing behind, rather than the previous film's reading.
+    tap.start()
+    tap.keep(tap.films[0].label, tap.films[0].anatomy)
+    assert tap.skipped == 1 and len(tap.films) == 6

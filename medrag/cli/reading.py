@@ -70,11 +70,19 @@ def eval_reading(args: argparse.Namespace) -> dict[str, Any]:
     if args.limit:
         cases = cases[: args.limit]
 
+    from medrag.evaluation.film_tap import FilmTap
+
+    # The refits need each film's anatomy reading and classifier output: kept as the eval reads (read once).
+    tap = FilmTap(reader) if getattr(args, "cross_fit", 0) or getattr(args, "write_calibration", False) else None
+
     def read(pixels: Any, view: str | None) -> Any:
+        if tap is not None:
+            tap.start()
         return reader.read(pixels, view_hint=None if args.ignore_view else view)
 
     report = evaluate_library(cases, read, exclude_patients=exclude, rounds=args.rounds,
-                              on_progress=progress_bar("reading the labelled films"))
+                              on_progress=progress_bar("reading the labelled films"),
+                              on_read=tap.keep if tap is not None else None)
     echo(f"Readers: {reader.model}; {report.images} films of {report.patients} patients "
          f"({report.excluded_patients} training patients left out)")
     calibrated = calibration_line(wb.settings.data_dir)
@@ -107,7 +115,7 @@ def eval_reading(args: argparse.Namespace) -> dict[str, Any]:
     payload: dict[str, Any] = json.loads(report.to_json())
     shipped_f1 = {name: float(f["f1"]) for name, f in report.per_finding.items()
                   if isinstance(f.get("f1"), float) and not math.isnan(f["f1"])}
-    payload.update(refit_figures(wb.settings.data_dir, cases, reader, exclude, args, report.macro_f1, shipped_f1))
+    payload.update(refit_figures(wb.settings.data_dir, tap, reader, args, report.macro_f1, shipped_f1))
     saved = save_library_eval(wb.settings.data_dir, payload, _command(args),
                               datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     echo(f"Saved for the Settings page's Quality section: {saved}")

@@ -11,10 +11,14 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from medrag.cli.output import blank, echo, lines, progress_bar
+from medrag.cli.output import blank, echo, lines
+from medrag.errors import MedRAGError
 from medrag.reading.calibration import calibration_path, load_calibration, remove_calibration
+
+if TYPE_CHECKING:
+    from medrag.evaluation.film_tap import FilmTap
 
 #: Halvings a written calibration is measured with at least.
 MIN_HALVINGS = 3
@@ -57,29 +61,24 @@ def switch_library_calibration(data_dir: Path, state: str) -> dict[str, Any]:
     return {"calibration_active": calibration.active, "path": str(calibration_path(data_dir))}
 
 
-def refit_figures(data_dir: Path, cases: list[Any], reader: Any, exclude: set[str], args: argparse.Namespace,
+def refit_figures(data_dir: Path, tap: FilmTap | None, reader: Any, args: argparse.Namespace,
                   shipped_macro_f1: float, shipped_f1: dict[str, float] | None = None) -> dict[str, Any]:
-    """What ``--cross-fit`` and ``--write-calibration`` add to the report (printed, and returned for the JSON).
+    """What ``--cross-fit`` and ``--write-calibration`` add to the report (printed, and returned for the JSON),
+    from the films ``tap`` kept while the eval read them.
 
     ``shipped_f1`` (per finding, the shipped numbers on the same films) is stored beside the library's per class."""
-    from medrag.evaluation.reading_crossfit import (
-        cross_fit,
-        fit_library_calibration,
-        markdown_table,
-        read_films,
-        readers_for_cross_fit,
-    )
-    from medrag.evaluation.reading_run import labelled_cases
+    from medrag.evaluation.reading_crossfit import cross_fit, fit_library_calibration, markdown_table
     from medrag.reading.calibration import MIN_POSITIVES, save_calibration
 
     halvings, write = int(getattr(args, "cross_fit", 0) or 0), bool(getattr(args, "write_calibration", False))
-    if not halvings and not write:
+    if tap is None or (not halvings and not write):
         return {}
-    anatomy, cnn = readers_for_cross_fit(reader.members)
-    films = read_films(labelled_cases(cases, exclude), anatomy, cnn, use_view=not args.ignore_view,
-                       on_progress=progress_bar("reading them again for the refits"))
+    films, meta = tap.films, tap.meta
+    if tap.skipped:
+        echo(f"Note: a reader failed on {tap.skipped} films; the refits leave them out.")
+    if not films:
+        raise MedRAGError("No labelled film was read by both the anatomy reader and the classifier; nothing to refit.")
     fusion = getattr(reader, "fusion", None)
-    meta = cnn.cnn.meta
     out: dict[str, Any] = {}
     if halvings:
         result = cross_fit(films, meta, fusion, seeds=range(halvings))

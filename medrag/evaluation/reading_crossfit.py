@@ -110,6 +110,12 @@ def _logit(probability: float, a: float, b: float) -> float:
     return (float(np.log(p / (1 - p))) - b) / a
 
 
+def logits_of(probabilities: dict[str, float], meta: dict[str, Any]) -> dict[str, float]:
+    """The classifier's logits per class, recovered from its output calibrated with the shipped ``meta``'s numbers."""
+    a, b = meta["calibration"]["a"], meta["calibration"]["b"]
+    return {c: _logit(p, a[c], b[c]) for c, p in probabilities.items()}
+
+
 def readers_for_cross_fit(members: Sequence[Any]) -> tuple[Any, MedragCnnReader]:
     """The anatomy reader and the classifier among ``members``, or a ConfigError saying how to enable them."""
     named = {getattr(m, "name", ""): m for m in members}
@@ -129,7 +135,6 @@ def read_films(pairs: list[tuple[Case, LabelledImage]], anatomy: Any, cnn: Medra
     from medrag.imaging import load_image
 
     meta = cnn.cnn.meta
-    a, b = meta["calibration"]["a"], meta["calibration"]["b"]
     films = []
     for done, (case, label) in enumerate(pairs, start=1):
         try:
@@ -140,9 +145,8 @@ def read_films(pairs: list[tuple[Case, LabelledImage]], anatomy: Any, cnn: Medra
         if not label.size[0]:
             label = LabelledImage(label.case_id, label.patient_id, label.findings, label.view, label.boxes, size)
         probabilities = cnn.cnn.forward(pixels).probabilities
-        logits = {c: _logit(p, a[c], b[c]) for c, p in probabilities.items()}
         reading = anatomy.read(pixels, view_hint=(case.view or None) if use_view else None)
-        films.append(CrossFitFilm(label, reading, size, logits, probabilities))
+        films.append(CrossFitFilm(label, reading, size, logits_of(probabilities, meta), probabilities))
         if on_progress is not None:
             on_progress(done, len(pairs))
     return films

@@ -47,9 +47,10 @@ def labelled_cases(
 
 
 def read_cases(
-    pairs: list[tuple[Case, LabelledImage]], read: ReadFn, *, on_progress: Callable[[int, int], None] | None = None
+    pairs: list[tuple[Case, LabelledImage]], read: ReadFn, *, on_progress: Callable[[int, int], None] | None = None,
+    on_read: Callable[[LabelledImage, ImageReading], None] | None = None,
 ) -> Iterator[tuple[LabelledImage, ImageReading]]:
-    """Each labelled case with its reading (unreadable images skipped)."""
+    """Each labelled case with its reading (unreadable images skipped); ``on_read`` sees each one first."""
     from medrag.errors import MedRAGError
     from medrag.imaging import load_image
 
@@ -66,16 +67,19 @@ def read_cases(
                 label = LabelledImage(
                     label.case_id, label.patient_id, label.findings, label.view, label.boxes, image.shape
                 )
+            if on_read is not None:
+                on_read(label, reading)
             yield label, reading
 
 
 def evaluate_library(
     cases: list[Case], read: ReadFn, *, exclude_patients: frozenset[str] | set[str] = frozenset(), rounds: int = 500,
     on_progress: Callable[[int, int], None] | None = None,
+    on_read: Callable[[LabelledImage, ImageReading], None] | None = None,
 ) -> ReadingReport:
-    """Read every labelled case (held-out patients only) and score the readings."""
+    """Read every labelled case (held-out patients only) and score the readings (``on_read`` sees each)."""
     pairs = labelled_cases(cases, exclude_patients)
-    report = evaluate_reading(read_cases(pairs, read, on_progress=on_progress), rounds=rounds)
+    report = evaluate_reading(read_cases(pairs, read, on_progress=on_progress, on_read=on_read), rounds=rounds)
     # The training patients actually present in this library (not the size of the whole training set).
     report.excluded_patients = len({c.patient_id for c in cases if c.patient_id in exclude_patients})
     return report

@@ -17,6 +17,7 @@ held-out films, 26 of them with a nodule or mass.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -67,10 +68,14 @@ class MedragCnnReader:
         self.unproven = unproven_classes(cnn.meta)
         self.poor = {name: auc for name, auc in held_out_aucs(cnn.meta).items()
                      if auc < ACCEPTABLE_AUC and name not in self.unproven}
+        #: called with each film's classifier output (``medrag eval reading`` keeps it for its refits)
+        self.on_output: Callable[[Any], None] | None = None
 
     def read(self, pixels: np.ndarray, *, view_hint: str | None = None) -> ImageReading:
         """Calibrated probabilities for every class, and a heatmap for the most probable abnormal one."""
         output = self.cnn.forward(pixels)
+        if self.on_output is not None:
+            self.on_output(output)
         thresholds = self.cnn.thresholds
         findings: dict[str, FindingRead] = {}
         for name, probability in output.probabilities.items():
