@@ -63,3 +63,15 @@ def test_a_fit_that_fails_or_dies_says_so(tmp_path: Path) -> None:
     assert fit_job(empty).state == "stopped"  # type: ignore[union-attr]  # ended without reporting
     (empty / JOB_FILE).write_text("{broken")
     assert fit_job(empty) is None
+
+
+def test_a_finished_fit_does_not_point_at_a_calibration_removed_since() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from medrag.evaluation.calibration_job import FitJob
+    from medrag.ui.calibration_panel import _fit_line
+
+    start = datetime(2026, 12, 5, 1, 0, tzinfo=UTC)
+    done = FitJob(None, start, start + timedelta(seconds=99), 0, ())
+    assert _fit_line(done).endswith("finished in 99 s and wrote the calibration below.")
+    assert _fit_line(done, fitted=False).endswith("wrote a calibration that has since been removed.")

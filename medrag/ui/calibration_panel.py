@@ -64,19 +64,20 @@ def _state_line(calibration: LibraryCalibration) -> str:
             "the shipped numbers.")
 
 
-def _fit_line(job: FitJob) -> str:
+def _fit_line(job: FitJob, fitted: bool = True) -> str:
     started = f"{job.started:%Y-%m-%d %H:%M} UTC"
     if job.state == "running":
         return (f"Fitting this library's calibration (started {started}, {job.seconds:.0f} s so far): every labelled "
                 "film is read, then cross-fitted by patient before anything is written.")
     if job.state == "done":
-        return f"The fit started {started} finished in {job.seconds:.0f} s and wrote the calibration below."
+        wrote = "the calibration below" if fitted else "a calibration that has since been removed"
+        return f"The fit started {started} finished in {job.seconds:.0f} s and wrote {wrote}."
     if job.state == "failed":
         return f"The fit started {started} failed after {job.seconds:.0f} s; its output:"
     return f"The fit started {started} stopped without finishing (the server may have restarted); start it again."
 
 
-def _fit_progress(settings: Settings) -> None:
+def _fit_progress(settings: Settings, fitted: bool) -> None:
     """The last fit's state and output; while it runs, refreshed every few seconds, and the page once it ends."""
     job = fit_job(Path(settings.data_dir))
     running = job is not None and job.state == "running"
@@ -87,7 +88,7 @@ def _fit_progress(settings: Settings) -> None:
     if job is None:
         return
     show = st.info if job.state in ("running", "done") else st.warning
-    show(escape_markdown(_fit_line(job)), icon=":material/model_training:")
+    show(escape_markdown(_fit_line(job, fitted)), icon=":material/model_training:")
     if job.log_tail and job.state != "done":
         st.code("\n".join(job.log_tail), language="text")
 
@@ -107,7 +108,7 @@ def _fit_controls(settings: Settings, fitted: bool) -> None:
                 running = True
             except MedRAGError as exc:
                 st.error(escape_markdown(str(exc)))
-    st.fragment(_fit_progress, run_every=FIT_REFRESH_SECONDS if running else None)(settings)
+    st.fragment(_fit_progress, run_every=FIT_REFRESH_SECONDS if running else None)(settings, fitted)
 
 
 def library_calibration_panel(settings: Settings) -> None:
