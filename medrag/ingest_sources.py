@@ -44,6 +44,8 @@ class IngestReport:
     duplicates: int = 0
     unchanged: int = 0
     embedded: int = 0
+    #: cases an earlier import had labelled by their folder's name, now labelled from the CSV
+    relabelled: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -53,7 +55,9 @@ class IngestReport:
         rate = self.seen / self.seconds if self.seconds > 0 else 0.0
         text = (
             f"{self.source}: {self.seen} seen, {self.added} added, {self.duplicates} duplicate pixels, "
-            f"{self.unchanged} unchanged, {len(self.errors)} skipped with errors "
+            f"{self.unchanged} unchanged, "
+            + (f"{self.relabelled} relabelled from the CSV, " if self.relabelled else "")
+            + f"{len(self.errors)} skipped with errors "
             f"({self.seconds:.1f} s, {rate:.0f} images/s)"
         )
         return text
@@ -209,8 +213,8 @@ def iter_labelled_folder(folder: Path, csv_path: Path, report: IngestReport) -> 
         parts = Path(relative).parts
         # NIH's own CSV (and nih-train's) has no label column, only its Finding Labels; a folder name
         # ("images/") is no label at all.
-        label = (_pick(row, _LABEL_COLUMNS) or label_from_nih(fine_label_text(row))
-                 or (parts[0] if len(parts) > 1 else "unlabelled"))
+        folder_label = parts[0] if len(parts) > 1 else "unlabelled"
+        label = _pick(row, _LABEL_COLUMNS) or label_from_nih(fine_label_text(row)) or folder_label
         yield _file_item(
             path,
             resolved=True,
@@ -221,6 +225,8 @@ def iter_labelled_folder(folder: Path, csv_path: Path, report: IngestReport) -> 
             view=row.get("view", ""),
             synthetic=row.get("synthetic", "").lower() in {"1", "true", "yes"},
             extra=extra,
+            # Before NIH's Finding Labels were read, a CSV without a label column stored the folder's name.
+            replaces_label=folder_label if label != folder_label else "",
         )
 
 

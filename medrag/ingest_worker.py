@@ -35,6 +35,9 @@ class IngestItem:
     extra: dict[str, Any] = field(default_factory=dict)
     size: int = 0
     mtime_ns: int = 0
+    #: the folder name an earlier import may have stored as this file's label, where a labels CSV now gives
+    #: another (such a case is relabelled: :meth:`medrag.store.Store.correct_folder_labels`)
+    replaces_label: str = ""
 
     def content(self) -> Path | bytes:
         """The file to decode, else the bytes given in its place."""

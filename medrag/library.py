@@ -76,7 +76,10 @@ def ingest_items(
     start = time.perf_counter()
     known = store.known_sources()
     todo: list[IngestItem] = []
+    relabel: list[tuple[str, str, str]] = []  # (source key, folder label stored before, label now)
     for item in items:
+        if item.replaces_label:
+            relabel.append((item.source_key, item.replaces_label, item.label))
         report.seen += 1
         if known.get(item.source_key) == (item.size, item.mtime_ns) and item.mtime_ns:
             report.unchanged += 1
@@ -124,8 +127,25 @@ def ingest_items(
         bar.close()
     if pending:
         _fit_and_store(encoder, pending, settings, store, report)
+    _correct_folder_labels(relabel, settings, store, report)
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _correct_folder_labels(rows: list[tuple[str, str, str]], settings: Settings, store: AnyStore,
+                           report: IngestReport) -> None:
+    """Relabel the cases an earlier import labelled by their folder's name where the CSV now names the label."""
+    if not rows:
+        return
+    report.relabelled = store.correct_folder_labels(rows)
+    if report.relabelled:
+        report.notes.append(f"{report.relabelled} cases an earlier import had labelled by their folder's name "
+                            f"('{rows[0][1]}') now carry the labels of the CSV")
+        try:  # a running app keys its cached library reads on the index folder's stamp
+            settings.index_dir.mkdir(parents=True, exist_ok=True)
+            os.utime(settings.index_dir)
+        except OSError:
+            pass
 
 
 def _is_weight_free(encoder: Any) -> bool:

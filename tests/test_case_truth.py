@@ -170,3 +170,31 @@ def test_the_panel_names_what_was_missed_and_warns_when_the_reader_trained_on_th
         caption = panel.caption[0].value
         assert "Hernia" in caption and "Expert boxes" in caption
         assert bool(panel.warning) is trained_on
+
+
+def test_importing_the_csv_again_relabels_the_cases_an_earlier_import_named_after_their_folder(tmp_path: Path) -> None:
+    """An NIH library imported before the Finding Labels were read is all "images": importing the same folder
+    and CSV again puts the findings on it, and leaves every case labelled otherwise alone."""
+    folder = tmp_path / "nih"
+    (folder / "images").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(folder / "images" / f"{i}.png")
+    settings = Settings(data_dir=tmp_path / "data", image_encoder="classic")
+    store = folder_store(settings.data_dir)
+    # As an earlier import stored them: the folder's name for two, a hand-given label for the third.
+    (folder / "old.csv").write_text("image,patient_id\nimages/0.png,nih_0\nimages/1.png,nih_1\n", encoding="utf-8")
+    ingest_path(folder, settings, store, labels_csv=folder / "old.csv")
+    (folder / "own.csv").write_text("image,label\nimages/2.png,my own label\n", encoding="utf-8")
+    ingest_path(folder, settings, store, labels_csv=folder / "own.csv")
+    assert store.label_counts() == {"images": 2, "my own label": 1}
+
+    (folder / "labels.csv").write_text(
+        "image,finding_labels,patient_id\nimages/0.png,No Finding,nih_0\nimages/1.png,Effusion|Edema,nih_1\n"
+        "images/2.png,Pneumonia,nih_2\n", encoding="utf-8")
+    report = ingest_path(folder, settings, store, labels_csv=folder / "labels.csv")
+    assert report.relabelled == 2 and report.added == 0
+    assert "2 relabelled from the CSV" in report.summary()
+    assert store.label_counts() == {"normal": 1, "effusion + edema": 1, "my own label": 1}
+    again = ingest_path(folder, settings, store, labels_csv=folder / "labels.csv")
+    assert again.relabelled == 0 and "relabelled" not in again.summary()

@@ -70,6 +70,21 @@ class IngestStore(Database):
             rows = cur.execute("SELECT source_key, size, mtime_ns FROM sources").fetchall()
         return {_absolute_key(self, r[0]): (int(r[1]), int(r[2])) for r in rows}
 
+    def correct_folder_labels(self, rows: Sequence[tuple[str, str, str]]) -> int:
+        """Relabel, for each (source_key, folder label, new label), the case that file became if its label is
+        still that folder label (a case labelled otherwise, by hand or by another source, is left alone).
+        Returns the cases relabelled; one transaction."""
+        frame = pd.DataFrame([(_stored_key(self, key), old, new) for key, old, new in rows],
+                             columns=["source_key", "old_label", "new_label"])
+        with self.transaction() as cur:
+            cur.register("relabel", frame)
+            changed = cur.execute(
+                "UPDATE cases SET label = r.new_label FROM relabel r JOIN sources s ON s.source_key = r.source_key "
+                "WHERE cases.case_id = s.case_id AND cases.label = r.old_label AND r.new_label <> r.old_label"
+            ).fetchall()
+            cur.unregister("relabel")
+        return int(changed[0][0]) if changed else 0
+
 
 def _stored_key(store: Database, key: str) -> str:
     # Only plain file paths are keys to relativise ("parquet:<file>#<row>" keys stay as they are).

@@ -291,3 +291,16 @@ class PgLibrary(PgDatabase):
         with self.cursor() as cur:
             rows = cur.execute("SELECT source_key, size, mtime_ns FROM sources").fetchall()
         return {_absolute_key(self, r[0]): (int(r[1]), int(r[2])) for r in rows}  # type: ignore[arg-type]
+
+    def correct_folder_labels(self, rows: Sequence[tuple[str, str, str]]) -> int:
+        """As :meth:`medrag.store.ingest.IngestStore.correct_folder_labels`: one statement, one transaction."""
+        keys = [_stored_key(self, key) for key, _, _ in rows]  # type: ignore[arg-type]
+        with self.transaction() as cur:
+            cur.execute(
+                "UPDATE cases SET label = r.new_label "
+                "FROM unnest(%s::text[], %s::text[], %s::text[]) AS r(source_key, old_label, new_label) "
+                "JOIN sources s ON s.source_key = r.source_key "
+                "WHERE cases.case_id = s.case_id AND cases.label = r.old_label AND r.new_label <> r.old_label",
+                (keys, [old for _, old, _ in rows], [new for _, _, new in rows]),
+            )
+            return int(cur.rowcount or 0)
