@@ -34,7 +34,9 @@ if browse_tab.open:  # only the open tab runs
                                format_func=lambda v: v if v == ALL else f"{v} ({labels.get(v, 0)})")
         dataset = mid.selectbox("Dataset", [ALL, *datasets], key="library_dataset",
                                 format_func=lambda v: v if v == ALL else f"{v} ({datasets.get(v, 0)})")
-        text = right.text_input("Search reports", key="library_text", placeholder="e.g. effusion, cardiac silhouette")
+        text = right.text_input("Search reports and labels", key="library_text",
+                                placeholder="e.g. effusion, cardiac silhouette",
+                                help="Matches inside a label too: \"effusion\" finds \"effusion + infiltration\"")
         frame = data.cases_frame(
             workbench,
             label=None if label == ALL else label, dataset=None if dataset == ALL else dataset,

@@ -75,3 +75,35 @@ def test_a_finished_fit_does_not_point_at_a_calibration_removed_since() -> None:
     done = FitJob(None, start, start + timedelta(seconds=99), 0, ())
     assert _fit_line(done).endswith("finished in 99 s and wrote the calibration below.")
     assert _fit_line(done, fitted=False).endswith("wrote a calibration that has since been removed.")
+
+
+_START_IN_CHILD = """
+import sys
+from medrag.config import Settings
+from medrag.errors import ConfigError
+from medrag.evaluation.calibration_job import start_fit
+try:
+    start_fit(Settings(data_dir=sys.argv[1], web_provider="off"))
+    print("started")
+except ConfigError as exc:
+    print("refused:", exc)
+"""
+
+
+def test_a_start_waits_for_another_servers_start_and_then_sees_its_fit(tmp_path: Path) -> None:
+    """Two app servers on one data folder: the check for a running fit and the record of a new one happen under
+    one lock, so the second start sees the first's fit instead of starting its own."""
+    import os
+    from datetime import UTC, datetime
+
+    from medrag.evaluation.calibration_job import _starting
+
+    data = tmp_path / "shared"
+    with _starting(data):  # another server is in the middle of starting a fit
+        child = subprocess.Popen([sys.executable, "-c", _START_IN_CHILD, str(data)], stdout=subprocess.PIPE,
+                                 text=True)
+        time.sleep(1.5)
+        assert child.poll() is None and not (data / JOB_FILE).exists()  # waiting, nothing written
+        (data / JOB_FILE).write_text(json.dumps({"pid": os.getpid(), "started": datetime.now(UTC).isoformat()}))
+    out, _ = child.communicate(timeout=60)
+    assert out.startswith("refused:") and "already running" in out, out

@@ -1,7 +1,7 @@
 """Fitting a library's calibration in the background, so the Settings page can start it and show how it goes.
 
-``medrag eval reading --write-calibration`` reads every labelled film twice (minutes on a large library), far too
-long for one run of a page script. :func:`start_fit` starts it as its own process; the process keeps
+``medrag eval reading --write-calibration`` reads every labelled film (minutes on a large library), far too long
+for one run of a page script. :func:`start_fit` starts it as its own process; the process keeps
 ``<data>/eval/calibration-fit.json`` (pid, start, end, exit status) and writes its output to
 ``calibration-fit.log`` beside it, so any session, and a restarted server, can tell how the fit went. The
 fit measures before it writes (cross-fitted by patient), exactly as from the command line, and a running app
@@ -14,6 +14,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +27,7 @@ from medrag.fsutil import atomic_write_text
 
 JOB_FILE = Path("eval") / "calibration-fit.json"
 LOG_FILE = Path("eval") / "calibration-fit.log"
+LOCK_FILE = Path("eval") / "calibration-fit.lock"
 #: A fit whose process has not reported its pid this long after the start has failed to start.
 START_GRACE_SECONDS = 60.0
 #: The command the process runs (after ``--data-dir``).
@@ -105,15 +108,32 @@ def fit_job(data_dir: Path, tail: int = 6) -> FitJob | None:
     return FitJob(pid, started, finished, code, _tail(Path(data_dir) / LOG_FILE, tail))
 
 
+@contextmanager
+def _starting(data_dir: Path) -> Iterator[None]:
+    """Held while a start checks for a running fit and records its own: two app servers on one data folder
+    pressing the button at once start one fit, not two (an advisory lock on ``calibration-fit.lock``)."""
+    import fcntl
+
+    path = data_dir / LOCK_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
 def start_fit(settings: Settings) -> FitJob:
     """Start fitting the library's calibration in its own process; a ConfigError while one is still running."""
     data_dir = Path(settings.data_dir)
-    current = fit_job(data_dir)
-    if current is not None and current.state == "running":
-        raise ConfigError(f"a calibration fit of this library is already running (started "
-                          f"{current.started:%H:%M:%S} UTC); wait for it to finish")
-    started = _now()
-    _write(data_dir, {"pid": None, "started": started.isoformat()})
+    with _starting(data_dir):
+        current = fit_job(data_dir)
+        if current is not None and current.state == "running":
+            raise ConfigError(f"a calibration fit of this library is already running (started "
+                              f"{current.started:%H:%M:%S} UTC); wait for it to finish")
+        started = _now()
+        _write(data_dir, {"pid": None, "started": started.isoformat()})
     env = {**os.environ, "MEDRAG_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     if settings.database_url:  # in the environment, never on a command line others can list
         env["MEDRAG_DATABASE_URL"] = settings.database_url
