@@ -14,7 +14,7 @@ what the reading found, missed and over-called on a case whose answer is known.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -156,5 +156,50 @@ def summary(rows: list[TruthRow]) -> str:
     return "; ".join(parts)
 
 
-__all__ = ["BOX_KEYS", "FINE_LABEL_KEYS", "NIH_FINDINGS", "CaseTruth", "TruthRow", "box_text",
+@dataclass(frozen=True)
+class Agreement:
+    """Over many analyses of labelled cases, how one finding's status compared with the labels."""
+
+    finding: str
+    #: analyses whose case's labels name the finding
+    labelled: int = 0
+    found: int = 0
+    possible: int = 0
+    missed: int = 0
+    over_called: int = 0
+    #: "possible" where the labels do not name it
+    possible_unlabelled: int = 0
+
+    @property
+    def sensitivity(self) -> float:
+        """Share of the labelled analyses that called it (present or possible); NaN with none labelled."""
+        return (self.found + self.possible) / self.labelled if self.labelled else float("nan")
+
+    @property
+    def precision(self) -> float:
+        """Share of its calls (present or possible) that the labels name; NaN with no call."""
+        calls = self.found + self.possible + self.over_called + self.possible_unlabelled
+        return (self.found + self.possible) / calls if calls else float("nan")
+
+
+_COUNTED = {"found": "found", "called possible": "possible", "missed": "missed", "over-called": "over_called",
+            "possible, not in the labels": "possible_unlabelled"}
+
+
+def agreement(comparisons: Iterable[list[TruthRow]]) -> list[Agreement]:
+    """Per finding (in :data:`FINDINGS` order), the verdicts of many analyses added up (``compare_findings`` of
+    each); findings no analysis labels or calls are left out."""
+    counts: dict[str, dict[str, int]] = {}
+    for rows in comparisons:
+        for row in rows:
+            tally = counts.setdefault(row.finding, dict.fromkeys(("labelled", *_COUNTED.values()), 0))
+            tally["labelled"] += int(row.in_labels)
+            if row.verdict in _COUNTED:
+                tally[_COUNTED[row.verdict]] += 1
+    order = [f for f in FINDINGS if f in counts] + sorted(set(counts) - set(FINDINGS))
+    out = [Agreement(f, **counts[f]) for f in order]
+    return [a for a in out if a.labelled or a.over_called or a.possible_unlabelled]
+
+
+__all__ = ["BOX_KEYS", "FINE_LABEL_KEYS", "NIH_FINDINGS", "Agreement", "CaseTruth", "TruthRow", "agreement", "box_text",
            "case_truth", "compare_findings", "fine_label_text", "label_from_nih", "nih_names", "summary"]

@@ -25,7 +25,13 @@ from medrag.ui.references import render_web
 from medrag.ui.roles import is_educator
 from medrag.ui.safe import escape_markdown
 from medrag.ui.tables import history_table, neighbour_scores, short_time
-from medrag.ui.truth_panel import analysed_case, expert_regions, render_case_truth, seen_in_training
+from medrag.ui.truth_panel import (
+    analysed_case,
+    expert_regions,
+    render_case_truth,
+    render_history_agreement,
+    seen_in_training,
+)
 from medrag.ui.viewer import PLOTLY_CONFIG, view_controls
 
 #: Analyses listed per page of the table.
@@ -198,3 +204,5 @@ with plot_right:
     else:
         st.plotly_chart(similarity_distribution(scores), config=PLOTLY_CONFIG, key="history_scores_plot")
         st.caption("Image and text questions apart: their similarities come from different encoders.")
+with error_boundary():
+    render_history_agreement(workbench, recent)

@@ -129,3 +129,8 @@ def test_a_library_case_is_held_against_its_own_labels_and_boxes(data_dir: Path)
     assert not history.exception, [e.value for e in history.exception]
     assert any(e.label == "Compare with this case's own labels" for e in history.expander)
     assert history.toggle(key="history_overlay_expert").value is True
+    # Under the trends: the history's analyses of labelled cases added up per finding.
+    assert history.toggle(key="history_truth_trained").value is True
+    summed = next(d.value for d in history.dataframe if "sensitivity" in d.value.columns)
+    effusion = summed[summed["finding"] == "effusion"].iloc[0]
+    assert effusion["labelled"] == 1 and effusion["found"] + effusion["possible"] + effusion["missed"] == 1

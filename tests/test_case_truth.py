@@ -198,3 +198,26 @@ def test_importing_the_csv_again_relabels_the_cases_an_earlier_import_named_afte
     assert store.label_counts() == {"normal": 1, "effusion + edema": 1, "my own label": 1}
     again = ingest_path(folder, settings, store, labels_csv=folder / "labels.csv")
     assert again.relabelled == 0 and "relabelled" not in again.summary()
+
+
+def test_many_analyses_add_up_per_finding() -> None:
+    from medrag.case_truth import agreement
+
+    effusion = case_truth(_case("x", {"finding_labels": "Effusion"}))
+    normal = case_truth(_case("x", {"finding_labels": "No Finding"}))
+    assert effusion is not None and normal is not None
+    comparisons = [
+        compare_findings(effusion, {"effusion": "present", "no finding": "absent"}),
+        compare_findings(effusion, {"effusion": "uncertain"}),
+        compare_findings(effusion, {"effusion": "absent", "cardiomegaly": "present"}),
+        compare_findings(normal, {"no finding": "present", "effusion": "uncertain"}),
+    ]
+    rows = {a.finding: a for a in agreement(comparisons)}
+    assert set(rows) == {"no finding", "cardiomegaly", "effusion"}  # nothing labelled or called is left out
+    e = rows["effusion"]
+    assert (e.labelled, e.found, e.possible, e.missed, e.possible_unlabelled) == (3, 1, 1, 1, 1)
+    assert e.sensitivity == 2 / 3 and e.precision == 2 / 3
+    c = rows["cardiomegaly"]
+    assert c.labelled == 0 and c.over_called == 1 and c.precision == 0.0 and c.sensitivity != c.sensitivity  # NaN
+    assert rows["no finding"].labelled == 1 and rows["no finding"].found == 1
+    assert [a.finding for a in agreement(comparisons)] == ["no finding", "cardiomegaly", "effusion"]

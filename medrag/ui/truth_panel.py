@@ -6,11 +6,15 @@ The panel starts closed with a neutral title, so the answer is not given away be
 
 from __future__ import annotations
 
+import json
+import math
+from typing import Any
+
 import pandas as pd
 import streamlit as st
 
 from medrag.analysis import Analysis
-from medrag.case_truth import CaseTruth, case_truth, compare_findings, summary
+from medrag.case_truth import CaseTruth, TruthRow, agreement, case_truth, compare_findings, summary
 from medrag.records import Case
 from medrag.teaching.regions import Region, regions_for
 from medrag.ui import data
@@ -85,4 +89,63 @@ def render_case_truth(case: Case | None, analysis: Analysis, *, trained_on: bool
         st.caption(" ".join(notes))
 
 
-__all__ = ["VERDICT_TEXT", "analysed_case", "expert_regions", "render_case_truth", "seen_in_training", "truth_frame"]
+def _json(value: object) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    try:
+        parsed = json.loads(str(value or "{}"))
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def history_comparisons(workbench: Workbench, frame: pd.DataFrame, *,
+                        leave_out_trained: bool) -> tuple[list[list[TruthRow]], int]:
+    """Each analysis in ``frame`` (history rows) of a labelled library case held against its labels, and how many
+    were left out as the classifier's training patients."""
+    picked = [(str(_json(meta).get("case_id") or ""), _json(findings))
+              for meta, findings in zip(frame["meta"], frame["findings"], strict=True)]
+    cases = data.get_cases(workbench, sorted({cid for cid, _ in picked if cid}))
+    trained = _trained_patients(str(workbench.settings.data_dir), workbench) if leave_out_trained else frozenset()
+    comparisons, left_out = [], 0
+    for case_id, findings in picked:
+        case = cases.get(case_id)
+        truth = case_truth(case)
+        if case is None or truth is None or not findings:
+            continue
+        if case.patient_id and case.patient_id in trained:
+            left_out += 1
+            continue
+        comparisons.append(compare_findings(truth, {str(k): str(v) for k, v in findings.items()}))
+    return comparisons, left_out
+
+
+def _share(value: float) -> str:
+    return "—" if math.isnan(value) else f"{value:.0%}"
+
+
+def render_history_agreement(workbench: Workbench, frame: pd.DataFrame) -> None:
+    """Over the listed analyses of labelled library cases: per finding, found / possible / missed / over-called."""
+    st.subheader("Against the library's own labels", anchor=False)
+    leave_out = st.toggle("Leave out the classifier's training patients", value=True, key="history_truth_trained",
+                          help="The classifier has seen those films' answers: its agreement there is no fair test")
+    comparisons, left_out = history_comparisons(workbench, frame, leave_out_trained=leave_out)
+    skipped = f" ({left_out:,} of the classifier's training patients left out)" if left_out else ""
+    if not comparisons:
+        st.caption("None of these analyses is of a library case with labels of its own (NIH's, or a phantom's drawn "
+                   f"findings){skipped}.")
+        return
+    rows = agreement(comparisons)
+    st.dataframe(pd.DataFrame({
+        "finding": [a.finding for a in rows], "labelled": [a.labelled for a in rows],
+        "found": [a.found for a in rows], "possible": [a.possible for a in rows], "missed": [a.missed for a in rows],
+        "over-called": [a.over_called for a in rows], "possible, unlabelled": [a.possible_unlabelled for a in rows],
+        "sensitivity": [_share(a.sensitivity) for a in rows], "precision": [_share(a.precision) for a in rows],
+    }), hide_index=True, width="stretch")
+    st.caption(f"{len(comparisons):,} analyses of labelled library cases{skipped}, each the findings table it "
+               "showed; \"possible\" counts as a call. A case analysed twice counts twice. For the readers' figures "
+               "on a whole labelled library, by patient and with confidence intervals: `medrag eval reading`.")
+
+
+__all__ = ["VERDICT_TEXT", "analysed_case", "expert_regions", "history_comparisons", "render_case_truth",
+           "render_history_agreement", "seen_in_training", "truth_frame"]
