@@ -71,3 +71,35 @@ def test_export_history(data_dir: Path, tmp_path: Path) -> None:
     import pandas as pd
 
     assert len(pd.read_parquet(target)) >= 1
+
+
+def test_a_folder_batch_writes_one_row_per_image_and_names_the_library_cases(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+    import shutil
+
+    import numpy as np
+    import pandas as pd
+    from PIL import Image
+
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    shutil.copy(_demo_image(data_dir), folder / "library.png")  # the same pixels as a library case
+    rng = np.random.default_rng(5)
+    Image.fromarray((rng.random((128, 128)) * 60 + 90).astype(np.uint8)).save(folder / "new.png")
+    target = tmp_path / "readings.parquet"
+    capsys.readouterr()
+    assert main(["--data-dir", str(data_dir), "analyze", str(folder), "--out", str(target), "--no-web",
+                 "--no-save", "--json"]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    frame = pd.read_parquet(target)
+    assert len(printed) == len(frame) == 2
+    by_name = {Path(r["source"]).name: r for r in frame.to_dict("records")}
+    assert by_name["library.png"]["case_id"] and pd.isna(by_name["new.png"]["case_id"])
+    assert {Path(r["source"]).name: r["case_id"] for r in printed}["new.png"] is None
+    assert isinstance(json.loads(by_name["library.png"]["findings"]), dict)
+    # An existing file is kept unless --force says otherwise.
+    assert main(["--data-dir", str(data_dir), "analyze", str(folder), "--out", str(target), "--no-web",
+                 "--no-save"]) == 2
+    assert "--force" in capsys.readouterr().err

@@ -168,6 +168,8 @@ def analysis_json(analysis: Any, source: Path | None = None) -> dict[str, Any]:
         reading["overlays"].pop("opacity", None)
     return {
         "source": str(source) if source else analysis.input_name, "analysis_id": analysis.analysis_id,
+        # the library case these pixels are (None for a new image), so a batch joins with the library's labels
+        "case_id": analysis.case_id or None,
         "question": analysis.question, "label": analysis.label, "findings": analysis.findings,
         "reasoner": analysis.reasoner_backend, "summariser": analysis.summariser_backend,
         "neighbours": [
