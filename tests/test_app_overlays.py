@@ -134,3 +134,26 @@ def test_a_library_case_is_held_against_its_own_labels_and_boxes(data_dir: Path)
     summed = next(d.value for d in history.dataframe if "sensitivity" in d.value.columns)
     effusion = summed[summed["finding"] == "effusion"].iloc[0]
     assert effusion["labelled"] == 1 and effusion["found"] + effusion["possible"] + effusion["missed"] == 1
+
+
+def test_a_finding_filter_lists_every_case_whose_combined_label_names_it(data_dir: Path) -> None:
+    """NIH's labels are combinations ("edema + effusion"): a filter by one finding gathers them."""
+    from medrag.ui.data import finding_counts, label_parts
+
+    assert label_parts("edema + effusion") == ["edema", "effusion"]
+    assert finding_counts({"effusion": 3, "edema + effusion": 2, "normal": 9}) == {"effusion": 5, "edema": 2}
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.session_state["analyze_mode_value"] = "library"
+    at.switch_page("pages/1_Analyze.py").run()
+    options = at.selectbox(key="analyze_case_label").options
+    combined = [o for o in options if " + " in o]
+    assert combined, options  # the demo library draws findings together
+    finding = combined[0].split(" + ")[0]
+    assert f"any with {finding}" in options and options.index(f"any with {finding}") < options.index(combined[0])
+    at.selectbox(key="analyze_case_label").set_value(f"any with {finding}").run()
+    assert not at.exception, [e.value for e in at.exception]
+    listed = at.selectbox(key="analyze_case").options
+    assert any(combined[0] in title for title in listed)  # the combination is among them
+    # Each title names the case's label among its " · " parts.
+    assert all(any(finding in label_parts(part) for part in title.split(" · ")) for title in listed)
+    assert len(listed) > sum(1 for title in listed if finding in title.split(" · "))  # more than the exact label

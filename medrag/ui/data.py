@@ -159,13 +159,34 @@ def case_index(workbench: Workbench) -> pd.DataFrame:
     return _case_index(_library_key(workbench), workbench.store)
 
 
+#: A label filter's value that matches every label naming one finding: "any with effusion" keeps "effusion" and
+#: "edema + effusion" (a multi-label library such as NIH's has a label per combination of findings).
+ANY_LABEL_PREFIX = "any with "
+
+
+def label_parts(label: str) -> list[str]:
+    """The findings a combined label names ("edema + effusion" → ["edema", "effusion"])."""
+    return [part.strip() for part in str(label).split(" + ") if part.strip()]
+
+
+def finding_counts(counts: dict[str, int]) -> dict[str, int]:
+    """{finding: cases whose label names it} for the findings some combined label names, most common first."""
+    combined = {part for label in counts if " + " in label for part in label_parts(label)}
+    totals = {part: sum(n for label, n in counts.items() if part in label_parts(label)) for part in combined}
+    return dict(sorted(totals.items(), key=lambda item: (-item[1], item[0])))
+
+
 def case_choices(
     workbench: Workbench, *, label: str | None = None, real_only: bool = False, dataset: str | None = None,
 ) -> pd.DataFrame:
-    """The rows of :func:`case_index` with this label and dataset, synthetic phantoms left out when ``real_only``."""
+    """The rows of :func:`case_index` with this label (or, for ``"any with <finding>"``, every label naming the
+    finding) and dataset, synthetic phantoms left out when ``real_only``."""
     index = case_index(workbench)
     keep = pd.Series(True, index=index.index)
-    if label:
+    if label and label.startswith(ANY_LABEL_PREFIX):
+        finding = label[len(ANY_LABEL_PREFIX):]
+        keep &= index["label"].map(lambda value: finding in label_parts(str(value)))
+    elif label:
         keep &= index["label"] == label
     if dataset:
         keep &= index["dataset"] == dataset
@@ -315,7 +336,8 @@ def delete_analysis(workbench: Workbench, analysis_id: int) -> bool:
 
 
 __all__ = [
-    "CASE_INDEX_COLUMNS", "HISTORY_PAGE_COLUMNS", "case_choices", "case_ids_where", "case_index", "cases_frame",
+    "ANY_LABEL_PREFIX", "CASE_INDEX_COLUMNS", "finding_counts", "label_parts", "HISTORY_PAGE_COLUMNS",
+    "case_choices", "case_ids_where", "case_index", "cases_frame",
     "count_analyses", "count_cases", "count_history", "dataset_counts", "delete_analysis", "get_analysis",
     "get_case", "get_cases", "history_changed", "history_frame", "history_page", "history_values",
     "import_folder", "label_counts", "library_changed", "library_key", "library_kinds", "reindex",

@@ -48,8 +48,10 @@ def real_only_toggle(workbench: Workbench, key: str, *, on_change: Callable[[], 
 
 
 def label_options(workbench: Workbench) -> list[str]:
-    """"all labels" then every label of the library, most common first."""
-    return [ALL_LABELS, *data.label_counts(workbench)]
+    """"all labels", then "any with <finding>" for each finding a combined label names, then every label of the
+    library, most common first."""
+    counts = data.label_counts(workbench)
+    return [ALL_LABELS, *[data.ANY_LABEL_PREFIX + f for f in data.finding_counts(counts)], *counts]
 
 
 def chosen_label(value: str | None) -> str | None:
