@@ -28,10 +28,12 @@ browse_tab, import_tab = st.tabs(["Browse", "Import and re-index"], key="library
 if browse_tab.open:  # only the open tab runs
     with browse_tab, error_boundary():
         labels = data.label_counts(workbench)
+        # "any with effusion" gathers a multi-label library's combinations ("edema + effusion", …)
+        counts = {**{data.ANY_LABEL_PREFIX + f: n for f, n in data.finding_counts(labels).items()}, **labels}
         datasets = data.dataset_counts(workbench)
         left, mid, right = st.columns([1, 1, 2])
-        label = left.selectbox("Label", [ALL, *labels], key="library_label",
-                               format_func=lambda v: v if v == ALL else f"{v} ({labels.get(v, 0)})")
+        label = left.selectbox("Label", [ALL, *counts], key="library_label",
+                               format_func=lambda v: v if v == ALL else f"{v} ({counts.get(v, 0)})")
         dataset = mid.selectbox("Dataset", [ALL, *datasets], key="library_dataset",
                                 format_func=lambda v: v if v == ALL else f"{v} ({datasets.get(v, 0)})")
         text = right.text_input("Search reports and labels", key="library_text",

@@ -157,3 +157,12 @@ def test_a_finding_filter_lists_every_case_whose_combined_label_names_it(data_di
     # Each title names the case's label among its " · " parts.
     assert all(any(finding in label_parts(part) for part in title.split(" · ")) for title in listed)
     assert len(listed) > sum(1 for title in listed if finding in title.split(" · "))  # more than the exact label
+
+    # The Library page's own filter gathers them too (in the store: any of the labels naming the finding).
+    library = AppTest.from_file(APP, default_timeout=240)
+    library.switch_page("pages/2_Library.py").run()
+    assert not library.exception, [e.value for e in library.exception]
+    library.selectbox(key="library_label").set_value(f"any with {finding}").run()
+    assert not library.exception, [e.value for e in library.exception]
+    shown = library.dataframe[0].value
+    assert len(shown) == len(listed) and all(finding in label_parts(v) for v in shown["label"])

@@ -118,6 +118,9 @@ def test_an_nih_style_labels_csv_labels_its_cases_by_their_findings(tmp_path: Pa
     assert store.label_counts() == {"normal": 1, "effusion + infiltration": 1, "pneumonia": 1}
     boxed = next(iter(store.get_cases(sorted(store.case_ids_where(label="pneumonia"))).values()))
     assert is_locatable(boxed) and case_truth(boxed) is not None
+    # Any of several labels (the Library's "any with <finding>" filter), on either store.
+    assert sorted(store.cases_frame(labels=["normal", "pneumonia"])["label"]) == ["normal", "pneumonia"]
+    assert store.cases_frame(labels=[]).empty
 
     # A label column, where there is one, still wins.
     (folder / "labels.csv").write_text("image,label,finding_labels\nimages/0.png,my label,Effusion\n", encoding="utf-8")

@@ -119,9 +119,14 @@ class CaseStore(Database):
         dataset: str | None = None,
         text: str | None = None,
         limit: int | None = None,
+        labels: Sequence[str] | None = None,
     ) -> pd.DataFrame:
-        """The library as a DataFrame, optionally filtered by label, dataset and report text (ILIKE)."""
+        """The library as a DataFrame, optionally filtered by label (or any of ``labels``), dataset and report
+        text (ILIKE)."""
         where, params = _filters(label, dataset)
+        if labels is not None:
+            where.append("list_contains(?, label)")
+            params.append(list(labels))
         if text:
             where.append("(report ILIKE ? OR label ILIKE ?)")
             params += [f"%{text}%", f"%{text}%"]

@@ -66,6 +66,23 @@ def _history_key(workbench: Workbench) -> tuple[str, int, int]:
     return str(workbench.settings.data_dir), workbench.store.count_analyses(), _generation(workbench, "history")
 
 
+#: A label filter's value that matches every label naming one finding: "any with effusion" keeps "effusion" and
+#: "edema + effusion" (a multi-label library such as NIH's has a label per combination of findings).
+ANY_LABEL_PREFIX = "any with "
+
+
+def label_parts(label: str) -> list[str]:
+    """The findings a combined label names ("edema + effusion" → ["edema", "effusion"])."""
+    return [part.strip() for part in str(label).split(" + ") if part.strip()]
+
+
+def finding_counts(counts: dict[str, int]) -> dict[str, int]:
+    """{finding: cases whose label names it} for the findings some combined label names, most common first."""
+    combined = {part for label in counts if " + " in label for part in label_parts(label)}
+    totals = {part: sum(n for label, n in counts.items() if part in label_parts(label)) for part in combined}
+    return dict(sorted(totals.items(), key=lambda item: (-item[1], item[0])))
+
+
 # ---------------------------------------------------------------------------------------------- library reads
 @st.cache_data(show_spinner=False, max_entries=32)
 def _label_counts(key: tuple[Any, ...], _store: AnyStore) -> dict[str, int]:
@@ -80,6 +97,10 @@ def _dataset_counts(key: tuple[Any, ...], _store: AnyStore) -> dict[str, int]:
 @st.cache_data(show_spinner=False, max_entries=64)
 def _cases_frame(key: tuple[Any, ...], label: str | None, dataset: str | None, text: str | None,
                  limit: int | None, _store: AnyStore) -> pd.DataFrame:
+    if label and label.startswith(ANY_LABEL_PREFIX):
+        finding = label[len(ANY_LABEL_PREFIX):]
+        named = [name for name in _store.label_counts() if finding in label_parts(name)]
+        return _store.cases_frame(labels=named, dataset=dataset, text=text, limit=limit)
     return _store.cases_frame(label=label, dataset=dataset, text=text, limit=limit)
 
 
@@ -137,7 +158,8 @@ def cases_frame(
     workbench: Workbench, *, label: str | None = None, dataset: str | None = None, text: str | None = None,
     limit: int | None = None,
 ) -> pd.DataFrame:
-    """The library's cases as a table, filtered by label, dataset and report text."""
+    """The library's cases as a table, filtered by label (``"any with <finding>"``: every label naming it), dataset
+    and report text."""
     return _cases_frame(_library_key(workbench), label, dataset, text, limit, workbench.store)
 
 
@@ -157,23 +179,6 @@ def case_index(workbench: Workbench) -> pd.DataFrame:
     Shared and read-only (filter it into a new frame; never change it in place).
     """
     return _case_index(_library_key(workbench), workbench.store)
-
-
-#: A label filter's value that matches every label naming one finding: "any with effusion" keeps "effusion" and
-#: "edema + effusion" (a multi-label library such as NIH's has a label per combination of findings).
-ANY_LABEL_PREFIX = "any with "
-
-
-def label_parts(label: str) -> list[str]:
-    """The findings a combined label names ("edema + effusion" → ["edema", "effusion"])."""
-    return [part.strip() for part in str(label).split(" + ") if part.strip()]
-
-
-def finding_counts(counts: dict[str, int]) -> dict[str, int]:
-    """{finding: cases whose label names it} for the findings some combined label names, most common first."""
-    combined = {part for label in counts if " + " in label for part in label_parts(label)}
-    totals = {part: sum(n for label, n in counts.items() if part in label_parts(label)) for part in combined}
-    return dict(sorted(totals.items(), key=lambda item: (-item[1], item[0])))
 
 
 def case_choices(

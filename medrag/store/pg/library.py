@@ -142,9 +142,14 @@ class PgLibrary(PgDatabase):
         dataset: str | None = None,
         text: str | None = None,
         limit: int | None = None,
+        labels: Sequence[str] | None = None,
     ) -> pd.DataFrame:
-        """The library as a DataFrame, optionally filtered by label, dataset and report text (ILIKE)."""
+        """The library as a DataFrame, optionally filtered by label (or any of ``labels``), dataset and report
+        text (ILIKE)."""
         where, params = _filters(label, dataset)
+        if labels is not None:
+            where.append("label = ANY(%s)")
+            params.append(list(labels))
         if text:
             where.append("(report ILIKE %s OR label ILIKE %s)")
             params += [f"%{text}%", f"%{text}%"]
