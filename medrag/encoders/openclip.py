@@ -21,6 +21,7 @@ from medrag.config import OPENCLIP_MODEL_ENV, default_openclip_model
 from medrag.devices import select_device
 from medrag.encoders.base import EncoderSpec, l2_normalise, register_encoder
 from medrag.errors import BackendUnavailableError, ConfigError
+from medrag.inference_lock import torch_inference
 from medrag.weights import WEIGHTS, file_fingerprint, fix_command, hub_offline, resolve_hf
 
 if TYPE_CHECKING:
@@ -162,7 +163,7 @@ class OpenClipEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         loaded = self._loaded
         out: list[np.ndarray] = []
-        with torch.no_grad():
+        with torch_inference():
             for start in range(0, len(images), BATCH_SIZE):
                 batch = torch.stack([loaded.preprocess(self._pil(img)) for img in images[start : start + BATCH_SIZE]])
                 features = loaded.model.encode_image(batch.to(loaded.device))
@@ -171,13 +172,12 @@ class OpenClipEncoder:
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
         """(n, dim) float32 unit vectors for texts, in the same space as :meth:`embed`."""
-        import torch
 
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         loaded = self._loaded
         out: list[np.ndarray] = []
-        with torch.no_grad():
+        with torch_inference():
             for start in range(0, len(texts), BATCH_SIZE):
                 tokens = loaded.tokenizer([str(t) for t in texts[start : start + BATCH_SIZE]])
                 features = loaded.model.encode_text(tokens.to(loaded.device))

@@ -19,6 +19,7 @@ import numpy as np
 from medrag.devices import select_device
 from medrag.encoders.base import EncoderSpec, l2_normalise, register_encoder
 from medrag.errors import BackendUnavailableError, ConfigError
+from medrag.inference_lock import torch_inference
 from medrag.weights import WEIGHTS, file_fingerprint, fix_command, import_xrv, xrv_weights_path
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ class XRVEncoder:
         if len(images) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         out: list[np.ndarray] = []
-        with torch.no_grad():
+        with torch_inference():
             for start in range(0, len(images), BATCH_SIZE):
                 batch = np.stack([preprocess(img) for img in images[start : start + BATCH_SIZE]])
                 features = self.model.features2(torch.from_numpy(batch).to(self.device))

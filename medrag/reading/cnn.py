@@ -29,6 +29,7 @@ import numpy as np
 
 from medrag.errors import BackendUnavailableError, InputError
 from medrag.fsutil import file_sha256
+from medrag.inference_lock import torch_inference
 
 if TYPE_CHECKING:
     import torch
@@ -275,7 +276,7 @@ class CnnReader:
 
         model = self.load()
         batch = torch.cat([x, torch.flip(x, dims=(-1,))]) if flip else x
-        with self._lock, torch.inference_mode():
+        with torch_inference():
             features = model.forward_features(batch)
             logits = model.forward_head(features).mean(0).numpy().astype(np.float64)
         return features[:1], logits

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from medrag.errors import ConfigError
+from medrag.inference_lock import torch_inference
 
 if TYPE_CHECKING:
     pass
@@ -87,23 +88,17 @@ class Segmenter:
         self.net = SegNet()
         self.net.load_state_dict(load_file(str(weights)))
         self.net.eval()
-        self._lock = threading.Lock()
         self.stamp: dict[str, Any] = json.loads(SEGMENT_STAMP.read_text()) if SEGMENT_STAMP.is_file() else {}
 
     def probabilities(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(sigmoid maps (N, 2, S, S), pooled features (N, 560)) for standardised inputs (N, S, S)."""
         torch = self._torch
-        with self._lock, torch.inference_mode():
-            # One thread: this net is small, and on a machine shared past its cores two OpenMP threads made a
-            # 128 px forward pass 10-20 times slower (23 ms -> 430 ms measured, docs/reading-anatomy.md).
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                x = torch.from_numpy(np.ascontiguousarray(batch[:, None]))
-                logits, feats = self.net.forward_with_features(x)
-                return torch.sigmoid(logits).numpy(), feats.numpy()
-            finally:
-                torch.set_num_threads(threads)
+        # One thread: this net is small, and on a machine shared past its cores two OpenMP threads made a
+        # 128 px forward pass 10-20 times slower (23 ms -> 430 ms measured, docs/reading-anatomy.md).
+        with torch_inference(threads=1):
+            x = torch.from_numpy(np.ascontiguousarray(batch[:, None]))
+            logits, feats = self.net.forward_with_features(x)
+            return torch.sigmoid(logits).numpy(), feats.numpy()
 
     def segment(self, pixels: np.ndarray) -> Segmentation:
         """Lung and heart probabilities of one image (any size; grey or RGB, uint8 or float)."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from medrag.errors import BackendUnavailableError
+from medrag.inference_lock import torch_inference
 from medrag.reading.base import FindingRead, ImageReading, ReaderSpec, register_reader, status_from_probability
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class XRVReader:
 
         model = self._model
         batch = torch.from_numpy(preprocess(pixels)[None]).to(self.device)
-        with torch.no_grad():
+        with torch_inference():
             out = model(batch)
             if getattr(model, "op_threshs", None) is None:
                 out = torch.sigmoid(out)
