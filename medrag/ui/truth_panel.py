@@ -24,7 +24,7 @@ from medrag.workbench import Workbench
 #: How a verdict reads in the table (a marker first, so the column scans at a glance).
 VERDICT_TEXT = {
     "found": "✓ found", "agrees": "✓ agrees", "called possible": "~ possible", "missed": "✗ missed",
-    "possible, not in the labels": "~ possible, unlabelled", "over-called": "✗ over-called",
+    "possible, not in the labels": "~ not in labels", "over-called": "✗ over-called",
 }
 
 
