@@ -77,11 +77,13 @@ with error_boundary():
         library = open_workbench()
         real_only = pickers.real_only_toggle(library, "analyze_real", on_change=lambda: _filters_changed("", ""))
         pick_left, pick_mid, pick_right = st.columns([2, 4, 1], vertical_alignment="bottom")
-        labels = pickers.label_options(library)
+        label_counts = pickers.label_counts(library, real_only=real_only)
+        labels = list(label_counts)
         if st.session_state[state.ANALYZE_LABEL] not in labels:
             st.session_state[state.ANALYZE_LABEL] = pickers.ALL_LABELS
         label = pick_left.selectbox(
-            "Label", labels, key=state.bind_widget("analyze_case_label", state.ANALYZE_LABEL),
+            "Label", labels, format_func=pickers.label_format(label_counts),
+            key=state.bind_widget("analyze_case_label", state.ANALYZE_LABEL),
             on_change=_filters_changed, args=("analyze_case_label", state.ANALYZE_LABEL),
         )
         choices = data.case_choices(library, label=pickers.chosen_label(label), real_only=real_only)

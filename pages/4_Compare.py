@@ -26,12 +26,15 @@ compare_tab, quiz_tab = st.tabs(["Side by side", "Quiz"], key="compare_tabs", on
 # ---------------------------------------------------------------------------------------------- side by side
 if compare_tab.open:  # only the open tab runs
     with compare_tab, error_boundary():
-        labels = pickers.label_options(workbench)
+        # the switch is drawn to the right of the filter, after it: its value this run decides the counts
+        label_counts = pickers.label_counts(workbench, real_only=pickers.real_only_now(workbench))
+        labels = list(label_counts)
         if st.session_state[state.COMPARE_LABEL] not in labels:
             st.session_state[state.COMPARE_LABEL] = pickers.ALL_LABELS
         filter_left, filter_right = st.columns([3, 1], vertical_alignment="bottom")
         label = filter_left.selectbox(
-            "List cases with label", labels, key=state.bind_widget("compare_label", state.COMPARE_LABEL),
+            "List cases with label", labels, format_func=pickers.label_format(label_counts),
+            key=state.bind_widget("compare_label", state.COMPARE_LABEL),
             on_change=state.store_widget, args=("compare_label", state.COMPARE_LABEL),
             help="Narrows the list to choose from; the cases already chosen stay",
         )

@@ -101,7 +101,7 @@ def test_a_library_case_is_held_against_its_own_labels_and_boxes(data_dir: Path)
     at.session_state["analyze_mode_value"] = "library"
     at.switch_page("pages/1_Analyze.py").run()
     assert not at.exception, [e.value for e in at.exception]
-    labels = at.selectbox(key="analyze_case_label").options
+    labels = [o.rsplit(" (", 1)[0] for o in at.selectbox(key="analyze_case_label").options]  # "label (n)"
     at.selectbox(key="analyze_case_label").set_value(next(o for o in labels if "effusion" in o)).run()
     # Before any analysis: the expert layer alone, drawn as dashed discs with the finding's name.
     assert at.toggle(key="analyze_overlay_expert").value is True
@@ -145,7 +145,9 @@ def test_a_finding_filter_lists_every_case_whose_combined_label_names_it(data_di
     at = AppTest.from_file(APP, default_timeout=240)
     at.session_state["analyze_mode_value"] = "library"
     at.switch_page("pages/1_Analyze.py").run()
-    options = at.selectbox(key="analyze_case_label").options
+    shown = at.selectbox(key="analyze_case_label").options  # "label (cases)"
+    counts = {o.rsplit(" (", 1)[0]: int(o.rsplit(" (", 1)[1].rstrip(")").replace(",", "")) for o in shown}
+    options = list(counts)
     combined = [o for o in options if " + " in o]
     assert combined, options  # the demo library draws findings together
     finding = combined[0].split(" + ")[0]
@@ -153,6 +155,9 @@ def test_a_finding_filter_lists_every_case_whose_combined_label_names_it(data_di
     at.selectbox(key="analyze_case_label").set_value(f"any with {finding}").run()
     assert not at.exception, [e.value for e in at.exception]
     listed = at.selectbox(key="analyze_case").options
+    assert len(listed) == counts[f"any with {finding}"]  # the filter lists as many cases as it said
+    assert counts[f"any with {finding}"] == sum(n for o, n in counts.items() if finding in label_parts(o)
+                                                and not o.startswith(("any with ", "all labels")))
     assert any(combined[0] in title for title in listed)  # the combination is among them
     # Each title names the case's label among its " · " parts.
     assert all(any(finding in label_parts(part) for part in title.split(" · ")) for title in listed)

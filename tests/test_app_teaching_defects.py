@@ -224,6 +224,23 @@ def test_choosing_a_label_moves_the_case_box_to_that_label_and_analyze_runs_on_i
     assert at.session_state["last_result"].case_id == chosen
 
 
+def test_label_filters_count_the_cases_they_list_under_the_real_only_switch(mixed: Path) -> None:
+    at = _app("pages/1_Analyze.py", analyze_mode_value="library")
+    labels = at.selectbox(key="analyze_case_label")
+    assert labels.options[0] == f"all labels ({3 * PER_LABEL})"  # the real cases only, as the switch says
+    assert f"pneumonia ({PER_LABEL})" in labels.options
+    at.toggle(key="analyze_real").set_value(False).run()
+    options = at.selectbox(key="analyze_case_label").options
+    assert options[0] == f"all labels ({3 * PER_LABEL + DEMO_CASES})"
+    assert len(at.selectbox(key="analyze_case").options) == 3 * PER_LABEL + DEMO_CASES
+    # Compare draws its switch after its filter: the counts still follow it (the switch is shared).
+    at.switch_page("pages/4_Compare.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="compare_label").options[0] == f"all labels ({3 * PER_LABEL + DEMO_CASES})"
+    at.toggle(key="compare_real").set_value(True).run()
+    assert at.selectbox(key="compare_label").options[0] == f"all labels ({3 * PER_LABEL})"
+
+
 def test_analyze_picker_lists_readable_names_real_only_by_default(mixed: Path) -> None:
     at = _app("pages/1_Analyze.py", analyze_mode_value="library")
     box = at.selectbox(key="analyze_case")

@@ -47,11 +47,31 @@ def real_only_toggle(workbench: Workbench, key: str, *, on_change: Callable[[], 
     ))
 
 
-def label_options(workbench: Workbench) -> list[str]:
-    """"all labels", then "any with <finding>" for each finding a combined label names, then every label of the
-    library, most common first."""
-    counts = data.label_counts(workbench)
-    return [ALL_LABELS, *[data.ANY_LABEL_PREFIX + f for f in data.finding_counts(counts)], *counts]
+def real_only_now(workbench: Workbench) -> bool:
+    """What :func:`real_only_toggle` will return this run, for a widget drawn before the switch."""
+    real, synthetic = data.library_kinds(workbench)
+    if real == 0:
+        return False
+    if synthetic == 0:
+        return True
+    return state_value if (state_value := st.session_state.get(state.REAL_ONLY)) is not None else True
+
+
+def label_counts(workbench: Workbench, *, real_only: bool = False) -> dict[str, int]:
+    """{label filter entry: cases it lists}: "all labels", then "any with <finding>" for each finding a combined
+    label names, then every label, most common first; over the real cases alone when ``real_only``."""
+    index = data.case_index(workbench)
+    if real_only:
+        index = index[~index["synthetic"]]
+    by_label = index["label"].astype(str).value_counts()
+    counts = dict(sorted(((str(k), int(v)) for k, v in by_label.items()), key=lambda item: (-item[1], item[0])))
+    return {ALL_LABELS: len(index), **{data.ANY_LABEL_PREFIX + f: n for f, n in data.finding_counts(counts).items()},
+            **counts}
+
+
+def label_format(counts: dict[str, int]) -> Callable[[str], str]:
+    """Shows a label filter entry with the number of cases it lists: "any with effusion (172)"."""
+    return lambda entry: f"{entry} ({counts.get(entry, 0):,})"
 
 
 def chosen_label(value: str | None) -> str | None:
@@ -78,4 +98,7 @@ def limited(choices: pd.DataFrame) -> list[str]:
     return ids
 
 
-__all__ = ["ALL_LABELS", "PICKER_LIMIT", "chosen_label", "label_options", "limited", "real_only_toggle", "titles_for"]
+__all__ = [
+    "ALL_LABELS", "PICKER_LIMIT", "chosen_label", "label_counts", "label_format", "limited",
+    "real_only_now", "real_only_toggle", "titles_for",
+]
