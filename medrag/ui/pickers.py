@@ -28,12 +28,9 @@ def real_only_toggle(workbench: Workbench, key: str, *, on_change: Callable[[], 
     phantoms are to be left out (always False for a library of phantoms only).
     """
     real, synthetic = data.library_kinds(workbench)
-    if real == 0:
-        return False
-    if synthetic == 0:
-        return True  # nothing to leave out: no switch to show
-    if st.session_state.get(state.REAL_ONLY) is None:
-        st.session_state[state.REAL_ONLY] = True
+    if not (real and synthetic):
+        return real_only_now(workbench)  # nothing to switch: no switch to show
+    st.session_state[state.REAL_ONLY] = real_only_now(workbench)  # on by default
 
     def changed() -> None:
         state.store_widget(key, state.REAL_ONLY)
@@ -50,11 +47,10 @@ def real_only_toggle(workbench: Workbench, key: str, *, on_change: Callable[[], 
 def real_only_now(workbench: Workbench) -> bool:
     """What :func:`real_only_toggle` will return this run, for a widget drawn before the switch."""
     real, synthetic = data.library_kinds(workbench)
-    if real == 0:
-        return False
-    if synthetic == 0:
-        return True
-    return state_value if (state_value := st.session_state.get(state.REAL_ONLY)) is not None else True
+    if not (real and synthetic):
+        return bool(real)  # phantoms only: nothing to leave out; real cases only: nothing else to show
+    value = st.session_state.get(state.REAL_ONLY)
+    return True if value is None else bool(value)
 
 
 def label_counts(workbench: Workbench, *, real_only: bool = False) -> dict[str, int]:
