@@ -14,7 +14,7 @@ from medrag.errors import ConfigError
 from medrag.evaluation.reading import LabelledImage, evaluate_reading
 from medrag.reading.base import FindingRead, ImageReading, Overlays, reading_from_dict, reading_to_dict
 from medrag.reading.combine import merge_readings
-from medrag.reading.grids import peak
+from medrag.reading.grids import densest_region, peak
 from medrag.reading.opacity import DEFAULT_TEMPLATE, OpacityTemplate, framed, opacity_map
 
 SIZE = 128
@@ -136,7 +136,23 @@ def test_the_viewer_draws_the_map_as_its_own_layer() -> None:
     reading = _with_opacity((8, 2))
     assert "opacity" in available_layers(reading)
     fig = add_overlays(go.Figure(), reading, (100, 100), Placement(1.0, 1.0), {"opacity"})
-    assert [t.name for t in fig.data] == ["opacity", "opacity peak"]
+    assert [t.name for t in fig.data] == ["opacity", "densest region"]
     cross = fig.data[1]
     assert cross.x[0] == pytest.approx(25.0) and cross.y[0] == pytest.approx(85.0)  # cell (8, 2) of 10 x 10
     assert "opacity" not in available_layers(ImageReading())
+
+
+def test_the_densest_region_outweighs_one_hotter_cell_and_its_point_lies_inside_it() -> None:
+    grid = np.zeros((12, 12), np.float32)
+    grid[1, 10] = 3.0  # one hot cell: noise more often than a finding
+    grid[6:10, 1:5] = 2.0  # a 4 x 4 region, each cell two thirds as hot
+    row, col, top = densest_region(grid)
+    assert top == 3.0 and (row, col) != peak(grid)[:2]
+    assert 6 <= row * 12 < 10 and 1 <= col * 12 < 5
+    crescent = np.zeros((12, 12), np.float32)
+    crescent[2:10, 2] = 2.0
+    crescent[2, 2:9] = 2.0
+    crescent[9, 2:9] = 2.0  # a C whose mass centre lies in its empty middle
+    row, col, _ = densest_region(crescent)
+    assert crescent[int(row * 12), int(col * 12)] > 0
+    assert densest_region(np.zeros((4, 4), np.float32))[2] == 0.0  # an empty map: its first cell, value 0

@@ -7,7 +7,14 @@ import numpy as np
 from medrag.evaluation.reading import LabelledImage, evaluate_reading
 from medrag.reading.base import FindingRead, ImageReading, Overlays
 from medrag.reading.combine import merge_readings
-from medrag.reading.places import costophrenic_point, effusion_side, finding_point
+from medrag.reading.places import (
+    NORMAL_AREA_RATIO,
+    apex_point,
+    costophrenic_point,
+    effusion_side,
+    finding_point,
+    pneumothorax_side,
+)
 
 SIZE = (200, 200)  # (height, width)
 
@@ -79,3 +86,38 @@ def test_merged_reading_places_an_unplaced_effusion_on_the_denser_base() -> None
     assert merged.findings["effusion"].where == ("left lower zone",)
     absent = ImageReading(findings={"effusion": FindingRead("effusion", "absent", 0.05, (), "", "medrag-cnn")})
     assert merge_readings([anatomy, absent], size=SIZE).findings["effusion"].where == ()
+
+
+def _with_lung_areas(ratio: float, where: tuple[str, ...] = ()) -> ImageReading:
+    reading = _reading()
+    findings = {"pneumothorax": FindingRead("pneumothorax", "present", 0.6, where, "", "medrag-cnn")}
+    return ImageReading(findings=findings, measurements={"asymmetry area_ratio": ratio},
+                        overlays=reading.overlays)
+
+
+def test_pneumothorax_points_at_the_apex_of_the_smaller_lung_field() -> None:
+    # the right lung (the image's left) at half the left's area: collapsed, so the air is on the right
+    assert pneumothorax_side(_with_lung_areas(0.5)) == "right"
+    assert finding_point(_with_lung_areas(0.5), "pneumothorax", SIZE) == (55.0, 20.0)
+    # normal films' right lung is a little smaller than the left: only smaller than that points right
+    assert pneumothorax_side(_with_lung_areas(NORMAL_AREA_RATIO + 0.05)) == "left"
+    assert finding_point(_with_lung_areas(1.2), "pneumothorax", SIZE) == (145.0, 20.0)
+    # a side the reading names wins; unmeasured lungs give no side and fall back to the map
+    assert pneumothorax_side(_with_lung_areas(0.5, ("left upper zone",))) == "left"
+    assert pneumothorax_side(_with_lung_areas(float("nan"))) == ""
+
+
+def test_apex_point_is_the_middle_of_the_outlines_top() -> None:
+    dome = [(10.0, 50.0), (30.0, 12.0), (40.0, 10.0), (50.0, 12.0), (70.0, 50.0), (70.0, 200.0), (10.0, 200.0)]
+    x, y = apex_point(dome)
+    assert y == 10.0 and 30.0 <= x <= 50.0
+
+
+def test_merged_reading_places_an_unplaced_pneumothorax_in_the_smaller_lungs_upper_zone() -> None:
+    anatomy = ImageReading(measurements={"asymmetry area_ratio": 0.55}, readers=("anatomy",))
+    seen = ImageReading(findings={"pneumothorax": FindingRead("pneumothorax", "present", 0.6, (), "", "medrag-cnn")},
+                        readers=("medrag-cnn",))
+    assert merge_readings([anatomy, seen], size=SIZE).findings["pneumothorax"].where == ("right upper zone",)
+    absent = ImageReading(findings={"pneumothorax": FindingRead("pneumothorax", "absent", 0.01, (), "",
+                                                                "medrag-cnn")})
+    assert merge_readings([anatomy, absent], size=SIZE).findings["pneumothorax"].where == ()

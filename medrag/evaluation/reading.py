@@ -4,10 +4,11 @@
   (present or uncertain counts as positive; ``f1_present``: only present) against the library's fine labels
   (NIH ``Finding Labels``), with 95% bootstrap confidence intervals resampled by patient;
 - view accuracy (PA / AP) against the cases' ``view``;
-- localisation: the share of expert boxes (NIH ``bbox``) that contain the reading's peak (the opacity map's
-  peak where the reading has one, else the classifier heatmap's) — ``localisation_peak``, one point per film —
-  ``localisation_finding``: the point the reading gives for the box's own finding (the heart's centre for
-  cardiomegaly, the costophrenic angle for effusion, the map's peak otherwise; :mod:`medrag.reading.places`);
+- localisation: the share of expert boxes (NIH ``bbox``) that contain the reading's peak (the middle of the
+  opacity map's densest region where the reading has one, else the classifier heatmap's hottest cell) —
+  ``localisation_peak``, one point per film — ``localisation_finding``: the point the reading gives for the box's
+  own finding (the heart's centre for cardiomegaly, the costophrenic angle for effusion, the apex of the smaller
+  lung for pneumothorax, the map's peak otherwise; :mod:`medrag.reading.places`);
   and, more lenient, ``localisation``: that peak, the heatmap's peak, or a zone the reading flagged or placed
   the box's finding in overlaps the box;
 - segmentation Dice against a folder of lung masks (``--masks``, the cxr-masks layout).
@@ -170,12 +171,14 @@ def _inside(point: tuple[float, float] | None, box: tuple[float, float, float, f
     return point is not None and bool(x <= point[0] <= x + w and y <= point[1] <= y + h)
 
 
-def _peak_in(grid: np.ndarray | None, box: tuple[float, float, float, float], size: tuple[int, int]) -> bool:
+def _peak_in(grid: np.ndarray | None, box: tuple[float, float, float, float], size: tuple[int, int],
+             *, region: bool = False) -> bool:
+    """Does the box hold the map's hottest cell (with ``region``: the middle of its densest region)?"""
     if grid is None or not np.asarray(grid).size or not size[0] or not size[1]:
         return False
-    from medrag.reading.grids import peak
+    from medrag.reading.grids import densest_region, peak
 
-    row, col, _ = peak(grid)
+    row, col, _ = (densest_region if region else peak)(grid)
     return _inside((col * size[1], row * size[0]), box)
 
 
@@ -197,7 +200,7 @@ def _point_hit(reading: ImageReading, finding: str, box: tuple[float, float, flo
 def _hit(reading: ImageReading, finding: str, box: tuple[float, float, float, float], size: tuple[int, int]) -> bool:
     x, y, w, h = box
     overlays = reading.overlays
-    if _peak_in(overlays.opacity, box, size) or _peak_in(overlays.heatmap, box, size):
+    if _peak_in(overlays.opacity, box, size, region=True) or _peak_in(overlays.heatmap, box, size):
         return True
     read = reading.findings.get(finding)
     zones = set(read.where if read else ()) | set(reading.flagged_zones())

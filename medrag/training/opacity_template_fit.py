@@ -20,7 +20,7 @@ import numpy as np
 
 from medrag.fsutil import atomic_write_text, file_sha256
 from medrag.reading.anatomy import largest_components
-from medrag.reading.grids import peak
+from medrag.reading.grids import densest_region
 from medrag.reading.opacity import DEFAULT_TEMPLATE, OpacityTemplate, framed
 from medrag.reading.segment import default_segmenter
 from medrag.training.anatomy_data import load_grey, read_rows, shared_folder
@@ -44,7 +44,7 @@ def box_report(template: OpacityTemplate) -> tuple[dict[str, object], dict[str, 
     for film in (f for f in load_films(SHARED_DATA)[0] if f.boxes):
         grey = load_grey(film.path)
         anatomy = read_anatomy(grey, template=template)
-        r, c, _ = peak(anatomy.opacity)
+        r, c, _ = densest_region(anatomy.opacity)
         reading = reading_from_anatomy(anatomy)
         height, width = grey.shape[:2]
         for cls, x, y, w, h in film.boxes:

@@ -19,7 +19,7 @@ import streamlit as st
 
 from medrag.reading.base import ImageReading
 from medrag.reading.combine import PLACING_Z
-from medrag.reading.grids import peak
+from medrag.reading.grids import densest_region
 from medrag.reading.opacity import MAX_Z
 from medrag.teaching.regions import Region
 from medrag.ui.viewer import ViewSettings, display_shape, image_figure
@@ -158,12 +158,12 @@ def add_overlays(
         grid = np.asarray(overlays.opacity, dtype=np.float32)
         fig.add_trace(_grid_trace(grid, original_shape, at, OPACITY_COLOURS, MAX_Z, "opacity",
                                   "%{z:.1f} SD denser than normal films<extra></extra>"))
-        row, col, top = peak(grid)
+        row, col, top = densest_region(grid)
         if top >= PLACING_Z:  # the place the reading gives a lung opacity (medrag.reading.combine)
             fig.add_trace(go.Scatter(
                 x=[at.x(col * original_shape[1])], y=[at.y(row * original_shape[0])], mode="markers",
                 marker=dict(symbol="cross-thin-open", size=18, color="#00e5ff", line=dict(color="#00e5ff", width=3)),
-                name="opacity peak", hovertemplate=f"densest: {top:.1f} SD above normal films<extra></extra>",
+                name="densest region", hovertemplate=f"densest: {top:.1f} SD above normal films<extra></extra>",
                 **at.trace_axes,
             ))
     if "heatmap" in layers and overlays.heatmap is not None:
