@@ -117,7 +117,9 @@ def test_merged_reading_places_an_unplaced_pneumothorax_in_the_smaller_lungs_upp
     anatomy = ImageReading(measurements={"asymmetry area_ratio": 0.55}, readers=("anatomy",))
     seen = ImageReading(findings={"pneumothorax": FindingRead("pneumothorax", "present", 0.6, (), "", "medrag-cnn")},
                         readers=("medrag-cnn",))
-    assert merge_readings([anatomy, seen], size=SIZE).findings["pneumothorax"].where == ("right upper zone",)
+    placed = merge_readings([anatomy, seen], size=SIZE).findings["pneumothorax"]
+    assert placed.where == ("right upper zone",)
+    assert "smaller lung field" in placed.evidence and "0.55" in placed.evidence  # the reading says why
     absent = ImageReading(findings={"pneumothorax": FindingRead("pneumothorax", "absent", 0.01, (), "",
                                                                 "medrag-cnn")})
     assert merge_readings([anatomy, absent], size=SIZE).findings["pneumothorax"].where == ()

@@ -307,17 +307,24 @@ def _place_pleural(findings: dict[str, FindingRead], zones: dict[str, dict[str, 
     """A seen effusion without a place goes to the lower zone of the side whose base is denser than normal, a
     seen pneumothorax to the upper zone of the smaller lung field (the sides
     :func:`medrag.reading.places.finding_point` points at)."""
-    from medrag.reading.places import side_of_effusion, side_of_pneumothorax
+    from medrag.reading.places import NORMAL_AREA_RATIO, side_of_effusion, side_of_pneumothorax
 
-    sides = {"effusion": (lambda: side_of_effusion((), zones, measurements), "lower zone"),
-             "pneumothorax": (lambda: side_of_pneumothorax((), measurements), "upper zone")}
-    for name, (side_of, zone) in sides.items():
+    ratio = measurements.get("asymmetry area_ratio", float("nan"))
+    sides = {
+        "effusion": (lambda: side_of_effusion((), zones, measurements), "lower zone",
+                     "placed on the side whose base is denser than on normal films"),
+        "pneumothorax": (lambda: side_of_pneumothorax((), measurements), "upper zone",
+                         f"placed on the side of the smaller lung field (right-to-left area {ratio:.2f}, "
+                         f"normal films {NORMAL_AREA_RATIO:.2f})"),
+    }
+    for name, (side_of, zone, why) in sides.items():
         read = findings.get(name)
         if read is None or read.where or read.status not in ("present", "uncertain"):
             continue
         side = side_of()
         if side:
-            findings[name] = replace(read, where=(f"{side} {zone}",))
+            evidence = "; ".join(e for e in (read.evidence, why) if e)
+            findings[name] = replace(read, where=(f"{side} {zone}",), evidence=evidence)
 
 
 def peak_zone(heatmap: np.ndarray, zone_boxes: dict[str, tuple[float, float, float, float]],
