@@ -73,6 +73,18 @@ def label_from_nih(fine: str) -> str:
     return " + ".join(name.replace("_", " ").lower() for name in names if name != "No Finding")
 
 
+def label_parts(label: str) -> list[str]:
+    """The findings a combined label names ("edema + effusion" → ["edema", "effusion"])."""
+    return [part.strip() for part in str(label).split(" + ") if part.strip()]
+
+
+def finding_counts(counts: dict[str, int]) -> dict[str, int]:
+    """{finding: cases whose label names it} for the findings some combined label names, most common first."""
+    combined = {part for label in counts if " + " in label for part in label_parts(label)}
+    totals = {part: sum(n for label, n in counts.items() if part in label_parts(label)) for part in combined}
+    return dict(sorted(totals.items(), key=lambda item: (-item[1], item[0])))
+
+
 @dataclass(frozen=True)
 class CaseTruth:
     """What a case's source says: the MedRAG findings it shows, those it speaks to, and its other labels."""
@@ -201,5 +213,21 @@ def agreement(comparisons: Iterable[list[TruthRow]]) -> list[Agreement]:
     return [a for a in out if a.labelled or a.over_called or a.possible_unlabelled]
 
 
-__all__ = ["BOX_KEYS", "FINE_LABEL_KEYS", "NIH_FINDINGS", "Agreement", "CaseTruth", "TruthRow", "agreement", "box_text",
-           "case_truth", "compare_findings", "fine_label_text", "label_from_nih", "nih_names", "summary"]
+__all__ = [
+    "BOX_KEYS",
+    "FINE_LABEL_KEYS",
+    "NIH_FINDINGS",
+    "Agreement",
+    "CaseTruth",
+    "TruthRow",
+    "agreement",
+    "box_text",
+    "case_truth",
+    "compare_findings",
+    "finding_counts",
+    "fine_label_text",
+    "label_from_nih",
+    "label_parts",
+    "nih_names",
+    "summary",
+]

@@ -124,3 +124,31 @@ def test_practice_reveals_each_answer_and_a_lesson_set_can_be_the_source(app: Ap
     _answer_all(app, right=True)
     assert any(s.value.startswith("Ada: 3 of 3 right") for s in app.subheader)
     assert {a.ref.ref_id for a in store.quiz_answers(quiz_name="Four phantoms")} <= set(ids)
+
+
+def test_a_quiz_on_one_finding_asks_yes_or_no_of_every_film(app: AppTest) -> None:
+    app.radio(key="quiz_source_kind").set_value("one finding").run()
+    ok(app)
+    finding = app.selectbox(key="quiz_source_finding")
+    assert any(o.startswith("effusion (") and o.endswith(" in the library)") for o in finding.options)
+    assert not any(o.startswith("normal") for o in finding.options)  # no finding is not a finding to ask about
+    finding.set_value("effusion")
+    app.number_input(key="quiz_n").set_value(4)
+    app.number_input(key="quiz_n_locate").set_value(1)
+    app.radio(key="quiz_mode").set_value("practice")
+    app.button(key="quiz_create").click().run()
+    ok(app)
+    plan = app.session_state[quiz_ui.PLAN]
+    assert plan.choices == ("effusion", "no effusion") and plan.name.startswith("effusion or not")
+    _start(app, "Ada")
+    prompts, truths = set(), []
+    session = app.session_state[quiz_ui.SESSION]
+    for question in session.questions:
+        prompts.add(question.prompt)
+        truths.append(question.truth)
+    assert "Is there an effusion on this film?" in prompts
+    assert {"effusion", "no effusion"} <= set(truths)  # the answers take turns
+    _answer_all(app, right=True)
+    assert any(s.value.startswith("Ada: 4 of 4 right") for s in app.subheader)
+    answers = store_of(app).quiz_answers(quiz_name=plan.name)
+    assert len(answers) == 4 and all(a.correct for a in answers)

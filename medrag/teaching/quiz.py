@@ -1,8 +1,9 @@
 """Quizzes for a class: where the questions come from, the questions, a learner's session, scores and results.
 
-A quiz is drawn from a **source**: a lesson set, or library cases with some labels (``normal`` vs
-``pneumonia``), optionally one dataset, real cases only by default. A question asks for the label, or
-"where is it?" (the learner clicks on the image; :mod:`medrag.teaching.regions` scores the click).
+A quiz is drawn from a **source**: a lesson set, library cases with some labels (``normal`` vs
+``pneumonia``), or one finding of a multi-label library ("effusion or not": :mod:`medrag.teaching.finding_quiz`),
+optionally one dataset, real cases only by default. A question asks for the label (or whether the finding is
+there), or "where is it?" (the learner clicks on the image; :mod:`medrag.teaching.regions` scores the click).
 
 - **exam**: every learner gets the same questions (drawn once from the seed); nothing is revealed until
   the learner has answered them all.
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from medrag.errors import InputError
 from medrag.teaching import leitner
+from medrag.teaching.finding_quiz import finding_views, focus_on, has_region_of, question_for, regions_of
 from medrag.teaching.items import ItemView, resolve_refs, view_of_case
 from medrag.teaching.model import Annotation, ItemRef, QuestionKind, QuizAnswer, QuizMode, clean_name
 from medrag.teaching.regions import Region, image_size, is_locatable, regions_for, score_click
@@ -37,19 +39,24 @@ MAX_QUESTIONS = 100
 
 @dataclass(frozen=True)
 class QuizSource:
-    """Where a quiz's cases come from: a lesson set, or labels (+ a dataset) of the library."""
+    """Where a quiz's cases come from: a lesson set, labels of the library, or one finding (+ a dataset)."""
 
     lesson_set: str | None = None
     labels: tuple[str, ...] = ()
     dataset: str | None = None
     real_only: bool = True
+    #: one finding ("effusion"): every case, asked whether its label names the finding
+    finding: str | None = None
 
     @property
     def name(self) -> str:
         """The quiz's name in the results: the set's name, or the source described."""
         if self.lesson_set:
             return self.lesson_set
-        parts = [" vs ".join(self.labels) if self.labels else "all labels"]
+        if self.finding:
+            parts = [f"{self.finding} or not"]
+        else:
+            parts = [" vs ".join(self.labels) if self.labels else "all labels"]
         if self.dataset:
             parts.append(self.dataset)
         if self.real_only:
@@ -64,6 +71,10 @@ class Candidate:
     view: ItemView
     annotations: tuple[Annotation, ...] = ()
     note: str = ""
+    #: the one finding a quiz asks about ("" for a label quiz): the answer is it or "no <it>"
+    focus: str = ""
+    #: the right answer ("" means the view's label)
+    answer: str = ""
 
     @property
     def ref(self) -> ItemRef:
@@ -71,9 +82,18 @@ class Candidate:
         return self.view.ref
 
     @property
+    def truth(self) -> str:
+        """The right answer to its label question."""
+        return self.answer or self.view.label
+
+    @property
     def locatable(self) -> bool:
-        """Whether it has a ground-truth region for a "where is it?" question."""
-        return bool(self.view.image_path) and is_locatable(self.view.case, self.annotations)
+        """Whether it has a ground-truth region (of its focus finding, when it has one) for "where is it?"."""
+        if not self.view.image_path or not is_locatable(self.view.case, self.annotations):
+            return False
+        if not self.focus:
+            return True
+        return self.truth == self.focus and has_region_of(self.view.case, self.annotations, self.focus)
 
 
 @dataclass(frozen=True)
@@ -93,6 +113,8 @@ class Question:
     regions: tuple[Region, ...] = ()
     #: the image's longer side in pixels (the click tolerance scales with it)
     image_side: float = 0.0
+    #: the one finding asked about ("" for a label question of a label quiz)
+    focus: str = ""
 
 
 @dataclass
@@ -204,6 +226,8 @@ def gather_candidates(store: AnyStore, source: QuizSource) -> tuple[list[Candida
         notes = {item.ref: item.note for item in lesson.items}
         if source.real_only:
             views = [v for v in views if not v.synthetic]
+    elif source.finding:
+        views = finding_views(store, source)
     else:
         views = _library_views(store, source)
     views = [v for v in views if v.image_path and v.label]
@@ -225,6 +249,8 @@ def gather_candidates(store: AnyStore, source: QuizSource) -> tuple[list[Candida
         if v.case is not None and v.ref.kind == "analysis":
             own += by_ref.get(ItemRef("case", v.case.case_id), [])
         candidates.append(Candidate(v, tuple(own), notes.get(v.ref, "")))
+    if source.finding:
+        return focus_on(candidates, source.finding)
     choices = (
         list(dict.fromkeys(source.labels)) if len(source.labels) >= 2 else sorted({c.view.label for c in candidates})
     )
@@ -236,13 +262,18 @@ def gather_candidates(store: AnyStore, source: QuizSource) -> tuple[list[Candida
 # ---------------------------------------------------------------------------------------------- questions
 def _question(number: int, candidate: Candidate, kind: QuestionKind, choices: tuple[str, ...]) -> Question:
     view = candidate.view
+    prompt = "Which label fits this image?"
+    if candidate.focus:
+        prompt = question_for(candidate.focus)
     question = Question(
-        number=number, kind="label", ref=view.ref, image_path=view.image_path, truth=view.label, choices=choices,
-        prompt="Which label fits this image?", title=view.title, caption=view.caption, note=candidate.note,
+        number=number, kind="label", ref=view.ref, image_path=view.image_path, truth=candidate.truth, choices=choices,
+        prompt=prompt, title=view.title, caption=view.caption, note=candidate.note, focus=candidate.focus,
     )
     if kind == "label":
         return question
     regions = tuple(regions_for(view.case, candidate.annotations, view.image_path))
+    if candidate.focus:
+        regions = regions_of(regions, candidate.focus)
     size = image_size(view.image_path) or (0, 0)
     finding = regions[0].label.replace(" (NIH expert box)", "").lower() if regions else "finding"
     return replace(question, kind="locate", truth=finding, prompt=f"Where is the {finding}? Click on it.",
@@ -250,10 +281,10 @@ def _question(number: int, candidate: Candidate, kind: QuestionKind, choices: tu
 
 
 def _balanced(candidates: Sequence[Candidate], rng: random.Random) -> list[Candidate]:
-    """Shuffled, with the labels taking turns (so a rare label is asked as often as a common one)."""
+    """Shuffled, with the answers taking turns (so a rare label is asked as often as a common one)."""
     groups: dict[str, list[Candidate]] = {}
     for c in candidates:
-        groups.setdefault(c.view.label, []).append(c)
+        groups.setdefault(c.truth, []).append(c)
     for group in groups.values():
         rng.shuffle(group)
     order = sorted(groups)

@@ -19,6 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from medrag.analysis import Analysis
+from medrag.case_truth import finding_counts, label_parts
 from medrag.casenames import case_caption, case_from_row, case_title, is_synthetic
 from medrag.records import Case
 from medrag.ui.roles import require_educator
@@ -69,18 +70,6 @@ def _history_key(workbench: Workbench) -> tuple[str, int, int]:
 #: A label filter's value that matches every label naming one finding: "any with effusion" keeps "effusion" and
 #: "edema + effusion" (a multi-label library such as NIH's has a label per combination of findings).
 ANY_LABEL_PREFIX = "any with "
-
-
-def label_parts(label: str) -> list[str]:
-    """The findings a combined label names ("edema + effusion" → ["edema", "effusion"])."""
-    return [part.strip() for part in str(label).split(" + ") if part.strip()]
-
-
-def finding_counts(counts: dict[str, int]) -> dict[str, int]:
-    """{finding: cases whose label names it} for the findings some combined label names, most common first."""
-    combined = {part for label in counts if " + " in label for part in label_parts(label)}
-    totals = {part: sum(n for label, n in counts.items() if part in label_parts(label)) for part in combined}
-    return dict(sorted(totals.items(), key=lambda item: (-item[1], item[0])))
 
 
 # ---------------------------------------------------------------------------------------------- library reads

@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from medrag.errors import MedRAGError
+from medrag.teaching.finding_quiz import quiz_findings
 from medrag.teaching.model import QuizMode
 from medrag.teaching.quiz import (
     MAX_QUESTIONS,
@@ -69,12 +70,15 @@ def render_setup(workbench: Workbench) -> None:
     labels = data.label_counts(workbench)
     datasets = data.dataset_counts(workbench)
     has_real = any(name != "synthetic" for name in datasets)
+    findings = quiz_findings(labels)
     kind = st.radio(
         "Questions from",
-        ["a lesson set", "library labels"],
+        ["a lesson set", "library labels", "one finding"],
         horizontal=True,
         key="quiz_source_kind",
         index=0 if sets else 1,
+        help='"One finding" asks of each film whether it shows that finding ("Is there an effusion on this '
+        'film?"), for a library whose labels combine findings ("edema + effusion"); half its questions show it.',
     )
     ordered = False
     if kind == "a lesson set":
@@ -84,6 +88,16 @@ def render_setup(workbench: Workbench) -> None:
         chosen_set = st.selectbox("Lesson set", sets, key="quiz_source_set")
         ordered = st.checkbox("Ask in the set's order", key="quiz_ordered")
         source = QuizSource(lesson_set=chosen_set, real_only=False)
+    elif kind == "one finding":
+        if not findings:
+            st.info("No label of this library names a finding; import a labelled library first.")
+            return
+        left, mid, right = st.columns([2, 1, 1], vertical_alignment="bottom")
+        finding = left.selectbox("Finding", list(findings), key="quiz_source_finding",
+                                 format_func=lambda f: f"{f} ({findings[f]:,} in the library)")
+        dataset = mid.selectbox("Dataset", ["all", *datasets], key="quiz_source_dataset")
+        real_only = right.toggle("Real cases only", value=has_real, key="quiz_real_only")
+        source = QuizSource(finding=finding, dataset=None if dataset == "all" else dataset, real_only=real_only)
     else:
         defaults = [name for name in ("normal", "pneumonia") if name in labels] or list(labels)[:2]
         left, mid, right = st.columns([2, 1, 1], vertical_alignment="bottom")
@@ -180,8 +194,9 @@ def _reveal(session: QuizSession, question: Question) -> None:
     elif question.kind == "locate":
         st.error(f"Not there: the {escape_markdown(question.truth)} is inside the green outline.")
     else:
+        what = "answer" if question.focus else "label"
         st.error(
-            f"Not quite: the label is {escape_markdown(question.truth)} (you chose {escape_markdown(answer.answer)})."
+            f"Not quite: the {what} is {escape_markdown(question.truth)} (you chose {escape_markdown(answer.answer)})."
         )
     st.caption(escape_markdown(question.title))
     if question.note:

@@ -1,0 +1,106 @@
+"""A quiz on one finding: "Is there an effusion on this film?", answered with the finding or "no <finding>".
+
+A multi-label library such as NIH's has one label per combination of findings ("edema + effusion"; 185 of
+them on nih-train), so a quiz by label offers combinations as answers and a learner cannot tell which finding
+was asked about. A finding quiz asks about one finding over every case of its source: the answer is the
+finding when the case's label names it, else "no <finding>", and the two answers take turns (half the
+questions show the finding, however rare it is). Its "where is it?" questions are cases with the finding and
+a region of it (an NIH box, a phantom's disc, an educator's box).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from medrag.case_truth import box_text, label_parts
+from medrag.errors import InputError
+from medrag.teaching.items import ItemView, view_of_case
+from medrag.teaching.regions import Region, educator_regions, parse_nih_boxes, phantom_findings, phantom_seed
+
+if TYPE_CHECKING:
+    from medrag.records import Case
+    from medrag.store.factory import AnyStore
+    from medrag.teaching.model import Annotation
+    from medrag.teaching.quiz import Candidate, QuizSource
+
+#: Labels that say a film shows no finding (never a finding to ask about).
+NORMAL_LABELS = frozenset({"normal", "no finding"})
+#: Findings named without an article in a question ("Is there cardiomegaly on this film?").
+UNCOUNTED_FINDINGS = frozenset({"atelectasis", "cardiomegaly", "consolidation", "covid19", "edema", "emphysema",
+                                "fibrosis", "infiltration", "pleural thickening", "pneumonia"})
+#: NIH's box names that differ from its label names.
+BOX_ALIASES = {"infiltrate": "infiltration"}
+
+
+def quiz_findings(label_counts: dict[str, int]) -> dict[str, int]:
+    """{finding: cases whose label names it}, most common first, over every part of every label ("normal" is
+    the absence of findings and is left out)."""
+    totals: dict[str, int] = {}
+    for label, n in label_counts.items():
+        for part in label_parts(label):
+            if part.lower() not in NORMAL_LABELS:
+                totals[part] = totals.get(part, 0) + n
+    return dict(sorted(totals.items(), key=lambda item: (-item[1], item[0])))
+
+
+def answers_for(finding: str) -> tuple[str, str]:
+    """The two answers of a question on ``finding``: itself and "no <finding>"."""
+    return finding, f"no {finding}"
+
+
+def question_for(finding: str) -> str:
+    """The question a learner sees: "Is there an effusion on this film?"."""
+    named = finding if finding in UNCOUNTED_FINDINGS else f"{'an' if finding[:1] in 'aeiou' else 'a'} {finding}"
+    return f"Is there {named} on this film?"
+
+
+def finding_views(store: AnyStore, source: QuizSource) -> list[ItemView]:
+    """Every case of the source's dataset (real ones only when it says so), refused when none names the finding."""
+    finding = (source.finding or "").strip()
+    frame = store.cases_frame(dataset=source.dataset or None)
+    ids = [str(c) for c in frame["case_id"]]
+    if source.real_only and "synthetic" in frame:
+        ids = [cid for cid, synthetic in zip(ids, frame["synthetic"], strict=True) if not bool(synthetic)]
+    cases = store.get_cases(ids)
+    views = [view_of_case(cases[cid]) for cid in ids if cid in cases]
+    if not any(finding in label_parts(v.label) for v in views):
+        where = f" of dataset {source.dataset!r}" if source.dataset else ""
+        real = " real" if source.real_only else ""
+        raise InputError(f"No{real} case{where} has a label naming {finding!r}; choose a finding from the list.")
+    return views
+
+
+def focus_on(candidates: Sequence[Candidate], finding: str) -> tuple[list[Candidate], tuple[str, ...]]:
+    """The candidates asked about ``finding`` (each one's answer set), and the two answers to choose from."""
+    present, absent = answers_for(finding)
+    focused = [replace(c, focus=finding, answer=present if finding in label_parts(c.view.label) else absent)
+               for c in candidates]
+    return focused, (present, absent)
+
+
+def _names(text: str, finding: str) -> bool:
+    name = text.replace(" (NIH expert box)", "").strip().lower()
+    return BOX_ALIASES.get(name, name) == finding.lower()
+
+
+def regions_of(regions: Sequence[Region], finding: str) -> tuple[Region, ...]:
+    """The regions that outline ``finding`` (NIH names its boxes "Infiltrate" where its label says
+    "Infiltration")."""
+    return tuple(r for r in regions if _names(r.label, finding))
+
+
+def has_region_of(case: Case | None, annotations: Sequence[Annotation], finding: str) -> bool:
+    """Whether a region outlines ``finding`` on the case (cheap: no image is read)."""
+    if any(_names(r.label, finding) for r in educator_regions(annotations)):
+        return True
+    if case is None:
+        return False
+    if any(_names(name, finding) for name, *_ in parse_nih_boxes(box_text(case.extra))):
+        return True
+    return phantom_seed(case) is not None and any(_names(name, finding) for name in phantom_findings(case))
+
+
+__all__ = ["BOX_ALIASES", "NORMAL_LABELS", "UNCOUNTED_FINDINGS", "answers_for", "finding_views", "focus_on",
+           "has_region_of", "question_for", "quiz_findings", "regions_of"]
