@@ -8,6 +8,7 @@ as the user types, so every match is choosable (up to :data:`PICKER_LIMIT`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -56,7 +57,13 @@ def real_only_now(workbench: Workbench) -> bool:
 def label_counts(workbench: Workbench, *, real_only: bool = False) -> dict[str, int]:
     """{label filter entry: cases it lists}: "all labels", then "any with <finding>" for each finding a combined
     label names, then every label, most common first; over the real cases alone when ``real_only``."""
-    index = data.case_index(workbench)
+    # Counted once per library state, not on every rerun (20 ms on the 1,494 nih-train cases).
+    return _label_counts(data.library_key(workbench), real_only, data.case_index(workbench))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _label_counts(key: tuple[Any, ...], real_only: bool, _index: pd.DataFrame) -> dict[str, int]:
+    index = _index
     if real_only:
         index = index[~index["synthetic"]]
     by_label = index["label"].astype(str).value_counts()
