@@ -111,11 +111,13 @@ def model_quality(folder: Path = WEIGHTS_DIR) -> list[QualityRow]:
     placed = load_json("opacity_template.json", folder).get("localisation", {})
     if isinstance(placed, dict) and "share" in placed:
         rows.append(_row("anatomy", "localisation (opacity peak)", placed.get("share"), placed.get("ci95"),
-                         f"{placed.get('boxes', '?')} NIH expert boxes (the opacity map's peak inside)"))
+                         f"{placed.get('boxes', '?')} NIH expert boxes (the middle of the opacity map's densest "
+                         "region inside)"))
     pointed = load_json("opacity_template.json", folder).get("localisation_finding", {})
     if isinstance(pointed, dict) and "share" in pointed:
         rows.append(_row("anatomy", "localisation (finding's point)", pointed.get("share"), pointed.get("ci95"),
-                         f"{pointed.get('boxes', '?')} NIH expert boxes (the point for the box's finding inside)"))
+                         f"{pointed.get('boxes', '?')} NIH expert boxes (the point for the box's finding inside; "
+                         "its rules were settled on these boxes)"))
     return rows
 
 
