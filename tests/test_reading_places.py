@@ -99,9 +99,12 @@ def test_pneumothorax_points_at_the_apex_of_the_smaller_lung_field() -> None:
     # the right lung (the image's left) at half the left's area: collapsed, so the air is on the right
     assert pneumothorax_side(_with_lung_areas(0.5)) == "right"
     assert finding_point(_with_lung_areas(0.5), "pneumothorax", SIZE) == (55.0, 20.0)
-    # normal films' right lung is a little smaller than the left: only smaller than that points right
-    assert pneumothorax_side(_with_lung_areas(NORMAL_AREA_RATIO + 0.05)) == "left"
+    # normal films' right lung is a little smaller than the left: a ratio within their spread names no side
+    assert pneumothorax_side(_with_lung_areas(NORMAL_AREA_RATIO * 0.9)) == ""
+    assert pneumothorax_side(_with_lung_areas(NORMAL_AREA_RATIO)) == ""
+    assert pneumothorax_side(_with_lung_areas(1.2)) == "left"
     assert finding_point(_with_lung_areas(1.2), "pneumothorax", SIZE) == (145.0, 20.0)
+    assert finding_point(_with_lung_areas(0.9), "pneumothorax", SIZE) is None  # no side, and no map to fall back on
     # a side the reading names wins; unmeasured lungs give no side and fall back to the map
     assert pneumothorax_side(_with_lung_areas(0.5, ("left upper zone",))) == "left"
     assert pneumothorax_side(_with_lung_areas(float("nan"))) == ""

@@ -3,8 +3,8 @@
 - cardiomegaly: the centre of the heart's outline (the enlarged thing is the heart itself);
 - effusion: the costophrenic angle (the lowest, most lateral part of a lung's outline) on the side the reading
   names, else on the side whose lower zone or costophrenic recess is denser than normal films;
-- pneumothorax: the apex of the lung field that is smaller than normal films' proportion (a collapsed lung
-  draws in from the chest wall, and free air rises to the apex of an upright film);
+- pneumothorax: the apex of the lung field that is smaller than normal films' proportion, by more than their
+  spread (a collapsed lung draws in from the chest wall, and free air rises to the apex of an upright film);
 - every other finding: the middle of the denser-than-normal map's densest region, else the classifier heatmap's
   hottest cell.
 
@@ -24,6 +24,8 @@ ANGLE_BAND = 0.1
 #: The right lung's area over the left's on normal films: the median of the anatomy reader's ratio on the 630
 #: NIH "No Finding" films of nih-train (log ratio -0.073, SD 0.18; 2026-12-07). The heart makes the left smaller.
 NORMAL_AREA_RATIO = 0.93
+#: The SD of the log of that ratio on the same films: a ratio within one SD of normal names no side.
+NORMAL_AREA_LOG_SD = 0.18
 
 
 def finding_point(reading: ImageReading, finding: str, size: tuple[int, int]) -> tuple[float, float] | None:
@@ -81,7 +83,7 @@ def pneumothorax_side(reading: ImageReading) -> str:
 
 def side_of_pneumothorax(where: tuple[str, ...], measurements: dict[str, float]) -> str:
     """The side named in ``where``, else the lung whose area is smaller than :data:`NORMAL_AREA_RATIO` makes it
-    ("" when the lungs' areas were not measured)."""
+    by more than :data:`NORMAL_AREA_LOG_SD` ("" when the areas were not measured or are within normal spread)."""
     for zone in where:
         for side in ("right", "left"):
             if zone.startswith(side):
@@ -89,7 +91,10 @@ def side_of_pneumothorax(where: tuple[str, ...], measurements: dict[str, float])
     ratio = measurements.get("asymmetry area_ratio", float("nan"))
     if not np.isfinite(ratio) or ratio <= 0:
         return ""
-    return "right" if ratio < NORMAL_AREA_RATIO else "left"
+    off = float(np.log(ratio / NORMAL_AREA_RATIO))
+    if abs(off) < NORMAL_AREA_LOG_SD:
+        return ""
+    return "right" if off < 0 else "left"
 
 
 def apex_point(outline: list[tuple[float, float]]) -> tuple[float, float]:
@@ -128,5 +133,5 @@ def _centre(outline: list[tuple[float, float]]) -> tuple[float, float]:
     return float(((x + xn) * cross).sum() / (6 * area)), float(((y + yn) * cross).sum() / (6 * area))
 
 
-__all__ = ["ANGLE_BAND", "NORMAL_AREA_RATIO", "apex_point", "costophrenic_point", "effusion_side", "finding_point",
+__all__ = ["ANGLE_BAND", "NORMAL_AREA_LOG_SD", "NORMAL_AREA_RATIO", "apex_point", "costophrenic_point", "effusion_side", "finding_point",
            "map_peak", "pneumothorax_side", "side_of_effusion", "side_of_pneumothorax"]
