@@ -133,5 +133,16 @@ def _centre(outline: list[tuple[float, float]]) -> tuple[float, float]:
     return float(((x + xn) * cross).sum() / (6 * area)), float(((y + yn) * cross).sum() / (6 * area))
 
 
-__all__ = ["ANGLE_BAND", "NORMAL_AREA_LOG_SD", "NORMAL_AREA_RATIO", "apex_point", "costophrenic_point", "effusion_side", "finding_point",
-           "map_peak", "pneumothorax_side", "side_of_effusion", "side_of_pneumothorax"]
+__all__ = [
+    "ANGLE_BAND",
+    "NORMAL_AREA_LOG_SD",
+    "NORMAL_AREA_RATIO",
+    "apex_point",
+    "costophrenic_point",
+    "effusion_side",
+    "finding_point",
+    "map_peak",
+    "pneumothorax_side",
+    "side_of_effusion",
+    "side_of_pneumothorax",
+]
