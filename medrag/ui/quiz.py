@@ -70,7 +70,6 @@ def render_setup(workbench: Workbench) -> None:
     labels = data.label_counts(workbench)
     datasets = data.dataset_counts(workbench)
     has_real = any(name != "synthetic" for name in datasets)
-    findings = quiz_findings(labels)
     kind = st.radio(
         "Questions from",
         ["a lesson set", "library labels", "one finding"],
@@ -89,14 +88,19 @@ def render_setup(workbench: Workbench) -> None:
         ordered = st.checkbox("Ask in the set's order", key="quiz_ordered")
         source = QuizSource(lesson_set=chosen_set, real_only=False)
     elif kind == "one finding":
-        if not findings:
-            st.info("No label of this library names a finding; import a labelled library first.")
-            return
         left, mid, right = st.columns([2, 1, 1], vertical_alignment="bottom")
-        finding = left.selectbox("Finding", list(findings), key="quiz_source_finding",
-                                 format_func=lambda f: f"{f} ({findings[f]:,} in the library)")
+        # Dataset and switch first (they sit to the right): the finding list counts the cases they keep.
         dataset = mid.selectbox("Dataset", ["all", *datasets], key="quiz_source_dataset")
         real_only = right.toggle("Real cases only", value=has_real, key="quiz_real_only")
+        index = data.case_index(workbench)
+        kept = index[~index["synthetic"]] if real_only else index
+        kept = kept[kept["dataset"] == dataset] if dataset != "all" else kept
+        findings = quiz_findings({str(k): int(v) for k, v in kept["label"].value_counts().items()})
+        if not findings:
+            left.info("No label of these cases names a finding; choose another dataset or import a labelled library.")
+            return
+        finding = left.selectbox("Finding", list(findings), key="quiz_source_finding",
+                                 format_func=lambda f: f"{f} ({findings[f]:,} cases)")
         source = QuizSource(finding=finding, dataset=None if dataset == "all" else dataset, real_only=real_only)
     else:
         defaults = [name for name in ("normal", "pneumonia") if name in labels] or list(labels)[:2]
