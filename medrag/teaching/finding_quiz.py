@@ -11,7 +11,6 @@ a region of it (an NIH box, a phantom's disc, an educator's box).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from medrag.case_truth import box_text, label_parts
@@ -23,7 +22,6 @@ if TYPE_CHECKING:
     from medrag.records import Case
     from medrag.store.factory import AnyStore
     from medrag.teaching.model import Annotation
-    from medrag.teaching.quiz import Candidate, QuizSource
 
 #: Labels that say a film shows no finding (never a finding to ask about).
 NORMAL_LABELS = frozenset({"normal", "no finding"})
@@ -56,28 +54,26 @@ def question_for(finding: str) -> str:
     return f"Is there {named} on this film?"
 
 
-def finding_views(store: AnyStore, source: QuizSource) -> list[ItemView]:
-    """Every case of the source's dataset (real ones only when it says so), refused when none names the finding."""
-    finding = (source.finding or "").strip()
-    frame = store.cases_frame(dataset=source.dataset or None)
+def finding_views(store: AnyStore, finding: str, dataset: str | None, real_only: bool) -> list[ItemView]:
+    """Every case of ``dataset`` (all datasets for None; real ones only with ``real_only``), refused when none
+    names ``finding``."""
+    frame = store.cases_frame(dataset=dataset or None)
     ids = [str(c) for c in frame["case_id"]]
-    if source.real_only and "synthetic" in frame:
+    if real_only and "synthetic" in frame:
         ids = [cid for cid, synthetic in zip(ids, frame["synthetic"], strict=True) if not bool(synthetic)]
     cases = store.get_cases(ids)
     views = [view_of_case(cases[cid]) for cid in ids if cid in cases]
     if not any(finding in label_parts(v.label) for v in views):
-        where = f" of dataset {source.dataset!r}" if source.dataset else ""
-        real = " real" if source.real_only else ""
+        where = f" of dataset {dataset!r}" if dataset else ""
+        real = " real" if real_only else ""
         raise InputError(f"No{real} case{where} has a label naming {finding!r}; choose a finding from the list.")
     return views
 
 
-def focus_on(candidates: Sequence[Candidate], finding: str) -> tuple[list[Candidate], tuple[str, ...]]:
-    """The candidates asked about ``finding`` (each one's answer set), and the two answers to choose from."""
+def answer_for(label: str, finding: str) -> str:
+    """The right answer for a case labelled ``label``: ``finding`` when the label names it, else "no <finding>"."""
     present, absent = answers_for(finding)
-    focused = [replace(c, focus=finding, answer=present if finding in label_parts(c.view.label) else absent)
-               for c in candidates]
-    return focused, (present, absent)
+    return present if finding in label_parts(label) else absent
 
 
 def _names(text: str, finding: str) -> bool:
@@ -102,5 +98,5 @@ def has_region_of(case: Case | None, annotations: Sequence[Annotation], finding:
     return phantom_seed(case) is not None and any(_names(name, finding) for name in phantom_findings(case))
 
 
-__all__ = ["BOX_ALIASES", "NORMAL_LABELS", "UNCOUNTED_FINDINGS", "answers_for", "finding_views", "focus_on",
+__all__ = ["BOX_ALIASES", "NORMAL_LABELS", "UNCOUNTED_FINDINGS", "answer_for", "answers_for", "finding_views",
            "has_region_of", "question_for", "quiz_findings", "regions_of"]
