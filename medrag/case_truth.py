@@ -78,11 +78,19 @@ def label_parts(label: str) -> list[str]:
     return [part.strip() for part in str(label).split(" + ") if part.strip()]
 
 
+def part_counts(counts: dict[str, int]) -> dict[str, int]:
+    """{label part: cases whose label names it} from {label: cases}, most common first."""
+    totals: dict[str, int] = {}
+    for label, n in counts.items():
+        for part in dict.fromkeys(label_parts(label)):
+            totals[part] = totals.get(part, 0) + n
+    return dict(sorted(totals.items(), key=lambda item: (-item[1], item[0])))
+
+
 def finding_counts(counts: dict[str, int]) -> dict[str, int]:
     """{finding: cases whose label names it} for the findings some combined label names, most common first."""
     combined = {part for label in counts if " + " in label for part in label_parts(label)}
-    totals = {part: sum(n for label, n in counts.items() if part in label_parts(label)) for part in combined}
-    return dict(sorted(totals.items(), key=lambda item: (-item[1], item[0])))
+    return {part: n for part, n in part_counts(counts).items() if part in combined}
 
 
 @dataclass(frozen=True)
@@ -229,5 +237,6 @@ __all__ = [
     "label_from_nih",
     "label_parts",
     "nih_names",
+    "part_counts",
     "summary",
 ]

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from medrag.case_truth import box_text, label_parts
+from medrag.case_truth import box_text, label_parts, part_counts
 from medrag.errors import InputError
-from medrag.teaching.items import ItemView, view_of_case
+from medrag.teaching.items import ItemView, library_views
 from medrag.teaching.regions import Region, educator_regions, parse_nih_boxes, phantom_findings, phantom_seed
 
 if TYPE_CHECKING:
@@ -35,12 +35,7 @@ BOX_ALIASES = {"infiltrate": "infiltration"}
 def quiz_findings(label_counts: dict[str, int]) -> dict[str, int]:
     """{finding: cases whose label names it}, most common first, over every part of every label ("normal" is
     the absence of findings and is left out)."""
-    totals: dict[str, int] = {}
-    for label, n in label_counts.items():
-        for part in label_parts(label):
-            if part.lower() not in NORMAL_LABELS:
-                totals[part] = totals.get(part, 0) + n
-    return dict(sorted(totals.items(), key=lambda item: (-item[1], item[0])))
+    return {part: n for part, n in part_counts(label_counts).items() if part.lower() not in NORMAL_LABELS}
 
 
 def answers_for(finding: str) -> tuple[str, str]:
@@ -57,12 +52,7 @@ def question_for(finding: str) -> str:
 def finding_views(store: AnyStore, finding: str, dataset: str | None, real_only: bool) -> list[ItemView]:
     """Every case of ``dataset`` (all datasets for None; real ones only with ``real_only``), refused when none
     names ``finding``."""
-    frame = store.cases_frame(dataset=dataset or None)
-    ids = [str(c) for c in frame["case_id"]]
-    if real_only and "synthetic" in frame:
-        ids = [cid for cid, synthetic in zip(ids, frame["synthetic"], strict=True) if not bool(synthetic)]
-    cases = store.get_cases(ids)
-    views = [view_of_case(cases[cid]) for cid in ids if cid in cases]
+    views = library_views(store, dataset=dataset, real_only=real_only)
     if not any(finding in label_parts(v.label) for v in views):
         where = f" of dataset {dataset!r}" if dataset else ""
         real = " real" if real_only else ""

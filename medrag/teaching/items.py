@@ -145,11 +145,24 @@ def resolve_refs(store: AnyStore, refs: Iterable[ItemRef]) -> dict[ItemRef, Item
     return out
 
 
+def library_views(store: AnyStore, *, label: str | None = None, dataset: str | None = None,
+                  real_only: bool = False) -> list[ItemView]:
+    """The library's cases with this label and dataset (None: any) as views, synthetic phantoms left out when
+    ``real_only``."""
+    frame = store.cases_frame(label=label, dataset=dataset or None)
+    ids = [str(c) for c in frame["case_id"]]
+    if real_only and "synthetic" in frame:
+        ids = [cid for cid, synthetic in zip(ids, frame["synthetic"], strict=True) if not bool(synthetic)]
+    cases = store.get_cases(ids)
+    return [view_of_case(cases[cid]) for cid in ids if cid in cases]
+
+
 __all__ = [
     "DETAIL_KEYS",
     "ItemView",
     "case_details",
     "case_names",
+    "library_views",
     "missing_view",
     "resolve_refs",
     "view_of_analysis",

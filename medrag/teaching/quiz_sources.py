@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from medrag.errors import InputError
 from medrag.teaching.finding_quiz import answer_for, answers_for, finding_views, has_region_of
-from medrag.teaching.items import ItemView, resolve_refs, view_of_case
+from medrag.teaching.items import ItemView, library_views, resolve_refs
 from medrag.teaching.model import Annotation, ItemRef
 from medrag.teaching.regions import is_locatable
 
@@ -78,15 +78,8 @@ class Candidate:
 # ---------------------------------------------------------------------------------------------- candidates
 def _library_views(store: AnyStore, source: QuizSource) -> list[ItemView]:
     labels = list(source.labels) or list(store.label_counts())
-    views: list[ItemView] = []
-    for label in labels:
-        frame = store.cases_frame(label=label, dataset=source.dataset or None)
-        ids = [str(c) for c in frame["case_id"]]
-        if source.real_only and "synthetic" in frame:
-            ids = [cid for cid, synthetic in zip(ids, frame["synthetic"], strict=True) if not bool(synthetic)]
-        cases = store.get_cases(ids)
-        views += [view_of_case(cases[cid]) for cid in ids if cid in cases]
-    return views
+    return [view for label in labels
+            for view in library_views(store, label=label, dataset=source.dataset, real_only=source.real_only)]
 
 
 def gather_candidates(store: AnyStore, source: QuizSource) -> tuple[list[Candidate], tuple[str, ...]]:

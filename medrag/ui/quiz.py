@@ -92,9 +92,7 @@ def render_setup(workbench: Workbench) -> None:
         # Dataset and switch first (they sit to the right): the finding list counts the cases they keep.
         dataset = mid.selectbox("Dataset", ["all", *datasets], key="quiz_source_dataset")
         real_only = right.toggle("Real cases only", value=has_real, key="quiz_real_only")
-        index = data.case_index(workbench)
-        kept = index[~index["synthetic"]] if real_only else index
-        kept = kept[kept["dataset"] == dataset] if dataset != "all" else kept
+        kept = data.case_choices(workbench, real_only=real_only, dataset=None if dataset == "all" else dataset)
         findings = quiz_findings({str(k): int(v) for k, v in kept["label"].value_counts().items()})
         if not findings:
             left.info("No label of these cases names a finding; choose another dataset or import a labelled library.")
