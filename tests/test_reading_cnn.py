@@ -109,6 +109,31 @@ def test_training_loop_is_reproducible(tmp_path: Path) -> None:
     assert first == second
 
 
+def test_weight_soup_is_the_members_mean_and_keeps_integer_buffers() -> None:
+    import torch
+
+    from medrag.reading.cnn import build_network
+    from medrag.training.cnn_train import average_weights
+
+    torch.manual_seed(0)
+    first = build_network().state_dict()
+    torch.manual_seed(1)
+    second = build_network().state_dict()
+    second["bn2.num_batches_tracked"] = torch.tensor(7)
+    soup = average_weights([first, second])
+    assert soup.keys() == first.keys()
+    w = "classifier.weight"
+    low, high = torch.minimum(first[w], second[w]), torch.maximum(first[w], second[w])
+    assert bool(((soup[w] >= low) & (soup[w] <= high)).all())
+    assert not torch.equal(soup[w], first[w]) and not torch.equal(soup[w], second[w])
+    assert soup["bn2.num_batches_tracked"].dtype == first["bn2.num_batches_tracked"].dtype
+    assert int(soup["bn2.num_batches_tracked"]) == int(first["bn2.num_batches_tracked"])
+    alone = average_weights([first])
+    assert all(torch.equal(alone[k], first[k]) for k in first)
+    with pytest.raises(ValueError, match="at least one"):
+        average_weights([])
+
+
 def test_metric_helpers_agree_with_references() -> None:
     from sklearn.metrics import roc_auc_score
 

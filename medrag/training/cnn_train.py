@@ -97,18 +97,18 @@ def load_imagenet(model: EfficientNet) -> str:
     return file_sha256(path)
 
 
-def trunk(model: EfficientNet, x: torch.Tensor) -> torch.Tensor:
-    """The frozen part: stem and blocks[:CUT]."""
+def trunk(model: EfficientNet, x: torch.Tensor, cut: int = CUT) -> torch.Tensor:
+    """The frozen part: stem and blocks[:cut]."""
     x = model.bn1(model.conv_stem(x))
-    for block in model.blocks[:CUT]:
+    for block in model.blocks[:cut]:
         x = block(x)
     return x
 
 
-def top(model: EfficientNet, feats: torch.Tensor) -> torch.Tensor:
-    """The trained part: blocks[CUT:], the 1x1 head and the classifier → logits."""
+def top(model: EfficientNet, feats: torch.Tensor, cut: int = CUT) -> torch.Tensor:
+    """The trained part: blocks[cut:], the 1x1 head and the classifier → logits."""
     x = feats
-    for block in model.blocks[CUT:]:
+    for block in model.blocks[cut:]:
         x = block(x)
     return model.forward_head(model.bn2(model.conv_head(x)))
 
@@ -120,7 +120,8 @@ def thorax_crops(films: list[Film]) -> list[tuple[int, int, int, int]]:
 
 @torch.no_grad()
 def extract(model: EfficientNet, films: list[Film], views: int, size: int, seed: int,
-            batch: int = 32, log: bool = True, crops: list[tuple[int, int, int, int]] | None = None) -> torch.Tensor:
+            batch: int = 32, log: bool = True, crops: list[tuple[int, int, int, int]] | None = None,
+            cut: int = CUT) -> torch.Tensor:
     """Frozen-trunk features (n_films, views, C, h, w) in float16; views=0 means one clean (unaugmented) view.
 
     ``crops``: per film, the (top, left, bottom, right) pixel box the network reads (default: the whole film).
@@ -141,7 +142,7 @@ def extract(model: EfficientNet, films: list[Film], views: int, size: int, seed:
             else:
                 pending.append(augment(gray, np.random.default_rng([seed, hash_name(film.name), v]), size))
         if len(pending) >= batch or i == len(films) - 1:
-            out.append(trunk(model, normalise(torch.stack(pending))).half())
+            out.append(trunk(model, normalise(torch.stack(pending)), cut).half())
             pending = []
             if log and (len(out) % 10 == 0 or i == len(films) - 1):
                 done = i + 1
@@ -169,14 +170,16 @@ def trainable(model: EfficientNet, train_from: int = CUT) -> list[torch.nn.Param
 
 def train_top(model: EfficientNet, feats: torch.Tensor, labels: torch.Tensor, *, epochs: int, seed: int,
               lr: float = 1e-3, batch: int = 32, weight_decay: float = 0.05, max_steps: int | None = None,
-              log: bool = True, train_from: int = CUT,
+              log: bool = True, train_from: int | None = None, cut: int = CUT,
               val: tuple[torch.Tensor, np.ndarray] | None = None) -> list[float]:
-    """Train the top of ``model`` on cached features (n, views, C, h, w); returns the loss of every step.
+    """Train the top of ``model`` on cached features (n, views, C, h, w) of ``blocks[:cut]``; returns the loss of
+    every step. ``train_from`` (default ``cut``) is the first block trained; those between stay frozen.
 
     ``val`` (clean-view features, labels) prints the validation macro AUC after every epoch.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    train_from = cut if train_from is None else train_from
     params = trainable(model, train_from)
     pos = labels.sum(0).clamp(min=1)
     pos_weight = ((len(labels) - pos) / pos).clamp(min=1.0).sqrt()
@@ -190,7 +193,7 @@ def train_top(model: EfficientNet, feats: torch.Tensor, labels: torch.Tensor, *,
         opt, lambda s: (s + 1) / warm if s < warm
         else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
     model.train()
-    for frozen in model.blocks[CUT:train_from]:
+    for frozen in model.blocks[cut:train_from]:
         frozen.eval()
     losses: list[float] = []
     start = time.time()
@@ -200,7 +203,7 @@ def train_top(model: EfficientNet, feats: torch.Tensor, labels: torch.Tensor, *,
         for k in range(0, len(order), batch):
             idx = torch.from_numpy(order[k:k + batch])
             x = feats[idx, torch.from_numpy(view[order[k:k + batch]])].float()
-            loss = F.binary_cross_entropy_with_logits(top(model, x), labels[idx], pos_weight=pos_weight)
+            loss = F.binary_cross_entropy_with_logits(top(model, x, cut), labels[idx], pos_weight=pos_weight)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -211,12 +214,12 @@ def train_top(model: EfficientNet, feats: torch.Tensor, labels: torch.Tensor, *,
         if log:
             line = f"  epoch {epoch + 1}/{epochs}: loss {np.mean(losses[-steps_per_epoch:]):.4f}"
             if val is not None:
-                val_logits = logits_of(model, val[0])
+                val_logits = logits_of(model, val[0], cut=cut)
                 aucs = [safe_auc(val[1][:, CLASSES.index(c)], val_logits[:, CLASSES.index(c)])
                         for c in FINDINGS_FOR_MACRO]
                 line += f", validation macro AUC {np.nanmean(aucs):.4f}"
                 model.train()
-                for frozen in model.blocks[CUT:train_from]:
+                for frozen in model.blocks[cut:train_from]:
                     frozen.eval()
             print(f"{line}, {time.time() - start:.0f} s", flush=True)
         if len(losses) >= total:
@@ -225,11 +228,26 @@ def train_top(model: EfficientNet, feats: torch.Tensor, labels: torch.Tensor, *,
     return losses
 
 
+def average_weights(members: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The mean of several networks' weights (a "model soup"; Wortsman et al., 2022), key by key.
+
+    It works because every member started from the same weights (ImageNet blocks, the same initial classifier)
+    and was trained briefly on the same features, so they stay in one basin where the mean of the weights reads
+    about as the mean of the members' outputs would, at the cost of one network. Integer buffers (BatchNorm's
+    step counters) are the first member's.
+    """
+    if not members:
+        raise ValueError("average_weights needs at least one network")
+    return {k: (torch.stack([m[k].float() for m in members]).mean(0).to(v.dtype) if v.is_floating_point() else v)
+            for k, v in members[0].items()}
+
+
 @torch.no_grad()
-def logits_of(model: EfficientNet, feats: torch.Tensor, batch: int = 64) -> np.ndarray:
-    """Eval-mode logits of cached clean-view features (n, 1, C, h, w)."""
+def logits_of(model: EfficientNet, feats: torch.Tensor, batch: int = 64, cut: int = CUT) -> np.ndarray:
+    """Eval-mode logits of cached clean-view features (n, 1, C, h, w) of ``blocks[:cut]``."""
     model.eval()
-    return torch.cat([top(model, feats[k:k + batch, 0].float()) for k in range(0, len(feats), batch)]).numpy()
+    return torch.cat([top(model, feats[k:k + batch, 0].float(), cut)
+                      for k in range(0, len(feats), batch)]).numpy()
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -237,7 +255,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("medrag/reading/weights"))
     p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="the patient split's seed (and the training's by default)")
+    p.add_argument("--train-seeds", type=int, nargs="+", default=None,
+                   help="seeds of the training alone (batch order, cached view drawn, dropout), one network per "
+                        "seed, their weights averaged into the one shipped (default: --seed alone). The split, the "
+                        "augmented views and the classifier's initial weights stay those of --seed")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--views", type=int, default=3, help="augmented views cached per training film")
     p.add_argument("--holdout", type=float, default=0.2, help="share of films (by patient) held out")
@@ -249,14 +271,21 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     # against 0.65, BENCHMARKS.md), so the default reproduces the shipped model.
     p.add_argument("--crop", choices=("thorax", "none"), default="none",
                    help="read the whole film (default, as the shipped weights) or the segmenter's lungs-and-heart box")
-    p.add_argument("--train-from", type=int, default=CUT, help=f"first trained block ({CUT} or 6)")
+    p.add_argument("--cut", type=int, default=CUT, choices=range(1, 7),
+                   help=f"blocks before this one (and the stem) stay at their ImageNet weights and are read once per "
+                        f"cached view (default {CUT})")
+    p.add_argument("--train-from", type=int, default=None, help="first trained block (default --cut; at least --cut)")
     p.add_argument("--validate", action="store_true",
                    help="only report per-epoch validation AUC on 20 %% of the training patients; write nothing")
     p.add_argument("--cache", type=Path, default=Path("artifacts/cnn/cache"),
                    help="where frozen-trunk features are cached between runs (not committed)")
     p.add_argument("--predictions", type=Path, default=Path("artifacts/cnn/heldout.csv"),
                    help="where to write the held-out logits (not committed)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.train_from = args.cut if args.train_from is None else args.train_from
+    if not args.cut <= args.train_from <= 6:
+        p.error(f"--train-from {args.train_from} must lie between --cut ({args.cut}) and 6")
+    return args
 
 
 def _validate(model: EfficientNet, train_f: list[Film], feats: torch.Tensor, labels: torch.Tensor,
@@ -268,7 +297,7 @@ def _validate(model: EfficientNet, train_f: list[Film], feats: torch.Tensor, lab
     print(f"validation: fit {len(fit)} films, validate {len(val)}", flush=True)
     clean = feats[torch.from_numpy(val)][:, :1]  # view 0 is augmented too: a fair, slightly harder check
     train_top(model, feats[torch.from_numpy(fit)], labels[torch.from_numpy(fit)], epochs=args.epochs, seed=args.seed,
-              lr=args.lr, batch=args.batch, train_from=args.train_from, val=(clean, labels[val].numpy()))
+              lr=args.lr, batch=args.batch, train_from=args.train_from, cut=args.cut, val=(clean, labels[val].numpy()))
     return 0
 
 
@@ -293,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     crops = thorax_crops(films) if args.crop == "thorax" else None
     train_c = [c for c, h in zip(crops, held, strict=True) if not h] if crops else None
     test_c = [c for c, h in zip(crops, held, strict=True) if h] if crops else None
-    key = hashlib.sha256(json.dumps([digest, args.crop, args.size, args.views, args.seed, CUT, held.tolist(),
+    key = hashlib.sha256(json.dumps([digest, args.crop, args.size, args.views, args.seed, args.cut, held.tolist(),
                                      crops]).encode()).hexdigest()[:16]
     cache = args.cache / f"features-{key}.pt" if args.cache else None
     if cache is not None and cache.is_file():
@@ -301,8 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         stages["features"] = float(seconds)  # the time they took when computed, so train_seconds stays honest
         print(f"  features read from {cache} (computed in {seconds:.0f} s)", flush=True)
     else:
-        train_feats = extract(model, train_f, args.views, args.size, args.seed, crops=train_c)
-        test_feats = extract(model, test_f, 0, args.size, args.seed, crops=test_c)
+        train_feats = extract(model, train_f, args.views, args.size, args.seed, crops=train_c, cut=args.cut)
+        test_feats = extract(model, test_f, 0, args.size, args.seed, crops=test_c, cut=args.cut)
         stages["features"] = time.time() - t
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
@@ -311,11 +340,19 @@ def main(argv: list[str] | None = None) -> int:
     y_train = torch.tensor([f.labels for f in train_f], dtype=torch.float32)
     if args.validate:
         return _validate(model, train_f, train_feats, y_train, args)
-    losses = train_top(model, train_feats, y_train, epochs=args.epochs, seed=args.seed, lr=args.lr, batch=args.batch,
-                       train_from=args.train_from)
+    train_seeds = list(args.train_seeds or [args.seed])
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    members: list[dict[str, torch.Tensor]] = []
+    for train_seed in train_seeds:
+        model.load_state_dict(initial)
+        losses = train_top(model, train_feats, y_train, epochs=args.epochs, seed=train_seed, lr=args.lr,
+                           batch=args.batch, train_from=args.train_from, cut=args.cut)
+        members.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+    if len(members) > 1:
+        model.load_state_dict(average_weights(members))
     stages["train"] = time.time() - t
     t = time.time()
-    logits = logits_of(model, test_feats)
+    logits = logits_of(model, test_feats, cut=args.cut)
     y_test = np.array([f.labels for f in test_f])
     report = evaluate(logits, y_test, [f.patient for f in test_f], CLASSES, FINDINGS_FOR_MACRO, F1_CLASSES, args.seed)
     boxed = [i for i, f in enumerate(test_f) if f.boxes]
@@ -354,21 +391,24 @@ def main(argv: list[str] | None = None) -> int:
                  "split": f"by patient; {args.holdout:.0%} of films held out, every boxed patient among them",
                  "positives_train": dict(zip(CLASSES, y_train.sum(0).int().tolist(), strict=True)),
                  "positives_held_out": dict(zip(CLASSES, y_test.sum(0).tolist(), strict=True))},
-        "training": {"frozen": f"stem, blocks 0-{CUT - 1} (ImageNet)",
+        "training": {"frozen": f"stem, blocks 0-{args.cut - 1} (ImageNet)",
                      "trained": f"blocks {args.train_from}-6, conv_head, classifier",
                      "views": args.views, "augmentation": "random resized crop 0.8-1.0 (aspect 0.9-1.1), rotation "
                      "±10°, brightness ±15 %, contrast ±15 %, gamma 0.8-1.25, horizontal flip",
                      "loss": "BCE with pos_weight sqrt(neg/pos)", "optimizer": f"AdamW lr {args.lr} (classifier x3), "
                      "weight decay 0.05, 5 % warm-up then cosine", "batch": args.batch, "dropout": 0.3,
                      "final_loss": round(float(np.mean(losses[-10:])), 4), "steps": len(losses)},
-        "crop": args.crop, "seed": args.seed, "epochs": args.epochs, "train_seconds": round(train_seconds, 1),
+        "crop": args.crop, "seed": args.seed, "train_seeds": train_seeds, "epochs": args.epochs,
+        "train_seconds": round(train_seconds, 1),
         "stage_seconds": {k: round(v, 1) for k, v in stages.items()}, "torch_threads": args.threads,
         "machine": f"{platform.machine()} {platform.processor() or ''} ({torch.get_num_threads()} threads)".strip(),
         "versions": {"torch": torch.__version__, "timm": __import__("timm").__version__,
                      "python": sys.version.split()[0]},
         "metrics": {"held_out": report, "localisation": loc},
         "command": f"python -m medrag.training.cnn_train --out {args.out}/ --epochs {args.epochs} --seed {args.seed} "
-                   f"--size {args.size} --views {args.views} --crop {args.crop} --train-from {args.train_from}",
+                   f"--size {args.size} --views {args.views} --crop {args.crop} --train-from {args.train_from}"
+                   + (f" --cut {args.cut}" if args.cut != CUT else "")
+                   + (f" --train-seeds {' '.join(map(str, train_seeds))}" if train_seeds != [args.seed] else ""),
     }
     (args.out / META_NAME).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     per = report["per_class"]
