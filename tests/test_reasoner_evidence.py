@@ -38,6 +38,14 @@ def test_reasoning_has_every_section_in_order_and_says_it_is_retrieval_based() -
     assert "heart is enlarged" in heart
 
 
+def test_the_vote_line_is_its_own_paragraph_not_part_of_the_last_case() -> None:
+    # Markdown reads a line straight after a list item as that item's continuation: the votes were shown
+    # glued to the last similar case ("#5: normal (similarity 0.61) Similarity-weighted label votes: ...").
+    lines = EvidenceReasoner().compose(ReasoningRequest(neighbours=NEIGHBOURS)).splitlines()
+    vote = next(i for i, line in enumerate(lines) if line.startswith("Similarity-weighted label votes:"))
+    assert lines[vote - 1] == "" and lines[vote - 2].startswith("- #3: normal")
+
+
 def test_stream_joins_to_the_composed_text_in_many_pieces() -> None:
     reasoner = build_reasoner("evidence", Settings(data_dir="/tmp/medrag-unused"))
     request = ReasoningRequest(question="Is the heart enlarged?", neighbours=NEIGHBOURS)

@@ -31,7 +31,7 @@ DISCLAIMER = (
 )
 READING_DISCLAIMER = (
     "This reading comes from MedRAG's offline image readers (segmentation, measurements and a small "
-    "classifier trained on a few thousand NIH films) plus the most similar library cases. It is a teaching "
+    "classifier trained on about 1,200 NIH films) plus the most similar library cases. It is a teaching "
     "aid with known error rates, not a diagnosis (education and research only)."
 )
 
@@ -197,7 +197,8 @@ class EvidenceReasoner:
             marker = " [synthetic]" if n.synthetic and n.dataset != "synthetic" else ""
             lines.append(f"- #{n.rank}: {n.label or 'unlabelled'} (similarity {n.score:.2f}, {n.dataset}{marker})")
         shares = ", ".join(f"{label} {share:.0%}" for label, share in votes)
-        lines.append(f"Similarity-weighted label votes: {shares}.")
+        # A paragraph of its own: a line straight after the list would be read as part of its last item.
+        lines += ["", f"Similarity-weighted label votes: {shares}."]
         return lines
 
     @staticmethod
