@@ -13,6 +13,10 @@ stay at their ImageNet weights; each training film is passed through them once p
 and the stride-16 features are cached; blocks 5-6, the 1x1 head and a new classifier are trained on them
 for ``--epochs`` with AdamW, a cosine schedule and BCE with ``pos_weight = sqrt(neg / pos)``. Seeded: the
 same seed, data and CPU kind give the same weights.
+
+Two options measured and left off (BENCHMARKS.md, "Another training seed, a weight soup and deeper
+fine-tunes"): ``--cut 3`` trains blocks 3-6 on cached stride-8 features, and ``--train-seeds 0 1`` trains one
+network per training seed on the same features and ships the mean of their weights.
 """
 
 from __future__ import annotations
