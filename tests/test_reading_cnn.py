@@ -109,6 +109,36 @@ def test_training_loop_is_reproducible(tmp_path: Path) -> None:
     assert first == second
 
 
+def test_full_fine_tune_is_reproducible_and_moves_the_trunk(tmp_path: Path) -> None:
+    import torch
+    from PIL import Image
+
+    from medrag.reading.cnn import build_network
+    from medrag.training.cnn_data import Film
+    from medrag.training.cnn_full import film_logits, train_full
+
+    films = []
+    for i in range(4):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray((_film(i, (256, 256)) * 255).astype(np.uint8)).save(path)
+        films.append(Film(path.name, path, f"p{i}", tuple(int((i + j) % 3 == 0) for j in range(len(CLASSES))), ()))
+    labels = torch.tensor([f.labels for f in films], dtype=torch.float32)
+
+    def one_step() -> tuple[list[float], torch.Tensor, torch.Tensor, np.ndarray]:
+        torch.manual_seed(0)
+        model = build_network()
+        stem = model.conv_stem.weight.detach().clone()
+        losses = train_full(model, films, labels, epochs=1, seed=0, size=64, batch=4, max_steps=1, log=False)
+        return losses, stem, model.conv_stem.weight.detach().clone(), film_logits(model, films, 64)
+
+    first, second = one_step(), one_step()
+    assert len(first[0]) == 1 and np.isfinite(first[0][0])
+    assert first[0] == second[0]
+    assert torch.equal(first[2], second[2])
+    assert not torch.equal(first[1], first[2])  # the stem trained too, unlike the cached recipe
+    assert first[3].shape == (4, len(CLASSES)) and np.array_equal(first[3], second[3])
+
+
 def test_weight_soup_is_the_members_mean_and_keeps_integer_buffers() -> None:
     import torch
 

@@ -279,6 +279,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                    help=f"blocks before this one (and the stem) stay at their ImageNet weights and are read once per "
                         f"cached view (default {CUT})")
     p.add_argument("--train-from", type=int, default=None, help="first trained block (default --cut; at least --cut)")
+    p.add_argument("--full", action="store_true",
+                   help="train every layer on a fresh augmented view per epoch instead of cached features "
+                        "(medrag.training.cnn_full; measured and left off)")
     p.add_argument("--validate", action="store_true",
                    help="only report per-epoch validation AUC on 20 %% of the training patients; write nothing")
     p.add_argument("--cache", type=Path, default=Path("artifacts/cnn/cache"),
@@ -287,6 +290,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                    help="where to write the held-out logits (not committed)")
     args = p.parse_args(argv)
     args.train_from = args.cut if args.train_from is None else args.train_from
+    if args.full and (args.validate or args.crop != "none"):
+        p.error("--full reads the whole film and has no --validate mode")
     if not args.cut <= args.train_from <= 6:
         p.error(f"--train-from {args.train_from} must lie between --cut ({args.cut}) and 6")
     return args
@@ -329,7 +334,10 @@ def main(argv: list[str] | None = None) -> int:
     key = hashlib.sha256(json.dumps([digest, args.crop, args.size, args.views, args.seed, args.cut, held.tolist(),
                                      crops]).encode()).hexdigest()[:16]
     cache = args.cache / f"features-{key}.pt" if args.cache else None
-    if cache is not None and cache.is_file():
+    if args.full:
+        train_feats = test_feats = torch.empty(0)
+        stages["features"] = 0.0
+    elif cache is not None and cache.is_file():
         train_feats, test_feats, seconds = torch.load(cache, weights_only=True)
         stages["features"] = float(seconds)  # the time they took when computed, so train_seconds stays honest
         print(f"  features read from {cache} (computed in {seconds:.0f} s)", flush=True)
@@ -349,14 +357,25 @@ def main(argv: list[str] | None = None) -> int:
     members: list[dict[str, torch.Tensor]] = []
     for train_seed in train_seeds:
         model.load_state_dict(initial)
-        losses = train_top(model, train_feats, y_train, epochs=args.epochs, seed=train_seed, lr=args.lr,
-                           batch=args.batch, train_from=args.train_from, cut=args.cut)
+        if args.full:
+            from medrag.training.cnn_full import train_full
+
+            losses = train_full(model, train_f, y_train, epochs=args.epochs, seed=train_seed, size=args.size,
+                                lr=args.lr, batch=args.batch)
+        else:
+            losses = train_top(model, train_feats, y_train, epochs=args.epochs, seed=train_seed, lr=args.lr,
+                               batch=args.batch, train_from=args.train_from, cut=args.cut)
         members.append({k: v.detach().clone() for k, v in model.state_dict().items()})
     if len(members) > 1:
         model.load_state_dict(average_weights(members))
     stages["train"] = time.time() - t
     t = time.time()
-    logits = logits_of(model, test_feats, cut=args.cut)
+    if args.full:
+        from medrag.training.cnn_full import film_logits
+
+        logits = film_logits(model, test_f, args.size)
+    else:
+        logits = logits_of(model, test_feats, cut=args.cut)
     y_test = np.array([f.labels for f in test_f])
     report = evaluate(logits, y_test, [f.patient for f in test_f], CLASSES, FINDINGS_FOR_MACRO, F1_CLASSES, args.seed)
     boxed = [i for i, f in enumerate(test_f) if f.boxes]
@@ -395,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
                  "split": f"by patient; {args.holdout:.0%} of films held out, every boxed patient among them",
                  "positives_train": dict(zip(CLASSES, y_train.sum(0).int().tolist(), strict=True)),
                  "positives_held_out": dict(zip(CLASSES, y_test.sum(0).tolist(), strict=True))},
-        "training": {"frozen": f"stem, blocks 0-{args.cut - 1} (ImageNet)",
+        "training": {"frozen": "none (full fine-tune, trunk at 0.1 x lr)" if args.full
+                     else f"stem, blocks 0-{args.cut - 1} (ImageNet)",
                      "trained": f"blocks {args.train_from}-6, conv_head, classifier",
                      "views": args.views, "augmentation": "random resized crop 0.8-1.0 (aspect 0.9-1.1), rotation "
                      "±10°, brightness ±15 %, contrast ±15 %, gamma 0.8-1.25, horizontal flip",
@@ -411,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         "metrics": {"held_out": report, "localisation": loc},
         "command": f"python -m medrag.training.cnn_train --out {args.out}/ --epochs {args.epochs} --seed {args.seed} "
                    f"--size {args.size} --views {args.views} --crop {args.crop} --train-from {args.train_from}"
-                   + (f" --cut {args.cut}" if args.cut != CUT else "")
+                   + (f" --cut {args.cut}" if args.cut != CUT else "") + (" --full" if args.full else "")
                    + (f" --train-seeds {' '.join(map(str, train_seeds))}" if train_seeds != [args.seed] else ""),
     }
     (args.out / META_NAME).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
