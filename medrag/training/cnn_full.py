@@ -20,7 +20,7 @@ from timm.models.efficientnet import EfficientNet
 
 from medrag.reading.cnn import normalise, resize_gray
 from medrag.training.cnn_data import Film, read_gray
-from medrag.training.cnn_train import augment, hash_name
+from medrag.training.cnn_views import augment, hash_name
 
 
 def train_full(model: EfficientNet, films: list[Film], labels: torch.Tensor, *, epochs: int, seed: int, size: int,

@@ -34,7 +34,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
 from safetensors.torch import save_file
 from timm.models.efficientnet import EfficientNet
 
@@ -53,30 +52,14 @@ from medrag.reading.cnn import (
     resize_gray,
     thorax_box,
 )
-from medrag.training.cnn_data import SHARED_DATA, Film, data_sha256, load_films, read_gray, split_patients
+from medrag.training.cnn_data import Film, data_sha256, load_films, read_gray, split_patients
 from medrag.training.cnn_eval import evaluate, localisation, safe_auc
+from medrag.training.cnn_options import CUT, parse_options
+from medrag.training.cnn_views import augment, hash_name
 
-CUT = 5  # blocks[:CUT] (and the stem) stay frozen at ImageNet weights
 FINDINGS_FOR_MACRO = ("pneumonia", "effusion", "atelectasis", "edema", "cardiomegaly", "consolidation",
                       "pneumothorax", "infiltration", "nodule/mass")
 F1_CLASSES = ("pneumonia", "effusion", "edema", "atelectasis", "no finding")
-
-
-def augment(gray: torch.Tensor, rng: np.random.Generator, size: int) -> torch.Tensor:
-    """One random view (1, size, size) of a (1, H, W) film: intensity, then crop / rotation / flip."""
-    x = gray * rng.uniform(0.85, 1.15)  # brightness
-    mean = x.mean()
-    x = ((x - mean) * rng.uniform(0.85, 1.15) + mean).clamp(0, 1)  # contrast
-    x = x ** rng.uniform(0.8, 1.25)  # gamma
-    _, h, w = x.shape
-    area, ratio = rng.uniform(0.8, 1.0) * h * w, math.exp(rng.uniform(math.log(0.9), math.log(1.1)))
-    ch, cw = min(h, round(math.sqrt(area / ratio))), min(w, round(math.sqrt(area * ratio)))
-    top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
-    x = TF.resized_crop(x, top, left, ch, cw, [size, size], antialias=True)
-    x = TF.rotate(x, float(rng.uniform(-10, 10)), interpolation=TF.InterpolationMode.BILINEAR, fill=0.0)
-    if rng.random() < 0.5:
-        x = TF.horizontal_flip(x)
-    return x.clamp(0, 1)
 
 
 def load_imagenet(model: EfficientNet) -> str:
@@ -154,11 +137,6 @@ def extract(model: EfficientNet, films: list[Film], views: int, size: int, seed:
                       flush=True)
     feats = torch.cat(out)
     return feats.view(len(films), n_views, *feats.shape[1:])
-
-
-def hash_name(name: str) -> int:
-    """A stable 32-bit number for a film name (Python's ``hash`` is salted per process)."""
-    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
 
 
 def trainable(model: EfficientNet, train_from: int = CUT) -> list[torch.nn.Parameter]:
@@ -254,49 +232,6 @@ def logits_of(model: EfficientNet, feats: torch.Tensor, batch: int = 64, cut: in
                       for k in range(0, len(feats), batch)]).numpy()
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m medrag.training.cnn_train", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path("medrag/reading/weights"))
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0, help="the patient split's seed (and the training's by default)")
-    p.add_argument("--train-seeds", type=int, nargs="+", default=None,
-                   help="seeds of the training alone (batch order, cached view drawn, dropout), one network per "
-                        "seed, their weights averaged into the one shipped (default: --seed alone). The split, the "
-                        "augmented views and the classifier's initial weights stay those of --seed")
-    p.add_argument("--size", type=int, default=224)
-    p.add_argument("--views", type=int, default=3, help="augmented views cached per training film")
-    p.add_argument("--holdout", type=float, default=0.2, help="share of films (by patient) held out")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--data", type=Path, default=SHARED_DATA, help="the folder holding nih-train and cxr-real")
-    # The shipped weights read the whole film; the thorax-crop variant measured worse (cardiomegaly AUC 0.53
-    # against 0.65, BENCHMARKS.md), so the default reproduces the shipped model.
-    p.add_argument("--crop", choices=("thorax", "none"), default="none",
-                   help="read the whole film (default, as the shipped weights) or the segmenter's lungs-and-heart box")
-    p.add_argument("--cut", type=int, default=CUT, choices=range(1, 7),
-                   help=f"blocks before this one (and the stem) stay at their ImageNet weights and are read once per "
-                        f"cached view (default {CUT})")
-    p.add_argument("--train-from", type=int, default=None, help="first trained block (default --cut; at least --cut)")
-    p.add_argument("--full", action="store_true",
-                   help="train every layer on a fresh augmented view per epoch instead of cached features "
-                        "(medrag.training.cnn_full; measured and left off)")
-    p.add_argument("--validate", action="store_true",
-                   help="only report per-epoch validation AUC on 20 %% of the training patients; write nothing")
-    p.add_argument("--cache", type=Path, default=Path("artifacts/cnn/cache"),
-                   help="where frozen-trunk features are cached between runs (not committed)")
-    p.add_argument("--predictions", type=Path, default=Path("artifacts/cnn/heldout.csv"),
-                   help="where to write the held-out logits (not committed)")
-    args = p.parse_args(argv)
-    args.train_from = args.cut if args.train_from is None else args.train_from
-    if args.full and (args.validate or args.crop != "none"):
-        p.error("--full reads the whole film and has no --validate mode")
-    if not args.cut <= args.train_from <= 6:
-        p.error(f"--train-from {args.train_from} must lie between --cut ({args.cut}) and 6")
-    return args
-
-
 def _validate(model: EfficientNet, train_f: list[Film], feats: torch.Tensor, labels: torch.Tensor,
               args: argparse.Namespace) -> int:
     """Choose settings without touching the held-out patients: train on 80 % of the training patients and
@@ -312,7 +247,7 @@ def _validate(model: EfficientNet, train_f: list[Film], feats: torch.Tensor, lab
 
 def main(argv: list[str] | None = None) -> int:
     """Train, evaluate on held-out patients, calibrate, and write the weights and their JSON stamp."""
-    args = _parse(argv)
+    args = parse_options(argv, __doc__)
     start = time.time()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
