@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -83,20 +84,28 @@ def test_reader_refuses_missing_or_altered_weights(tmp_path: Path) -> None:
         CnnReader(tmp_path).load()
 
 
-def test_training_loop_is_reproducible(tmp_path: Path) -> None:
+def _tiny_films(tmp_path: Path) -> tuple[list[Any], Any]:
+    """Four small synthetic films with made-up labels, and their label tensor."""
     import torch
     from PIL import Image
 
-    from medrag.reading.cnn import build_network
     from medrag.training.cnn_data import Film
-    from medrag.training.cnn_train import extract, train_top
 
     films = []
     for i in range(4):
         path = tmp_path / f"{i}.png"
         Image.fromarray((_film(i, (256, 256)) * 255).astype(np.uint8)).save(path)
         films.append(Film(path.name, path, f"p{i}", tuple(int((i + j) % 3 == 0) for j in range(len(CLASSES))), ()))
-    labels = torch.tensor([f.labels for f in films], dtype=torch.float32)
+    return films, torch.tensor([f.labels for f in films], dtype=torch.float32)
+
+
+def test_training_loop_is_reproducible(tmp_path: Path) -> None:
+    import torch
+
+    from medrag.reading.cnn import build_network
+    from medrag.training.cnn_train import extract, train_top
+
+    films, labels = _tiny_films(tmp_path)
 
     def one_step() -> list[float]:
         torch.manual_seed(0)
@@ -111,18 +120,11 @@ def test_training_loop_is_reproducible(tmp_path: Path) -> None:
 
 def test_full_fine_tune_is_reproducible_and_moves_the_trunk(tmp_path: Path) -> None:
     import torch
-    from PIL import Image
 
     from medrag.reading.cnn import build_network
-    from medrag.training.cnn_data import Film
     from medrag.training.cnn_full import film_logits, train_full
 
-    films = []
-    for i in range(4):
-        path = tmp_path / f"{i}.png"
-        Image.fromarray((_film(i, (256, 256)) * 255).astype(np.uint8)).save(path)
-        films.append(Film(path.name, path, f"p{i}", tuple(int((i + j) % 3 == 0) for j in range(len(CLASSES))), ()))
-    labels = torch.tensor([f.labels for f in films], dtype=torch.float32)
+    films, labels = _tiny_films(tmp_path)
 
     def one_step() -> tuple[list[float], torch.Tensor, torch.Tensor, np.ndarray]:
         torch.manual_seed(0)

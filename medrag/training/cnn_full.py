@@ -10,16 +10,15 @@ for 8 epochs of 1,195 films.
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from timm.models.efficientnet import EfficientNet
 
 from medrag.reading.cnn import normalise, resize_gray
 from medrag.training.cnn_data import Film, read_gray
+from medrag.training.cnn_optim import bce_step, positive_weight, total_steps, warm_cosine
 from medrag.training.cnn_views import augment, hash_name
 
 
@@ -45,14 +44,9 @@ def train_full(model: EfficientNet, films: list[Film], labels: torch.Tensor, *, 
     rest = [p for p in model.parameters() if id(p) not in chosen]
     opt = torch.optim.AdamW([{"params": trunk, "lr": lr * trunk_lr_factor}, {"params": rest, "lr": lr},
                              {"params": head, "lr": lr * 3}], weight_decay=weight_decay)
-    pos = labels.sum(0).clamp(min=1)
-    pos_weight = ((len(labels) - pos) / pos).clamp(min=1.0).sqrt()
-    steps_per_epoch = math.ceil(len(films) / batch)
-    total = max(1, epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch))
-    warm = max(1, total // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm
-        else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    pos_weight = positive_weight(labels)
+    steps_per_epoch, total = total_steps(len(films), batch, epochs, max_steps)
+    sched = warm_cosine(opt, total)
     model.train()
     losses: list[float] = []
     start = time.time()
@@ -61,13 +55,7 @@ def train_full(model: EfficientNet, films: list[Film], labels: torch.Tensor, *, 
         for k in range(0, len(order), batch):
             idx = order[k:k + batch]
             x = torch.stack([augment(grays[i], np.random.default_rng([seed, epoch, keys[i]]), size) for i in idx])
-            loss = F.binary_cross_entropy_with_logits(model(normalise(x)), labels[torch.from_numpy(idx)],
-                                                      pos_weight=pos_weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
+            losses.append(bce_step(opt, sched, model(normalise(x)), labels[torch.from_numpy(idx)], pos_weight))
             if len(losses) >= total:
                 break
         if log:

@@ -25,7 +25,6 @@ import argparse
 import csv
 import hashlib
 import json
-import math
 import platform
 import sys
 import time
@@ -33,7 +32,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from safetensors.torch import save_file
 from timm.models.efficientnet import EfficientNet
 
@@ -54,6 +52,7 @@ from medrag.reading.cnn import (
 )
 from medrag.training.cnn_data import Film, data_sha256, load_films, read_gray, split_patients
 from medrag.training.cnn_eval import evaluate, localisation, safe_auc
+from medrag.training.cnn_optim import bce_step, positive_weight, total_steps, warm_cosine
 from medrag.training.cnn_options import CUT, parse_options
 from medrag.training.cnn_views import augment, hash_name
 
@@ -163,17 +162,12 @@ def train_top(model: EfficientNet, feats: torch.Tensor, labels: torch.Tensor, *,
     rng = np.random.default_rng(seed)
     train_from = cut if train_from is None else train_from
     params = trainable(model, train_from)
-    pos = labels.sum(0).clamp(min=1)
-    pos_weight = ((len(labels) - pos) / pos).clamp(min=1.0).sqrt()
+    pos_weight = positive_weight(labels)
     head = set(model.classifier.parameters())
     opt = torch.optim.AdamW([{"params": [p for p in params if p not in head], "lr": lr},
                              {"params": list(head), "lr": lr * 3}], weight_decay=weight_decay)
-    steps_per_epoch = math.ceil(len(labels) / batch)
-    total = max(1, epochs * steps_per_epoch if max_steps is None else min(max_steps, epochs * steps_per_epoch))
-    warm = max(1, total // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warm if s < warm
-        else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
+    steps_per_epoch, total = total_steps(len(labels), batch, epochs, max_steps)
+    sched = warm_cosine(opt, total)
     model.train()
     for frozen in model.blocks[cut:train_from]:
         frozen.eval()
@@ -185,12 +179,7 @@ def train_top(model: EfficientNet, feats: torch.Tensor, labels: torch.Tensor, *,
         for k in range(0, len(order), batch):
             idx = torch.from_numpy(order[k:k + batch])
             x = feats[idx, torch.from_numpy(view[order[k:k + batch]])].float()
-            loss = F.binary_cross_entropy_with_logits(top(model, x, cut), labels[idx], pos_weight=pos_weight)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
+            losses.append(bce_step(opt, sched, top(model, x, cut), labels[idx], pos_weight))
             if len(losses) >= total:
                 break
         if log:
