@@ -112,7 +112,9 @@ def test_an_educator_signs_in_with_the_provider_and_a_learner_cannot_make_sets(
             assert provider.issued_to == [TEACHER.email, PUPIL.email]
 
             teacher.get_by_test_id("stSidebar").get_by_role("button", name="Sign out").click()
-            teacher.wait_for_timeout(1000)
+            # st.logout sends the browser through /auth/logout (which drops the identity cookie) and then home; a
+            # reload before that navigation (a loaded machine runs the click's script late) keeps the cookie
+            teacher.wait_for_url(f"{server}/", timeout=60_000)
             teacher.goto(f"{server}/Lessons")
             wait_idle(teacher)
             _sidebar_says(teacher, "You are a learner")  # signed out: back to a learner
