@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pandas as pd
 import streamlit as st
 
@@ -44,6 +42,7 @@ with error_boundary():
 st.subheader("Models")
 with error_boundary():
     from medrag.weights import list_models
+    from medrag.weights.catalog import fix_script
 
     models = list_models(settings)
     st.dataframe(
@@ -57,12 +56,11 @@ with error_boundary():
         }),
         hide_index=True, width="stretch",
     )
-    for model in models:
-        if not model.ready and model.fix:
-            # ``fix`` is MedRAG's own text (weights.py), with the commands in backticks.
-            st.markdown(f"**{escape_markdown(model.name)}** is missing: {model.fix}")
-            for command in re.findall(r"`([^`]+)`", model.fix)[:1]:
-                st.code(command, language="bash")
+    missing = [model for model in models if not model.ready and model.fix]
+    if missing:
+        st.markdown(f"**To get the {len(missing)} missing model{'s' if len(missing) > 1 else ''}** "
+                    "(each falls back to the offline default until then):")
+        st.code("\n\n".join(fix_script(model.name, model.fix) for model in missing), language="bash")
 
 st.subheader("Quality of the image reading")
 with error_boundary():

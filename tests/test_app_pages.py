@@ -134,6 +134,10 @@ def test_settings_page_shows_models_keys_paths_and_k(app: AppTest) -> None:
     lung = quality[quality["measure"] == "lung Dice, real films"].iloc[0]
     assert lung["target"] == "≥ 0.92" and lung["met"] in {"yes", "no"} and lung["95% CI"]
     assert (quality["model"] == "medrag-cnn").sum() >= 10  # per-class AUCs, macro AUC and F1
+    fixes = "\n".join(c.value for c in app.code)
+    for name in models[models["status"] == "missing"]["model"]:  # each missing model's commands, once each
+        assert fixes.count(f"medrag models pull {name}  # online") == 1
+        assert f"medrag models pull {name}" not in "".join(m.value for m in app.markdown)
     assert any("medrag eval reading" in c.value for c in app.code)  # this library not evaluated yet: how to
     k = app.number_input(key="settings_k")
     assert k.value == 5

@@ -71,6 +71,20 @@ def test_fresh_machine_everything_missing_but_minilm(settings: Settings) -> None
         assert f"medrag models pull {name}" in row.fix and f"medrag models import {name} PATH" in row.fix
 
 
+def test_fix_script_lists_each_command_once_as_a_line_to_copy() -> None:
+    from medrag.weights.catalog import fix_command, fix_script
+
+    assert fix_script("biomedclip", fix_command("biomedclip")).splitlines() == [
+        "# biomedclip",
+        "medrag models pull biomedclip  # online",
+        "medrag models import biomedclip PATH  # offline copy",
+    ]
+    repo = fix_script("medrag-cnn", fix_command("medrag-cnn")).splitlines()
+    assert repo[:2] == ["# medrag-cnn", "git checkout -- medrag/reading/weights"]
+    assert len(repo) == 3 and repo[2].startswith("python -m medrag.training.cnn_train")
+    assert fix_script("x", "see the README") == "# x: see the README"  # no command: the text as a comment
+
+
 def test_settings_override_source(settings: Settings, tiny_gemma: Path) -> None:
     custom = settings.with_overrides(hf_reasoner_model=str(tiny_gemma))
     row = W.model_status("medgemma-reasoner", custom)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -135,6 +136,15 @@ def fix_command(name: str) -> str:
     return f"run `medrag models pull {name}` (online) or `medrag models import {name} PATH` (offline copy)"
 
 
+def fix_script(name: str, fix: str) -> str:
+    """``fix`` (from :func:`fix_command`) as shell lines to copy: a ``# name`` line, then each backticked command,
+    with the parenthesised note that follows it as a trailing comment."""
+    lines = [f"# {name}"]
+    for command, note in re.findall(r"`([^`]+)`(?:\s*\(([^)]*)\))?", fix):
+        lines.append(f"{command}  # {note}" if note else command)
+    return "\n".join(lines) if len(lines) > 1 else f"# {name}: {fix}"
+
+
 __all__ = [
     "CATALOG",
     "REPO_WEIGHTS",
@@ -143,6 +153,7 @@ __all__ = [
     "WeightKind",
     "WeightSpec",
     "fix_command",
+    "fix_script",
     "get_weight_spec",
     "registry",
     "source_for",
