@@ -43,8 +43,10 @@ def _film(seed: int = 0, shape: tuple[int, int] = (300, 260)) -> np.ndarray:
 def test_committed_weights_match_their_json_stamp() -> None:
     meta = json.loads((WEIGHTS_DIR / META_NAME).read_text(encoding="utf-8"))
     weights = WEIGHTS_DIR / WEIGHTS_NAME
-    assert weights.stat().st_size <= 25 * 1024 * 1024
     assert file_sha256(weights) == meta["weights_sha256"]
+    members = [WEIGHTS_DIR / m["file"] for m in meta.get("members", [])]
+    assert [file_sha256(m) for m in members] == [m["sha256"] for m in meta.get("members", [])]
+    assert sum(f.stat().st_size for f in [weights, *members]) <= 25 * 1024 * 1024  # every network together
     assert tuple(meta["classes"]) == CLASSES
     assert set(meta["calibration"]["a"]) == set(CLASSES) == set(meta["thresholds"])
     for key in ("sha256", "label_files_sha256", "train_films", "held_out_films"):
@@ -267,9 +269,9 @@ def test_flip_averaging_is_the_mean_of_the_film_and_its_mirror(reader: CnnReader
 
 
 def test_single_pass_when_the_stamp_does_not_ask_for_flip(tmp_path: Path) -> None:
-    for name in (META_NAME, WEIGHTS_NAME):
+    meta = json.loads((WEIGHTS_DIR / META_NAME).read_text(encoding="utf-8"))
+    for name in (WEIGHTS_NAME, *(m["file"] for m in meta.get("members", []))):
         shutil.copy(WEIGHTS_DIR / name, tmp_path / name)
-    meta = json.loads((tmp_path / META_NAME).read_text(encoding="utf-8"))
     del meta["test_time"]
     (tmp_path / META_NAME).write_text(json.dumps(meta), encoding="utf-8")
     single = CnnReader(tmp_path)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -293,8 +295,6 @@ def test_fingerprint_and_size(tmp_path: Path) -> None:
 
 def test_openclip_text_tower_repo_is_required(settings: Settings, empty_caches: Path, tmp_path: Path) -> None:
     """BiomedCLIP's config names a PubMedBERT repo whose config/tokenizer must be cached too."""
-    import json
-
     src = tmp_path / "clip"
     src.mkdir()
     cfg = {"model_cfg": {"embed_dim": 8, "text_cfg": {"hf_model_name": "org/bert", "hf_tokenizer_name": "org/bert"}}}
@@ -333,3 +333,20 @@ def test_the_repository_weights_are_ready_checked_and_never_pulled(
     assert not broken.ready and "differs from medrag-cnn.json" in broken.detail
     assert "git checkout -- medrag/reading/weights" in broken.fix and "cnn_train" in broken.fix
     assert S.model_status("medrag-segmenter", settings).ready
+    # An ensemble is ready only with every member it names, each matching its checksum.
+    (copy / "medrag-cnn.safetensors").write_bytes((S.REPO_WEIGHTS_DIR / "medrag-cnn.safetensors").read_bytes())
+    meta = json.loads((copy / "medrag-cnn.json").read_text(encoding="utf-8"))
+    member = {"file": "medrag-cnn-member9.safetensors", "sha256": hashlib.sha256(b"second").hexdigest()}
+    meta["members"] = [*meta.get("members", []), member]
+    for name in [m["file"] for m in meta["members"][:-1]]:
+        (copy / name).write_bytes((S.REPO_WEIGHTS_DIR / name).read_bytes())
+    (copy / "medrag-cnn.json").write_text(json.dumps(meta), encoding="utf-8")
+    missing = S.model_status("medrag-cnn", settings)
+    assert not missing.ready and "medrag-cnn-member9.safetensors is missing" in missing.detail
+    (copy / "medrag-cnn-member9.safetensors").write_bytes(b"second")
+    ensemble = S.model_status("medrag-cnn", settings)
+    assert ensemble.ready and f"an ensemble of {len(meta['members']) + 1} networks" in ensemble.detail
+    assert ensemble.size_bytes == sum((copy / n).stat().st_size for n in
+                                      ["medrag-cnn.safetensors", *(m["file"] for m in meta["members"])])
+    (copy / "medrag-cnn-member9.safetensors").write_bytes(b"changed")
+    assert "member9.safetensors's sha256" in S.model_status("medrag-cnn", settings).detail

@@ -31,6 +31,7 @@ from medrag.reading.calibration import (
     RecalibratedCnn,
     with_fused_numbers,
 )
+from medrag.reading.cnn import classifier_identity
 from medrag.reading.cnn_reader import CLASS_FINDINGS, MedragCnnReader
 from medrag.reading.combine import NORMAL_MARGIN, merge_readings
 from medrag.reading.fusion import FusionModel, anatomy_features
@@ -302,7 +303,7 @@ def fit_library_calibration(films: list[CrossFitFilm], meta: dict[str, Any], fus
     figures = {"shipped_macro_f1": float(shipped_macro_f1), "library_macro_f1": result.mean(),
                "library_no_finding_f1": result.mean("no finding"), "halvings": len(result.cross_fitted),
                "refitted_classes": sorted(only), "min_positives": min_positives, "per_class": per_class}
-    calibration = LibraryCalibration(str(meta.get("weights_sha256", "")),
+    calibration = LibraryCalibration(classifier_identity(meta),
                                      {c: v for c, v in numbers.classes.items() if c in only},
                                      {c: v for c, v in numbers.fused.items() if c in only},
                                      result.rows[0].margins[0], len(films), result.patients, date, figures)

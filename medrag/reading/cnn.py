@@ -11,6 +11,10 @@ input size). Weights trained with ``--crop thorax`` (``"crop": "thorax"``) read 
 segmenter (:mod:`medrag.reading.segment`) puts around both lungs and the heart, so burned-in text and the
 film's border are outside what they see; that variant measured worse and is not shipped.
 
+An ensemble is a stamp with ``"members"``: further networks of the same architecture, classes and input, each
+file named there with its sha256 (``medrag.training.cnn_ensemble`` adds them). Their logits are averaged with
+the first network's, and the stamp's calibration and thresholds were fitted on those averaged logits.
+
 The heatmap is a class-activation map on the last conv block. The head is global average pooling and one
 linear layer, so Grad-CAM's channel weights are exactly the classifier's row for the class: the map needs
 no backward pass.
@@ -74,6 +78,13 @@ def classifier_weight(model: EfficientNet) -> torch.Tensor:
     head = model.get_classifier()
     assert isinstance(head, torch.nn.Linear), type(head)  # build_network's head is one linear layer
     return head.weight
+
+
+def classifier_identity(meta: dict[str, Any]) -> str:
+    """The checksum that names a classifier (what models fitted on its outputs are stamped with): its weights'
+    sha256, or for an ensemble the sha256 of every member's checksum in order."""
+    shas = [str(meta.get("weights_sha256", ""))] + [str(m["sha256"]) for m in meta.get("members", [])]
+    return shas[0] if len(shas) == 1 else hashlib.sha256(" ".join(shas).encode("ascii")).hexdigest()
 
 
 def as_gray(pixels: np.ndarray) -> np.ndarray:
@@ -172,10 +183,11 @@ class CnnReader:
 
     name = "medrag-cnn"
 
-    def __init__(self, weights_dir: Path | str | None = None) -> None:
+    def __init__(self, weights_dir: Path | str | None = None, meta: dict[str, Any] | None = None) -> None:
+        """``meta`` replaces the stamp in ``weights_dir`` (a training script reading a variant of it)."""
         self.weights_dir = Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR
-        self._model: EfficientNet | None = None
-        self._meta: dict[str, Any] | None = None
+        self._models: list[EfficientNet] | None = None
+        self._meta: dict[str, Any] | None = meta
         self._lock = threading.Lock()
         self._last: tuple[bytes, CnnOutput] | None = None
         self._last_box: tuple[bytes, tuple[int, int, int, int]] | None = None
@@ -215,30 +227,55 @@ class CnnReader:
         """Per-class decision thresholds on the calibrated probability (chosen for F1 at training time)."""
         return {k: float(v) for k, v in self.meta["thresholds"].items()}
 
-    def load(self) -> EfficientNet:
-        """Build the network and load the committed weights after checking their sha256 against the JSON."""
-        with self._lock:
-            if self._model is None:
-                self._model = self._load_model()
-            return self._model
+    @property
+    def member_paths(self) -> tuple[Path, ...]:
+        """Every weights file this classifier reads, the first network's first (one file unless an ensemble)."""
+        return (self.weights_path, *(self.weights_dir / str(m["file"]) for m in self.meta.get("members", [])))
 
-    def _load_model(self) -> EfficientNet:
+    @property
+    def identity(self) -> str:
+        """:func:`classifier_identity` of this classifier's stamp."""
+        return classifier_identity(self.meta)
+
+    def load(self) -> EfficientNet:
+        """Build the network(s) and load the committed weights after checking each sha256 against the JSON;
+        returns the first network (:meth:`networks` has them all)."""
+        return self.networks()[0]
+
+    def networks(self) -> list[EfficientNet]:
+        """Every network of the classifier, loaded once: the first, then the stamp's ``members``."""
+        with self._lock:
+            if self._models is None:
+                expected = [str(self.meta.get("weights_sha256"))] + [
+                    str(m["sha256"]) for m in self.meta.get("members", [])]
+                self._models = [self._load_model(path, sha) for path, sha in zip(self.member_paths, expected,
+                                                                                 strict=True)]
+            return self._models
+
+    def _load_model(self, path: Path, expected: str) -> EfficientNet:
         from safetensors.torch import load_file
 
-        meta = self.meta
-        if not self.weights_path.is_file():
+        if not path.is_file():
             raise BackendUnavailableError(
-                f"medrag-cnn weights not found at {self.weights_path}; train them with `{TRAIN_COMMAND}`")
-        digest = file_sha256(self.weights_path)
-        if digest != meta.get("weights_sha256"):
+                f"medrag-cnn weights not found at {path}; restore medrag/reading/weights from the repository or "
+                f"train them with `{TRAIN_COMMAND}`")
+        digest = file_sha256(path)
+        if digest != expected:
             raise BackendUnavailableError(
-                f"{self.weights_path} has sha256 {digest[:12]}…, but {META_NAME} expects "
-                f"{str(meta.get('weights_sha256'))[:12]}…; restore both files from the repository or retrain "
-                f"with `{TRAIN_COMMAND}`")
-        state = {k: v.float() for k, v in load_file(str(self.weights_path)).items()}
-        model = build_network(len(meta["classes"]))
+                f"{path} has sha256 {digest[:12]}…, but {META_NAME} expects {expected[:12]}…; restore the "
+                f"weights and their stamp from the repository or retrain with `{TRAIN_COMMAND}`")
+        state = {k: v.float() for k, v in load_file(str(path)).items()}
+        model = build_network(len(self.meta["classes"]))
         model.load_state_dict(state)
         return model.eval()
+
+    def class_weights(self) -> torch.Tensor:
+        """The classifier rows that turn :meth:`raw_logits`' features into logits, (classes, channels): for an
+        ensemble every network's rows side by side, divided by their number (the features are side by side)."""
+        import torch
+
+        networks = self.networks()
+        return torch.cat([classifier_weight(n) for n in networks], dim=1) / len(networks)
 
     def _crop(self, gray: np.ndarray, box: tuple[float, float, float, float] | None) -> tuple[int, int, int, int]:
         if box is None and self.meta.get("crop") != "thorax":
@@ -271,15 +308,18 @@ class CnnReader:
 
     def raw_logits(self, x: torch.Tensor, flip: bool) -> tuple[torch.Tensor, np.ndarray]:
         """Last-block features of ``x`` and its logits; with ``flip`` the logits are the mean of ``x``'s and its
-        mirror image's (one batch of two). The features are always ``x``'s own, so the heatmap is not mirrored."""
+        mirror image's (one batch of two). The features are always ``x``'s own, so the heatmap is not mirrored.
+        An ensemble's logits are its networks' mean and its features their channels side by side."""
         import torch
 
-        model = self.load()
         batch = torch.cat([x, torch.flip(x, dims=(-1,))]) if flip else x
+        features, logits = [], []
         with torch_inference():
-            features = model.forward_features(batch)
-            logits = model.forward_head(features).mean(0).numpy().astype(np.float64)
-        return features[:1], logits
+            for model in self.networks():
+                own = model.forward_features(batch)
+                features.append(own[:1])
+                logits.append(model.forward_head(own).mean(0).numpy().astype(np.float64))
+        return (features[0] if len(features) == 1 else torch.cat(features, dim=1)), np.mean(logits, axis=0)
 
     def forward(self, pixels: np.ndarray, box: tuple[float, float, float, float] | None = None) -> CnnOutput:
         """Logits, calibrated probabilities and last-block features of one image (the last result is cached).
@@ -319,7 +359,7 @@ class CnnReader:
         if class_name not in self.classes:
             raise InputError(f"medrag-cnn has no class {class_name!r}; choose one of: {', '.join(self.classes)}")
         out = self.forward(pixels, box)
-        weight = classifier_weight(self.load())[self.classes.index(class_name)].detach()
+        weight = self.class_weights()[self.classes.index(class_name)].detach()
         top, left, bottom, right = out.crop
         full = np.zeros(out.shape, dtype=np.float32)
         full[top:bottom, left:right] = class_activation(out.features, weight, (bottom - top, right - left))
@@ -329,5 +369,5 @@ class CnnReader:
 __all__ = [
     "ARCHITECTURE", "CLASSES", "IMAGENET_MEAN", "IMAGENET_STD", "META_NAME", "NIH_TO_CLASS", "TRAIN_COMMAND",
     "WEIGHTS_DIR", "WEIGHTS_NAME", "CnnOutput", "CnnReader", "as_gray", "box_from_masks", "box_pixels",
-    "build_network", "class_activation", "normalise", "platt", "resize_gray", "thorax_box",
+    "build_network", "class_activation", "classifier_identity", "normalise", "platt", "resize_gray", "thorax_box",
 ]

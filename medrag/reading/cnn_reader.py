@@ -24,6 +24,7 @@ import numpy as np
 
 from medrag.errors import BackendUnavailableError
 from medrag.reading.base import FindingRead, ImageReading, Overlays, ReaderSpec, display, register_reader
+from medrag.reading.cnn import classifier_identity
 from medrag.reading.grids import block_mean
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ class MedragCnnReader:
 
     def __init__(self, cnn: CnnReader) -> None:
         self.cnn = cnn
-        self.model = f"medrag-cnn@{str(cnn.meta.get('weights_sha256', ''))[:12]}"
+        self.model = f"medrag-cnn@{classifier_identity(cnn.meta)[:12]}"
         self.unproven = unproven_classes(cnn.meta)
         self.poor = {name: auc for name, auc in held_out_aucs(cnn.meta).items()
                      if auc < ACCEPTABLE_AUC and name not in self.unproven}

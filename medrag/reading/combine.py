@@ -26,6 +26,7 @@ import numpy as np
 
 from medrag.errors import BackendUnavailableError, ConfigError
 from medrag.reading.base import NOT_ABNORMAL, FindingRead, ImageReading, Overlays, Reader, display, readers
+from medrag.reading.cnn import classifier_identity
 from medrag.reading.fusion import FIT_COMMAND, FusionModel, default_fusion, fuse_readings, is_fused
 from medrag.reading.grids import densest_region, peak
 
@@ -117,7 +118,7 @@ def _calibrated(combined: CombinedReader, settings: Settings) -> CombinedReader:
     cnn = next((m for m in combined.members if isinstance(m, MedragCnnReader)), None)
     if calibration is None or cnn is None or not calibration.active:
         return combined
-    if calibration.cnn_weights_sha256 != str(cnn.cnn.meta.get("weights_sha256", "")):
+    if calibration.cnn_weights_sha256 != classifier_identity(cnn.cnn.meta):
         notes.append("The library's calibration was fitted for other medrag-cnn weights, so the shipped one is "
                      "used; write it again with `medrag eval reading --write-calibration`.")
         return CombinedReader(combined.members, notes, combined.fusion)
@@ -140,7 +141,7 @@ def _fusion_for(members: Sequence[Reader], notes: list[str]) -> FusionModel | No
         notes.append(f"The measurements are not fused with the classifier: {exc}")
         return None
     cnn = next(m for m in members if m.name == "medrag-cnn")
-    weights = str(getattr(getattr(cnn, "cnn", None), "meta", {}).get("weights_sha256", ""))
+    weights = classifier_identity(getattr(getattr(cnn, "cnn", None), "meta", {}))
     if fusion is not None and fusion.cnn_weights_sha256 != weights:
         notes.append("The measurements are not fused with the classifier: the fusion was fitted on other "
                      f"medrag-cnn weights; refit it with `{FIT_COMMAND}`.")

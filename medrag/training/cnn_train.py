@@ -16,7 +16,10 @@ same seed, data and CPU kind give the same weights.
 
 Two options measured and left off (BENCHMARKS.md, "Another training seed, a weight soup and deeper
 fine-tunes"): ``--cut 3`` trains blocks 3-6 on cached stride-8 features, and ``--train-seeds 0 1`` trains one
-network per training seed on the same features and ships the mean of their weights.
+network per training seed on the same features and ships the mean of their weights. ``--full`` trains every
+layer on a fresh augmented view per epoch (:mod:`medrag.training.cnn_full`, about 28 minutes on a fast
+2-core host); the network it trains is shipped as the second member of an ensemble with the cached-recipe
+network (:mod:`medrag.training.cnn_ensemble`, BENCHMARKS.md "Two networks averaged").
 """
 
 from __future__ import annotations
@@ -340,7 +343,9 @@ def main(argv: list[str] | None = None) -> int:
                  "positives_held_out": dict(zip(CLASSES, y_test.sum(0).tolist(), strict=True))},
         "training": {"frozen": "none (full fine-tune, trunk at 0.1 x lr)" if args.full
                      else f"stem, blocks 0-{args.cut - 1} (ImageNet)",
-                     "trained": f"blocks {args.train_from}-6, conv_head, classifier",
+                     "trained": "every layer: stem and blocks 0-4 at 0.1 x lr, blocks 5-6 and conv_head at lr, "
+                     "the classifier at 3 x lr; a fresh augmented view of every film each epoch" if args.full
+                     else f"blocks {args.train_from}-6, conv_head, classifier",
                      "views": args.views, "augmentation": "random resized crop 0.8-1.0 (aspect 0.9-1.1), rotation "
                      "±10°, brightness ±15 %, contrast ±15 %, gamma 0.8-1.25, horizontal flip",
                      "loss": "BCE with pos_weight sqrt(neg/pos)", "optimizer": f"AdamW lr {args.lr} (classifier x3), "

@@ -34,7 +34,7 @@ import numpy as np
 
 from medrag.errors import ConfigError
 from medrag.fsutil import atomic_write_text
-from medrag.reading.cnn import CLASSES, CnnReader
+from medrag.reading.cnn import CLASSES, CnnReader, classifier_identity
 from medrag.reading.cnn_reader import ACCEPTABLE_AUC, unproven_classes
 from medrag.reading.fusion import DEFAULT_FUSION, FIT_COMMAND, FUSION_NAME, anatomy_features, logit
 from medrag.training.cnn_data import SHARED_DATA, Film, load_films
@@ -48,7 +48,7 @@ REGULARISATION = 0.03
 def read_films(films: list[Film], cnn: CnnReader, cache: Path) -> tuple[list[dict[str, float]], np.ndarray, float]:
     """Each film's anatomy features, the classifier's calibrated probabilities and the seconds reading them took
     (cached by film list and weights, with the seconds of the run that read them)."""
-    key = {"images": [f.name for f in films], "weights": cnn.meta.get("weights_sha256")}
+    key = {"images": [f.name for f in films], "weights": cnn.identity}
     if cache.is_file():
         stored = json.loads(cache.read_text(encoding="utf-8"))
         if stored.get("key") == key:
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         figures = stamp["metrics"][key]
         print(f"{key:26s} macro AUC {figures['macro_auc']['value']:.4f} {figures['macro_auc']['ci95']}, "
               f"macro F1 {figures['macro_f1']['value']:.4f}")
-    stamp = {"name": "medrag-fusion", **stamp, "cnn_weights_sha256": meta.get("weights_sha256"),
+    stamp = {"name": "medrag-fusion", **stamp, "cnn_weights_sha256": classifier_identity(meta),
              "data": {"sha256": meta["data"]["sha256"], "label_files_sha256": meta["data"]["label_files_sha256"],
                       "train_films": int(sum(f.patient in trained for f in films)),
                       "held_out_films": int(sum(f.patient not in trained for f in films))},

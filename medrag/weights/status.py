@@ -115,13 +115,22 @@ def _repo_status(file_name: str, status: Callable[..., ModelStatus]) -> ModelSta
     if not path.is_file():
         return status(False, None, f"{path} is missing")
     try:
-        expected = json.loads((REPO_WEIGHTS_DIR / meta_name).read_text(encoding="utf-8")).get(key)
+        meta = json.loads((REPO_WEIGHTS_DIR / meta_name).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return status(False, path, f"its metadata {meta_name} is missing or unreadable")
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != expected:
-        return status(False, path, f"sha256 {digest[:12]}… differs from {meta_name}'s {str(expected)[:12]}…")
-    return status(True, path, f"in the repository, sha256 matches {meta_name}", size=path.stat().st_size)
+    # an ensemble's further networks are files of their own, each named with its sha256 in the stamp
+    files = [(path, meta.get(key))] + [(REPO_WEIGHTS_DIR / str(m["file"]), m.get("sha256"))
+                                       for m in meta.get("members", [])]
+    for file, expected in files:
+        if not file.is_file():
+            return status(False, None, f"{file} is missing")
+        digest = hashlib.sha256(file.read_bytes()).hexdigest()
+        if digest != expected:
+            return status(False, file, f"{file.name}'s sha256 {digest[:12]}… differs from {meta_name}'s "
+                          f"{str(expected)[:12]}…")
+    detail = f"in the repository, sha256 matches {meta_name}" + (
+        f" (an ensemble of {len(files)} networks)" if len(files) > 1 else "")
+    return status(True, path, detail, size=sum(file.stat().st_size for file, _ in files))
 
 
 def list_models(settings: Settings) -> list[ModelStatus]:
