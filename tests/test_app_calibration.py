@@ -33,7 +33,7 @@ def calibrated_class(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pyte
         "cardiomegaly": {"positives": 3}}}
     # effusion is fused with the measurements (medrag-fusion.json): its threshold is the fused probability's.
     save_calibration(folder, LibraryCalibration(
-        str(CnnReader().meta["weights_sha256"]),
+        CnnReader().identity,
         {"pneumonia": ClassCalibration(1.1, -0.5, 0.42), "effusion": ClassCalibration(0.9, -2.0, 0.1)},
         {"effusion": ClassCalibration(0.7, -2.1, 0.31)}, 1.25, 80, 61, "2026-12-04 22:00 UTC", figures))
     return folder

@@ -77,7 +77,7 @@ def test_build_readers_uses_the_librarys_calibration_only_for_the_weights_it_was
     settings = Settings(data_dir=tmp_path, web_provider="off")
     shipped = build_readers(settings)
     assert shipped.normal_margin is None and not any("calibrated" in n for n in shipped.notes)
-    sha = str(CnnReader().meta["weights_sha256"])
+    sha = CnnReader().identity
     save_calibration(tmp_path, _calibration(cnn_weights_sha256=sha))
     calibrated = build_readers(settings)
     cnn = next(m for m in calibrated.members if m.name == "medrag-cnn")
@@ -202,7 +202,7 @@ def test_a_calibration_switched_off_is_kept_and_the_analyses_read_with_the_shipp
     with pytest.raises(ConfigError, match="--write-calibration"):
         set_calibration_active(tmp_path, False)
     settings = Settings(data_dir=tmp_path, web_provider="off")
-    save_calibration(tmp_path, _calibration(cnn_weights_sha256=str(CnnReader().meta["weights_sha256"])))
+    save_calibration(tmp_path, _calibration(cnn_weights_sha256=CnnReader().identity))
     assert build_readers(settings).normal_margin == 1.5
     off = set_calibration_active(tmp_path, False)
     assert not off.active and load_calibration(tmp_path) == off  # kept, with every number
@@ -228,7 +228,7 @@ def test_a_running_workbench_picks_up_a_calibration_written_or_removed_beside_it
     wb = Workbench(Settings(data_dir=tmp_path, web_provider="off"))
     shipped = wb.backends.reader
     assert wb.backends.reader is shipped  # built once while nothing changes
-    save_calibration(tmp_path, _calibration(cnn_weights_sha256=str(CnnReader().meta["weights_sha256"])))
+    save_calibration(tmp_path, _calibration(cnn_weights_sha256=CnnReader().identity))
     calibrated = wb.backends.reader
     assert calibrated is not shipped and calibrated.normal_margin == 1.5
     assert wb.backends.reader is calibrated

@@ -107,6 +107,8 @@ def test_the_identity_names_every_member(folders: dict[str, Path]) -> None:
     changed = copy.deepcopy(both.meta)
     changed["members"][0]["sha256"] = "0" * 64
     assert CnnReader(folders["both"], changed).identity != both.identity  # fitted models go stale with a member
+    mirrored = {**both.meta, "test_time": "flip" if both.test_time != "flip" else "none"}
+    assert CnnReader(folders["both"], mirrored).identity != both.identity  # ...and with how the films are read
 
 
 def test_write_half_stores_float16_that_reads_back_close(folders: dict[str, Path]) -> None:

@@ -328,18 +328,19 @@ def test_the_repository_weights_are_ready_checked_and_never_pulled(
     for name in ("segment.safetensors", "segment.json", "medrag-cnn.json"):
         (copy / name).write_bytes((S.REPO_WEIGHTS_DIR / name).read_bytes())
     (copy / "medrag-cnn.safetensors").write_bytes(b"not the trained weights")
+    original = S.REPO_WEIGHTS_DIR
     monkeypatch.setattr(S, "REPO_WEIGHTS_DIR", copy)
     broken = S.model_status("medrag-cnn", settings)
     assert not broken.ready and "differs from medrag-cnn.json" in broken.detail
     assert "git checkout -- medrag/reading/weights" in broken.fix and "cnn_train" in broken.fix
     assert S.model_status("medrag-segmenter", settings).ready
     # An ensemble is ready only with every member it names, each matching its checksum.
-    (copy / "medrag-cnn.safetensors").write_bytes((S.REPO_WEIGHTS_DIR / "medrag-cnn.safetensors").read_bytes())
+    (copy / "medrag-cnn.safetensors").write_bytes((original / "medrag-cnn.safetensors").read_bytes())
     meta = json.loads((copy / "medrag-cnn.json").read_text(encoding="utf-8"))
     member = {"file": "medrag-cnn-member9.safetensors", "sha256": hashlib.sha256(b"second").hexdigest()}
     meta["members"] = [*meta.get("members", []), member]
     for name in [m["file"] for m in meta["members"][:-1]]:
-        (copy / name).write_bytes((S.REPO_WEIGHTS_DIR / name).read_bytes())
+        (copy / name).write_bytes((original / name).read_bytes())
     (copy / "medrag-cnn.json").write_text(json.dumps(meta), encoding="utf-8")
     missing = S.model_status("medrag-cnn", settings)
     assert not missing.ready and "medrag-cnn-member9.safetensors is missing" in missing.detail

@@ -82,9 +82,12 @@ def classifier_weight(model: EfficientNet) -> torch.Tensor:
 
 def classifier_identity(meta: dict[str, Any]) -> str:
     """The checksum that names a classifier (what models fitted on its outputs are stamped with): its weights'
-    sha256, or for an ensemble the sha256 of every member's checksum in order."""
+    sha256, or for an ensemble the sha256 of every member's checksum in order and of how it reads a film (the
+    same networks read with and without the mirror image give other logits)."""
     shas = [str(meta.get("weights_sha256", ""))] + [str(m["sha256"]) for m in meta.get("members", [])]
-    return shas[0] if len(shas) == 1 else hashlib.sha256(" ".join(shas).encode("ascii")).hexdigest()
+    if len(shas) == 1:
+        return shas[0]
+    return hashlib.sha256(" ".join([*shas, f"test_time={meta.get('test_time', 'none')}"]).encode()).hexdigest()
 
 
 def as_gray(pixels: np.ndarray) -> np.ndarray:

@@ -4,9 +4,10 @@
 ``cnn_train --out DIR`` wrote for another network (another recipe, same data), checks that it was trained on
 exactly the shipped network's patients, data and input, and reads every held-out film through
 :class:`medrag.reading.cnn.CnnReader`'s own input path twice: with the shipped network(s) alone and with the
-member added (flip-averaged as shipped). Both reports go through :func:`medrag.training.cnn_eval.evaluate`
-(AUCs with patient-bootstrap CIs, calibration and F1 thresholds cross-fitted on halves of the patients, then
-refitted on all of them) and are printed with the paired patient-bootstrap CI of the macro AUC's change.
+member added (``--test-time``: every network flip-averaged, or every network reading the film once). Both
+reports go through :func:`medrag.training.cnn_eval.evaluate` (AUCs with patient-bootstrap CIs, calibration and
+F1 thresholds cross-fitted on halves of the patients, then refitted on all of them) and are printed with the
+paired patient-bootstrap CI of the macro AUC's change.
 
 ``--write`` copies the member's weights beside the shipped ones in float16 (half the bytes; the reader computes
 in float32 either way), names them with their sha256 in the stamp's ``members``, and stores the ensemble's
@@ -113,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", type=Path, default=WEIGHTS_DIR, help="the shipped medrag-cnn folder")
     p.add_argument("--data", type=Path, default=SHARED_DATA)
     p.add_argument("--write", action="store_true", help="add the member to the shipped stamp")
+    p.add_argument("--test-time", choices=("flip", "none"), default="flip",
+                   help="how the ensemble reads a film: every network on the film and its mirror image (flip), or "
+                   "on the film alone (none: two networks then cost what one network's flip average costs)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     import torch
@@ -130,10 +134,11 @@ def main(argv: list[str] | None = None) -> int:
              "train_seconds": member.meta.get("train_seconds"), "training": member.meta.get("training")}
     try:
         staged.replace(args.weights / name)
-        ensemble = CnnReader(args.weights, {**meta, "members": [*members, entry]})
+        ensemble = CnnReader(args.weights, {**meta, "members": [*members, entry], "test_time": args.test_time})
         films = held_out_films(meta, args.data)
         print(f"{len(films)} held-out films of {len({f.patient for f in films})} patients", flush=True)
-        before, after = both_logits(shipped, films)[1], both_logits(ensemble, films)[1]
+        before = both_logits(shipped, films)[int(shipped.test_time == "flip")]
+        after = both_logits(ensemble, films)[int(args.test_time == "flip")]
     except BaseException:
         if not args.write:
             (args.weights / name).unlink(missing_ok=True)
@@ -149,9 +154,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     calibration = after_report.pop("calibration")
     meta["members"] = [*members, entry]
-    meta["ensemble_rule"] = "the logits of every network (each flip-averaged) averaged; calibrated after that"
-    meta["calibration"] = {**calibration, "fitted_on": "all held-out patients, the ensemble's flip-averaged logits "
-                           "through the reader's input path", "formula": "p = sigmoid(a * logit + b)"}
+    meta["test_time"] = args.test_time
+    reading = "each flip-averaged" if args.test_time == "flip" else "each reading the film once"
+    meta["ensemble_rule"] = f"the logits of every network ({reading}) averaged; calibrated after that"
+    meta["test_time_rule"] = ("logits of the film and of its mirror image averaged (one batch of two), per network"
+                              if args.test_time == "flip" else "the film alone, no mirror image")
+    meta["calibration"] = {**calibration, "fitted_on": "all held-out patients, the ensemble's logits through the "
+                           "reader's input path", "formula": "p = sigmoid(a * logit + b)"}
     meta["thresholds"] = {k: round(v, 4) for k, v in after_report.pop("thresholds").items()}
     before_report.pop("calibration")
     before_report.pop("thresholds")
@@ -162,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     meta["metrics"]["held_out"] = after_report
     meta["metrics"]["ensemble_macro_auc_change"] = {"value": round(change, 4), "ci95": [round(low, 4),
                                                                                          round(high, 4)]}
-    meta["command"] = f"{meta['command']} && {entry['command']} && {COMMAND} {args.member}"
+    meta["command"] = (f"{meta['command']} && {entry['command']} && {COMMAND} {args.member}"
+                       + (" --test-time none" if args.test_time == "none" else ""))
     atomic_write_text(args.weights / META_NAME, json.dumps(meta, indent=1) + "\n")
     print(f"wrote {args.weights / name} and {args.weights / META_NAME}")
     return 0

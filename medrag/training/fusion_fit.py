@@ -48,7 +48,7 @@ REGULARISATION = 0.03
 def read_films(films: list[Film], cnn: CnnReader, cache: Path) -> tuple[list[dict[str, float]], np.ndarray, float]:
     """Each film's anatomy features, the classifier's calibrated probabilities and the seconds reading them took
     (cached by film list and weights, with the seconds of the run that read them)."""
-    key = {"images": [f.name for f in films], "weights": cnn.identity}
+    key = {"images": [f.name for f in films], "weights": cnn.identity, "calibration": cnn.meta.get("calibration")}
     if cache.is_file():
         stored = json.loads(cache.read_text(encoding="utf-8"))
         if stored.get("key") == key:
