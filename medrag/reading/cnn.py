@@ -230,10 +230,10 @@ class CnnReader:
         """Per-class decision thresholds on the calibrated probability (chosen for F1 at training time)."""
         return {k: float(v) for k, v in self.meta["thresholds"].items()}
 
-    @property
-    def member_paths(self) -> tuple[Path, ...]:
-        """Every weights file this classifier reads, the first network's first (one file unless an ensemble)."""
-        return (self.weights_path, *(self.weights_dir / str(m["file"]) for m in self.meta.get("members", [])))
+    def weight_files(self) -> list[tuple[Path, str]]:
+        """Every weights file this classifier reads with the sha256 its stamp expects, the first network's first."""
+        return [(self.weights_path, str(self.meta.get("weights_sha256")))] + [
+            (self.weights_dir / str(m["file"]), str(m["sha256"])) for m in self.meta.get("members", [])]
 
     @property
     def identity(self) -> str:
@@ -249,10 +249,7 @@ class CnnReader:
         """Every network of the classifier, loaded once: the first, then the stamp's ``members``."""
         with self._lock:
             if self._models is None:
-                expected = [str(self.meta.get("weights_sha256"))] + [
-                    str(m["sha256"]) for m in self.meta.get("members", [])]
-                self._models = [self._load_model(path, sha) for path, sha in zip(self.member_paths, expected,
-                                                                                 strict=True)]
+                self._models = [self._load_model(path, sha) for path, sha in self.weight_files()]
             return self._models
 
     def _load_model(self, path: Path, expected: str) -> EfficientNet:

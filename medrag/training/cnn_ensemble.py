@@ -29,7 +29,7 @@ from medrag.errors import ConfigError
 from medrag.fsutil import atomic_write, atomic_write_text, file_sha256
 from medrag.reading.cnn import CLASSES, META_NAME, WEIGHTS_DIR, WEIGHTS_NAME, CnnReader
 from medrag.training.cnn_data import SHARED_DATA, Film
-from medrag.training.cnn_eval import box_hits, cluster_bootstrap, safe_auc
+from medrag.training.cnn_eval import box_hit_summary, box_hits, cluster_bootstrap, safe_auc
 from medrag.training.cnn_train import FINDINGS_FOR_MACRO
 from medrag.training.cnn_tta import _line, both_logits, held_out_films, report_of
 
@@ -96,15 +96,7 @@ def heatmap_localisation(reader: CnnReader, films: list[Film]) -> dict[str, Any]
             heats.append(reader.heatmap(pixels, cls))
             boxes.append((x, y, w, h))
             names.append(cls)
-    hits = box_hits(heats, boxes)
-    per: dict[str, dict[str, int]] = {}
-    for cls, hit in zip(names, hits, strict=True):
-        counts = per.setdefault(cls, {"hits": 0, "boxes": 0})
-        counts["hits"] += int(hit)
-        counts["boxes"] += 1
-    return {"boxes": len(hits), "hits": int(sum(hits)), "share": round(sum(hits) / max(1, len(hits)), 4),
-            "per_class": dict(sorted(per.items())), "films": sum(1 for f in films if f.boxes),
-            "all_held_out": True}
+    return box_hit_summary(names, box_hits(heats, boxes), sum(1 for f in films if f.boxes))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -178,16 +178,20 @@ def localisation(model: EfficientNet, films: list[Film], size: int,
             heats.append(heat)
             boxes.append((x, y, w, h))
             names.append(cls)
-    hits = box_hits(heats, boxes)
+    return box_hit_summary(names, box_hits(heats, boxes), len(films))
+
+
+def box_hit_summary(names: Sequence[str], hits: Sequence[bool], films: int) -> dict:
+    """The localisation stamp: boxes, hits and their share, per class, from each box's class and whether it hit."""
     per: dict[str, list[int]] = {}
     for cls, hit in zip(names, hits, strict=True):
         per.setdefault(cls, [0, 0])[0] += int(hit)
         per[cls][1] += 1
     return {"boxes": len(hits), "hits": int(sum(hits)), "share": round(sum(hits) / max(1, len(hits)), 4),
             "per_class": {k: {"hits": v[0], "boxes": v[1]} for k, v in sorted(per.items())},
-            "films": len(films), "all_held_out": True}
+            "films": films, "all_held_out": True}
 
 
 
-__all__ = ["best_f1_threshold", "box_hits", "cluster_bootstrap", "ece", "evaluate", "f1", "fit_platt", "halves",
-           "localisation", "safe_auc"]
+__all__ = ["best_f1_threshold", "box_hit_summary", "box_hits", "cluster_bootstrap", "ece", "evaluate", "f1",
+           "fit_platt", "halves", "localisation", "safe_auc"]
